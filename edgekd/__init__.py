@@ -1,0 +1,3 @@
+"""edgekd: distil PyTorch teachers into small quantized students that fit a named edge device."""
+
+__version__ = "0.1.0"

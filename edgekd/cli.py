@@ -1,0 +1,233 @@
+"""The ``edgekd`` command line. Thin: every verb calls one library function a Python user can call too.
+
+Exit codes: 0 success, 1 a budget or gate failed, 2 bad input (one line on stderr saying what to do).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from edgekd import __version__, logs
+from edgekd.errors import EdgekdError
+from edgekd.units import format_bytes
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn EdgekdError into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgekdError as exc:
+            click.echo(f"edgekd: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekd")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """edgekd: distil a PyTorch teacher into a small quantized student that fits a named device."""
+    logs.setup(verbose)
+
+
+def budget_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--latency-budget", help="Override the latency budget, e.g. 50ms.")(fn)
+    fn = click.option("--flash-budget", help="Override the model flash/storage budget, e.g. 256KiB.")(fn)
+    fn = click.option("--ram-budget", help="Override the RAM / tensor-arena budget, e.g. 64KB or 64KiB.")(fn)
+    return fn
+
+
+def load_target_with_budgets(name: str, ram: str | None, flash: str | None, latency: str | None) -> Any:
+    from edgekd.targets import load_target
+
+    return load_target(name).with_budgets(flash=flash, ram=ram, latency=latency)
+
+
+# ------------------------------------------------------------------ targets
+
+@main.group()
+def targets() -> None:
+    """List, show and validate device profiles (targets/*.yaml)."""
+
+
+@targets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--class", "klass", type=click.Choice(["phone", "sbc", "mcu"]), help="Only this device class.")
+@handle_errors
+def targets_list(as_json: bool, klass: str | None) -> None:
+    """All known targets with their budgets."""
+    from edgekd.targets import load_all
+
+    found = [t for t in load_all() if klass is None or t.klass == klass]
+    if as_json:
+        _emit_json([t.summary() for t in found])
+        return
+    click.echo(f"{'name':<24} {'class':<6} {'core':<14} {'MHz':>6} {'model budget':>13} {'RAM budget':>11} "
+               f"{'latency':>9}")
+    for t in found:
+        b = t.budgets
+        click.echo(f"{t.name:<24} {t.klass:<6} {t.cpu.count}x {t.cpu.core:<11} {t.cpu.clock_mhz:>6g} "
+                   f"{format_bytes(b.flash_bytes):>13} {format_bytes(b.ram_bytes):>11} {b.latency_ms:>7g}ms")
+
+
+@targets.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def targets_show(name: str, as_json: bool) -> None:
+    """One target profile in full (NAME or path to a YAML file)."""
+    from edgekd.targets import load_target
+
+    t = load_target(name)
+    if as_json:
+        _emit_json(t.to_dict())
+        return
+    click.echo(f"{t.name}: {t.title} [{t.klass}]")
+    click.echo(f"  cpu        {t.cpu.count}x {t.cpu.core} @ {t.cpu.clock_mhz:g} MHz ({', '.join(t.cpu.isa)})")
+    click.echo(f"  memory     flash {format_bytes(t.memory.flash_bytes)}, RAM {format_bytes(t.memory.ram_bytes)}")
+    click.echo(f"  budgets    model {format_bytes(t.budgets.flash_bytes)}, RAM {format_bytes(t.budgets.ram_bytes)},"
+               f" latency {t.budgets.latency_ms:g} ms")
+    click.echo(f"  runtime    {', '.join(t.runtimes)} (overhead flash {format_bytes(t.runtime_flash_bytes)}, "
+               f"RAM {format_bytes(t.runtime_ram_bytes)})")
+    click.echo(f"  formats    {', '.join(t.formats)}; quantization {t.quantization}")
+    click.echo(f"  operators  {', '.join(t.operators)}")
+    tp = t.throughput
+    click.echo(f"  throughput int8 {tp.int8_macs_per_cycle} (peak {tp.peak_int8_macs_per_cycle}) MACs/cycle/core, "
+               f"fp32 {tp.fp32_macs_per_cycle} (peak {tp.peak_fp32_macs_per_cycle}), {tp.threads} thread(s)")
+    emu = t.emulator
+    click.echo(f"  emulator   {emu.kind} {emu.machine or ''} {emu.cpu or ''}".rstrip())
+    for key, text in t.source.items():
+        click.echo(f"  source.{key}: {text}")
+
+
+@targets.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def targets_validate(file: str, as_json: bool) -> None:
+    """Check a profile against the schema: exit 0 when valid, 2 with one line naming the field when not."""
+    from edgekd.targets import load_target_file
+
+    try:
+        t = load_target_file(file)
+    except EdgekdError as exc:
+        if as_json:
+            _emit_json({"file": file, "valid": False, "error": str(exc)})
+        click.echo(f"edgekd: error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        _emit_json({"file": file, "valid": True, "name": t.name, "class": t.klass})
+    else:
+        click.echo(f"{file}: valid ({t.name}, {t.klass})")
+
+
+# ------------------------------------------------------------------ plan
+
+def _task_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--data-dir", help="Where the task's data lives (e.g. fashion-mnist files).")(fn)
+    fn = click.option("--task", default="digits", show_default=True,
+                      help="Built-in task name, an .npz file or an image folder.")(fn)
+    return fn
+
+
+@main.command("plan")
+@click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
+@_task_option
+@click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
+@click.option("--top", default=5, show_default=True, help="How many runners-up to show.")
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def plan_cmd(target_name: str, task: str, data_dir: str | None, families: tuple[str, ...], top: int,
+             ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
+    """The most capable student that fits every budget of TARGET for TASK."""
+    from edgekd.data import get_spec
+    from edgekd.planner import explain_no_fit, plan
+
+    target = load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget)
+    spec = get_spec(task, data_dir)
+    result = plan(target, spec, list(families) or None)
+    if not result.fits:
+        message = explain_no_fit(result)
+        if as_json:
+            _emit_json(result.to_dict(top) | {"error": message})
+        raise EdgekdError(message)
+    if as_json:
+        _emit_json(result.to_dict(top))
+        return
+    best = result.student
+    assert best is not None
+    click.echo(f"target {target.name} ({target.klass}), task {spec.name} {spec.input_shape}, "
+               f"{result.dtype} tensors; {sum(c.fits for c in result.candidates)}/{len(result.candidates)} "
+               "candidates fit")
+    click.echo(f"student: {best.label()}  params {best.params:,}  MACs {best.macs:,}")
+    click.echo(f"  {'':<8} {'predicted':>12} {'budget':>12}")
+    b = result.budgets
+    p = best.predicted
+    click.echo(f"  {'flash':<8} {format_bytes(p['flash_bytes']):>12} {format_bytes(b['flash_bytes']):>12}")
+    click.echo(f"  {'RAM':<8} {format_bytes(p['ram_bytes']):>12} {format_bytes(b['ram_bytes']):>12}")
+    click.echo(f"  {'latency':<8} {p['latency_ms']:>10.2f}ms {b['latency_ms']:>10.1f}ms  (estimated)")
+    click.echo("runners-up:")
+    for c in [c for c in result.candidates[1:] if c.fits][:top]:
+        click.echo(f"  {c.label():<52} MACs {c.macs:>10,} flash {format_bytes(c.predicted['flash_bytes']):>10} "
+                   f"RAM {format_bytes(c.predicted['ram_bytes']):>10} {c.predicted['latency_ms']:>8.2f}ms")
+
+
+@main.command("cost")
+@click.option("--family", required=True, help="Student family (dscnn, resnet, cnn1d, mlp).")
+@click.option("--config", "config_text", default="", help="Family parameters, e.g. width=16,depth=4.")
+@_task_option
+@click.option("--target", "target_name", help="Also estimate latency on this target.")
+@click.option("--dtype", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def cost_cmd(family: str, config_text: str, task: str, data_dir: str | None, target_name: str | None,
+             dtype: str, as_json: bool) -> None:
+    """Per-layer cost table of one student: MACs, weights, activations, predicted arena."""
+    from edgekd.costmodel import analyze
+    from edgekd.data import get_spec
+    from edgekd.students import StudentConfig, build_student, get_family, model_input_shape
+    from edgekd.targets import load_target
+
+    spec = get_spec(task, data_dir)
+    fam = get_family(family)
+    params: dict[str, Any] = {}
+    for item in filter(None, config_text.split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in fam.grid and key.strip() != "dropout":
+            raise EdgekdError(f"--config: {family} has no parameter {key.strip()!r}; it has {', '.join(fam.grid)}")
+        params[key.strip()] = None if value.strip() in ("", "none", "None") else \
+            (float(value) if "." in value else int(value))
+    for key, values in fam.grid.items():
+        params.setdefault(key, values[0])
+    model = build_student(StudentConfig(family, params), spec.input_shape, spec.num_classes)
+    report = analyze(model, model_input_shape(model), dtype, channels_last_input=model.channels_last_input)
+    latency = report.latency(load_target(target_name)) if target_name else None
+    if as_json:
+        _emit_json({"family": family, "config": params, "task": spec.name, "cost": report.to_dict(),
+                    "latency": latency.to_dict() if latency else None})
+        return
+    click.echo(report.table())
+    click.echo(f"params {report.params:,}  MACs {report.macs:,}  int8 weights {format_bytes(report.int8_weight_bytes)}"
+               f"  .tflite ~{format_bytes(report.tflite_bytes)}")
+    click.echo(f"arena: activations {format_bytes(report.activation_bytes)} + TFLite Micro overhead "
+               f"{format_bytes(report.overhead_bytes)} = {format_bytes(report.arena_bytes)} (predicted)")
+    if latency:
+        click.echo(f"latency {latency.ms:.2f} ms (estimated; floor {latency.floor_ms:.3f} ms): {latency.method}")
+
+
+if __name__ == "__main__":
+    main()

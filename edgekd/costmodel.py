@@ -1,0 +1,499 @@
+"""Cost model: what a PyTorch model will cost on a device, predicted from its exported graph.
+
+The model is captured with ``torch.export`` and its aten graph is lowered, op by op, to the TFLite graph the
+litert-torch converter really emits (checked against converted files in ``tests/test_costmodel.py``):
+
+* BatchNorm folds into the preceding convolution, ReLU/ReLU6 fuse into it, dropout vanishes;
+* PyTorch padding that is not TFLite ``SAME`` (or ``VALID``) becomes an explicit ``PAD`` op whose padded copy
+  is alive together with its input (e.g. ``padding=1, stride=2`` on an even-sized input);
+* the model runs channels-last inside the file, so a flatten of a feature map with both channels and
+  spatial extent, ``x.mean((2, 3))`` and a channels-first tensor fed to a convolution each cost a
+  ``TRANSPOSE`` (a full copy);
+* a 1x1-input-channel convolution becomes ``DEPTHWISE_CONV_2D`` (depth multiplier), as the converter does.
+
+From that graph it counts parameters, int8 / fp32 weight bytes, MACs per layer, and plans the activation
+arena the way TFLite Micro's greedy planner does (sizes descending, first gap that fits among the buffers
+alive at the same time, 16-byte alignment), plus TFLite Micro's own bookkeeping (tensor structs, node
+structs, per-channel requantization buffers). Those overhead constants were read off the tflite-micro
+interpreter's ``print_allocations`` on the host (64-bit pointers); ``docs/costmodel.md`` compares the
+predictions with measured minimum arenas.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from edgekd.errors import EdgekdError
+
+if TYPE_CHECKING:
+    from edgekd.targets import Target
+
+ALIGN = 16  # TFLite Micro aligns every planned buffer to 16 bytes (kBufferAlignment).
+
+# TFLite Micro bookkeeping on the host build (64-bit), read off RecordingMicroAllocator.
+TFLM_EVAL_TENSOR_BYTES = 24  # per tensor in the model (activations and constants)
+TFLM_NODE_BYTES = 64  # NodeAndRegistration per operator
+TFLM_IO_TENSOR_BYTES = 128 + 64  # persistent TfLiteTensor + quantization data for one input and one output
+TFLM_FIXED_BYTES = 620  # subgraph, context and allocator structs
+# While kernels prepare, TFLite Micro holds temporary tensor structs (4 x 64 bytes) and per-channel
+# quantization copies (8 bytes a channel) below the tail; for models whose planned activations are smaller
+# than that, the transient decides the minimum arena. Floor seen on tiny models: 500-960 bytes.
+TFLM_PREPARE_TEMP_BYTES = 700
+TFLM_PREPARE_TEMP_PER_OP = 256
+# Persistent op data per operator (struct sizes, 16-byte aligned) and per output channel (multiplier+shift).
+# Fitted by non-negative least squares on 8 converted models (residual 7 bytes); see docs/costmodel.md.
+TFLM_OP_DATA_BYTES = {"CONV_2D": 62, "DEPTHWISE_CONV_2D": 80, "FULLY_CONNECTED": 92, "MEAN": 60, "PAD": 76,
+                      "ADD": 112, "AVERAGE_POOL_2D": 26, "MAX_POOL_2D": 26, "MUL": 64, "SOFTMAX": 48,
+                      "CONCATENATION": 48}
+
+# What the .tflite flatbuffer adds to the raw int8 weights: fitted by non-negative least squares on 15
+# converted files (docs/costmodel.md); students within +-6%, tiny models overestimated (the safe side).
+TFLITE_PER_TENSOR_BYTES = 181  # Tensor table, shape, buffer entry, quantization table, long exported name
+TFLITE_PER_OP_BYTES = 345  # operator entry plus its signature/debug metadata
+TFLITE_PER_CHANNEL_BYTES = 23  # float32 scales + int64 zero points of weight and bias, per output channel
+
+_ALIAS = {"aten.dropout.default", "aten.clone.default", "aten.contiguous.default", "aten.alias.default",
+          "aten.detach.default", "aten.identity.default", "aten.feature_dropout.default"}
+_VIEWS = {"aten.view.default", "aten.reshape.default", "aten.flatten.using_ints", "aten.unsqueeze.default",
+          "aten.squeeze.dim", "aten.squeeze.dims", "aten.squeeze.default", "aten._unsafe_view.default"}
+_ACTIVATIONS = {"aten.relu.default": "RELU", "aten.relu_.default": "RELU", "aten.relu6.default": "RELU6",
+                "aten.hardtanh.default": "RELU6", "aten.hardtanh_.default": "RELU6"}
+_BATCHNORMS = {"aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default"}
+_ELEMENTWISE = {"aten.add.Tensor": "ADD", "aten.add_.Tensor": "ADD", "aten.mul.Tensor": "MUL",
+                "aten.sub.Tensor": "SUB", "aten.sigmoid.default": "LOGISTIC", "aten.tanh.default": "TANH",
+                "aten.hardswish.default": "HARD_SWISH", "aten.leaky_relu.default": "LEAKY_RELU",
+                "aten.softmax.int": "SOFTMAX", "aten._softmax.default": "SOFTMAX"}
+
+
+@dataclass
+class Layer:
+    """One operator of the predicted TFLite graph."""
+
+    index: int
+    op: str
+    name: str
+    output_shape: tuple[int, ...]
+    output_bytes: int
+    params: int = 0
+    macs: int = 0
+    int8_weight_bytes: int = 0
+    fp32_weight_bytes: int = 0
+    channels: int = 0
+    note: str = ""
+
+
+@dataclass
+class _Buffer:
+    size: int
+    first: int  # index of the op that writes it (-1: graph input)
+    last: int  # index of the last op that reads it
+    offset: int = -1
+
+
+@dataclass
+class LatencyEstimate:
+    ms: float
+    floor_ms: float
+    kind: str = "estimated"
+    method: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CostReport:
+    """Predicted costs of one model at one input shape, for int8 (MCU) or fp32 tensors."""
+
+    input_shape: tuple[int, ...]
+    dtype: str
+    params: int
+    macs: int
+    int8_weight_bytes: int
+    fp32_weight_bytes: int
+    tflite_bytes: int
+    activation_bytes: int
+    overhead_bytes: int
+    arena_bytes: int
+    layers: list[Layer] = field(default_factory=list)
+
+    @property
+    def ops(self) -> list[str]:
+        return sorted({layer.op for layer in self.layers})
+
+    @property
+    def model_bytes(self) -> int:
+        """Bytes the model occupies in flash/storage: the .tflite file for int8, fp32 weights otherwise."""
+        return self.tflite_bytes if self.dtype == "int8" else self.fp32_weight_bytes + self.tflite_bytes \
+            - self.int8_weight_bytes
+
+    def latency(self, target: Target) -> LatencyEstimate:
+        return estimate_latency(self, target)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ops"] = self.ops
+        out["model_bytes"] = self.model_bytes
+        return out
+
+    def table(self) -> str:
+        """Per-layer table for people."""
+        rows = [f"{'#':>3} {'op':<18} {'layer':<24} {'output':<16} {'params':>8} {'MACs':>10} {'act B':>8}"]
+        for ly in self.layers:
+            shape = "x".join(str(s) for s in ly.output_shape)
+            rows.append(f"{ly.index:>3} {ly.op:<18} {ly.name[:24]:<24} {shape:<16} {ly.params:>8} "
+                        f"{ly.macs:>10} {ly.output_bytes:>8}" + (f"  {ly.note}" if ly.note else ""))
+        return "\n".join(rows)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def tflite_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """The (before, after) padding TFLite's SAME mode applies along one axis."""
+    eff = (kernel - 1) * dilation + 1
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def needs_pad_op(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> bool:
+    """True when PyTorch's symmetric ``pad`` is neither VALID nor TFLite SAME, so the converter emits PAD."""
+    return pad != 0 and tflite_same_padding(size, kernel, stride, dilation) != (pad, pad)
+
+
+def _shape(node: Any) -> tuple[int, ...]:
+    val = node.meta.get("val") if hasattr(node, "meta") else None
+    if val is None or not hasattr(val, "shape"):
+        return ()
+    return tuple(int(s) for s in val.shape)
+
+
+def _layer_name(node: Any) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path = list(stack.values())[-1][0]
+        return str(path).replace("L['self'].", "").replace("L__self___", "") or node.name
+    return node.name
+
+
+def _as_pair(value: Any, rank: int) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * rank
+    value = tuple(int(v) for v in value)
+    return value * rank if len(value) == 1 else value
+
+
+class _GraphLowering:
+    """Walks an exported aten graph and emits the TFLite ops the converter will produce."""
+
+    def __init__(self, dtype: str, channels_last_input: bool) -> None:
+        self.elem = 1 if dtype == "int8" else 4
+        self.layers: list[Layer] = []
+        self.buffers: list[_Buffer] = []
+        self.buffer_of: dict[Any, int] = {}  # fx node -> buffer index
+        self.nhwc: dict[int, bool] = {}  # buffer index -> stored channels-last
+        self.constants = 0
+        self.channels_last_input = channels_last_input
+
+    # -- buffers and ops
+    def new_buffer(self, shape: tuple[int, ...], nhwc: bool) -> int:
+        self.buffers.append(_Buffer(math.prod(shape) * self.elem, len(self.layers), len(self.layers)))
+        self.nhwc[len(self.buffers) - 1] = nhwc
+        return len(self.buffers) - 1
+
+    def read(self, buf: int) -> None:
+        self.buffers[buf].last = max(self.buffers[buf].last, len(self.layers))
+
+    def emit(self, op: str, name: str, inputs: list[int], shape: tuple[int, ...], nhwc: bool,
+             constants: int = 0, **costs: Any) -> int:
+        for b in inputs:
+            self.read(b)
+        out = self.new_buffer(shape, nhwc)
+        self.layers.append(Layer(len(self.layers), op, name, shape, self.buffers[out].size, **costs))
+        self.constants += constants
+        return out
+
+    def as_channels_last(self, node: Any, name: str) -> int:
+        """Buffer of ``node`` stored channels-last; inserts the TRANSPOSE the converter would."""
+        buf = self.buffer_of[node]
+        shape = _shape(node)
+        if len(shape) == 3 and self.nhwc[buf]:
+            return buf  # output of a 1-D conv: already stored as (N, 1, L, C)
+        if len(shape) == 3:  # (N, C, L) -> the converter reshapes to (N, C, 1, L) first
+            buf = self.emit("RESHAPE", name, [buf], (shape[0], shape[1], 1, shape[2]), False, constants=1)
+            shape = (shape[0], shape[1], 1, shape[2])
+        if not self.nhwc[buf] and shape[1] > 1 and math.prod(shape[2:]) > 1:
+            return self.emit("TRANSPOSE", name, [buf], shape, True, constants=1,
+                             note="channels-first tensor fed to a channels-last op")
+        self.nhwc[buf] = True
+        return buf
+
+    # -- lowering
+    def lower(self, ep: torch.export.ExportedProgram) -> None:
+        graph = ep.graph
+        user_inputs = set(ep.graph_signature.user_inputs)
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                if node.name in user_inputs:
+                    shape = _shape(node)
+                    buf = self.new_buffer(shape, self.channels_last_input and len(shape) == 4)
+                    self.buffers[buf].first = -1
+                    self.buffer_of[node] = buf
+                continue
+            if node.op == "output":
+                for out in node.args[0] if isinstance(node.args[0], list | tuple) else [node.args[0]]:
+                    if out in self.buffer_of:
+                        self.buffers[self.buffer_of[out]].last = len(self.layers)
+                continue
+            if node.op != "call_function":
+                continue
+            self.lower_node(node)
+
+    def lower_node(self, node: Any) -> None:
+        target = str(node.target)
+        name = _layer_name(node)
+        shape = _shape(node)
+        src = node.args[0] if node.args else None
+        if target == "<built-in function getitem>":
+            if src in self.buffer_of and node.args[1] == 0:
+                self.buffer_of[node] = self.buffer_of[src]
+            return
+        if target in _ALIAS or target in _BATCHNORMS and self._fusable(src):
+            self.buffer_of[node] = self.buffer_of[src]
+            return
+        if target in _ACTIVATIONS:
+            if self._fusable(src):
+                self.buffer_of[node] = self.buffer_of[src]
+            else:
+                buf = self.buffer_of[src]
+                self.buffer_of[node] = self.emit(_ACTIVATIONS[target], name, [buf], shape, self.nhwc[buf])
+            return
+        if target in ("aten.conv2d.default", "aten.conv1d.default"):
+            self.buffer_of[node] = self.lower_conv(node, name, shape)
+            return
+        if target in ("aten.linear.default", "aten.addmm.default"):
+            self.buffer_of[node] = self.lower_linear(node, name, shape)
+            return
+        if target in ("aten.max_pool2d.default", "aten.avg_pool2d.default"):
+            self.buffer_of[node] = self.lower_pool(node, name, shape)
+            return
+        if target in ("aten.adaptive_avg_pool2d.default", "aten.mean.dim", "aten.adaptive_avg_pool1d.default"):
+            self.buffer_of[node] = self.lower_mean(node, name, shape, target)
+            return
+        if target in _VIEWS:
+            self.buffer_of[node] = self.lower_view(node, name, shape)
+            return
+        if target in _ELEMENTWISE:
+            inputs = [self.buffer_of[a] for a in node.args if a in self.buffer_of]
+            nhwc = any(self.nhwc[b] for b in inputs)
+            self.buffer_of[node] = self.emit(_ELEMENTWISE[target], name, inputs, shape, nhwc,
+                                             constants=2 - len(inputs))
+            return
+        if target == "aten.cat.default":
+            inputs = [self.buffer_of[a] for a in node.args[0]]
+            self.buffer_of[node] = self.emit("CONCATENATION", name, inputs, shape, self.nhwc[inputs[0]])
+            return
+        if target in _BATCHNORMS:  # standalone BatchNorm: the converter emits MUL + ADD
+            buf = self.emit("MUL", name, [self.buffer_of[src]], shape, self.nhwc[self.buffer_of[src]], 1)
+            self.buffer_of[node] = self.emit("ADD", name, [buf], shape, self.nhwc[buf], 1)
+            return
+        inputs = [self.buffer_of[a] for a in node.args if a in self.buffer_of]
+        self.buffer_of[node] = self.emit(f"UNSUPPORTED:{target}", name, inputs, shape, False,
+                                         note="no TFLite lowering known for this op")
+
+    def _fusable(self, src: Any) -> bool:
+        """An activation/BN fuses into a conv, linear or add whose only consumer it is."""
+        if src is None or not hasattr(src, "target") or len(src.users) != 1:
+            return False
+        producer = str(src.target)
+        return producer in ("aten.conv2d.default", "aten.conv1d.default", "aten.linear.default",
+                            "aten.add.Tensor", "aten.add_.Tensor") or (
+            producer in _BATCHNORMS and self._fusable(src.args[0]))
+
+    def lower_conv(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
+        x, w = node.args[0], node.args[1]
+        kwargs = list(node.args[3:]) + [None] * 4
+        wshape = _shape(w)
+        rank = len(wshape) - 2
+        stride = _as_pair(kwargs[0] if kwargs[0] is not None else 1, rank)
+        padding = kwargs[1] if kwargs[1] is not None else 0
+        dilation = _as_pair(kwargs[2] if kwargs[2] is not None else 1, rank)
+        groups = int(kwargs[3]) if kwargs[3] is not None else 1
+        in_shape = _shape(x)
+        cin, cout, kernel = in_shape[1], wshape[0], wshape[2:]
+        buf = self.as_channels_last(x, name)
+        if isinstance(padding, str):
+            padding = (0,) * rank if padding == "valid" else tuple((k - 1) * d // 2 for k, d in zip(
+                kernel, dilation, strict=True))
+        padding = _as_pair(padding, rank)
+        spatial = in_shape[2:]
+        if any(needs_pad_op(s, k, st, p, d) for s, k, st, p, d in zip(
+                spatial, kernel, stride, padding, dilation, strict=True)):
+            padded = tuple(s + 2 * p for s, p in zip(spatial, padding, strict=True))
+            pshape = (in_shape[0], cin, *(padded if rank == 2 else (1, padded[0])))
+            buf = self.emit("PAD", name, [buf], pshape, True, constants=1,
+                            note=f"padding={padding[0]} is not TFLite SAME here: explicit padded copy")
+        depthwise = groups == cin and groups > 1 or (cin == 1 and groups == 1)
+        op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+        if groups not in (1, cin):
+            op = f"UNSUPPORTED:grouped conv (groups={groups})"
+        kernel_numel = math.prod(kernel)
+        weights = cout * (cin // groups) * kernel_numel
+        out_spatial = math.prod(shape[2:])
+        macs = out_spatial * cout * (cin // groups) * kernel_numel
+        out_shape = shape if rank == 2 else (shape[0], shape[1], 1, shape[2])
+        return self.emit(op, name, [buf], out_shape, True, constants=2, params=weights + cout, macs=macs,
+                         int8_weight_bytes=weights + 4 * cout, fp32_weight_bytes=4 * (weights + cout),
+                         channels=cout)
+
+    def lower_linear(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
+        x, w = (node.args[1], node.args[2]) if str(node.target) == "aten.addmm.default" else node.args[:2]
+        wshape = _shape(w)
+        out_f, in_f = (wshape[0], wshape[1]) if str(node.target) != "aten.addmm.default" else (wshape[1], wshape[0])
+        rows = math.prod(shape[:-1])
+        return self.emit("FULLY_CONNECTED", name, [self.buffer_of[x]], shape, False, constants=2,
+                         params=in_f * out_f + out_f, macs=rows * in_f * out_f,
+                         int8_weight_bytes=in_f * out_f + 4 * out_f, fp32_weight_bytes=4 * (in_f * out_f + out_f),
+                         channels=out_f)
+
+    def lower_pool(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
+        x = node.args[0]
+        kernel = _as_pair(node.args[1], 2)
+        stride = _as_pair(node.args[2] if len(node.args) > 2 and node.args[2] else kernel, 2)
+        padding = _as_pair(node.args[3] if len(node.args) > 3 else 0, 2)
+        in_shape = _shape(x)
+        buf = self.as_channels_last(x, name)
+        if any(needs_pad_op(s, k, st, p) for s, k, st, p in zip(in_shape[2:], kernel, stride, padding, strict=True)):
+            pshape = (in_shape[0], in_shape[1], in_shape[2] + 2 * padding[0], in_shape[3] + 2 * padding[1])
+            buf = self.emit("PAD", name, [buf], pshape, True, constants=1, note="pool padding is not SAME")
+        op = "MAX_POOL_2D" if "max" in str(node.target) else "AVERAGE_POOL_2D"
+        return self.emit(op, name, [buf], shape, True, macs=math.prod(shape) * math.prod(kernel))
+
+    def lower_mean(self, node: Any, name: str, shape: tuple[int, ...], target: str) -> int:
+        x = node.args[0]
+        in_shape = _shape(x)
+        buf = self.buffer_of[x]
+        if target == "aten.adaptive_avg_pool1d.default":
+            buf = self.as_channels_last(x, name)
+            buf = self.emit("TRANSPOSE", name, [buf], (*in_shape[:2], 1, in_shape[2]), False, constants=1,
+                            note="1-D pooling goes through a channels-first view")
+        elif target == "aten.mean.dim" and len(in_shape) == 4 and self.nhwc[buf] and in_shape[1] > 1 \
+                and math.prod(in_shape[2:]) > 1:
+            buf = self.emit("TRANSPOSE", name, [buf], in_shape, False, constants=1,
+                            note="x.mean(dims) keeps NCHW order; adaptive_avg_pool2d avoids this copy")
+        elif target == "aten.adaptive_avg_pool2d.default" and tuple(node.args[1]) != (1, 1):
+            return self.emit("UNSUPPORTED:adaptive_avg_pool2d to non-1x1", name, [buf], shape, True)
+        return self.emit("MEAN", name, [buf], shape, self.nhwc[buf] and len(shape) == 4, constants=1,
+                         macs=math.prod(in_shape))
+
+    def lower_view(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
+        x = node.args[0]
+        buf = self.buffer_of[x]
+        in_shape = _shape(x)
+        if math.prod(in_shape) == max(in_shape, default=1) and self.layers and self.layers[-1].op == "MEAN" \
+                and self.buffers[buf].first == len(self.layers) - 1:
+            return buf  # squeezing unit dims off a MEAN output: the converter folds it into MEAN
+        if len(in_shape) == 4 and self.nhwc[buf] and in_shape[1] > 1 and math.prod(in_shape[2:]) > 1:
+            buf = self.emit("TRANSPOSE", name, [buf], in_shape, False, constants=1,
+                            note="flatten of a feature map needs NCHW order")
+        return self.emit("RESHAPE", name, [buf], shape, False, constants=1)
+
+
+def plan_arena(buffers: list[_Buffer]) -> int:
+    """Greedy first-fit placement by descending size, as TFLite Micro's GreedyMemoryPlanner; returns bytes.
+
+    TFLite Micro fills its sort array from the tail and bubble-sorts it stably, so buffers of equal size are
+    placed in *descending* tensor order; with residual blocks that order decides how many slots are needed.
+    """
+    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i].size, -i))
+    placed: list[_Buffer] = []
+    high = 0
+    for i in order:
+        buf = buffers[i]
+        size = _align(buf.size)
+        live = sorted((p for p in placed if p.first <= buf.last and buf.first <= p.last), key=lambda p: p.offset)
+        offset = 0
+        for other in live:
+            if other.offset - offset >= size:
+                break
+            offset = max(offset, other.offset + _align(other.size))
+        buf.offset = offset
+        placed.append(buf)
+        high = max(high, offset + size)
+    return high
+
+
+def export_graph(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.export.ExportedProgram:
+    """Capture ``model`` for batch size 1 with torch.export; one clear error when it cannot be captured."""
+    model = model.eval()
+    try:
+        with torch.no_grad():
+            return torch.export.export(model, (torch.zeros(1, *input_shape),))
+    except Exception as exc:  # torch.export raises many types; all mean "not exportable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgekdError(f"model cannot be exported with torch.export for input {input_shape}: {first}") from None
+
+
+def analyze(model: torch.nn.Module, input_shape: tuple[int, ...], dtype: str = "int8",
+            channels_last_input: bool = True) -> CostReport:
+    """Predict params, weight bytes, MACs, flatbuffer size and peak arena of ``model`` for one input.
+
+    ``input_shape`` has no batch dimension. ``dtype`` is the tensor type on the device ("int8" for
+    full-integer models, "fp32" otherwise). ``channels_last_input`` says the exported model takes NHWC
+    input (what edgekd's TFLite exporter gives 4-D image inputs), so no input TRANSPOSE is counted.
+    """
+    if dtype not in ("int8", "fp32"):
+        raise EdgekdError(f"dtype must be 'int8' or 'fp32', got {dtype!r}")
+    ep = export_graph(model, tuple(input_shape))
+    low = _GraphLowering(dtype, channels_last_input)
+    low.lower(ep)
+    layers = low.layers
+    params = sum(p.numel() for p in model.parameters())
+    int8_w = sum(ly.int8_weight_bytes for ly in layers)
+    fp32_w = sum(ly.fp32_weight_bytes for ly in layers)
+    activation_tensors = len(low.buffers)
+    n_tensors = activation_tensors + low.constants
+    weighted = [ly for ly in layers if ly.channels]
+    channels = sum(ly.channels for ly in weighted)
+    tflite_bytes = (int8_w + TFLITE_PER_TENSOR_BYTES * n_tensors + TFLITE_PER_OP_BYTES * len(layers)
+                    + TFLITE_PER_CHANNEL_BYTES * channels)
+    head = plan_arena(low.buffers)
+    prepare_temp = max([TFLM_PREPARE_TEMP_BYTES] + [TFLM_PREPARE_TEMP_PER_OP + 8 * ly.channels for ly in weighted])
+    overhead = (TFLM_FIXED_BYTES + TFLM_IO_TENSOR_BYTES + TFLM_EVAL_TENSOR_BYTES * n_tensors
+                + TFLM_NODE_BYTES * len(layers)
+                + sum(TFLM_OP_DATA_BYTES.get(ly.op, 0) for ly in layers)
+                + sum(2 * _align(4 * ly.channels) for ly in weighted))  # int32 multiplier + shift per channel
+    return CostReport(tuple(input_shape), dtype, params, sum(ly.macs for ly in layers), int8_w, fp32_w,
+                      tflite_bytes, head, overhead, max(head, prepare_temp) + overhead, layers)
+
+
+def estimate_latency(report: CostReport, target: Target) -> LatencyEstimate:
+    """Latency from MACs and the profile's sustained rate, never below the physical peak-rate floor.
+
+    Per layer: MACs / (sustained MACs per cycle x clock x threads) plus the profile's fixed per-operator
+    dispatch cost; data-movement ops (PAD, TRANSPOSE, RESHAPE) cost one cycle per byte.
+    """
+    tp = target.throughput
+    int8 = report.dtype == "int8"
+    rate = tp.int8_macs_per_cycle if int8 else tp.fp32_macs_per_cycle
+    peak = tp.peak_int8_macs_per_cycle if int8 else tp.peak_fp32_macs_per_cycle
+    hz = target.cpu.clock_mhz * 1e6
+    threads = tp.threads
+    seconds = 0.0
+    for layer in report.layers:
+        if layer.macs:
+            seconds += layer.macs / (rate * hz * threads)
+        else:
+            seconds += layer.output_bytes / hz
+        seconds += tp.op_overhead_us * 1e-6
+    floor = report.macs / (peak * hz * threads)
+    ms = max(seconds, floor) * 1e3
+    method = (f"{report.macs:,} MACs at {rate} {report.dtype} MACs/cycle x {target.cpu.clock_mhz:g} MHz x "
+              f"{threads} thread(s) + {tp.op_overhead_us:g} us/op ({target.name} profile)")
+    return LatencyEstimate(round(ms, 4), round(floor * 1e3, 4), "estimated", method)

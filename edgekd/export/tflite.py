@@ -1,0 +1,141 @@
+"""Fully-integer int8 ``.tflite`` through litert-torch's PT2E quantizer (no TensorFlow needed).
+
+int8 input and output, per-channel weights, histogram calibration on the task's calibration split. Image
+models (4-D input) take NHWC input so the file carries no input TRANSPOSE. :func:`inspect_tflite` lists the
+operators and finds float islands (ops left in float between DEQUANTIZE/QUANTIZE), which TFLite Micro
+targets must not have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd.errors import EdgekdError
+from edgekd.export import register_exporter
+from edgekd.logs import native_quiet
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    scale: float
+    zero_point: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class TfliteGraph:
+    """What is inside a .tflite: operators in execution order, I/O quantization, float islands."""
+
+    ops: list[str]
+    input: QuantParams
+    output: QuantParams
+    float_islands: list[str] = field(default_factory=list)
+    tensor_count: int = 0
+
+    @property
+    def fully_integer(self) -> bool:
+        return not self.float_islands and self.input.dtype == "int8" and self.output.dtype == "int8"
+
+
+@dataclass
+class TfliteArtifact:
+    path: Path
+    bytes: int
+    sha256: str
+    channels_last: bool
+    graph: TfliteGraph
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        return out
+
+
+def sha256_file(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def inspect_tflite(path: str | Path) -> TfliteGraph:
+    """Read operators and tensor types with LiteRT's reference op resolver (no delegate rewrites the graph)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with native_quiet():
+        it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        it.allocate_tensors()
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    ops = [d for d in it._get_ops_details() if d["op_name"] != "DELEGATE"]
+    islands = []
+    for op in ops:
+        ids = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if any(tensors[i]["dtype"] == np.float32 for i in ids):  # int8->int8 QUANTIZE is a requantize, fine
+            islands.append(op["op_name"])
+
+    def qp(detail: dict[str, Any]) -> QuantParams:
+        scale, zp = detail["quantization"]
+        return QuantParams(float(scale), int(zp), np.dtype(detail["dtype"]).name, tuple(int(s) for s in detail["shape"]))
+
+    return TfliteGraph([op["op_name"] for op in ops], qp(it.get_input_details()[0]), qp(it.get_output_details()[0]),
+                       islands, len(tensors))
+
+
+def _quantize_and_convert(model: torch.nn.Module, sample: torch.Tensor, calibration: np.ndarray) -> Any:
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
+                                                                             is_dynamic=False))
+    captured = torch.export.export(model, (sample,)).module()
+    prepared = prepare_pt2e(captured, quantizer)
+    with torch.no_grad():
+        for row in calibration:  # the exported graph has batch size 1
+            prepared(torch.from_numpy(np.ascontiguousarray(row[None])))
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    return litert_torch.convert(converted, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+@register_exporter("tflite")
+def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], calibration: np.ndarray,
+                       path: str | Path, channels_last: bool | None = None) -> TfliteArtifact:
+    """Write a fully-integer int8 ``.tflite`` of ``model`` to ``path`` (atomically) and describe it.
+
+    ``calibration`` is float32, channels-first ``(N, *input_shape)`` like the task's splits; ``channels_last``
+    defaults to True for image (3-D ``input_shape``) models.
+    """
+    import litert_torch
+
+    path = Path(path)
+    if calibration.ndim != len(input_shape) + 1 or tuple(calibration.shape[1:]) != tuple(input_shape):
+        raise EdgekdError(f"calibration data has shape {calibration.shape[1:]}, the model expects {input_shape}")
+    if len(calibration) == 0:
+        raise EdgekdError("calibration set is empty; the task's calibration split must hold samples")
+    channels_last = len(input_shape) == 3 if channels_last is None else channels_last
+    model = model.eval()
+    calib = calibration.astype(np.float32)
+    if channels_last:
+        model = litert_torch.to_channel_last_io(model, args=[0]).eval()
+        calib = np.transpose(calib, (0, 2, 3, 1))
+    sample = torch.from_numpy(np.ascontiguousarray(calib[:1]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".tflite", dir=path.parent, prefix=f".{path.stem}-")
+    os.close(fd)
+    try:
+        with native_quiet():
+            edge = _quantize_and_convert(model, sample, calib)
+            edge.export(tmp)
+        graph = inspect_tflite(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return TfliteArtifact(path, path.stat().st_size, sha256_file(path), channels_last, graph)

@@ -1,0 +1,185 @@
+"""Budget planner: the most capable student in the search space that fits every budget of a target.
+
+"Most capable" is largest MACs, then most parameters. Each candidate is costed by :mod:`edgekd.costmodel`
+(flash = model bytes + the runtime's flash overhead; RAM = planned arena + the runtime's RAM overhead;
+latency = the profile-based estimate) and refused when its converted graph would need an operator the
+target does not support, so nobody trains a student that cannot ship.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgekd import costmodel
+from edgekd.data import TaskSpec
+from edgekd.errors import EdgekdError
+from edgekd.students import StudentConfig, build_student, families_for, model_input_shape
+from edgekd.targets import Target
+from edgekd.units import format_bytes
+
+
+@dataclass
+class Candidate:
+    family: str
+    config: dict[str, Any]
+    params: int
+    macs: int
+    predicted: dict[str, float]
+    fits: bool
+    over: dict[str, float] = field(default_factory=dict)  # budget -> amount over (bytes or ms)
+    unsupported_ops: list[str] = field(default_factory=list)
+
+    @property
+    def student(self) -> StudentConfig:
+        return StudentConfig(self.family, self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def label(self) -> str:
+        return f"{self.family}(" + ", ".join(f"{k}={v}" for k, v in sorted(self.config.items())) + ")"
+
+
+@dataclass
+class Plan:
+    target: str
+    task: str
+    budgets: dict[str, float]
+    student: Candidate | None
+    candidates: list[Candidate]
+    dtype: str
+
+    @property
+    def fits(self) -> bool:
+        return self.student is not None
+
+    def to_dict(self, runners_up: int = 10) -> dict[str, Any]:
+        best = self.student
+        return {
+            "target": self.target,
+            "task": self.task,
+            "dtype": self.dtype,
+            "student": {"family": best.family, "config": best.config, "params": best.params,
+                        "macs": best.macs} if best else None,
+            "predicted": best.predicted if best else None,
+            "budgets": self.budgets,
+            "fits": self.fits,
+            "candidates_total": len(self.candidates),
+            "candidates_fitting": sum(c.fits for c in self.candidates),
+            "candidates": [c.to_dict() for c in self.candidates[: runners_up + 1]],
+            "latency_kind": "estimated",
+        }
+
+
+def _cache_path() -> Path:
+    root = Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+    version = hashlib.sha256(Path(costmodel.__file__).read_bytes()).hexdigest()[:12]
+    return root / f"costs-{version}.json"
+
+
+class _CostCache:
+    """Cost reports keyed by student config, input shape and cost-model source; planning reruns are instant."""
+
+    def __init__(self) -> None:
+        self.path = _cache_path()
+        try:
+            self.data: dict[str, Any] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+        self.dirty = False
+
+    def get(self, config: StudentConfig, task_shape: tuple[int, ...], classes: int, dtype: str) -> dict[str, Any]:
+        key = f"{config.key()}|{task_shape}|{classes}|{dtype}"
+        if key not in self.data:
+            torch.manual_seed(0)
+            model = build_student(config, task_shape, classes)
+            report = costmodel.analyze(model, model_input_shape(model), dtype,
+                                       channels_last_input=model.channels_last_input)
+            d = report.to_dict()
+            self.data[key] = {k: d[k] for k in ("params", "macs", "model_bytes", "arena_bytes", "ops", "dtype")}
+            self.data[key]["layers"] = [{"op": ly.op, "macs": ly.macs, "output_bytes": ly.output_bytes}
+                                        for ly in report.layers]
+            self.dirty = True
+        return self.data[key]
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+
+def _latency_ms(cost: dict[str, Any], target: Target) -> float:
+    layers = [costmodel.Layer(i, ly["op"], "", (), ly["output_bytes"], macs=ly["macs"])
+              for i, ly in enumerate(cost["layers"])]
+    report = costmodel.CostReport((), cost["dtype"], cost["params"], cost["macs"], 0, 0, 0, 0, 0, 0, layers)
+    return costmodel.estimate_latency(report, target).ms
+
+
+def evaluate(config: StudentConfig, target: Target, spec: TaskSpec, cache: _CostCache | None = None) -> Candidate:
+    """Cost one student config on one target and check it against every budget and the operator set."""
+    cache = cache or _CostCache()
+    dtype = "fp32" if target.quantization == "fp32" else "int8"
+    cost = cache.get(config, spec.input_shape, spec.num_classes, dtype)
+    predicted = {
+        "flash_bytes": int(cost["model_bytes"] + target.runtime_flash_bytes),
+        "ram_bytes": int(cost["arena_bytes"] + target.runtime_ram_bytes),
+        "latency_ms": round(_latency_ms(cost, target), 4),
+    }
+    budgets = target.budgets
+    over = {}
+    if predicted["flash_bytes"] > budgets.flash_bytes:
+        over["flash_bytes"] = predicted["flash_bytes"] - budgets.flash_bytes
+    if predicted["ram_bytes"] > budgets.ram_bytes:
+        over["ram_bytes"] = predicted["ram_bytes"] - budgets.ram_bytes
+    if predicted["latency_ms"] > budgets.latency_ms:
+        over["latency_ms"] = round(predicted["latency_ms"] - budgets.latency_ms, 4)
+    unsupported = [op for op in cost["ops"] if op not in target.operators]
+    return Candidate(config.family, dict(config.params), cost["params"], cost["macs"], predicted,
+                     not over and not unsupported, over, unsupported)
+
+
+def plan(target: Target, spec: TaskSpec, families: list[str] | None = None) -> Plan:
+    """Rank every candidate of the families that serve the task; the best fitting one is the student."""
+    fams = families_for(spec.kind, families)
+    if not fams:
+        raise EdgekdError(f"no student family serves {spec.kind} tasks"
+                          + (f" among {', '.join(families)}" if families else ""))
+    cache = _CostCache()
+    candidates = [evaluate(StudentConfig(f.name, params), target, spec, cache)
+                  for f in fams for params in f.candidates(spec.input_shape)]
+    cache.save()
+    candidates.sort(key=lambda c: (not c.fits, -c.macs, -c.params, c.label()))
+    best = candidates[0] if candidates and candidates[0].fits else None
+    return Plan(target.name, spec.name, target.budgets.to_dict(), best, candidates,
+                "fp32" if target.quantization == "fp32" else "int8")
+
+
+def explain_no_fit(p: Plan) -> str:
+    """One line: which budget the closest candidate misses, and by how much."""
+    def excess(c: Candidate) -> float:
+        return sum(v / p.budgets[k] for k, v in c.over.items()) + (10.0 if c.unsupported_ops else 0.0)
+
+    closest = min(p.candidates, key=excess)
+    parts = []
+    for key, amount in closest.over.items():
+        if key == "latency_ms":
+            parts.append(f"latency {closest.predicted[key]:.1f} ms > budget {p.budgets[key]:.1f} ms "
+                         f"(over by {amount:.1f} ms)")
+        else:
+            name = "flash" if key == "flash_bytes" else "RAM"
+            parts.append(f"{name} {format_bytes(closest.predicted[key])} > budget {format_bytes(p.budgets[key])} "
+                         f"(over by {format_bytes(amount)})")
+    if closest.unsupported_ops:
+        parts.append(f"operators {', '.join(closest.unsupported_ops)} not supported by {p.target}")
+    return (f"no student fits {p.target} for task {p.task}: the closest, {closest.label()}, needs "
+            + "; ".join(parts) + ". Raise the budget (e.g. --ram-budget) or pick a larger target")

@@ -1,0 +1,141 @@
+"""Student families, registered by name; each builds microcontroller-clean PyTorch modules.
+
+A family turns a config (width, depth, input resolution ...) into an ``nn.Module`` whose converted int8
+graph uses only operators the MCU profiles allow, with no float islands and no needless PAD or TRANSPOSE
+(``tests/test_students.py`` converts each family and checks the graph). Every student carries
+``input_shape``: the shape it takes, which may differ from the task's (a lower resolution, or a time series
+seen as a 1-pixel-high image); :func:`to_model_input` maps task data to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekd.errors import EdgekdError
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    family: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return f"{self.family}:{json.dumps(self.params, sort_keys=True)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "config": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kinds: tuple[str, ...]  # task kinds it serves: "image", "timeseries"
+    build: Callable[[dict[str, Any], tuple[int, ...], int], nn.Module]
+    grid: dict[str, tuple[Any, ...]]  # search space: every combination is a candidate
+    channels_last_input: bool = True
+    describe: str = ""
+
+    def candidates(self, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+        keys = sorted(self.grid)
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            params = dict(zip(keys, values, strict=True))
+            res = params.get("resolution")
+            if res is not None and len(input_shape) == 3 and res > max(input_shape[1:]):
+                continue  # never upsample
+            out.append(params)
+        return out
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise EdgekdError(f"unknown student family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+def families_for(kind: str, names: Iterable[str] | None = None) -> list[Family]:
+    chosen = [get_family(n) for n in names] if names else list(FAMILIES.values())
+    return [f for f in chosen if kind in f.kinds]
+
+
+def build_student(config: StudentConfig, task_input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build a student; seeds are the caller's business (``torch.manual_seed``) so builds are reproducible."""
+    family = get_family(config.family)
+    model = family.build(dict(config.params), tuple(task_input_shape), num_classes)
+    model.edgekd_config = config  # type: ignore[attr-defined]
+    model.channels_last_input = family.channels_last_input  # type: ignore[attr-defined]
+    return model
+
+
+def model_input_shape(model: nn.Module) -> tuple[int, ...]:
+    return tuple(model.input_shape)  # type: ignore[attr-defined]
+
+
+def to_model_input(x: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Map task data (N, *task shape) to what a student takes: a free reshape, or area downsampling."""
+    t = torch.as_tensor(x, dtype=torch.float32)
+    if tuple(t.shape[1:]) == tuple(shape):
+        return t
+    if t[0].numel() == int(np.prod(shape)):
+        return t.reshape(len(t), *shape)
+    if t.dim() == 4 and len(shape) == 3 and t.shape[1] == shape[0]:
+        return F.interpolate(t, size=tuple(shape[1:]), mode="area")
+    raise EdgekdError(f"cannot map task inputs of shape {tuple(t.shape[1:])} to student input {shape}")
+
+
+def same_or_valid(size: int, kernel: int, stride: int) -> int:
+    """Symmetric padding that TFLite reads as SAME, or 0 (VALID) where SAME would be asymmetric.
+
+    Asymmetric SAME (stride 2 on an even size) would otherwise become an explicit PAD op plus a padded copy.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2 if total % 2 == 0 else 0
+
+
+def conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv + BatchNorm + ReLU; BN folds and ReLU fuses into one int8 CONV_2D / DEPTHWISE_CONV_2D."""
+
+    def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], groups: int = 1, relu: bool = True) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
+                                   nn.BatchNorm2d(cout)]
+        if relu:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool as adaptive_avg_pool2d (one MEAN op; ``x.mean((2, 3))`` costs a TRANSPOSE)."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(F.adaptive_avg_pool2d(x, 1).flatten(1)))
+
+
+from edgekd.students import cnn1d, dscnn, mlp, resnet  # noqa: E402,F401  (register the families)

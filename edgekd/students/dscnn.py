@@ -1,0 +1,55 @@
+"""Depthwise-separable CNN (DS-CNN / MobileNet-v1 style): the workhorse of microcontroller vision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, register_family, same_or_valid
+
+
+class DSCNN(nn.Module):
+    """Stem conv, then ``depth`` blocks of depthwise 3x3 + pointwise 1x1; channels double at each downsample."""
+
+    def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        width, depth = int(params["width"]), int(params["depth"])
+        res = int(params.get("resolution") or task_shape[1])
+        cin = task_shape[0]
+        self.input_shape = (cin, res, res)
+        size = res
+        stride = 2 if size >= 16 else 1
+        pad = same_or_valid(size, 3, stride)
+        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), (pad, pad))
+        size = conv_out(size, 3, stride, pad)
+        blocks: list[nn.Module] = []
+        channels = width
+        downsample_at = {1, 3} if depth >= 4 else {1}
+        for i in range(depth):
+            stride = 2 if i in downsample_at and size >= 4 else 1
+            out = channels * 2 if stride == 2 else channels
+            pad = same_or_valid(size, 3, stride)
+            blocks += [ConvBNReLU(channels, channels, (3, 3), (stride, stride), (pad, pad), groups=channels),
+                       ConvBNReLU(channels, out, (1, 1), (1, 1), (0, 0))]
+            size = conv_out(size, 3, stride, pad)
+            channels = out
+        self.blocks = nn.Sequential(*blocks)
+        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
+        self.feature_channels = channels
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+register_family(Family(
+    name="dscnn",
+    kinds=("image",),
+    build=DSCNN,
+    grid={"width": (8, 12, 16, 24, 32, 48, 64), "depth": (2, 3, 4, 5, 6), "resolution": (None, 20, 16)},
+    describe="depthwise-separable CNN (stem conv + depthwise/pointwise blocks)",
+))

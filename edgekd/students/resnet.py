@@ -1,0 +1,73 @@
+"""Small ResNet: basic residual blocks whose int8 ADD stays on the integer path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, register_family, same_or_valid
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN + identity shortcut, ReLU after the ADD (fuses into it).
+
+    Shortcuts are always identities: a tensor read by two convolutions (conv path and a 1x1 projection
+    shortcut) gets two input observers in PT2E, and the converter then inserts a requantizing copy.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBNReLU(channels, channels, (3, 3), (1, 1), (1, 1))
+        self.conv2 = ConvBNReLU(channels, channels, (3, 3), (1, 1), (1, 1), relu=False)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv2(self.conv1(x)) + x)
+
+
+class SmallResNet(nn.Module):
+    """Stem, then stages of ``depth`` blocks; between stages a strided 3x3 conv halves the resolution and
+    doubles the channels (a max pool there would share its input's int8 scale and force a requantizing
+    QUANTIZE before the next conv)."""
+
+    def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        width, depth, stages = int(params["width"]), int(params["depth"]), int(params.get("stages", 2))
+        res = int(params.get("resolution") or task_shape[1])
+        cin = task_shape[0]
+        self.input_shape = (cin, res, res)
+        stride = 2 if res >= 16 else 1
+        pad = same_or_valid(res, 3, stride)
+        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), (pad, pad))
+        size = conv_out(res, 3, stride, pad)
+        layers: list[nn.Module] = []
+        channels = width
+        for stage in range(stages):
+            if stage > 0:
+                stride = 2 if size >= 4 else 1
+                pad = same_or_valid(size, 3, stride)
+                out = width * 2**stage
+                layers.append(ConvBNReLU(channels, out, (3, 3), (stride, stride), (pad, pad)))
+                size = conv_out(size, 3, stride, pad)
+                channels = out
+            layers += [BasicBlock(channels) for _ in range(depth)]
+        self.body = nn.Sequential(*layers)
+        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
+        self.feature_channels = channels
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+register_family(Family(
+    name="resnet",
+    kinds=("image",),
+    build=SmallResNet,
+    grid={"width": (8, 12, 16, 24, 32), "depth": (1, 2), "stages": (2, 3), "resolution": (None, 16)},
+    describe="small ResNet (identity basic blocks, strided conv between stages)",
+))

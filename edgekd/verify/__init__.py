@@ -1,0 +1,1 @@
+"""Verification of artifacts on real runtimes (TFLite Micro, LiteRT, ExecuTorch) and emulators."""

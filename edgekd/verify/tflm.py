@@ -1,0 +1,119 @@
+"""TFLite Micro on the host: run a model and find the smallest tensor arena it accepts.
+
+The tflite-micro interpreter refuses an arena that is too small, but it can also abort the whole process
+("All temp buffers must be freed ..."), so every try runs in its own subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+
+_PROBE = r"""
+import sys, json
+import numpy as np
+from tflite_micro import runtime
+path, size = sys.argv[1], int(sys.argv[2])
+it = runtime.Interpreter.from_bytes(open(path, 'rb').read(), arena_size=size)
+d = it.get_input_details(0)
+it.set_input(np.zeros(d['shape'], d['dtype']), 0)
+it.invoke()
+if len(sys.argv) > 3:
+    it.print_allocations()
+print('EDGEKD_OK')
+"""
+
+
+@dataclass
+class ArenaMeasurement:
+    """Minimum arena TFLite Micro accepted, and its split as the allocator recorded it (host, 64-bit)."""
+
+    min_arena_bytes: int
+    head_bytes: int
+    tail_bytes: int
+    breakdown: dict[str, int]
+    tries: int
+
+    def to_dict(self) -> dict[str, object]:
+        return self.__dict__.copy()
+
+
+def _try(path: Path, size: int, record: bool = False) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-c", _PROBE, str(path), str(size)] + (["record"] if record else [])
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def arena_fits(path: str | Path, size: int) -> bool:
+    """Whether TFLite Micro builds and invokes the model with an arena of ``size`` bytes."""
+    result = _try(Path(path), size)
+    return result.returncode == 0 and "EDGEKD_OK" in result.stdout
+
+
+def min_arena(path: str | Path, upper: int = 8 << 20, granularity: int = 16) -> ArenaMeasurement:
+    """Binary-search the smallest arena (to ``granularity`` bytes) that runs ``path``; one subprocess a try."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgekdError(f"{path}: no such .tflite file")
+    tries = 1
+    if not arena_fits(path, upper):
+        err = _try(path, upper).stderr.strip().splitlines()
+        raise EdgekdError(f"{path}: TFLite Micro cannot run this model even with {upper} bytes of arena: "
+                          f"{err[-1] if err else 'unknown error'}")
+    lo, hi = 0, upper // granularity
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        tries += 1
+        if arena_fits(path, mid * granularity):
+            hi = mid
+        else:
+            lo = mid
+    size = hi * granularity
+    record = _try(path, size, record=True)
+    text = record.stdout + record.stderr
+    breakdown = {name: int(used) for name, used in re.findall(r"'([^']+)' used (\d+) bytes", text)}
+    head = re.search(r"allocation head (\d+)", text)
+    tail = re.search(r"allocation tail (\d+)", text)
+    return ArenaMeasurement(size, int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1,
+                            breakdown, tries)
+
+
+def run_tflm(path: str | Path, inputs: np.ndarray, arena_size: int) -> np.ndarray:
+    """Run int8 ``inputs`` (N, *input shape as in the file) through TFLite Micro in a subprocess."""
+    code = r"""
+import sys, numpy as np
+from tflite_micro import runtime
+it = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=int(sys.argv[2]))
+x = np.load(sys.argv[3])
+outs = []
+for row in x:
+    it.set_input(row[None], 0)
+    it.invoke()
+    outs.append(it.get_output(0)[0].copy())
+np.save(sys.argv[4], np.stack(outs))
+"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", inputs)
+        result = subprocess.run([sys.executable, "-c", code, str(path), str(arena_size), f"{tmp}/x.npy",
+                                 f"{tmp}/y.npy"], capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            tail = (result.stderr.strip().splitlines() or ["crashed"])[-1]
+            raise EdgekdError(f"{path}: TFLite Micro failed with a {arena_size}-byte arena: {tail}")
+        return np.load(Path(tmp) / "y.npy")
+
+
+def main() -> None:  # python -m edgekd.verify.tflm MODEL.tflite
+    print(json.dumps(min_arena(sys.argv[1]).to_dict(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

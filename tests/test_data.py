@@ -1,0 +1,523 @@
+"""Tests for edgekd.data: built-in tasks, user data, deterministic splits and every bad-input message."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekd.data import TASKS, RawData, Splits, TaskSpec, get_spec, load_task, register_task, task_names
+from edgekd.data.fashion_mnist import DEFAULT_DIR, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+from edgekd.errors import EdgekdError
+
+SPLITS = ("train", "val", "test", "calib")
+
+
+def _channel_axes(x: np.ndarray) -> tuple[int, ...]:
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _assert_normalised(s: Splits) -> None:
+    """Train split is ~N(0, 1) per channel and the stored constants reproduce it."""
+    axes = _channel_axes(s.x_train)
+    np.testing.assert_allclose(s.x_train.mean(axis=axes), 0.0, atol=1e-4)
+    np.testing.assert_allclose(s.x_train.std(axis=axes), 1.0, atol=1e-4)
+    assert len(s.normalization["mean"]) == len(s.normalization["std"]) == s.spec.input_shape[0]
+    for split in SPLITS:
+        x, y = s.arrays(split)
+        assert x.dtype == np.float32 and y.dtype == np.int64
+        assert x.shape == (len(y), *s.spec.input_shape)
+        assert y.min() >= 0 and y.max() < s.spec.num_classes
+
+
+def _assert_disjoint(s: Splits) -> None:
+    idx = {k: set(v.tolist()) for k, v in s.indices.items()}
+    for split in ("train", "val", "calib"):
+        assert not idx["test"] & idx[split], f"test rows leak into {split}"
+    assert not idx["train"] & idx["val"]
+    assert not idx["val"] & idx["calib"]
+    for split in SPLITS:
+        assert len(idx[split]) == len(s.arrays(split)[1])  # no duplicate rows within a split
+
+
+def _one_line_error(match: str, fn, *args, **kwargs) -> str:
+    with pytest.raises(EdgekdError, match=match) as info:
+        fn(*args, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+# --- registry and specs -------------------------------------------------------------------------------
+
+
+def test_registry_and_cheap_specs(tmp_path: Path) -> None:
+    assert task_names() == ["basic-motions", "digits", "fashion-mnist"]
+    assert set(TASKS) == set(task_names())
+    d = get_spec("digits")
+    assert (d.kind, d.input_shape, d.num_classes, d.class_names[0]) == ("image", (1, 8, 8), 10, "0")
+    f = get_spec("fashion-mnist", data_dir=str(tmp_path / "absent"))  # no files needed for the spec
+    assert (f.input_shape, f.num_classes, f.class_names[-1]) == ((1, 28, 28), 10, "Ankle boot")
+    assert str(tmp_path / "absent") in f.source
+    b = get_spec("basic-motions")
+    assert (b.kind, b.input_shape, b.class_names) == (
+        "timeseries",
+        (6, 100),
+        ("Badminton", "Running", "Standing", "Walking"),
+    )
+    assert get_spec("Fashion_MNIST").name == "fashion-mnist"  # CLI-friendly spelling
+    json.dumps(d.to_dict())
+
+
+def test_register_task_adds_a_task_without_test_split() -> None:
+    spec = TaskSpec("toy", "timeseries", (2, 5), 3, ("a", "b", "c"), "toy", "test")
+
+    @register_task("toy", spec=spec)
+    def _toy(data_dir: str | None) -> RawData:
+        rng = np.random.default_rng(0)
+        return RawData(spec, rng.normal(size=(60, 2, 5)), np.repeat(np.arange(3), 20))
+
+    try:
+        assert get_spec("toy") is spec
+        s = load_task("toy")
+        assert s.summary()["sizes"] == {"train": 43, "val": 5, "test": 12, "calib": 43}
+        assert s.summary()["class_counts"]["test"] == [4, 4, 4]
+        _assert_disjoint(s)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_task("toy", spec=spec)(_toy)
+    finally:
+        TASKS.pop("toy")
+
+
+# --- digits -------------------------------------------------------------------------------------------
+
+
+def test_digits_shapes_classes_and_normalisation() -> None:
+    s = load_task("digits")
+    summary = s.summary()
+    assert summary["sizes"] == {"train": 1294, "val": 144, "test": 359, "calib": 500}
+    assert sum(summary["sizes"][k] for k in ("train", "val", "test")) == 1797
+    assert s.x_train.shape == (1294, 1, 8, 8)
+    assert s.spec.num_classes == 10 and set(np.unique(s.y_train)) == set(range(10))
+    # stratified: every class within one sample of its share in test and calibration
+    assert min(summary["class_counts"]["test"]) >= 35 and max(summary["class_counts"]["test"]) <= 37
+    assert min(summary["class_counts"]["calib"]) >= 48 and max(summary["class_counts"]["calib"]) <= 51
+    _assert_normalised(s)
+    assert s.normalization["mean"][0] == pytest.approx(4.88, abs=0.1)  # raw 0..16 pixel units
+    assert s.normalization["std"][0] == pytest.approx(6.0, abs=0.2)
+    assert (s.normalization["raw_min"], s.normalization["raw_max"]) == (0.0, 16.0)
+    assert summary["calibration_warnings"] == []
+    json.dumps(summary)
+
+
+def test_digits_splits_are_disjoint_and_traceable() -> None:
+    from sklearn.datasets import load_digits
+
+    s = load_task("digits")
+    _assert_disjoint(s)
+    all_rows = set().union(*(set(s.indices[k].tolist()) for k in ("train", "val", "test")))
+    assert all_rows == set(range(1797))
+    assert set(s.indices["calib"].tolist()) <= set(s.indices["train"].tolist())
+    raw = load_digits()
+    mean, std = s.normalization["mean"][0], s.normalization["std"][0]
+    for split in SPLITS:
+        x, y = s.arrays(split)
+        rows = s.indices[split]
+        np.testing.assert_allclose(x[:, 0], (raw.images[rows] - mean) / std, atol=1e-5)
+        np.testing.assert_array_equal(y, raw.target[rows])
+
+
+def test_determinism_same_seed_equal_different_seed_different() -> None:
+    a, b, c = load_task("digits", seed=0), load_task("digits", seed=0), load_task("digits", seed=1)
+    for split in SPLITS:
+        for left, right in zip(a.arrays(split), b.arrays(split), strict=True):
+            np.testing.assert_array_equal(left, right)
+    assert not np.array_equal(a.indices["val"], c.indices["val"])
+    assert not np.array_equal(a.indices["calib"], c.indices["calib"])
+    assert a.x_train.shape == c.x_train.shape and not np.array_equal(a.x_train, c.x_train)
+    np.testing.assert_array_equal(a.indices["test"], c.indices["test"])  # test never moves with the seed
+
+
+def test_limit_takes_stratified_subsets_of_the_full_splits() -> None:
+    full, small = load_task("digits"), load_task("digits", limit=200, calib_size=50)
+    assert small.summary()["sizes"] == {"train": 200, "val": 23, "test": 56, "calib": 50}
+    assert set(np.unique(small.y_train)) == set(range(10))
+    for split in ("train", "val", "test"):
+        assert set(small.indices[split].tolist()) <= set(full.indices[split].tolist())
+    assert set(small.indices["calib"].tolist()) <= set(small.indices["train"].tolist())
+    _assert_normalised(small)
+    _assert_disjoint(small)
+    assert load_task("digits", limit=10_000).summary()["sizes"] == full.summary()["sizes"]
+
+
+# --- fashion-mnist ------------------------------------------------------------------------------------
+
+
+def _need_fashion() -> None:
+    if not Path(DEFAULT_DIR).is_dir():
+        if not os.environ.get("CI"):
+            pytest.skip(f"{DEFAULT_DIR} missing: apt-get install dataset-fashion-mnist")
+        pytest.fail(f"{DEFAULT_DIR} missing in CI: install the Debian package dataset-fashion-mnist")
+
+
+def test_fashion_mnist_limited_slice() -> None:
+    _need_fashion()
+    s = load_task("fashion-mnist", limit=500, calib_size=200)
+    assert s.summary()["sizes"] == {"train": 500, "val": 56, "test": 93, "calib": 200}
+    assert s.x_train.shape == (500, 1, 28, 28) and s.x_test.shape == (93, 1, 28, 28)
+    for split in SPLITS:
+        assert set(np.unique(s.arrays(split)[1])) == set(range(10))
+    assert s.summary()["class_counts"]["train"] == [50] * 10
+    _assert_normalised(s)
+    _assert_disjoint(s)
+    assert 55 < s.normalization["mean"][0] < 90 and (
+        s.normalization["raw_min"],
+        s.normalization["raw_max"],
+    ) == (
+        0.0,
+        255.0,
+    )
+    assert s.indices["test"].min() >= 60_000  # test rows come from the t10k files
+
+
+def test_fashion_mnist_idx_files_sizes() -> None:
+    _need_fashion()
+    folder = Path(DEFAULT_DIR)
+    train = read_idx(folder / "train-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC, (None,))
+    test = read_idx(folder / "t10k-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC, (None,))
+    assert (len(train), len(test)) == (60_000, 10_000)
+    assert np.bincount(train).tolist() == [6000] * 10 and np.bincount(test).tolist() == [1000] * 10
+
+
+def _write_idx(path: Path, magic: int, arr: np.ndarray, compress: bool = True) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+def _fake_fashion(folder: Path, n_train: int = 40, n_test: int = 20) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC, labels)
+        images = rng.integers(0, 256, size=(n, 28, 28))
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC, images)
+    return folder
+
+
+def test_fashion_mnist_reader_on_synthetic_idx(tmp_path: Path) -> None:
+    folder = _fake_fashion(tmp_path / "fm")
+    s = load_task("fashion-mnist", data_dir=str(folder))
+    assert s.summary()["sizes"] == {"train": 30, "val": 10, "test": 20, "calib": 30}
+    assert str(folder) in s.spec.source
+    # plain (not gzipped) IDX files are read too
+    labels = np.arange(20) % 10
+    _write_idx(folder / "t10k-labels-idx1-ubyte", IDX_LABELS_MAGIC, labels, compress=False)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert len(load_task("fashion-mnist", data_dir=str(folder)).y_test) == 20
+
+
+def test_fashion_mnist_missing_dir_and_files(tmp_path: Path) -> None:
+    msg = _one_line_error(
+        "apt-get install dataset-fashion-mnist", load_task, "fashion-mnist", str(tmp_path / "no")
+    )
+    assert "--data-dir" in msg
+    _one_line_error(
+        "train-images-idx3-ubyte.gz is missing", load_task, "fashion-mnist", data_dir=str(tmp_path)
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("magic", "magic number 0x00000802, expected 0x00000803"),
+        ("truncate", "holds 1000 data bytes but its header declares 31360"),
+        ("garbage", "is corrupt"),
+        ("gzip-cut", "cannot read"),
+        ("count", "has 40 images but"),
+        ("label", "has label 12, expected 0..9"),
+    ],
+)
+def test_fashion_mnist_corrupt_idx(tmp_path: Path, damage: str, match: str) -> None:
+    folder = _fake_fashion(tmp_path / "fm")
+    images = folder / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(images.read_bytes())
+    if damage == "magic":
+        images.write_bytes(gzip.compress((0x802).to_bytes(4, "big") + raw[4:]))
+    elif damage == "truncate":
+        images.write_bytes(gzip.compress(raw[: 16 + 1000]))
+    elif damage == "garbage":
+        images.write_bytes(b"this is not gzip data at all")
+    elif damage == "gzip-cut":
+        images.write_bytes(images.read_bytes()[:200])
+    elif damage == "count":
+        _write_idx(folder / "train-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC, np.arange(39) % 10)
+    elif damage == "label":
+        _write_idx(folder / "train-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC, np.full(40, 12))
+    _one_line_error(match, load_task, "fashion-mnist", data_dir=str(folder))
+
+
+# --- basic-motions ------------------------------------------------------------------------------------
+
+
+def test_basic_motions_shapes_and_classes() -> None:
+    s = load_task("basic-motions")
+    assert s.summary()["sizes"] == {"train": 36, "val": 4, "test": 40, "calib": 36}
+    assert s.x_train.shape == (36, 6, 100) and s.x_test.shape == (40, 6, 100)
+    assert s.summary()["class_counts"]["test"] == [10, 10, 10, 10]
+    assert s.summary()["class_counts"]["val"] == [1, 1, 1, 1]
+    assert len(s.normalization["mean"]) == 6
+    _assert_normalised(s)
+    _assert_disjoint(s)
+    warnings = s.calibration_warnings()
+    assert len(warnings) == 1 and "only 36 samples (< 200)" in warnings[0]
+
+
+# --- user .npz ----------------------------------------------------------------------------------------
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> str:
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _image_arrays(n_train: int = 60, n_test: int = 20, shape: tuple[int, ...] = (6, 5)) -> dict:
+    rng = np.random.default_rng(1)
+    return {
+        "x_train": rng.integers(0, 256, size=(n_train, *shape), dtype=np.uint8),
+        "y_train": np.arange(n_train) % 3,
+        "x_test": rng.integers(0, 256, size=(n_test, *shape), dtype=np.uint8),
+        "y_test": np.arange(n_test) % 3,
+    }
+
+
+def test_npz_grayscale_round_trip(tmp_path: Path) -> None:
+    arrays = _image_arrays()
+    path = _npz(tmp_path / "d.npz", class_names=np.array(["cat", "dog", "owl"]), **arrays)
+    spec = get_spec(path)
+    assert (spec.kind, spec.input_shape, spec.num_classes) == ("image", (1, 6, 5), 3)
+    assert spec.class_names == ("cat", "dog", "owl") and spec.name == f"user:{path}"
+    s = load_task(path, calib_size=12)
+    assert s.spec == spec
+    assert s.summary()["sizes"] == {"train": 54, "val": 6, "test": 20, "calib": 12}
+    _assert_normalised(s)
+    _assert_disjoint(s)
+    raw_train = arrays["x_train"][s.indices["train"]].astype(np.float64)
+    assert s.normalization["mean"][0] == pytest.approx(raw_train.mean())
+    assert s.normalization["std"][0] == pytest.approx(raw_train.std())
+    expected = (arrays["x_test"].astype(np.float64) - raw_train.mean()) / raw_train.std()
+    np.testing.assert_allclose(s.x_test[:, 0], expected, atol=1e-5)
+    # disjointness by content too: no test row appears in train/val/calib
+    digest = {hashlib.sha1(r.tobytes()).hexdigest() for r in s.x_test}
+    for split in ("train", "val", "calib"):
+        assert not digest & {hashlib.sha1(r.tobytes()).hexdigest() for r in s.arrays(split)[0]}
+    assert load_task("user:" + path).spec.input_shape == (1, 6, 5)
+
+
+def test_npz_layouts_hwc_chw_and_timeseries(tmp_path: Path) -> None:
+    hwc = _image_arrays(shape=(6, 5, 3))
+    s = load_task(_npz(tmp_path / "hwc.npz", **hwc))
+    assert s.spec.input_shape == (3, 6, 5) and len(s.normalization["mean"]) == 3
+    m, sd = s.normalization["mean"], s.normalization["std"]
+    np.testing.assert_allclose(s.x_test[2, 1, 4, 3], (hwc["x_test"][2, 4, 3, 1] - m[1]) / sd[1], rtol=1e-5)
+
+    chw = _image_arrays(shape=(3, 6, 5))
+    assert get_spec(_npz(tmp_path / "chw.npz", **chw)).input_shape == (3, 6, 5)
+
+    ts = {
+        k: (v.astype(np.float32) if k.startswith("x") else v) for k, v in _image_arrays(shape=(4, 30)).items()
+    }
+    assert get_spec(_npz(tmp_path / "img.npz", **ts)).input_shape == (1, 4, 30)  # 3-D default: images
+    spec = get_spec(_npz(tmp_path / "ts.npz", kind=np.array("timeseries"), **ts))
+    assert (spec.kind, spec.input_shape) == ("timeseries", (4, 30))
+    s = load_task(str(tmp_path / "ts.npz"))
+    assert s.x_train.shape == (54, 4, 30)
+    _assert_normalised(s)
+
+    flat = _image_arrays(shape=(30,))
+    spec = get_spec(_npz(tmp_path / "flat.npz", **flat))
+    assert (spec.kind, spec.input_shape) == ("timeseries", (1, 30))
+
+
+def test_npz_user_calibration_set(tmp_path: Path) -> None:
+    arrays = _image_arrays()
+    rng = np.random.default_rng(7)
+    calib = {"x_calib": rng.integers(0, 256, size=(30, 6, 5), dtype=np.uint8), "y_calib": np.arange(30) % 3}
+    s = load_task(_npz(tmp_path / "c.npz", **arrays, **calib), calib_size=24)
+    assert s.normalization["calibration_from"] == "user-supplied x_calib/y_calib"
+    assert len(s.y_calib) == 24 and np.bincount(s.y_calib).tolist() == [8, 8, 8]
+    assert s.indices["calib"].min() >= 80  # rows after the train and test sources
+    mean, std = s.normalization["mean"][0], s.normalization["std"][0]
+    rows = s.indices["calib"] - 80
+    np.testing.assert_allclose(s.x_calib[:, 0], (calib["x_calib"][rows] - mean) / std, atol=1e-5)
+
+
+# --- user image folders -------------------------------------------------------------------------------
+
+
+def _png(path: Path, value: int | tuple[int, int, int], size: tuple[int, int] = (6, 5)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "L" if isinstance(value, int) else "RGB"
+    Image.new(mode, size, value).save(path)
+
+
+def test_image_folder_round_trip(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    for c, name in enumerate(["bird", "cat", "dog"]):
+        for i in range(10):
+            _png(root / name / f"{i:02d}.png", 20 * c + i)
+    (root / "cat" / "notes.txt").write_text("ignored")
+    spec = get_spec(str(root))
+    assert (spec.kind, spec.input_shape, spec.class_names) == ("image", (1, 5, 6), ("bird", "cat", "dog"))
+    s = load_task(str(root))
+    assert s.summary()["sizes"] == {"train": 21, "val": 3, "test": 6, "calib": 21}
+    assert s.summary()["class_counts"]["test"] == [2, 2, 2]
+    _assert_normalised(s)
+    _assert_disjoint(s)
+    # each image is constant 20*class + file number: undo the normalisation and check the pixel value
+    mean, std = s.normalization["mean"][0], s.normalization["std"][0]
+    rows = s.indices["test"]
+    np.testing.assert_allclose(s.x_test[:, 0, 0, 0] * std + mean, 20 * (rows // 10) + rows % 10, atol=1e-3)
+
+
+def test_image_folder_split_layout_rgb(tmp_path: Path) -> None:
+    root = tmp_path / "rgb"
+    for c, name in enumerate(["a", "b"]):
+        for i in range(6):
+            _png(root / "train" / name / f"{i}.png", (100 * c, i, 7))
+        _png(root / "test" / name / "t.png", (100 * c, 50, 7))
+    _png(root / "train" / "a" / "gray.png", 9)  # mixed gray + RGB: everything becomes RGB
+    s = load_task(str(root))
+    assert s.spec.input_shape == (3, 5, 6)
+    assert s.summary()["sizes"] == {"train": 11, "val": 2, "test": 2, "calib": 11}
+    assert len(s.normalization["mean"]) == 3
+    _assert_normalised(s)
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"y_test": None}, r"missing key\(s\) y_test \(found: x_train, y_train, x_test\)"),
+        (
+            {"y_train": np.r_[np.arange(59) % 3, -1]},
+            "y_train: labels must be integers 0..K-1, found negative",
+        ),
+        ({"y_train": np.arange(60) % 3 * 2}, r"class\(es\) 1, 3 of 0..4 have no training samples"),
+        ({"y_test": np.arange(20) % 4}, "y_test: label 3 is not a training class"),
+        ({"y_train": np.arange(60) % 3 + 0.5}, "y_train: labels must be integers 0..K-1, found non-integer"),
+        (
+            {"y_train": np.array(["a", "b", "c"] * 20)},
+            "y_train: labels must be integers 0..K-1, got dtype <U1",
+        ),
+        ({"y_train": np.eye(3)[np.arange(60) % 3]}, "one-hot"),
+        ({"y_train": np.arange(59) % 3}, "x_train has 60 samples but .*y_train has 59 labels"),
+        ({"x_test": np.zeros((20, 6, 4), np.uint8)}, r"x_test samples have shape \(6, 4\) but x_train"),
+        ({"x_test": np.zeros((0, 6, 5)), "y_test": np.zeros(0, int)}, "x_test: no samples"),
+        ({"y_train": np.zeros(60, int)}, "only one class"),
+        ({"x_train": np.zeros((60, 2, 3, 4, 5))}, "unsupported shape"),
+        ({"x_train": np.zeros((60, 6, 5, 7))}, "no channel axis of size <= 4"),
+        ({"kind": np.array("audio")}, "key kind is 'audio'"),
+        ({"class_names": np.array(["a", "b"])}, "class_names has 2 entries but y_train has 3 classes"),
+        ({"x_calib": np.zeros((5, 6, 5))}, "x_calib and y_calib must be given together"),
+        ({"x_train": np.array([object()] * 60)}, "holds Python objects"),
+    ],
+)
+def test_bad_npz(tmp_path: Path, change: dict, match: str) -> None:
+    arrays = _image_arrays()
+    arrays.update(change)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    path = _npz(tmp_path / "bad.npz", **arrays)
+    msg = _one_line_error(match, load_task, path)
+    assert "bad.npz" in msg
+
+
+def test_bad_npz_nan_names_sample(tmp_path: Path) -> None:
+    arrays = _image_arrays()
+    x = arrays["x_train"].astype(np.float32)
+    x[7, 2, 3] = np.nan
+    arrays["x_train"] = x
+    _one_line_error(
+        r"bad.npz: x_train: contains NaN values \(1 in total, first in sample 7\)",
+        load_task,
+        _npz(tmp_path / "bad.npz", **arrays),
+    )
+    arrays["x_train"][7, 2, 3] = np.inf
+    _one_line_error("contains infinite values", load_task, _npz(tmp_path / "bad.npz", **arrays))
+
+
+def test_bad_files_and_paths(tmp_path: Path) -> None:
+    _one_line_error(
+        "unknown task 'nope': choose one of basic-motions, digits, fashion-mnist", load_task, "nope"
+    )
+    _one_line_error("unknown task", get_spec, "cifar10")
+    _one_line_error("does not exist", load_task, str(tmp_path / "missing.npz"))
+    _one_line_error("does not exist", load_task, "user:missing-folder")
+    (tmp_path / "d.csv").write_text("1,2\n")
+    _one_line_error("unsupported user data file", load_task, str(tmp_path / "d.csv"))
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    _one_line_error("not a readable .npz file", load_task, str(tmp_path / "broken.npz"))
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    _one_line_error("holds a single array", load_task, str(tmp_path / "single.npz"))
+
+
+def test_bad_image_folders(tmp_path: Path) -> None:
+    sizes = tmp_path / "sizes"
+    _png(sizes / "a" / "1.png", 1)
+    _png(sizes / "b" / "1.png", 1, size=(7, 5))
+    _one_line_error(
+        r"images differ in size: .*a/1.png is 6x5 but .*b/1.png is 7x5; all images must have the same",
+        load_task,
+        str(sizes),
+    )
+    one = tmp_path / "one"
+    _png(one / "a" / "1.png", 1)
+    _one_line_error(r"found 1 class sub-folder\(s\); need at least 2", get_spec, str(one))
+    empty = tmp_path / "empty"
+    _png(empty / "a" / "1.png", 1)
+    (empty / "b").mkdir()
+    _one_line_error("b: no images", load_task, str(empty))
+    broken = tmp_path / "broken"
+    _png(broken / "a" / "1.png", 1)
+    (broken / "b").mkdir()
+    (broken / "b" / "x.png").write_bytes(b"not a png")
+    _one_line_error("x.png: not a readable image", load_task, str(broken))
+    extra = tmp_path / "extra"
+    for name in ("a", "b"):
+        _png(extra / "train" / name / "1.png", 1)
+    _png(extra / "test" / "c" / "1.png", 1)
+    _one_line_error("class 'c' is not among the train classes", load_task, str(extra))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"seed": 1.5}, "seed must be an integer >= 0"),
+        ({"limit": 0}, "limit must be an integer >= 1"),
+        ({"limit": 5}, r"limit must be at least the number of classes \(10\)"),
+        ({"calib_size": 0}, "calib_size must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    _one_line_error(match, load_task, "digits", **kwargs)
+
+
+def test_tiny_classes_keep_a_training_sample(tmp_path: Path) -> None:
+    arrays = _image_arrays(n_train=7)  # classes with 3, 2, 2 samples
+    s = load_task(_npz(tmp_path / "tiny.npz", **arrays))
+    assert set(np.unique(s.y_train)) == {0, 1, 2}
+    assert s.summary()["class_counts"]["val"] == [1, 1, 1]  # one per class that can spare one
+    assert s.summary()["class_counts"]["train"] == [2, 1, 1]
+    arrays = {**_image_arrays(n_train=3)}  # one sample per class: nothing to validate on
+    _one_line_error("too few training samples", load_task, _npz(tmp_path / "tiny.npz", **arrays))
