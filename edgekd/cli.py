@@ -76,11 +76,13 @@ def targets_list(as_json: bool, klass: str | None) -> None:
     if as_json:
         _emit_json([t.summary() for t in found])
         return
-    click.echo(f"{'name':<24} {'class':<6} {'core':<14} {'MHz':>6} {'model budget':>13} {'RAM budget':>11} "
+    click.echo(f"{'name':<24} {'class':<6} {'cores':<17} {'MHz':>6} {'model budget':>13} {'RAM budget':>11} "
                f"{'latency':>9}")
-    for t in found:
+    order = {"mcu": 0, "sbc": 1, "phone": 2}
+    for t in sorted(found, key=lambda t: (order[t.klass], t.name)):
         b = t.budgets
-        click.echo(f"{t.name:<24} {t.klass:<6} {t.cpu.count}x {t.cpu.core:<11} {t.cpu.clock_mhz:>6g} "
+        cores = f"{t.cpu.count}x {t.cpu.core}"
+        click.echo(f"{t.name:<24} {t.klass:<6} {cores:<17} {t.cpu.clock_mhz:>6g} "
                    f"{format_bytes(b.flash_bytes):>13} {format_bytes(b.ram_bytes):>11} {b.latency_ms:>7g}ms")
 
 

@@ -81,7 +81,8 @@ def inspect_tflite(path: str | Path) -> TfliteGraph:
 
     def qp(detail: dict[str, Any]) -> QuantParams:
         scale, zp = detail["quantization"]
-        return QuantParams(float(scale), int(zp), np.dtype(detail["dtype"]).name, tuple(int(s) for s in detail["shape"]))
+        shape = tuple(int(s) for s in detail["shape"])
+        return QuantParams(float(scale), int(zp), np.dtype(detail["dtype"]).name, shape)
 
     return TfliteGraph([op["op_name"] for op in ops], qp(it.get_input_details()[0]), qp(it.get_output_details()[0]),
                        islands, len(tensors))
