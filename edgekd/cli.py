@@ -150,18 +150,22 @@ def _task_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 @_task_option
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
 @click.option("--top", default=5, show_default=True, help="How many runners-up to show.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of all candidates.")
 @budget_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def plan_cmd(target_name: str, task: str, data_dir: str | None, families: tuple[str, ...], top: int,
-             ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
+             plot_path: str | None, ram_budget: str | None, flash_budget: str | None, latency_budget: str | None,
+             as_json: bool) -> None:
     """The most capable student that fits every budget of TARGET for TASK."""
     from edgekd.data import get_spec
-    from edgekd.planner import explain_no_fit, plan
+    from edgekd.planner import explain_no_fit, plan, plot_plan
 
     target = load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget)
     spec = get_spec(task, data_dir)
-    result = plan(target, spec, list(families) or None)
+    result = plan(target, spec, list(families) or None, progress=not as_json and sys.stderr.isatty())
+    if plot_path:
+        plot_plan(result, plot_path)
     if not result.fits:
         message = explain_no_fit(result)
         if as_json:

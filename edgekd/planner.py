@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgekd import costmodel
 from edgekd.data import TaskSpec
@@ -148,15 +150,24 @@ def evaluate(config: StudentConfig, target: Target, spec: TaskSpec, cache: _Cost
                      not over and not unsupported, over, unsupported)
 
 
-def plan(target: Target, spec: TaskSpec, families: list[str] | None = None) -> Plan:
-    """Rank every candidate of the families that serve the task; the best fitting one is the student."""
+def plan(target: Target, spec: TaskSpec, families: list[str] | None = None, progress: bool = False) -> Plan:
+    """Rank every candidate of the families that serve the task; the best fitting one is the student.
+
+    Costing a candidate exports its graph (~0.1 s); results are cached on disk, so re-planning is instant.
+    """
     fams = families_for(spec.kind, families)
     if not fams:
         raise EdgekdError(f"no student family serves {spec.kind} tasks"
                           + (f" among {', '.join(families)}" if families else ""))
     cache = _CostCache()
-    candidates = [evaluate(StudentConfig(f.name, params), target, spec, cache)
-                  for f in fams for params in f.candidates(spec.input_shape)]
+    configs = [StudentConfig(f.name, params) for f in fams for params in f.candidates(spec.input_shape)]
+    with Progress(TextColumn("planning {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not progress) as bar:
+        job = bar.add_task(f"{spec.name} on {target.name}", total=len(configs))
+        candidates = []
+        for config in configs:
+            candidates.append(evaluate(config, target, spec, cache))
+            bar.advance(job)
     cache.save()
     candidates.sort(key=lambda c: (not c.fits, -c.macs, -c.params, c.label()))
     best = candidates[0] if candidates and candidates[0].fits else None
@@ -183,3 +194,38 @@ def explain_no_fit(p: Plan) -> str:
         parts.append(f"operators {', '.join(closest.unsupported_ops)} not supported by {p.target}")
     return (f"no student fits {p.target} for task {p.task}: the closest, {closest.label()}, needs "
             + "; ".join(parts) + ". Raise the budget (e.g. --ram-budget) or pick a larger target")
+
+
+def plot_plan(p: Plan, path: str | Path) -> Path:
+    """Scatter of every candidate's predicted RAM vs flash, with the budget lines; the chosen one ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for fits, color, label in ((True, "tab:green", "fits"), (False, "tab:red", "misses a budget")):
+        pts = [c for c in p.candidates if c.fits == fits]
+        if pts:
+            ax.scatter([c.predicted["flash_bytes"] / 1024 for c in pts], [c.predicted["ram_bytes"] / 1024 for c in pts],
+                       s=[10 + 40 * (c.macs / max(x.macs for x in p.candidates)) for c in pts], c=color, alpha=0.6,
+                       label=label)
+    ax.axvline(p.budgets["flash_bytes"] / 1024, color="k", ls="--", lw=1, label="flash budget")
+    ax.axhline(p.budgets["ram_bytes"] / 1024, color="k", ls=":", lw=1, label="RAM budget")
+    if p.student:
+        ax.scatter([p.student.predicted["flash_bytes"] / 1024], [p.student.predicted["ram_bytes"] / 1024], s=160,
+                   facecolors="none", edgecolors="blue", linewidths=2, label=f"chosen: {p.student.label()}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted flash (KiB, model + runtime)")
+    ax.set_ylabel("predicted RAM (KiB, arena + runtime)")
+    ax.set_title(f"{p.task} on {p.target}: {len(p.candidates)} candidates (marker size = MACs)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -126,6 +126,10 @@ class Target:
             else self.memory.ram_budget_bytes,
         )
         latency_ms = parse_ms(latency, "--latency-budget") if latency is not None else self.latency_budget_ms
+        for flag, value in (("--flash-budget", memory.model_budget_bytes), ("--ram-budget", memory.ram_budget_bytes),
+                            ("--latency-budget", latency_ms)):
+            if value <= 0:
+                raise EdgekdError(f"{flag}: a budget must be larger than 0")
         if memory.ram_budget_bytes > memory.ram_bytes:
             raise EdgekdError(f"--ram-budget: {format_bytes(memory.ram_budget_bytes)} is more than "
                               f"{self.name}'s {format_bytes(memory.ram_bytes)} of RAM")
