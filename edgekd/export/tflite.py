@@ -105,13 +105,39 @@ def _quantize_and_convert(model: torch.nn.Module, sample: torch.Tensor, calibrat
     return litert_torch.convert(converted, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
 
 
+class _ChannelsLastInput(torch.nn.Module):
+    """NHWC input in front of a (converted, quantized) NCHW graph: the file then takes NHWC, no TRANSPOSE."""
+
+    def __init__(self, graph: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.permute(0, 3, 1, 2))
+
+
+def _convert_qat(model: torch.nn.Module, qat_state: dict[str, torch.Tensor], sample: torch.Tensor,
+                 channels_last: bool) -> Any:
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from edgekd.distill.qat import qat_quantizer, rebuild_qat
+
+    converted = convert_pt2e(rebuild_qat(model, qat_state), fold_quantize=False)
+    graph = _ChannelsLastInput(converted) if channels_last else converted
+    return litert_torch.convert(graph, (sample,), quant_config=QuantConfig(pt2e_quantizer=qat_quantizer()))
+
+
 @register_exporter("tflite")
 def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], calibration: np.ndarray,
-                       path: str | Path, channels_last: bool | None = None) -> TfliteArtifact:
+                       path: str | Path, channels_last: bool | None = None,
+                       qat_state: dict[str, torch.Tensor] | None = None) -> TfliteArtifact:
     """Write a fully-integer int8 ``.tflite`` of ``model`` to ``path`` (atomically) and describe it.
 
     ``calibration`` is float32, channels-first ``(N, *input_shape)`` like the task's splits; ``channels_last``
-    defaults to True for image (3-D ``input_shape``) models.
+    defaults to True for image (3-D ``input_shape``) models. With ``qat_state`` (from ``--qat``) the trained
+    fake-quant graph is converted as it is and calibration is not used.
     """
     import litert_torch
 
@@ -123,6 +149,7 @@ def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], cal
     channels_last = len(input_shape) == 3 if channels_last is None else channels_last
     model = model.eval()
     calib = calibration.astype(np.float32)
+    float_model = model
     if channels_last:
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         calib = np.transpose(calib, (0, 2, 3, 1))
@@ -132,7 +159,10 @@ def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], cal
     os.close(fd)
     try:
         with native_quiet():
-            edge = _quantize_and_convert(model, sample, calib)
+            if qat_state is not None:
+                edge = _convert_qat(float_model, qat_state, sample, channels_last)
+            else:
+                edge = _quantize_and_convert(model, sample, calib)
             edge.export(tmp)
         graph = inspect_tflite(tmp)
         os.replace(tmp, path)

@@ -15,6 +15,9 @@ from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, regist
 
 
 class CNN1D(nn.Module):
+    """``depth`` conv layers with (1, k) kernels, stride 2 while the series is long, width doubling halfway."""
+
+    feature_layer = "body"  # feeds feature (hint) distillation
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth, kernel = int(params["width"]), int(params["depth"]), int(params.get("kernel", 5))

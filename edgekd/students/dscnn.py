@@ -13,6 +13,8 @@ from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, regist
 class DSCNN(nn.Module):
     """Stem conv, then ``depth`` blocks of depthwise 3x3 + pointwise 1x1; channels double at each downsample."""
 
+    feature_layer = "blocks"  # feeds feature (hint) distillation
+
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth = int(params["width"]), int(params["depth"])

@@ -14,6 +14,8 @@ from edgekd.students import Family, register_family
 class MLP(nn.Module):
     """Flatten, ``depth`` hidden layers of ``width`` units with ReLU (fused into FULLY_CONNECTED), classifier."""
 
+    feature_layer = "hidden"  # feeds feature (hint) distillation
+
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth = int(params["width"]), int(params["depth"])

@@ -32,6 +32,8 @@ class SmallResNet(nn.Module):
     doubles the channels (a max pool there would share its input's int8 scale and force a requantizing
     QUANTIZE before the next conv)."""
 
+    feature_layer = "body"  # feeds feature (hint) distillation
+
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth, stages = int(params["width"]), int(params["depth"]), int(params.get("stages", 2))

@@ -1,0 +1,319 @@
+"""Hardware-aware distillation: train the student the planner picked for a target from a teacher.
+
+``train_teacher`` trains and saves a built-in teacher for a task; ``distill`` plans the student for the target,
+trains it from the teacher (cached teacher outputs, or online for feature distillation), optionally fine-tunes
+it with quantization-aware training, re-checks it against the budgets and writes ``student.pt`` and
+``distill.json``. Both run unchanged under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.data import Splits, load_task
+from edgekd.distill import augment
+from edgekd.distill.cache import TeacherCache
+from edgekd.distill.losses import LOSSES, build_loss
+from edgekd.distill.teachers import Teacher, build_teacher, load_teacher, recipe, save_teacher
+from edgekd.distill.train import TrainConfig, accuracy, barrier, fit, is_main, predict, world
+from edgekd.errors import EdgekdError
+from edgekd.logs import log
+from edgekd.students import StudentConfig, build_student, model_input_shape
+
+STUDENT_FORMAT = "edgekd-student/1"
+DATA_SEED = 0  # splits are fixed across training seeds so runs compare on the same validation/test data
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("edgekd", "torch", "executorch", "litert-torch", "ai-edge-litert", "tflite-micro", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+# ------------------------------------------------------------------ teachers
+
+def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: int = 0,
+                  data_dir: str | None = None, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the built-in teacher for ``task`` and save it to ``out`` (+ ``out``.json with its figures)."""
+    out = Path(out)
+    splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
+    spec = splits.spec
+    r = recipe(spec.name)
+    cfg = TrainConfig(epochs=epochs or r["epochs"], batch_size=r["batch_size"], lr=r["lr"], seed=seed)
+    torch.manual_seed(seed)
+    model = build_teacher(r["arch"], r["params"], spec)
+    policy = augment.Policy.for_task(spec.name, spec.kind)
+    result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, tuple(spec.input_shape),
+                 build_loss("ce", label_smoothing=0.1), cfg, policy, label=f"teacher {spec.name}",
+                 progress=progress)
+    test_acc = accuracy(predict(model, splits.x_test, tuple(spec.input_shape)), splits.y_test)
+    record = {"task": spec.name, "arch": r["arch"], "params": r["params"],
+              "param_count": sum(p.numel() for p in model.parameters()), "test_accuracy": test_acc,
+              "val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds, "train": cfg.to_dict(),
+              "augmentation": asdict(policy), "history": result.history, "data": splits.summary()["sizes"]}
+    if is_main():
+        save_teacher(model, r["arch"], r["params"], spec, out,
+                     {k: record[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "param_count")})
+        _write_json(out.with_suffix(out.suffix + ".json"), record)
+    barrier()
+    log.debug("teacher %s: test accuracy %.4f after %d epochs (%.0f s) -> %s", spec.name, test_acc,
+             result.epochs_run, result.seconds, out)
+    return record | {"path": str(out)}
+
+
+# ------------------------------------------------------------------ students
+
+def save_student(model: nn.Module, config: StudentConfig, splits: Splits, path: Path,
+                 qat_state: dict[str, torch.Tensor] | None = None) -> None:
+    from edgekd.distill.train import atomic_save
+
+    atomic_save({"format": STUDENT_FORMAT, "family": config.family, "config": dict(config.params),
+                 "task": splits.spec.to_dict(), "input_shape": list(model_input_shape(model)),
+                 "channels_last_input": bool(model.channels_last_input), "normalization": splits.normalization,
+                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "qat_state": qat_state}, path)
+
+
+def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a student from ``student.pt`` (or its folder); returns (module in eval mode, the saved record)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "student.pt"
+    if not path.is_file():
+        raise EdgekdError(f"{path}: no student here; run `edgekd distill ... --out DIR` first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
+        raise EdgekdError(f"{path}: not an edgekd student file")
+    task = blob["task"]
+    model = build_student(StudentConfig(blob["family"], blob["config"]), tuple(task["input_shape"]),
+                          task["num_classes"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), blob
+
+
+def _online_teacher(teacher: Teacher) -> Any:
+    """Teacher run on each augmented batch, capturing the feature map of ``teacher.feature_layer``."""
+    captured: dict[str, torch.Tensor] = {}
+    if teacher.feature_layer:
+        dict(teacher.module.named_modules())[teacher.feature_layer].register_forward_hook(
+            lambda m, i, o: captured.__setitem__("feature", o))
+
+    def run(x_aug: torch.Tensor, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = teacher.logits(x_aug)
+        return logits, captured.get("feature")
+
+    return run
+
+
+def _feature_channels(module: nn.Module, layer: str, shape: tuple[int, ...]) -> int:
+    out: dict[str, torch.Tensor] = {}
+    handle = dict(module.named_modules())[layer].register_forward_hook(lambda m, i, o: out.__setitem__("f", o))
+    was = module.training
+    module.eval()
+    with torch.no_grad():
+        module(torch.zeros(1, *shape))
+    module.train(was)
+    handle.remove()
+    return int(out["f"].shape[1])
+
+
+def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None, loss: str,
+                  cfg: TrainConfig, out_dir: Path | None = None, resume: bool = False,
+                  loss_args: dict[str, Any] | None = None, cache: TeacherCache | None = None,
+                  label: str = "student", progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Train one student config from ``teacher`` with ``loss`` (``ce`` needs no teacher)."""
+    spec = splits.spec
+    loss_fn = build_loss(loss, **(loss_args or {}))
+    if loss_fn.needs_teacher and teacher is None:
+        raise EdgekdError(f"loss {loss!r} needs a teacher (--teacher)")
+    torch.manual_seed(cfg.seed)
+    model = build_student(config, spec.input_shape, spec.num_classes)
+    shape = model_input_shape(model)
+    policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
+    teacher_fn = None
+    feature_layer = None
+    extra: list[nn.Parameter] = []
+    if loss_fn.needs_teacher:
+        assert teacher is not None
+        if loss_fn.needs_features:
+            if not teacher.feature_layer:
+                raise EdgekdError("loss 'feature' needs a teacher layer: built-in teachers have one, for your own "
+                                  "teacher pass --teacher-layer NAME")
+            feature_layer = model.feature_layer
+            loss_fn.init_projection(_feature_channels(model, feature_layer, shape),
+                                    _feature_channels(teacher.module, teacher.feature_layer, spec.input_shape))
+            extra = list(loss_fn.parameters())
+            teacher_fn = _online_teacher(teacher)
+        else:
+            teacher_fn = cache
+    result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg, policy,
+                 out_dir, resume, teacher_fn, feature_layer, label, progress, extra)
+    logits = predict(model, splits.x_test, shape)
+    return model, {"loss": loss, "loss_params": loss_fn.hparams(), "test_accuracy": accuracy(logits, splits.y_test),
+                   **result.to_dict()}
+
+
+def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str | Path, loss: str = "kd",
+            epochs: int = 20, qat: bool = False, qat_epochs: int = 3, search: int = 0, resume: bool = False,
+            baseline: bool = False, seed: int = 0, aug_seed: int = 0, data_dir: str | None = None,
+            limit: int | None = None, teacher_weights: str | None = None, teacher_layer: str | None = None,
+            loss_args: dict[str, Any] | None = None, budgets: dict[str, str | None] | None = None,
+            families: list[str] | None = None, batch_size: int = 128, lr: float = 3e-3, patience: int = 0,
+            verify_int8: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Plan, train, check and save the student for ``target_name`` on ``task``; returns distill.json's content."""
+    from edgekd.planner import evaluate, explain_no_fit, plan
+    from edgekd.targets import load_target
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(out_dir)
+    if loss not in LOSSES:
+        raise EdgekdError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
+    target = load_target(target_name).with_budgets(**(budgets or {}))
+    splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
+    spec = splits.spec
+    t = time.perf_counter()
+    the_plan = plan(target, spec, families)
+    timings["plan"] = round(time.perf_counter() - t, 2)
+    if not the_plan.fits:
+        raise EdgekdError(explain_no_fit(the_plan))
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+    barrier()
+
+    teacher = None
+    teacher_record: dict[str, Any] = {"path": None}
+    if LOSSES[loss].needs_teacher or teacher_ref:
+        if not teacher_ref:
+            raise EdgekdError(f"loss {loss!r} needs --teacher (train one: edgekd teacher --task {spec.name} "
+                              "--out teacher.pt)")
+        t = time.perf_counter()
+        teacher = load_teacher(teacher_ref, spec, teacher_weights, teacher_layer, splits.x_val)
+        teacher_record = teacher.describe() | {
+            "test_accuracy": accuracy(predict(teacher.module, splits.x_test, tuple(spec.input_shape)),
+                                      splits.y_test)}
+        timings["teacher_eval"] = round(time.perf_counter() - t, 2)
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, aug_seed=aug_seed, patience=patience)
+    policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
+    cache = None
+    cache_record: dict[str, Any] = {"used": False}
+    if teacher is not None and not LOSSES[loss].needs_features:
+        cache = TeacherCache(teacher, splits.x_train, splits.y_train, policy, aug_seed)
+        t = time.perf_counter()
+        if is_main():
+            for epoch in range(epochs):
+                cache.ensure(epoch)
+        barrier()
+        timings["teacher_outputs"] = round(time.perf_counter() - t, 2)
+        cache_record = {"used": True, "dir": str(cache.dir), **asdict(cache.stats),
+                        "mode": "cached per augmentation draw (aug_seed, epoch)"}
+    elif teacher is not None:
+        cache_record = {"used": False, "mode": "online: feature maps are too large to cache, the teacher runs "
+                                               "on every augmented batch"}
+
+    # Search: short runs of the planner's top fitting candidates, keep the best on validation.
+    fitting = [c for c in the_plan.candidates if c.fits]
+    chosen = fitting[0]
+    search_rows = []
+    if search > 1:
+        t = time.perf_counter()
+        short = TrainConfig(**(cfg.to_dict() | {"epochs": max(1, epochs // 4), "patience": 0}))
+        for cand in fitting[:search]:
+            _, rec = train_student(cand.student, splits, teacher, loss, short, None, False, loss_args, cache,
+                                   label=f"search {cand.label()}", progress=progress)
+            search_rows.append({"family": cand.family, "config": cand.config, "params": cand.params,
+                                "macs": cand.macs, "predicted": cand.predicted,
+                                "val_accuracy": rec["best_val_accuracy"], "epochs": short.epochs})
+        best_row = max(search_rows, key=lambda r: (r["val_accuracy"], r["macs"]))
+        chosen = next(c for c in fitting if c.family == best_row["family"] and c.config == best_row["config"])
+        timings["search"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    model, record = train_student(chosen.student, splits, teacher, loss, cfg, out, resume, loss_args, cache,
+                                  label=f"{loss} {chosen.label()}", progress=progress)
+    timings["train"] = round(time.perf_counter() - t, 2)
+    float_acc = record["test_accuracy"]
+
+    qat_record = None
+    qat_state = None
+    if qat:
+        from edgekd.distill.qat import qat_finetune
+
+        t = time.perf_counter()
+        qat_state, qat_record = qat_finetune(model, splits, teacher, loss, cfg, qat_epochs, loss_args, cache,
+                                             progress=progress)
+        timings["qat"] = round(time.perf_counter() - t, 2)
+
+    baseline_record = None
+    if baseline:
+        t = time.perf_counter()
+        _, baseline_record = train_student(chosen.student, splits, None, "ce", cfg, None, False, None, None,
+                                           label=f"no-teacher {chosen.label()}", progress=progress)
+        timings["baseline"] = round(time.perf_counter() - t, 2)
+
+    # Budget re-check: the cost model on the trained student, and the real int8 file on TFLite Micro.
+    check = evaluate(chosen.student, target, spec)
+    measured = None
+    if verify_int8 and is_main():
+        from edgekd.distill.check import measure_int8
+
+        t = time.perf_counter()
+        measured = measure_int8(model, splits, out / "student_int8.tflite", target, qat_state)
+        timings["int8_check"] = round(time.perf_counter() - t, 2)
+    fits = check.fits and (measured is None or measured["fits"])
+
+    result = {
+        "target": target.name,
+        "task": spec.name,
+        "teacher": teacher_record,
+        "student": {"family": chosen.family, "config": chosen.config, "params": chosen.params,
+                    "macs": chosen.macs, "accuracy_float": float_acc,
+                    "accuracy_int8": measured["accuracy_int8"] if measured else None,
+                    "accuracy_no_teacher": baseline_record["test_accuracy"] if baseline_record else None,
+                    "qat": qat},
+        "training": record,
+        "qat": qat_record,
+        "no_teacher": baseline_record,
+        "budgets": target.budgets.to_dict(),
+        "predicted": check.predicted,
+        "measured": measured,
+        "fits": fits,
+        "teacher_cache": cache_record,
+        "candidates": search_rows or [c.to_dict() for c in fitting[:5]],
+        "search": search,
+        "train_config": cfg.to_dict(),
+        "augmentation": asdict(policy),
+        "data": splits.summary()["sizes"],
+        "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
+        "world_size": world()[1],
+        "versions": versions(),
+    }
+    if cache is not None:
+        result["teacher_cache"].update(asdict(cache.stats))
+    if is_main():
+        save_student(model, chosen.student, splits, out / "student.pt", qat_state)
+        _write_json(out / "distill.json", result)
+    barrier()
+    return result
+

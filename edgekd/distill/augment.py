@@ -1,0 +1,82 @@
+"""Deterministic, vectorised augmentation: each epoch's draw is a pure function of (aug_seed, epoch).
+
+Because a draw depends only on the augmentation seed and the epoch, the teacher's outputs on exactly the
+images the student sees can be computed once and cached per draw (``edgekd.distill.cache``), and a resumed
+run replays the same draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Per built-in task: which augmentations keep the label (digits are not mirror-symmetric, clothes are).
+POLICIES = {
+    "fashion-mnist": {"shift": 2, "flip": True},
+    "digits": {"shift": 1, "flip": False},
+    "basic-motions": {"shift": 10, "scale": 0.1},
+}
+DEFAULT_IMAGE = {"shift": 2, "flip": False}
+DEFAULT_SERIES = {"shift": 5, "scale": 0.1}
+
+
+@dataclass(frozen=True)
+class Policy:
+    shift: int = 0  # max pixels (images) or steps (series) of translation
+    flip: bool = False  # horizontal flip
+    scale: float = 0.0  # series: amplitude scaling by 1 +- scale
+
+    @staticmethod
+    def for_task(name: str, kind: str, enabled: bool = True) -> Policy:
+        if not enabled:
+            return Policy()
+        default = DEFAULT_IMAGE if kind == "image" else DEFAULT_SERIES
+        return Policy(**POLICIES.get(name, default))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.shift or self.flip or self.scale)
+
+
+@dataclass
+class Draw:
+    """One epoch's augmentation parameters for every training sample (indexed by sample id)."""
+
+    shifts: torch.Tensor  # (N, 2) ints in [-shift, shift]
+    flips: torch.Tensor  # (N,) bool
+    scales: torch.Tensor  # (N,) float
+
+
+def draw(policy: Policy, n: int, aug_seed: int, epoch: int) -> Draw:
+    g = torch.Generator().manual_seed(1_000_003 * aug_seed + epoch)
+    shifts = torch.randint(-policy.shift, policy.shift + 1, (n, 2), generator=g) if policy.shift else \
+        torch.zeros(n, 2, dtype=torch.long)
+    flips = torch.rand(n, generator=g) < 0.5 if policy.flip else torch.zeros(n, dtype=torch.bool)
+    scales = 1 + (torch.rand(n, generator=g) * 2 - 1) * policy.scale if policy.scale else torch.ones(n)
+    return Draw(shifts, flips, scales)
+
+
+def apply(x: torch.Tensor, idx: torch.Tensor, d: Draw, policy: Policy) -> torch.Tensor:
+    """Augment a batch ``x`` (B, C, H, W) or (B, C, L) whose rows are samples ``idx`` of the epoch's draw."""
+    if not policy.active:
+        return x
+    s = policy.shift
+    if x.dim() == 4:
+        if s:
+            padded = F.pad(x, (s, s, s, s), mode="replicate")
+            h, w = x.shape[2:]
+            rows = (torch.arange(h)[None, :] + s + d.shifts[idx, 0:1])  # (B, H)
+            cols = (torch.arange(w)[None, :] + s + d.shifts[idx, 1:2])  # (B, W)
+            b = torch.arange(len(x))[:, None, None]
+            x = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        flips = d.flips[idx]
+        if flips.any():
+            x = torch.where(flips[:, None, None, None], x.flip(3), x)
+        return x.contiguous()
+    if s:
+        padded = F.pad(x, (s, s), mode="replicate")
+        steps = torch.arange(x.shape[2])[None, :] + s + d.shifts[idx, 0:1]
+        x = torch.gather(padded, 2, steps[:, None, :].expand(-1, x.shape[1], -1))
+    return (x * d.scales[idx][:, None, None]).contiguous()

@@ -1,0 +1,91 @@
+"""Quantization-aware fine-tuning with the same PT2E quantizer family the TFLite exporter uses.
+
+BatchNorm is folded into the convolutions first (BN frozen, as is usual late in QAT). That also sidesteps
+litert-torch 0.10's conv+BN QAT annotators, which fail under torch 2.13 (they hand a plain function to
+``torch.export``). The fine-tuned fake-quant graph's state is saved with the student; rebuilding it is
+deterministic (fold, export, prepare, load state), so the exporter converts exactly what was trained.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from edgekd.data import Splits
+from edgekd.distill import augment
+from edgekd.distill.losses import build_loss
+from edgekd.distill.teachers import Teacher
+from edgekd.distill.train import TrainConfig, accuracy, fit, predict, set_training
+from edgekd.students import model_input_shape
+
+
+class FoldedQATQuantizer(PT2EQuantizer):
+    """litert-torch's PT2E quantizer without the conv+BN QAT patterns (BN is folded before QAT)."""
+
+    STATIC_QAT_ONLY_OPS: list[str] = []
+
+
+def qat_quantizer() -> FoldedQATQuantizer:
+    return FoldedQATQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every Conv->BatchNorm pair inside nn.Sequential containers into the conv (in place, eval stats)."""
+    model.eval()
+    for child in model.children():
+        if isinstance(child, nn.Sequential):
+            for i in range(len(child) - 1):
+                conv, bn = child[i], child[i + 1]
+                if isinstance(conv, nn.Conv1d | nn.Conv2d) and isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d):
+                    child[i] = fuse_conv_bn_eval(conv, bn)
+                    child[i + 1] = nn.Identity()
+        fold_batchnorm(child)
+    return model
+
+
+def prepare_qat(model: nn.Module) -> torch.fx.GraphModule:
+    """Fake-quantized training graph of a (float, trained) student; batch size is dynamic."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    folded = fold_batchnorm(copy.deepcopy(model)).train()
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    sample = torch.zeros(2, *model_input_shape(model))
+    program = torch.export.export(folded, (sample,), dynamic_shapes=({0: batch},))
+    prepared = prepare_qat_pt2e(program.module(), qat_quantizer())
+    prepared.input_shape = model_input_shape(model)
+    return prepared
+
+
+def rebuild_qat(model: nn.Module, qat_state: dict[str, torch.Tensor]) -> torch.fx.GraphModule:
+    prepared = prepare_qat(model)
+    prepared.load_state_dict(qat_state)
+    set_training(prepared, False)
+    return prepared
+
+
+def qat_finetune(model: nn.Module, splits: Splits, teacher: Teacher | None, loss: str, cfg: TrainConfig,
+                 epochs: int, loss_args: dict[str, Any] | None, cache: Any, progress: bool = True
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Fine-tune ``model``'s fake-quant graph for ``epochs`` at a tenth of the learning rate."""
+    from edgekd.distill import _online_teacher
+
+    shape = model_input_shape(model)
+    prepared = prepare_qat(model)
+    qat_loss = "kd" if loss == "feature" else loss  # the fake-quant graph has no named layers for hints
+    loss_fn = build_loss(qat_loss, **({} if qat_loss != loss else (loss_args or {})))
+    teacher_fn = None
+    if loss_fn.needs_teacher and teacher is not None:
+        teacher_fn = cache if cache is not None else _online_teacher(teacher)
+    qcfg = TrainConfig(**(cfg.to_dict() | {"epochs": epochs, "lr": cfg.lr / 10, "patience": 0}))
+    policy = augment.Policy.for_task(splits.spec.name, splits.spec.kind, cfg.augment)
+    result = fit(prepared, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, qcfg,
+                 policy, teacher=teacher_fn, label="qat", progress=progress)
+    test = accuracy(predict(prepared, splits.x_test, shape), splits.y_test)
+    state = {k: v.detach().cpu().clone() for k, v in prepared.state_dict().items()}
+    return state, {"loss": qat_loss, "epochs": epochs, "lr": qcfg.lr, "fake_quant_test_accuracy": test,
+                   **result.to_dict()}

@@ -1,0 +1,281 @@
+"""Distillation loop: teachers, cached teacher outputs, resume, DDP, budgets, user teachers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgekd.cli import main
+from edgekd.data import load_task
+from edgekd.distill import augment, distill, load_student, train_student, train_teacher
+from edgekd.distill.cache import TeacherCache
+from edgekd.distill.losses import build_loss
+from edgekd.distill.teachers import load_teacher
+from edgekd.distill.train import TrainConfig, fit
+from edgekd.errors import EdgekdError
+from edgekd.students import StudentConfig, build_student
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = StudentConfig("dscnn", {"width": 8, "depth": 2, "resolution": None})
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_task("digits", limit=400)
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("teacher") / "digits-teacher.pt"
+    record = train_teacher("digits", path, epochs=3, limit=400, progress=False)
+    assert record["test_accuracy"] > 0.5
+    return path
+
+
+def test_teacher_file_is_weights_only_and_records_accuracy(teacher_file: Path, digits) -> None:
+    blob = torch.load(teacher_file, weights_only=True)
+    assert blob["format"] == "edgekd-teacher/1" and blob["task"]["name"] == "digits"
+    meta = json.loads(teacher_file.with_suffix(".pt.json").read_text())
+    assert 0.5 < meta["test_accuracy"] <= 1.0 and meta["train_seconds"] > 0
+    teacher = load_teacher(str(teacher_file), digits.spec)
+    assert teacher.source == "edgekd" and len(teacher.sha256) == 64 and teacher.feature_layer == "stages"
+    assert teacher.logits(torch.from_numpy(digits.x_test[:4])).shape == (4, 10)
+
+
+def test_augmentation_draw_is_a_function_of_seed_and_epoch() -> None:
+    policy = augment.Policy.for_task("fashion-mnist", "image")
+    a, b, c = augment.draw(policy, 50, 0, 3), augment.draw(policy, 50, 0, 3), augment.draw(policy, 50, 0, 4)
+    assert torch.equal(a.shifts, b.shifts) and torch.equal(a.flips, b.flips)
+    assert not torch.equal(a.shifts, c.shifts)
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    d = augment.Draw(torch.tensor([[0, 1], [0, 0]]), torch.tensor([False, True]), torch.ones(2))
+    out = augment.apply(x, torch.tensor([0, 1]), d, augment.Policy(shift=1, flip=True))
+    assert torch.equal(out[0, 0, :, :3], x[0, 0, :, 1:])  # shifted one column left
+    assert torch.equal(out[1, 0], x[1, 0].flip(1))  # mirrored
+    assert not augment.Policy.for_task("digits", "image").flip  # digits are not mirror-symmetric
+
+
+def test_teacher_cache_hits_and_matches_online_teacher(teacher_file: Path, digits) -> None:
+    teacher = load_teacher(str(teacher_file), digits.spec)
+    policy = augment.Policy.for_task("digits", "image")
+    cache = TeacherCache(teacher, digits.x_train, digits.y_train, policy, aug_seed=0)
+    first = cache.epoch_logits(2).clone()
+    assert cache.stats.misses == 1 and cache.stats.hits == 0
+    again = TeacherCache(teacher, digits.x_train, digits.y_train, policy, aug_seed=0)
+    assert torch.equal(again.epoch_logits(2), first)
+    assert again.stats.hits == 1 and again.stats.misses == 0
+    idx = torch.tensor([3, 17, 42])
+    draw = augment.draw(policy, len(digits.x_train), 0, 2)
+    x_aug = augment.apply(torch.from_numpy(digits.x_train)[idx], idx, draw, policy)
+    assert torch.allclose(cache(x_aug, 2, idx)[0], teacher.logits(x_aug), atol=1e-5)
+    other = TeacherCache(teacher, digits.x_train, digits.y_train, policy, aug_seed=1)
+    assert other.dir != cache.dir
+
+
+def _fit(model: nn.Module, splits, out: Path | None, cfg: TrainConfig, **kw):
+    return fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, tuple(model.input_shape),
+               build_loss("ce"), cfg, augment.Policy.for_task("digits", "image"), out, progress=False, **kw)
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, digits) -> None:
+    cfg = TrainConfig(epochs=4, batch_size=64, seed=3)
+    torch.manual_seed(0)
+    straight = build_student(SMALL, digits.spec.input_shape, 10)
+    (tmp_path / "a").mkdir()
+    _fit(straight, digits, tmp_path / "a", cfg)
+    torch.manual_seed(0)
+    interrupted = build_student(SMALL, digits.spec.input_shape, 10)
+    (tmp_path / "b").mkdir()
+    first = _fit(interrupted, digits, tmp_path / "b", cfg, stop_after=2)
+    assert first.epochs_run == 2
+    torch.manual_seed(123)  # a fresh process would not share RNG state either
+    resumed = build_student(SMALL, digits.spec.input_shape, 10)
+    result = _fit(resumed, digits, tmp_path / "b", cfg, resume=True)
+    assert result.resumed_from == 2 and result.epochs_run == 4
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path: Path, digits) -> None:
+    torch.manual_seed(0)
+    model = build_student(SMALL, digits.spec.input_shape, 10)
+    _fit(model, digits, tmp_path, TrainConfig(epochs=2, batch_size=64), stop_after=1)
+    with pytest.raises(EdgekdError, match="other settings"):
+        _fit(model, digits, tmp_path, TrainConfig(epochs=2, batch_size=32), resume=True)
+
+
+def test_same_seed_gives_the_same_student(digits) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=64, seed=5)
+    a, _ = train_student(SMALL, digits, None, "ce", cfg, progress=False)
+    b, _ = train_student(SMALL, digits, None, "ce", cfg, progress=False)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_feature_distillation_runs_the_teacher_online(teacher_file: Path, digits) -> None:
+    teacher = load_teacher(str(teacher_file), digits.spec)
+    _, record = train_student(SMALL, digits, teacher, "feature", TrainConfig(epochs=1, batch_size=64),
+                              progress=False)
+    assert "loss_hint" in record["history"][0] and record["history"][0]["loss_hint"] > 0
+
+
+def test_distill_end_to_end_writes_student_and_report(tmp_path: Path, teacher_file: Path) -> None:
+    out = tmp_path / "run"
+    result = distill("nrf52840-dk", "digits", str(teacher_file), out, loss="kd", epochs=2, baseline=True,
+                     limit=400, families=["dscnn"], verify_int8=False, progress=False)
+    saved = json.loads((out / "distill.json").read_text())
+    assert saved["student"]["family"] == "dscnn" and saved["fits"] is True
+    assert 0 < saved["student"]["accuracy_float"] <= 1 and 0 < saved["student"]["accuracy_no_teacher"] <= 1
+    assert saved["teacher"]["test_accuracy"] > 0.5 and saved["teacher_cache"]["used"] is True
+    assert saved["teacher_cache"]["misses"] == 2  # one file per epoch's augmentation draw
+    assert set(saved["timings_s"]) >= {"plan", "train", "baseline", "total"}
+    model, blob = load_student(out)
+    assert blob["family"] == "dscnn" and model(torch.zeros(2, *blob["input_shape"])).shape == (2, 10)
+    # A second run of another seed reuses every cached teacher output.
+    again = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path / "run2", loss="kd", epochs=2, seed=1,
+                    limit=400, families=["dscnn"], verify_int8=False, progress=False)
+    assert again["teacher_cache"]["hits"] == 2 and again["teacher_cache"]["misses"] == 0
+    assert result["student"]["config"] == again["student"]["config"]
+
+
+@pytest.mark.slow
+def test_distill_with_qat_exports_a_fully_integer_model(tmp_path: Path, teacher_file: Path) -> None:
+    result = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path, loss="kd", epochs=2, qat=True,
+                     qat_epochs=1, limit=400, families=["dscnn"], progress=False)
+    m = result["measured"]
+    assert m["float_islands"] == [] and m["arena_bytes"] > 0 and m["tflite_bytes"] > 0
+    assert result["qat"]["epochs"] == 1 and 0 < m["accuracy_int8"] <= 1
+    assert abs(m["accuracy_int8"] - result["qat"]["fake_quant_test_accuracy"]) < 0.05
+    assert m["flash_bytes"] <= result["budgets"]["flash_bytes"] and m["ram_bytes"] <= result["budgets"]["ram_bytes"]
+
+
+def test_distill_refuses_when_nothing_fits(tmp_path: Path, teacher_file: Path) -> None:
+    result = CliRunner().invoke(main, ["distill", "--target", "nrf52840-dk", "--task", "digits", "--teacher",
+                                       str(teacher_file), "--out", str(tmp_path / "x"), "--ram-budget", "1KB"])
+    assert result.exit_code == 2
+    assert "RAM" in result.output and "over by" in result.output
+    assert not (tmp_path / "x" / "student.pt").exists()
+
+
+def test_distill_needs_a_teacher_for_kd(tmp_path: Path) -> None:
+    with pytest.raises(EdgekdError, match="needs --teacher"):
+        distill("nrf52840-dk", "digits", None, tmp_path, loss="kd", epochs=1, limit=200, progress=False)
+
+
+# ------------------------------------------------------------------ user teachers
+
+FACTORY = """
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU())
+        self.fc = nn.Linear(32, classes)
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+def good():
+    return Tiny()
+
+def five_classes():
+    return Tiny(5)
+
+def not_a_module():
+    return 42
+"""
+
+
+@pytest.fixture()
+def factory_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"user_teacher_{os.getpid()}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(FACTORY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_factory_teacher_with_weights(tmp_path: Path, factory_module: str, digits) -> None:
+    torch.manual_seed(0)
+    module = __import__(factory_module)
+    model = module.good()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    teacher = load_teacher(f"{factory_module}:good", digits.spec, str(tmp_path / "w.pt"), "body")
+    x = torch.from_numpy(digits.x_test[:3])
+    assert teacher.source == "factory" and torch.allclose(teacher.logits(x), model(x))
+    with pytest.raises(EdgekdError, match=r"outputs \(2, 5\).*needs \(2, 10\)"):
+        load_teacher(f"{factory_module}:five_classes", digits.spec)
+    with pytest.raises(EdgekdError, match="not a torch.nn.Module"):
+        load_teacher(f"{factory_module}:not_a_module", digits.spec)
+    with pytest.raises(EdgekdError, match="cannot import"):
+        load_teacher(f"{factory_module}:missing", digits.spec)
+    with pytest.raises(EdgekdError, match="no such file"):
+        load_teacher(f"{factory_module}:good", digits.spec, str(tmp_path / "nope.pt"))
+    torch.save({"other.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(EdgekdError, match="does not match"):
+        load_teacher(f"{factory_module}:good", digits.spec, str(tmp_path / "bad.pt"))
+    with pytest.raises(EdgekdError, match="no such module"):
+        load_teacher(f"{factory_module}:good", digits.spec, None, "nope")
+
+
+def test_pt2_teacher_and_unsafe_files(tmp_path: Path, factory_module: str, digits, teacher_file: Path) -> None:
+    model = __import__(factory_module).good().eval()
+    program = torch.export.export(model, (torch.zeros(1, 1, 8, 8),),
+                                  dynamic_shapes=({0: torch.export.Dim("b", min=1, max=4096)},))
+    torch.export.save(program, tmp_path / "t.pt2")
+    teacher = load_teacher(str(tmp_path / "t.pt2"), digits.spec)
+    assert teacher.source == "pt2" and teacher.logits(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+    with pytest.raises(EdgekdError, match="logits only"):
+        load_teacher(str(tmp_path / "t.pt2"), digits.spec, feature_layer="body")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"format": "edgekd-teacher/1", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(EdgekdError, match="not a loadable teacher file"):
+        load_teacher(str(tmp_path / "evil.pt"), digits.spec)
+    fm = load_task("fashion-mnist", limit=50) if Path("/usr/share/datasets/fashion-mnist").is_dir() else None
+    if fm is not None:
+        with pytest.raises(EdgekdError, match="was trained for task 'digits'"):
+            load_teacher(str(teacher_file), fm.spec)
+    with pytest.raises(EdgekdError, match="no such file"):
+        load_teacher(str(tmp_path / "missing.pt"), digits.spec)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(tmp_path: Path, teacher_file: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun comes with torch"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    proc = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-port", str(29500 + os.getpid() % 1000),
+                           "-m", "edgekd.cli", "distill", "--target", "nrf52840-dk", "--task", "digits",
+                           "--teacher", str(teacher_file), "--out", str(out), "--epochs", "2", "--limit", "400",
+                           "--family", "dscnn", "--no-int8-check", "--json"],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads((out / "distill.json").read_text())
+    assert saved["world_size"] == 2
+    assert 0.3 < saved["student"]["accuracy_float"] <= 1
+    assert len(saved["training"]["history"]) == 2
+
+
+def test_student_output_of_digits_is_well_formed(digits) -> None:
+    model = build_student(SMALL, digits.spec.input_shape, 10)
+    assert np.isfinite(model(torch.from_numpy(digits.x_test[:5])).detach().numpy()).all()
