@@ -145,6 +145,16 @@ def _task_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _spec_checked(task: str, data_dir: str | None) -> Any:
+    """The task's spec; with an explicit --data-dir, also check the data is really there (a typo should fail
+    now, not after planning)."""
+    from edgekd.data import get_spec, load_task
+
+    if data_dir is not None:
+        load_task(task, data_dir, limit=10)
+    return get_spec(task, data_dir)
+
+
 @main.command("plan")
 @click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
 @_task_option
@@ -158,11 +168,10 @@ def plan_cmd(target_name: str, task: str, data_dir: str | None, families: tuple[
              plot_path: str | None, ram_budget: str | None, flash_budget: str | None, latency_budget: str | None,
              as_json: bool) -> None:
     """The most capable student that fits every budget of TARGET for TASK."""
-    from edgekd.data import get_spec
     from edgekd.planner import explain_no_fit, plan, plot_plan
 
     target = load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget)
-    spec = get_spec(task, data_dir)
+    spec = _spec_checked(task, data_dir)
     result = plan(target, spec, list(families) or None, progress=not as_json and sys.stderr.isatty())
     if plot_path:
         plot_plan(result, plot_path)
@@ -212,14 +221,27 @@ def cost_cmd(family: str, config_text: str, task: str, data_dir: str | None, tar
     fam = get_family(family)
     params: dict[str, Any] = {}
     for item in filter(None, config_text.split(",")):
-        key, _, value = item.partition("=")
-        if key.strip() not in fam.grid and key.strip() != "dropout":
-            raise EdgekdError(f"--config: {family} has no parameter {key.strip()!r}; it has {', '.join(fam.grid)}")
-        params[key.strip()] = None if value.strip() in ("", "none", "None") else \
-            (float(value) if "." in value else int(value))
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if key not in fam.grid and key != "dropout":
+            raise EdgekdError(f"--config: {family} has no parameter {key!r}; it has {', '.join(fam.grid)}")
+        if not sep or not value:
+            raise EdgekdError(f"--config: {item!r} needs a value, e.g. {key}={fam.grid.get(key, (0.1,))[-1]}")
+        if value.lower() == "none" and None in fam.grid.get(key, ()):
+            params[key] = None
+            continue
+        try:
+            number = float(value) if key == "dropout" else int(value)
+        except ValueError:
+            raise EdgekdError(f"--config: {key}={value!r} is not a number") from None
+        if (key == "dropout" and not 0 <= number < 1) or (key != "dropout" and number < 1):
+            raise EdgekdError(f"--config: {key}={value} is out of range")
+        params[key] = number
     for key, values in fam.grid.items():
         params.setdefault(key, values[0])
-    model = build_student(StudentConfig(family, params), spec.input_shape, spec.num_classes)
+    try:
+        model = build_student(StudentConfig(family, params), spec.input_shape, spec.num_classes)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise EdgekdError(f"--config: {family} cannot be built with {params}: {exc}") from None
     report = analyze(model, model_input_shape(model), dtype, channels_last_input=model.channels_last_input)
     latency = report.latency(load_target(target_name)) if target_name else None
     if as_json:
@@ -251,6 +273,10 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
     from edgekd.distill import train_teacher
 
     record = train_teacher(task, out, epochs, seed, data_dir, limit, progress=not as_json)
+    from edgekd.distill.train import is_main
+
+    if not is_main():
+        return
     if as_json:
         _emit_json({k: v for k, v in record.items() if k != "history"})
         return
@@ -316,6 +342,10 @@ def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: 
                      budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
                      families=list(families) or None, batch_size=batch_size, lr=lr, patience=patience,
                      verify_int8=not no_int8_check, progress=not as_json)
+    from edgekd.distill.train import is_main
+
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     if as_json:
         _emit_json(result)
     else:

@@ -431,13 +431,16 @@ def plan_arena(buffers: list[_Buffer]) -> int:
 
 def export_graph(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.export.ExportedProgram:
     """Capture ``model`` for batch size 1 with torch.export; one clear error when it cannot be captured."""
-    model = model.eval()
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad():
             return torch.export.export(model, (torch.zeros(1, *input_shape),))
     except Exception as exc:  # torch.export raises many types; all mean "not exportable"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgekdError(f"model cannot be exported with torch.export for input {input_shape}: {first}") from None
+    finally:
+        model.train(was_training)
 
 
 def analyze(model: torch.nn.Module, input_shape: tuple[int, ...], dtype: str = "int8",
@@ -477,7 +480,7 @@ def estimate_latency(report: CostReport, target: Target) -> LatencyEstimate:
     """Latency from MACs and the profile's sustained rate, never below the physical peak-rate floor.
 
     Per layer: MACs / (sustained MACs per cycle x clock x threads) plus the profile's fixed per-operator
-    dispatch cost; data-movement ops (PAD, TRANSPOSE, RESHAPE) cost one cycle per byte.
+    dispatch cost; operators without MACs (PAD, TRANSPOSE, RESHAPE, ADD ...) cost one cycle per output byte.
     """
     tp = target.throughput
     int8 = report.dtype == "int8"

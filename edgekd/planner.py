@@ -9,6 +9,7 @@ target does not support, so nobody trains a student that cannot ship.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -19,10 +20,10 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgekd import costmodel
+from edgekd import costmodel, students
 from edgekd.data import TaskSpec
 from edgekd.errors import EdgekdError
-from edgekd.students import StudentConfig, build_student, families_for, model_input_shape
+from edgekd.students import StudentConfig, build_student, families_for, get_family, model_input_shape
 from edgekd.targets import Target
 from edgekd.units import format_bytes
 
@@ -86,6 +87,15 @@ def _cache_path() -> Path:
     return root / f"costs-{version}.json"
 
 
+def _family_version(name: str) -> str:
+    """Hash of the family's module and the shared student code, so editing an architecture invalidates costs."""
+    h = hashlib.sha256(Path(students.__file__).read_bytes())
+    source = inspect.getsourcefile(get_family(name).build)
+    if source:
+        h.update(Path(source).read_bytes())
+    return h.hexdigest()[:12]
+
+
 class _CostCache:
     """Cost reports keyed by student config, input shape and cost-model source; planning reruns are instant."""
 
@@ -96,9 +106,12 @@ class _CostCache:
         except (OSError, ValueError):
             self.data = {}
         self.dirty = False
+        self.versions: dict[str, str] = {}
 
     def get(self, config: StudentConfig, task_shape: tuple[int, ...], classes: int, dtype: str) -> dict[str, Any]:
-        key = f"{config.key()}|{task_shape}|{classes}|{dtype}"
+        if config.family not in self.versions:  # once per planning run: sources may change between runs
+            self.versions[config.family] = _family_version(config.family)
+        key = f"{config.key()}|{self.versions[config.family]}|{task_shape}|{classes}|{dtype}"
         if key not in self.data:
             torch.manual_seed(0)
             model = build_student(config, task_shape, classes)
@@ -193,7 +206,8 @@ def explain_no_fit(p: Plan) -> str:
     if closest.unsupported_ops:
         parts.append(f"operators {', '.join(closest.unsupported_ops)} not supported by {p.target}")
     return (f"no student fits {p.target} for task {p.task}: the closest, {closest.label()}, needs "
-            + "; ".join(parts) + ". Raise the budget (e.g. --ram-budget) or pick a larger target")
+            + "; ".join(parts) + (". Raise the budget (e.g. --ram-budget) or pick a larger target" if closest.over
+                                  else ". Add the operators to the target profile or pick another target"))
 
 
 def plot_plan(p: Plan, path: str | Path) -> Path:

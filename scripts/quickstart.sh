@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the embedded default task (digits): set up, list the targets, and plan the student that
-# fits a microcontroller and a Raspberry Pi. Results (JSON) land in runs/quickstart/.
+# The main job on the embedded default task (digits): set up, list the targets, plan the students for a
+# microcontroller and a Raspberry Pi, train the digits teacher and distil the microcontroller's student.
+# Results land in runs/quickstart/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
@@ -12,8 +13,15 @@ $EDGEKD targets list
 for target in nrf52840-dk raspberry-pi-4b; do
   echo
   echo "== edgekd plan --target $target --task digits"
-  $EDGEKD plan --target "$target" --task digits
+  $EDGEKD plan --target "$target" --task digits --plot "$OUT/plan-$target.png"
   $EDGEKD plan --target "$target" --task digits --json > "$OUT/plan-$target.json"
 done
 echo
-echo "plans written to $OUT/plan-*.json"
+echo "== edgekd teacher --task digits"
+[ -f "$OUT/teacher-digits.pt" ] || $EDGEKD teacher --task digits --out "$OUT/teacher-digits.pt"
+echo
+echo "== edgekd distill --target nrf52840-dk --task digits (KD, with a no-teacher baseline)"
+$EDGEKD distill --target nrf52840-dk --task digits --teacher "$OUT/teacher-digits.pt" --out "$OUT/nrf52840-dk" \
+  --epochs 20 --baseline
+echo
+echo "plans: $OUT/plan-*.json (+ .png); student: $OUT/nrf52840-dk/student.pt, report: $OUT/nrf52840-dk/distill.json"

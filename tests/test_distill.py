@@ -235,7 +235,7 @@ def test_factory_teacher_with_weights(tmp_path: Path, factory_module: str, digit
 
 def test_pt2_teacher_and_unsafe_files(tmp_path: Path, factory_module: str, digits, teacher_file: Path) -> None:
     model = __import__(factory_module).good().eval()
-    program = torch.export.export(model, (torch.zeros(1, 1, 8, 8),),
+    program = torch.export.export(model, (torch.zeros(2, 1, 8, 8),),
                                   dynamic_shapes=({0: torch.export.Dim("b", min=1, max=4096)},))
     torch.export.save(program, tmp_path / "t.pt2")
     teacher = load_teacher(str(tmp_path / "t.pt2"), digits.spec)
@@ -266,14 +266,16 @@ def test_two_process_ddp_run(tmp_path: Path, teacher_file: Path) -> None:
     out = tmp_path / "ddp"
     proc = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-port", str(29500 + os.getpid() % 1000),
                            "-m", "edgekd.cli", "distill", "--target", "nrf52840-dk", "--task", "digits",
-                           "--teacher", str(teacher_file), "--out", str(out), "--epochs", "2", "--limit", "400",
+                           "--teacher", str(teacher_file), "--out", str(out), "--epochs", "6", "--batch-size", "32",
+                           "--limit", "400",
                            "--family", "dscnn", "--no-int8-check", "--json"],
                           capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((out / "distill.json").read_text())
     assert saved["world_size"] == 2
-    assert 0.3 < saved["student"]["accuracy_float"] <= 1
-    assert len(saved["training"]["history"]) == 2
+    assert 0.7 < saved["student"]["accuracy_float"] <= 1  # single-process with these settings: ~0.93
+    assert len(saved["training"]["history"]) == 6
+    assert json.loads(proc.stdout)["world_size"] == 2  # only rank 0 prints
 
 
 def test_student_output_of_digits_is_well_formed(digits) -> None:

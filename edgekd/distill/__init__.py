@@ -59,10 +59,11 @@ def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: i
     splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
     spec = splits.spec
     r = recipe(spec.name)
-    cfg = TrainConfig(epochs=epochs or r["epochs"], batch_size=r["batch_size"], lr=r["lr"], seed=seed)
+    cfg = TrainConfig(epochs=epochs or r["epochs"], batch_size=r["batch_size"], lr=r["lr"], seed=seed,
+                      augment=r.get("augment", True))
     torch.manual_seed(seed)
     model = build_teacher(r["arch"], r["params"], spec)
-    policy = augment.Policy.for_task(spec.name, spec.kind)
+    policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
     result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, tuple(spec.input_shape),
                  build_loss("ce", label_smoothing=0.1), cfg, policy, label=f"teacher {spec.name}",
                  progress=progress)

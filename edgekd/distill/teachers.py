@@ -78,8 +78,9 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {"resnet-teacher": ResNetTeacher}
 # Defaults chosen to reach the accuracy bars (digits >= 98%, fashion-mnist >= 93.5%, basic-motions >= 95%) on
 # 2 CPU cores in reasonable time; docs/benchmarks.md records what they reached and how long they took.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"arch": "resnet-teacher", "params": {"width": 32, "blocks": 1, "stages": 2}, "epochs": 40,
-               "lr": 3e-3, "batch_size": 64},
+    # digits: no augmentation; one-pixel shifts of an 8x8 digit cost the teacher accuracy (98.3% vs 98.9%).
+    "digits": {"arch": "resnet-teacher", "params": {"width": 32, "blocks": 1, "stages": 2}, "epochs": 60,
+               "lr": 3e-3, "batch_size": 64, "augment": False},
     "fashion-mnist": {"arch": "resnet-teacher", "params": {"width": 32, "blocks": 1, "stages": 3}, "epochs": 15,
                       "lr": 3e-3, "batch_size": 128},
     "basic-motions": {"arch": "resnet-teacher", "params": {"width": 32, "blocks": 1, "stages": 2}, "epochs": 60,
@@ -218,8 +219,9 @@ def load_teacher(ref: str, spec: TaskSpec, weights: str | None = None, feature_l
             out = model(sample)
     except Exception as exc:  # a user model can fail in any way
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgekdError(f"--teacher {ref}: fails on task {spec.name!r} inputs of shape {spec.input_shape}: "
-                          f"{first}") from None
+        hint = " (export the .pt2 with a dynamic batch dimension)" if path.suffix == ".pt2" else ""
+        raise EdgekdError(f"--teacher {ref}: fails on a batch of task {spec.name!r} inputs of shape "
+                          f"{spec.input_shape}{hint}: {first}") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(sample), spec.num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise EdgekdError(f"--teacher {ref}: outputs {got} for a batch of {len(sample)}, but task {spec.name!r} "

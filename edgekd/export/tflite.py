@@ -8,6 +8,7 @@ targets must not have.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import tempfile
@@ -147,7 +148,7 @@ def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], cal
     if len(calibration) == 0:
         raise EdgekdError("calibration set is empty; the task's calibration split must hold samples")
     channels_last = len(input_shape) == 3 if channels_last is None else channels_last
-    model = model.eval()
+    model = copy.deepcopy(model).eval()  # never flip the caller's model out of training mode
     calib = calibration.astype(np.float32)
     float_model = model
     if channels_last:

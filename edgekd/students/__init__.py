@@ -50,8 +50,8 @@ class Family:
         for values in itertools.product(*(self.grid[k] for k in keys)):
             params = dict(zip(keys, values, strict=True))
             res = params.get("resolution")
-            if res is not None and len(input_shape) == 3 and res > max(input_shape[1:]):
-                continue  # never upsample
+            if res is not None and (len(input_shape) != 3 or res >= max(input_shape[1:])):
+                continue  # the resolution cap would not shrink anything: same as resolution=None
             out.append(params)
         return out
 
@@ -112,6 +112,19 @@ def same_or_valid(size: int, kernel: int, stride: int) -> int:
 
 def conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
+
+
+def image_size(params: dict[str, Any], task_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Student input (H, W): the task's, each side capped at ``resolution`` when given (never upsampled)."""
+    h, w = task_shape[1], task_shape[2]
+    res = params.get("resolution")
+    return (h, w) if res is None else (min(int(res), h), min(int(res), w))
+
+
+def conv_step(size: tuple[int, int], kernel: int, stride: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Per-axis (padding, output size) of a square-kernel conv, padding chosen by :func:`same_or_valid`."""
+    pads = tuple(same_or_valid(s, kernel, stride) for s in size)
+    return pads, tuple(conv_out(s, kernel, stride, p) for s, p in zip(size, pads, strict=True))  # type: ignore[return-value]
 
 
 class ConvBNReLU(nn.Sequential):

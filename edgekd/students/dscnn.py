@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, register_family, same_or_valid
+from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_step, image_size, register_family
 
 
 class DSCNN(nn.Module):
@@ -18,24 +18,21 @@ class DSCNN(nn.Module):
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth = int(params["width"]), int(params["depth"])
-        res = int(params.get("resolution") or task_shape[1])
         cin = task_shape[0]
-        self.input_shape = (cin, res, res)
-        size = res
-        stride = 2 if size >= 16 else 1
-        pad = same_or_valid(size, 3, stride)
-        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), (pad, pad))
-        size = conv_out(size, 3, stride, pad)
+        size = image_size(params, task_shape)
+        self.input_shape = (cin, *size)
+        stride = 2 if min(size) >= 16 else 1
+        pad, size = conv_step(size, 3, stride)
+        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), pad)
         blocks: list[nn.Module] = []
         channels = width
         downsample_at = {1, 3} if depth >= 4 else {1}
         for i in range(depth):
-            stride = 2 if i in downsample_at and size >= 4 else 1
+            stride = 2 if i in downsample_at and min(size) >= 4 else 1
             out = channels * 2 if stride == 2 else channels
-            pad = same_or_valid(size, 3, stride)
-            blocks += [ConvBNReLU(channels, channels, (3, 3), (stride, stride), (pad, pad), groups=channels),
+            pad, size = conv_step(size, 3, stride)
+            blocks += [ConvBNReLU(channels, channels, (3, 3), (stride, stride), pad, groups=channels),
                        ConvBNReLU(channels, out, (1, 1), (1, 1), (0, 0))]
-            size = conv_out(size, 3, stride, pad)
             channels = out
         self.blocks = nn.Sequential(*blocks)
         self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, register_family, same_or_valid
+from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_step, image_size, register_family
 
 
 class BasicBlock(nn.Module):
@@ -37,22 +37,20 @@ class SmallResNet(nn.Module):
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth, stages = int(params["width"]), int(params["depth"]), int(params.get("stages", 2))
-        res = int(params.get("resolution") or task_shape[1])
         cin = task_shape[0]
-        self.input_shape = (cin, res, res)
-        stride = 2 if res >= 16 else 1
-        pad = same_or_valid(res, 3, stride)
-        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), (pad, pad))
-        size = conv_out(res, 3, stride, pad)
+        size = image_size(params, task_shape)
+        self.input_shape = (cin, *size)
+        stride = 2 if min(size) >= 16 else 1
+        pad, size = conv_step(size, 3, stride)
+        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), pad)
         layers: list[nn.Module] = []
         channels = width
         for stage in range(stages):
             if stage > 0:
-                stride = 2 if size >= 4 else 1
-                pad = same_or_valid(size, 3, stride)
+                stride = 2 if min(size) >= 4 else 1
+                pad, size = conv_step(size, 3, stride)
                 out = width * 2**stage
-                layers.append(ConvBNReLU(channels, out, (3, 3), (stride, stride), (pad, pad)))
-                size = conv_out(size, 3, stride, pad)
+                layers.append(ConvBNReLU(channels, out, (3, 3), (stride, stride), pad))
                 channels = out
             layers += [BasicBlock(channels) for _ in range(depth)]
         self.body = nn.Sequential(*layers)

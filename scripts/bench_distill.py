@@ -1,0 +1,126 @@
+"""Benchmark: what distillation buys on a real data set, per target, over several seeds.
+
+For each target: the planned student trained without a teacher (labels only), with Hinton KD and with feature
+distillation, same epochs and recipe, N seeds; float accuracy and int8 accuracy of the real fully-integer
+.tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), plus the TFLite Micro arena.
+
+    .venv/bin/python scripts/bench_distill.py --task fashion-mnist --targets nrf52840-dk,raspberry-pi-4b \\
+        --seeds 0,1,2 --epochs 15 --teacher runs/teachers/fashion-mnist.pt
+
+Writes docs/bench_distill.json (every run) and the table between the markers in docs/benchmarks.md.
+Runs are resumable: a finished (target, loss, seed) already in the JSON is not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgekd.distill import distill, train_teacher  # noqa: E402
+from edgekd.logs import setup  # noqa: E402
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(result: dict) -> str:
+    rows = ["| target | student | loss | seeds | float acc (mean +- sd) | int8 acc (mean +- sd) | vs no teacher "
+            "(int8, pp) | TFLM arena | .tflite | train s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for target, runs in result["runs"].items():
+        base = [r["accuracy_int8"] for r in runs if r["loss"] == "ce"]
+        base_mean = mean_std(base)[0]
+        for loss in result["losses"]:
+            sel = [r for r in runs if r["loss"] == loss]
+            if not sel:
+                continue
+            f_m, f_s = mean_std([r["accuracy_float"] for r in sel])
+            q_m, q_s = mean_std([r["accuracy_int8"] for r in sel])
+            gain = "" if loss == "ce" else f"{100 * (q_m - base_mean):+.2f}"
+            s = sel[0]
+            config = ", ".join(f"{k}={v}" for k, v in s["config"].items() if v is not None)
+            rows.append(f"| {target} | {s['family']}({config}) | {loss} | {len(sel)} | {100 * f_m:.2f} +- {100 * f_s:.2f}"
+                        f" | {100 * q_m:.2f} +- {100 * q_s:.2f} | {gain} | {s['arena_bytes']:,} | "
+                        f"{s['tflite_bytes']:,} | {statistics.fmean(r['train_seconds'] for r in sel):.0f} |")
+    return "\n".join(rows)
+
+
+def write_markdown(result: dict) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    start, end = "<!-- distill:start -->", "<!-- distill:end -->"
+    text = doc.read_text() if doc.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    t = result["teacher"]
+    body = (f"Task {result['task']}, {result['epochs']} epochs per run, teacher {t['arch']} "
+            f"({t['param_count']:,} params, test accuracy {100 * t['test_accuracy']:.2f}%, trained in "
+            f"{t['train_seconds']:.0f} s on this 2-core machine). Accuracies are on the full test set; int8 is the "
+            "fully-integer .tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), arena is the "
+            "minimum TFLite Micro accepted (host, measured).\n\n" + table(result))
+    doc.write_text(head + start + "\n" + body + "\n" + end + tail)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="fashion-mnist")
+    ap.add_argument("--targets", default="nrf52840-dk,raspberry-pi-4b")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--losses", default="ce,kd,feature")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--teacher", default=None, help="teacher file; trained (and timed) when missing")
+    ap.add_argument("--family", action="append", help="restrict student families")
+    ap.add_argument("--limit", type=int, default=None, help="training subset (smoke runs only)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench_distill.json"))
+    ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_distill"))
+    args = ap.parse_args()
+    setup()
+    out = Path(args.out)
+    teacher_path = Path(args.teacher or ROOT / "runs" / "teachers" / f"{args.task}.pt")
+    if not teacher_path.is_file():
+        train_teacher(args.task, teacher_path)
+    teacher = json.loads(teacher_path.with_suffix(teacher_path.suffix + ".json").read_text())
+    result = json.loads(out.read_text()) if out.is_file() else {}
+    if result.get("task") != args.task or result.get("epochs") != args.epochs or result.get("limit") != args.limit:
+        result = {"task": args.task, "epochs": args.epochs, "limit": args.limit, "runs": {}}
+    result |= {"teacher": {k: teacher[k] for k in ("arch", "param_count", "test_accuracy", "train_seconds")},
+               "losses": args.losses.split(",")}
+    for target in args.targets.split(","):
+        runs = result["runs"].setdefault(target, [])
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for loss in args.losses.split(","):
+                if any(r["loss"] == loss and r["seed"] == seed for r in runs):
+                    continue
+                started = time.perf_counter()
+                d = distill(target, args.task, None if loss == "ce" else str(teacher_path),
+                            Path(args.runs_dir) / target / f"{loss}-seed{seed}", loss=loss, epochs=args.epochs,
+                            seed=seed, limit=args.limit, families=args.family, progress=sys.stderr.isatty())
+                m = d["measured"]
+                runs.append({"loss": loss, "seed": seed, "family": d["student"]["family"],
+                             "config": d["student"]["config"], "params": d["student"]["params"],
+                             "macs": d["student"]["macs"], "accuracy_float": d["student"]["accuracy_float"],
+                             "accuracy_int8": m["accuracy_int8"], "agreement": m["agreement_with_float"],
+                             "arena_bytes": m["arena_bytes"], "tflite_bytes": m["tflite_bytes"], "fits": d["fits"],
+                             "train_seconds": d["timings_s"]["train"], "timings_s": d["timings_s"],
+                             "teacher_cache": d["teacher_cache"], "wall_seconds": round(time.perf_counter() - started)})
+                print(f"{target} {loss} seed {seed}: float {d['student']['accuracy_float']:.4f} int8 "
+                      f"{m['accuracy_int8']:.4f} ({runs[-1]['wall_seconds']} s)", flush=True)
+                out.write_text(json.dumps(result, indent=2) + "\n")
+                write_markdown(result)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(result)
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
