@@ -48,8 +48,9 @@ def table(result: dict) -> str:
             gain = "" if loss == "ce" else f"{100 * (q_m - base_mean):+.2f}"
             s = sel[0]
             config = ", ".join(f"{k}={v}" for k, v in s["config"].items() if v is not None)
-            rows.append(f"| {target} | {s['family']}({config}) | {loss} | {len(sel)} | {100 * f_m:.2f} +- {100 * f_s:.2f}"
-                        f" | {100 * q_m:.2f} +- {100 * q_s:.2f} | {gain} | {s['arena_bytes']:,} | "
+            rows.append(f"| {target} | {s['family']}({config}) | {loss} | {len(sel)} | "
+                        f"{100 * f_m:.2f} +- {100 * f_s:.2f} | {100 * q_m:.2f} +- {100 * q_s:.2f} | {gain} | "
+                        f"{s['arena_bytes']:,} | "
                         f"{s['tflite_bytes']:,} | {statistics.fmean(r['train_seconds'] for r in sel):.0f} |")
     return "\n".join(rows)
 
