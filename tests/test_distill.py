@@ -281,3 +281,13 @@ def test_two_process_ddp_run(tmp_path: Path, teacher_file: Path) -> None:
 def test_student_output_of_digits_is_well_formed(digits) -> None:
     model = build_student(SMALL, digits.spec.input_shape, 10)
     assert np.isfinite(model(torch.from_numpy(digits.x_test[:5])).detach().numpy()).all()
+
+
+def test_search_tries_the_top_candidates_and_keeps_the_best(tmp_path: Path, teacher_file: Path) -> None:
+    result = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path, loss="kd", epochs=4, search=2,
+                     limit=400, families=["dscnn"], verify_int8=False, progress=False)
+    rows = result["candidates"]
+    assert len(rows) == 2 and all(r["epochs"] == 1 and 0 <= r["val_accuracy"] <= 1 for r in rows)
+    best = max(rows, key=lambda r: (r["val_accuracy"], r["macs"]))
+    assert result["student"]["config"] == best["config"]
+    assert "search" in result["timings_s"]

@@ -139,6 +139,28 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(*layers)
 
 
+class StemBodyHead(nn.Module):
+    """A student built as stem -> body -> classifier head; the body's output feeds feature distillation."""
+
+    feature_layer = "body"
+    stem: nn.Module
+    body: nn.Module
+    head: nn.Module
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def image_stem(cin: int, width: int, size: tuple[int, int]) -> tuple[nn.Module, tuple[int, int]]:
+    """3x3 conv stem, stride 2 when the image is at least 16 pixels a side; returns it and the output size."""
+    stride = 2 if min(size) >= 16 else 1
+    pad, size = conv_step(size, 3, stride)
+    return ConvBNReLU(cin, width, (3, 3), (stride, stride), pad), size
+
+
 class ClassifierHead(nn.Module):
     """Global average pool as adaptive_avg_pool2d (one MEAN op; ``x.mean((2, 3))`` costs a TRANSPOSE)."""
 

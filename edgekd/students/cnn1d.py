@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
-from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_out, register_family, same_or_valid
+from edgekd.students import (
+    ClassifierHead,
+    ConvBNReLU,
+    Family,
+    StemBodyHead,
+    conv_out,
+    register_family,
+    same_or_valid,
+)
 
 
-class CNN1D(nn.Module):
+class CNN1D(StemBodyHead):
     """``depth`` conv layers with (1, k) kernels, stride 2 while the series is long, width doubling halfway."""
-
-    feature_layer = "body"  # feeds feature (hint) distillation
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth, kernel = int(params["width"]), int(params["depth"]), int(params.get("kernel", 5))
@@ -32,15 +37,10 @@ class CNN1D(nn.Module):
             layers.append(ConvBNReLU(channels, out, (1, kernel), (1, stride), (0, pad)))
             size = conv_out(size, kernel, stride, pad)
             channels = out
+        self.stem = nn.Identity()
         self.body = nn.Sequential(*layers)
         self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
         self.feature_channels = channels
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 register_family(Family(

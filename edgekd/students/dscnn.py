@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
-from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_step, image_size, register_family
+from edgekd.students import (
+    ClassifierHead,
+    ConvBNReLU,
+    Family,
+    StemBodyHead,
+    conv_step,
+    image_size,
+    image_stem,
+    register_family,
+)
 
 
-class DSCNN(nn.Module):
+class DSCNN(StemBodyHead):
     """Stem conv, then ``depth`` blocks of depthwise 3x3 + pointwise 1x1; channels double at each downsample."""
-
-    feature_layer = "blocks"  # feeds feature (hint) distillation
 
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
@@ -21,9 +27,7 @@ class DSCNN(nn.Module):
         cin = task_shape[0]
         size = image_size(params, task_shape)
         self.input_shape = (cin, *size)
-        stride = 2 if min(size) >= 16 else 1
-        pad, size = conv_step(size, 3, stride)
-        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), pad)
+        self.stem, size = image_stem(cin, width, size)
         blocks: list[nn.Module] = []
         channels = width
         downsample_at = {1, 3} if depth >= 4 else {1}
@@ -34,15 +38,9 @@ class DSCNN(nn.Module):
             blocks += [ConvBNReLU(channels, channels, (3, 3), (stride, stride), pad, groups=channels),
                        ConvBNReLU(channels, out, (1, 1), (1, 1), (0, 0))]
             channels = out
-        self.blocks = nn.Sequential(*blocks)
+        self.body = nn.Sequential(*blocks)
         self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
         self.feature_channels = channels
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 register_family(Family(

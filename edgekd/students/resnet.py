@@ -7,7 +7,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.students import ClassifierHead, ConvBNReLU, Family, conv_step, image_size, register_family
+from edgekd.students import (
+    ClassifierHead,
+    ConvBNReLU,
+    Family,
+    StemBodyHead,
+    conv_step,
+    image_size,
+    image_stem,
+    register_family,
+)
 
 
 class BasicBlock(nn.Module):
@@ -27,12 +36,10 @@ class BasicBlock(nn.Module):
         return self.relu(self.conv2(self.conv1(x)) + x)
 
 
-class SmallResNet(nn.Module):
+class SmallResNet(StemBodyHead):
     """Stem, then stages of ``depth`` blocks; between stages a strided 3x3 conv halves the resolution and
     doubles the channels (a max pool there would share its input's int8 scale and force a requantizing
     QUANTIZE before the next conv)."""
-
-    feature_layer = "body"  # feeds feature (hint) distillation
 
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
@@ -40,9 +47,7 @@ class SmallResNet(nn.Module):
         cin = task_shape[0]
         size = image_size(params, task_shape)
         self.input_shape = (cin, *size)
-        stride = 2 if min(size) >= 16 else 1
-        pad, size = conv_step(size, 3, stride)
-        self.stem = ConvBNReLU(cin, width, (3, 3), (stride, stride), pad)
+        self.stem, size = image_stem(cin, width, size)
         layers: list[nn.Module] = []
         channels = width
         for stage in range(stages):
@@ -56,12 +61,6 @@ class SmallResNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
         self.feature_channels = channels
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 register_family(Family(
