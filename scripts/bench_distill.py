@@ -98,8 +98,8 @@ def main() -> None:
                "losses": args.losses.split(",")}
     for target in args.targets.split(","):
         runs = result["runs"].setdefault(target, [])
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            for loss in args.losses.split(","):
+        for loss in args.losses.split(","):  # loss-major: the no-teacher vs KD comparison completes first
+            for seed in [int(s) for s in args.seeds.split(",")]:
                 if any(r["loss"] == loss and r["seed"] == seed for r in runs):
                     continue
                 started = time.perf_counter()
