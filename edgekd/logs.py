@@ -15,7 +15,7 @@ log = logging.getLogger("edgekd")
 
 def setup(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("torchao", "torch._export", "torch.export", "absl", "litert_torch", "jax"):
+    for noisy in ("torchao", "torch._export", "torch.export", "torch.utils._pytree", "absl", "litert_torch", "jax"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="torchao")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
