@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -255,6 +254,3 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     return TrainResult(best["epoch"], best["val"], len(history), stopped_early, history,
                        round(time.perf_counter() - started, 2), resumed_from)
 
-
-def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -13,8 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edgekd.errors import EdgekdError
 
 _PROBE = r"""
@@ -83,32 +81,6 @@ def min_arena(path: str | Path, upper: int = 8 << 20, granularity: int = 16) -> 
     tail = re.search(r"allocation tail (\d+)", text)
     return ArenaMeasurement(size, int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1,
                             breakdown, tries)
-
-
-def run_tflm(path: str | Path, inputs: np.ndarray, arena_size: int) -> np.ndarray:
-    """Run int8 ``inputs`` (N, *input shape as in the file) through TFLite Micro in a subprocess."""
-    code = r"""
-import sys, numpy as np
-from tflite_micro import runtime
-it = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), arena_size=int(sys.argv[2]))
-x = np.load(sys.argv[3])
-outs = []
-for row in x:
-    it.set_input(row[None], 0)
-    it.invoke()
-    outs.append(it.get_output(0)[0].copy())
-np.save(sys.argv[4], np.stack(outs))
-"""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(Path(tmp) / "x.npy", inputs)
-        result = subprocess.run([sys.executable, "-c", code, str(path), str(arena_size), f"{tmp}/x.npy",
-                                 f"{tmp}/y.npy"], capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            tail = (result.stderr.strip().splitlines() or ["crashed"])[-1]
-            raise EdgekdError(f"{path}: TFLite Micro failed with a {arena_size}-byte arena: {tail}")
-        return np.load(Path(tmp) / "y.npy")
 
 
 def main() -> None:  # python -m edgekd.verify.tflm MODEL.tflite
