@@ -364,5 +364,92 @@ def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: 
         sys.exit(1)
 
 
+# ------------------------------------------------------------------ export / verify
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@main.command("export")
+@click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
+@click.option("--student", required=True, type=click.Path(), help="Folder with student.pt (from edgekd distill).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Build folder to write.")
+@click.option("--formats", help="Comma-separated: tflite, pte, c (default: the target's formats).")
+@click.option("--precision", help="Comma-separated: int8, fp32 (default: int8 on MCUs, int8,fp32 elsewhere).")
+@click.option("--calib-size", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Calibration samples drawn from the task's calibration split (see calibration/).")
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def export_cmd(target_name: str, student: str, out_dir: str, formats: str | None, precision: str | None,
+               calib_size: int, ram_budget: str | None, flash_budget: str | None, latency_budget: str | None,
+               as_json: bool) -> None:
+    """Export a trained student to every format TARGET runs; writes OUT/export.json and the artifacts."""
+    from edgekd.export import export_student
+
+    result = export_student(target_name, student, out_dir, _csv(formats), _csv(precision), calib_size,
+                            {"ram": ram_budget, "flash": flash_budget, "latency": latency_budget})
+    if as_json:
+        _emit_json(result)
+        return
+    for a in result["artifacts"]:
+        d = a["details"]
+        note = ""
+        if a["format"] == "pte":
+            dl = d["delegation"]
+            note = (f"{dl['delegated_nodes']} nodes delegated to XNNPACK, {dl['non_delegated_nodes']} not"
+                    + (f"; portable fallbacks: {', '.join(dl['portable_fallback_ops'])}"
+                       if dl["portable_fallback_ops"] else ""))
+        elif a["format"] == "tflite":
+            note = ", ".join(f"{k} x{v}" for k, v in d["ops"].items())
+        elif a["format"] == "c":
+            note = f"+ {d['header']}, tensor arena {d['tensor_arena_bytes']:,} B"
+        click.echo(f"{a['path']:<20} {a['precision']:<5} {format_bytes(a['bytes']):>10}  {note}")
+    for w in result["calibration"]["warnings"]:
+        click.echo(f"warning: calibration: {w}")
+    click.echo(f"wrote {out_dir}/export.json ({result['calibration']['samples']} calibration samples)")
+
+
+@main.command("verify")
+@click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest accuracy drop vs the float student, in percentage points.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate an evenly spaced sample of the test set.")
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | None, ram_budget: str | None,
+               flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
+    """Run BUILD_DIR's artifacts on their runtimes and check the gates; exit 1 when one fails."""
+    from edgekd.verify import verify_build
+
+    result = verify_build(target_name, build_dir, max_drop, limit,
+                          budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget})
+    if as_json:
+        _emit_json(result)
+    else:
+        n = result["samples"]
+        click.echo(f"{result['target']}: {n['test']} of {n['of']} test samples; float student accuracy "
+                   f"{100 * result['float']['accuracy']:.2f}%")
+        click.echo(f"{'artifact':<20} {'runtime':<11} {'accuracy':>8} {'agree':>7} {'max err':>8} "
+                   f"{'host ms':>8} {'arena':>9}")
+        for r in result["runs"]:
+            arena = r.get("arena_bytes") or r.get("planned_memory_bytes")
+            click.echo(f"{r['artifact']:<20} {r['runtime']:<11} {100 * r['accuracy']:>7.2f}% "
+                       f"{100 * r['agreement_with_float']:>6.2f}% {r['max_abs_err']:>8.3f} "
+                       f"{r['latency']['median_ms']:>8.3f} {format_bytes(arena) if arena else '-':>9}")
+        if result["layers"]:
+            worst = min(result["layers"], key=lambda r: r["sqnr_db"])
+            click.echo(f"per-layer int8 error: worst {worst['index']}: {worst['op']} {worst['name']} "
+                       f"{worst['sqnr_db']:.1f} dB SQNR (plot: {build_dir}/{result['layers_plot']})")
+        for name, g in result["gates"].items():
+            if g is not None:
+                click.echo(f"gate {name:<8} {'PASS' if g['passed'] else 'FAIL'}  {g['detail']} ({g['kind']})")
+        click.echo(f"wrote {build_dir}/verify.json")
+    if not result["passed"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

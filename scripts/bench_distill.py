@@ -55,9 +55,9 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def write_markdown(result: dict) -> None:
+def write_markdown(result: dict, section: str) -> None:
     doc = ROOT / "docs" / "benchmarks.md"
-    start, end = "<!-- distill:start -->", "<!-- distill:end -->"
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     text = doc.read_text() if doc.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
     if start not in text:
         text += f"\n{start}\n{end}\n"
@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="training subset (smoke runs only)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_distill.json"))
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_distill"))
+    ap.add_argument("--section", default="distill", help="marker name of the table in docs/benchmarks.md")
     args = ap.parse_args()
     setup()
     out = Path(args.out)
@@ -117,9 +118,9 @@ def main() -> None:
                 print(f"{target} {loss} seed {seed}: float {d['student']['accuracy_float']:.4f} int8 "
                       f"{m['accuracy_int8']:.4f} ({runs[-1]['wall_seconds']} s)", flush=True)
                 out.write_text(json.dumps(result, indent=2) + "\n")
-                write_markdown(result)
+                write_markdown(result, args.section)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    write_markdown(result)
+    write_markdown(result, args.section)
     print(table(result))
 
 

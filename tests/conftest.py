@@ -50,3 +50,58 @@ def cold_cost_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "edgekd-cold-cache"
     monkeypatch.setenv("EDGEKD_CACHE", str(cache))
     return cache
+
+
+# ------------------------------------------------------------------ trained students and their builds
+
+def _private_cache(root: Path) -> pytest.MonkeyPatch:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EDGEKD_CACHE", str(root / "cache"))
+    return mp
+
+
+def _student(root: Path, target: str) -> Path:
+    """A small digits DS-CNN (15 epochs on 400 samples, no teacher, ~90% accurate) planned for ``target``."""
+    from edgekd.distill import distill
+
+    out = root / f"student-{target}"
+    mp = _private_cache(root)
+    try:
+        distill(target, "digits", None, out, loss="ce", epochs=15, limit=400, families=["dscnn"],
+                verify_int8=False, progress=False)
+    finally:
+        mp.undo()
+    return out
+
+
+def _build(student: Path, root: Path, target: str) -> Path:
+    from edgekd.export import export_student
+
+    mp = _private_cache(root)
+    try:
+        export_student(target, student, root / "build")
+    finally:
+        mp.undo()
+    return root / "build"
+
+
+@pytest.fixture(scope="session")
+def mcu_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _student(tmp_path_factory.mktemp("mcu"), "nrf52840-dk")
+
+
+@pytest.fixture(scope="session")
+def pi_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _student(tmp_path_factory.mktemp("pi"), "raspberry-pi-4b")
+
+
+@pytest.fixture(scope="session")
+def mcu_build(mcu_student: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """nrf52840-dk build of the MCU student: int8 .tflite and model_data.c/.h."""
+    return _build(mcu_student, tmp_path_factory.mktemp("mcu-build"), "nrf52840-dk")
+
+
+@pytest.fixture(scope="session")
+def pi_build(pi_student: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """raspberry-pi-4b build: .tflite and .pte, int8 and fp32."""
+    return _build(pi_student, tmp_path_factory.mktemp("pi-build"), "raspberry-pi-4b")

@@ -287,6 +287,7 @@ def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str |
     result = {
         "target": target.name,
         "task": spec.name,
+        "data_source": {"task": task, "data_dir": data_dir, "limit": limit},
         "teacher": teacher_record,
         "student": {"family": chosen.family, "config": chosen.config, "params": chosen.params,
                     "macs": chosen.macs, "accuracy_float": float_acc,

@@ -1,29 +1,12 @@
-"""Exporters: turn a trained student into deployable files, one registered exporter per format."""
+"""Exporters: turn a trained student into deployable files, one registered exporter per format.
 
-from __future__ import annotations
+``tflite`` (LiteRT / TFLite Micro), ``pte`` (ExecuTorch + XNNPACK) and ``c`` (the .tflite as a C array for
+TFLite Micro firmware). :func:`export_student` runs the ones a target needs into a build folder.
+"""
 
-from collections.abc import Callable
-from typing import Any
+from edgekd.export import csource, pte, tflite  # noqa: F401  (registers the exporters)
+from edgekd.export.core import EXPORTERS, Artifact, ExportContext, get_exporter, register_exporter, sha256_file
+from edgekd.export.student import export_student, load_export
 
-from edgekd.errors import EdgekdError
-
-EXPORTERS: dict[str, Callable[..., Any]] = {}
-
-
-def register_exporter(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register an exporter function under a format name (``tflite``, ``pte`` ...)."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        EXPORTERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_exporter(name: str) -> Callable[..., Any]:
-    if name not in EXPORTERS:
-        raise EdgekdError(f"unknown export format {name!r}; known: {', '.join(sorted(EXPORTERS))}")
-    return EXPORTERS[name]
-
-
-from edgekd.export import tflite  # noqa: E402,F401  (registers the exporter)
+__all__ = ["EXPORTERS", "Artifact", "ExportContext", "export_student", "get_exporter", "load_export",
+           "register_exporter", "sha256_file"]

@@ -1,17 +1,14 @@
-"""Fully-integer int8 ``.tflite`` through litert-torch's PT2E quantizer (no TensorFlow needed).
+"""``.tflite`` through litert-torch (no TensorFlow needed): fully-integer int8 via its PT2E quantizer, or fp32.
 
-int8 input and output, per-channel weights, histogram calibration on the task's calibration split. Image
-models (4-D input) take NHWC input so the file carries no input TRANSPOSE. :func:`inspect_tflite` lists the
-operators and finds float islands (ops left in float between DEQUANTIZE/QUANTIZE), which TFLite Micro
-targets must not have.
+int8 has int8 input and output, per-channel weights, histogram calibration on the task's calibration split.
+Image models (4-D input) take NHWC input so the file carries no input TRANSPOSE. :func:`inspect_tflite` lists
+the operators and finds float islands (ops left in float between DEQUANTIZE/QUANTIZE), which TFLite Micro
+targets must not have: the registered exporter refuses them, and operators the target's profile lacks.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +17,9 @@ import numpy as np
 import torch
 
 from edgekd.errors import EdgekdError
-from edgekd.export import register_exporter
+from edgekd.export.core import Artifact, ExportContext, atomic_path, register_exporter, sha256_file
 from edgekd.logs import native_quiet
+from edgekd.targets import Target
 
 
 @dataclass(frozen=True)
@@ -59,10 +57,6 @@ class TfliteArtifact:
         out = asdict(self)
         out["path"] = str(self.path)
         return out
-
-
-def sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def inspect_tflite(path: str | Path) -> TfliteGraph:
@@ -130,7 +124,6 @@ def _convert_qat(model: torch.nn.Module, qat_state: dict[str, torch.Tensor], sam
     return litert_torch.convert(graph, (sample,), quant_config=QuantConfig(pt2e_quantizer=qat_quantizer()))
 
 
-@register_exporter("tflite")
 def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], calibration: np.ndarray,
                        path: str | Path, channels_last: bool | None = None,
                        qat_state: dict[str, torch.Tensor] | None = None) -> TfliteArtifact:
@@ -155,19 +148,77 @@ def export_tflite_int8(model: torch.nn.Module, input_shape: tuple[int, ...], cal
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         calib = np.transpose(calib, (0, 2, 3, 1))
     sample = torch.from_numpy(np.ascontiguousarray(calib[:1]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tflite", dir=path.parent, prefix=f".{path.stem}-")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with native_quiet():
             if qat_state is not None:
                 edge = _convert_qat(float_model, qat_state, sample, channels_last)
             else:
                 edge = _quantize_and_convert(model, sample, calib)
-            edge.export(tmp)
+            edge.export(str(tmp))
         graph = inspect_tflite(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return TfliteArtifact(path, path.stat().st_size, sha256_file(path), channels_last, graph)
+
+
+def export_tflite_float(model: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path,
+                        channels_last: bool | None = None) -> TfliteArtifact:
+    """Write an fp32 ``.tflite`` (float I/O, same layout as the int8 one) to ``path`` atomically."""
+    import litert_torch
+
+    path = Path(path)
+    channels_last = len(input_shape) == 3 if channels_last is None else channels_last
+    model = copy.deepcopy(model).eval()
+    shape = (1, *input_shape)
+    if channels_last:
+        model = litert_torch.to_channel_last_io(model, args=[0]).eval()
+        shape = (1, input_shape[1], input_shape[2], input_shape[0])
+    with atomic_path(path) as tmp:
+        with native_quiet():
+            litert_torch.convert(model, (torch.zeros(shape),)).export(str(tmp))
+        graph = inspect_tflite(tmp)
+    return TfliteArtifact(path, path.stat().st_size, sha256_file(path), channels_last, graph)
+
+
+def refuse_unsupported(graph: TfliteGraph, target: Target, path: Path) -> None:
+    """Stop (and delete) an export the target cannot run: unknown operators, or float islands on int8-only cores."""
+    try:
+        _check_graph(graph, target, path.name)
+    except EdgekdError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _check_graph(graph: TfliteGraph, target: Target, what: str) -> None:
+    missing = sorted({op for op in graph.ops if op not in target.operators})
+    if missing:
+        raise EdgekdError(f"{what}: operator(s) {', '.join(missing)} not supported by target {target.name} "
+                          "(its profile's operators list); change the student or the target")
+    if graph.float_islands and target.quantization == "int8-full":
+        raise EdgekdError(f"{what}: float islands ({', '.join(sorted(set(graph.float_islands)))} run in float "
+                          f"between DEQUANTIZE/QUANTIZE) but {target.name} needs a fully-integer model; "
+                          "change the student's layers that the quantizer leaves in float")
+
+
+def _describe(a: TfliteArtifact) -> dict[str, Any]:
+    g = a.graph
+    counts: dict[str, int] = {}
+    for op in g.ops:
+        counts[op] = counts.get(op, 0) + 1
+    return {"ops": counts, "input": asdict(g.input), "output": asdict(g.output), "float_islands": g.float_islands,
+            "fully_integer": g.fully_integer, "channels_last": a.channels_last, "tensors": g.tensor_count}
+
+
+@register_exporter("tflite")
+def tflite_exporter(ctx: ExportContext) -> list[Artifact]:
+    """int8 always (the MCU and default Linux artifact); fp32 too when asked and the target runs float."""
+    out = []
+    path = ctx.out_dir / "model_int8.tflite"
+    a = export_tflite_int8(ctx.model, ctx.input_shape, ctx.calibration, path, ctx.channels_last, ctx.qat_state)
+    refuse_unsupported(a.graph, ctx.target, path)
+    runtime = "tflm" if ctx.target.is_mcu else "litert"
+    out.append(ctx.artifact("tflite", "int8", path, runtime, **_describe(a)))
+    if "fp32" in ctx.precisions and ctx.target.quantization != "int8-full":
+        path = ctx.out_dir / "model_fp32.tflite"
+        f = export_tflite_float(ctx.model, ctx.input_shape, path, ctx.channels_last)
+        refuse_unsupported(f.graph, ctx.target, path)
+        out.append(ctx.artifact("tflite", "fp32", path, "litert", **_describe(f)))
+    return out

@@ -1,1 +1,193 @@
-"""Verification of artifacts on real runtimes (TFLite Micro, LiteRT, ExecuTorch) and emulators."""
+"""Verification: run every artifact of a build on its real runtime on the host and check it against the target.
+
+``.tflite`` on LiteRT (XNNPACK kernels, the target's thread count) and, for microcontrollers, on the TFLite Micro
+interpreter with an arena no larger than the RAM budget; ``.pte`` on the ExecuTorch runtime. Each run is compared
+with the float student (accuracy, agreement, output error, per-class accuracy); the int8 model is compared layer
+by layer with the float one; gates decide whether the build fits. :func:`verify_build` is ``edgekd verify``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+from edgekd.export.core import Artifact, sha256_file
+from edgekd.logs import log
+from edgekd.verify.fidelity import fidelity, latency_summary
+from edgekd.verify.gates import fidelity_gate, flash_gate, latency_gate, ram_gate
+
+VERIFY_FORMAT = "edgekd-verify/1"
+HOST = "host x86_64"
+
+
+def _check_hashes(build: Path, artifacts: list[Artifact]) -> None:
+    for a in artifacts:
+        if sha256_file(build / a.path) != a.sha256:
+            raise EdgekdError(f"{build / a.path}: sha256 differs from export.json (modified after export); "
+                              "re-run `edgekd export`")
+        if a.format == "c":
+            embedded = next((b for b in artifacts if b.path == a.details.get("embeds")), None)
+            if embedded is None or embedded.sha256 != a.details.get("embeds_sha256"):
+                raise EdgekdError(f"{build / a.path}: does not embed the build's {a.details.get('embeds')}; "
+                                  "re-run `edgekd export`")
+
+
+def sample_indices(n: int, limit: int | None) -> np.ndarray:
+    """Evenly spaced test rows (the whole set without ``limit``), so a sample covers the set's order."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def _model_layout(x: np.ndarray, channels_last: bool) -> np.ndarray:
+    return np.transpose(x, (0, 2, 3, 1)) if channels_last and x.ndim == 4 else x
+
+
+def _run_tflm(path: Path, x: np.ndarray, details: dict[str, Any], arena: int) -> tuple[np.ndarray, list[float]]:
+    from edgekd.verify.litert import quantize
+    from edgekd.verify.tflm import run_tflm
+
+    q_in, q_out = details["input"], details["output"]
+    xq = quantize(_model_layout(x, details["channels_last"]).astype(np.float32), q_in["scale"], q_in["zero_point"],
+                  np.dtype(q_in["dtype"]))
+    run = run_tflm(path, xq, arena)
+    return (run.outputs.astype(np.float32) - q_out["zero_point"]) * q_out["scale"], run.invoke_ms
+
+
+def verify_build(target_name: str, build_dir: str | Path, max_drop_pp: float = 1.0, limit: int | None = None,
+                 layer_samples: int = 100, budgets: dict[str, str | None] | None = None,
+                 plot: bool = True) -> dict[str, Any]:
+    """Verify the build in ``build_dir`` against ``target_name``; writes and returns verify.json's content.
+
+    ``limit`` evaluates an evenly spaced sample of the test set instead of all of it.
+    """
+    from edgekd import costmodel
+    from edgekd.data import load_task
+    from edgekd.distill import DATA_SEED, load_student, versions
+    from edgekd.distill.train import accuracy, predict
+    from edgekd.export.student import load_export, write_json
+    from edgekd.students import to_model_input
+    from edgekd.targets import load_target
+    from edgekd.verify.executorch import run_pte
+    from edgekd.verify.litert import run_litert
+    from edgekd.verify.tflm import min_arena
+
+    started = time.perf_counter()
+    build = Path(build_dir)
+    export, artifacts = load_export(build)
+    _check_hashes(build, artifacts)
+    target = load_target(target_name).with_budgets(**(budgets or {}))
+    if target.name != export["target"]:
+        log.warning("%s was exported for %s; checking it against %s", build, export["target"], target.name)
+    model, blob = load_student(build)
+    shape = tuple(export["input_shape"])
+    src = export["data_source"]
+    splits = load_task(src["task"], src["data_dir"], seed=DATA_SEED, limit=src["limit"])
+    idx = sample_indices(len(splits.y_test), limit)
+    x = to_model_input(splits.x_test[idx], shape).numpy()
+    y = splits.y_test[idx]
+    names = splits.spec.class_names
+    float_out = predict(model, splits.x_test[idx], shape)
+    float_acc = accuracy(float_out, y)
+    threads = min(target.cpu.count, os.cpu_count() or 1)
+    ram_budget_arena = target.budgets.ram_bytes - target.runtime_ram_bytes
+
+    runs: list[dict[str, Any]] = []
+    ram: dict[str, tuple[int, str]] = {}
+    timings: dict[str, float] = {}
+    for a in artifacts:
+        path = build / a.path
+        t = time.perf_counter()
+        base = {"artifact": a.path, "format": a.format, "precision": a.precision}
+        if a.format == "tflite":
+            arena = min_arena(path).min_arena_bytes
+            ms: list[float] = []
+            out = run_litert(path, x, a.details["channels_last"], threads=threads, invoke_ms=ms)
+            runs.append(base | {"runtime": "litert", "kernels": "xnnpack", "threads": threads,
+                                **fidelity(out, float_out, y, names), "arena_bytes": arena,
+                                "latency": latency_summary(ms) | {"kind": "measured", "where": HOST}})
+            if target.is_mcu and a.precision == "int8":
+                run_arena = ram_budget_arena if arena <= ram_budget_arena else arena
+                out, ms = _run_tflm(path, x, a.details, run_arena)
+                runs.append(base | {"runtime": "tflm", "kernels": "reference", "threads": 1,
+                                    **fidelity(out, float_out, y, names), "arena_bytes": arena,
+                                    "run_arena_bytes": run_arena,
+                                    "latency": latency_summary(ms) | {"kind": "measured", "where": HOST}})
+                ram[a.path] = (arena, "TFLite Micro minimum arena")
+            else:
+                ram[a.path] = (arena + a.bytes, "TFLite Micro minimum arena + model bytes")
+        elif a.format == "pte":
+            ms = []
+            out = run_pte(path, x, invoke_ms=ms)
+            runs.append(base | {"runtime": "executorch", "kernels": "xnnpack", "threads": "runtime default",
+                                **fidelity(out, float_out, y, names),
+                                "planned_memory_bytes": a.details.get("planned_memory_bytes"),
+                                "latency": latency_summary(ms) | {"kind": "measured", "where": HOST}})
+            ram[a.path] = (int(a.details.get("planned_memory_bytes", 0)) + a.bytes,
+                           "ExecuTorch planned memory + model bytes")
+        timings[a.path] = round(time.perf_counter() - t, 2)
+        log.info("verified %s (%.0f s)", a.path, timings[a.path])
+
+    # Per-layer int8 error: against the float .tflite of the build, or one made for the comparison.
+    layers: list[dict[str, Any]] = []
+    layer_n = 0
+    plot_path = None
+    by_key = {a.key: a for a in artifacts}
+    if "tflite-int8" in by_key:
+        from edgekd.verify.layers import as_dicts, layer_errors, plot_layer_errors
+
+        t = time.perf_counter()
+        q = by_key["tflite-int8"]
+        xs = _model_layout(x[sample_indices(len(x), layer_samples)], q.details["channels_last"])
+        with tempfile.TemporaryDirectory(prefix="edgekd-layers-") as tmp:
+            if "tflite-fp32" in by_key:
+                fp32 = build / by_key["tflite-fp32"].path
+            else:
+                from edgekd.export.tflite import export_tflite_float
+
+                fp32 = export_tflite_float(model, shape, Path(tmp) / "float.tflite", q.details["channels_last"]).path
+            rows = layer_errors(build / q.path, fp32, xs)
+        layers, layer_n = as_dicts(rows), len(xs)
+        if plot and rows:
+            plot_path = plot_layer_errors(rows, build / "layers.png",
+                                          f"{target.name}: per-layer int8 error, {len(xs)} test samples").name
+        timings["layers"] = round(time.perf_counter() - t, 2)
+
+    estimates = {}
+    for precision in sorted({a.precision for a in artifacts}):
+        cost = costmodel.analyze(model, shape, precision, bool(export["channels_last"]))
+        estimates[precision] = costmodel.estimate_latency(cost, target)
+    gates = {
+        "flash": flash_gate(artifacts, target),
+        "ram": ram_gate(ram, target) if ram else None,
+        "latency": latency_gate(estimates, target),
+        "fidelity": fidelity_gate(runs, float_acc, max_drop_pp, bool(export["student"]["qat"])) if runs else None,
+    }
+    passed = all(g.passed for g in gates.values() if g is not None)
+    result = {
+        "format": VERIFY_FORMAT,
+        "target": target.name,
+        "exported_for": export["target"],
+        "task": splits.spec.name,
+        "samples": {"test": int(len(y)), "of": int(len(splits.y_test)), "layers": layer_n},
+        "float": {"accuracy": float_acc, "per_class_accuracy": fidelity(float_out, float_out, y, names)[
+            "per_class_accuracy"]},
+        "runs": runs,
+        "layers": layers,
+        "layers_plot": plot_path,
+        "latency_estimates": {k: v.to_dict() for k, v in estimates.items()},
+        "budgets": target.budgets.to_dict(),
+        "gates": {k: g.to_dict() if g else None for k, g in gates.items()},
+        "max_drop_pp": max_drop_pp,
+        "passed": passed,
+        "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
+        "versions": versions(),
+    }
+    write_json(build / "verify.json", result)
+    return result

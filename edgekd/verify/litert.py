@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,11 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> n
 
 
 def run_litert(path: str | Path, x: np.ndarray, channels_last: bool, reference: bool = False,
-               threads: int = 1) -> np.ndarray:
+               threads: int = 1, invoke_ms: list[float] | None = None) -> np.ndarray:
     """Dequantized outputs of ``path`` on float inputs ``x`` (N, *model input, channels-first).
 
     ``reference`` selects LiteRT's built-in reference kernels (bit-exact with TFLite Micro) instead of the
-    default XNNPACK-delegated ones.
+    default XNNPACK-delegated ones. ``invoke_ms``, when given, receives the wall time of every invoke.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -38,7 +39,10 @@ def run_litert(path: str | Path, x: np.ndarray, channels_last: bool, reference: 
         if inp["dtype"] != np.float32:
             data = quantize(data, in_scale, in_zp, inp["dtype"])
         it.set_tensor(inp["index"], data.reshape(inp["shape"]))
+        t = time.perf_counter()
         it.invoke()
+        if invoke_ms is not None:
+            invoke_ms.append((time.perf_counter() - t) * 1e3)
         y = it.get_tensor(out["index"])[0]
         results.append((y.astype(np.float32) - out_zp) * out_scale if out["dtype"] != np.float32 else y)
     return np.stack(results)

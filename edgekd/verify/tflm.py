@@ -10,8 +10,11 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edgekd.errors import EdgekdError
 
@@ -28,6 +31,52 @@ if len(sys.argv) > 3:
     it.print_allocations()
 print('EDGEKD_OK')
 """
+
+
+_RUN = r"""
+import sys, time
+import numpy as np
+from tflite_micro import runtime
+path, size, inputs, outputs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+it = runtime.Interpreter.from_bytes(open(path, 'rb').read(), arena_size=size)
+x = np.load(inputs)
+ys, ms = [], []
+for row in x:
+    it.set_input(row[None], 0)
+    t = time.perf_counter()
+    it.invoke()
+    ms.append((time.perf_counter() - t) * 1e3)
+    ys.append(it.get_output(0)[0].copy())
+np.savez(outputs, y=np.stack(ys), ms=np.array(ms))
+"""
+
+
+@dataclass
+class TflmRun:
+    """Raw (quantized) outputs of the TFLite Micro interpreter and its per-invoke wall times."""
+
+    outputs: np.ndarray
+    invoke_ms: list[float]
+    arena_bytes: int
+
+
+def run_tflm(path: str | Path, x: np.ndarray, arena_bytes: int, timeout: float = 1800) -> TflmRun:
+    """Run ``path`` on already-quantized, model-layout inputs ``x`` (N, *input shape without batch).
+
+    Runs in a subprocess (TFLite Micro aborts the process on some allocation errors); an arena that is too
+    small is an :class:`EdgekdError` naming the size.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgekd-tflm-") as tmp:
+        inputs, outputs = Path(tmp) / "x.npy", Path(tmp) / "y.npz"
+        np.save(inputs, x)
+        proc = subprocess.run([sys.executable, "-c", _RUN, str(path), str(arena_bytes), str(inputs), str(outputs)],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not outputs.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise EdgekdError(f"{path}: TFLite Micro failed with a {arena_bytes}-byte arena: "
+                              f"{tail[-1] if tail else 'exit code ' + str(proc.returncode)}")
+        data = np.load(outputs)
+        return TflmRun(data["y"], [float(v) for v in data["ms"]], arena_bytes)
 
 
 @dataclass

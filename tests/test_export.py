@@ -1,0 +1,144 @@
+"""Exporters: .tflite (int8 / fp32), .pte (XNNPACK int8 / fp32) and the C array, on tiny trained students."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgekd.cli import main
+from edgekd.errors import EdgekdError
+from edgekd.export import export_student, load_export
+from edgekd.export.tflite import export_tflite_int8, refuse_unsupported
+from edgekd.students import ClassifierHead
+from edgekd.targets import load_target
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _cache(cost_cache: Path) -> None:
+    """Keep planner costs out of ~/.cache/edgekd."""
+
+
+def test_mcu_export_is_fully_integer_tflite_and_c(mcu_build: Path) -> None:
+    record, artifacts = load_export(mcu_build)
+    assert record["formats"] == ["tflite", "c"] and record["precisions"] == ["int8"]
+    keys = {a.key: a for a in artifacts}
+    assert set(keys) == {"tflite-int8", "c-int8"}
+    t = keys["tflite-int8"].details
+    assert t["fully_integer"] and t["float_islands"] == [] and t["input"]["dtype"] == "int8"
+    assert t["output"]["dtype"] == "int8" and t["channels_last"] and t["input"]["shape"] == [1, 8, 8, 1]
+    assert set(t["ops"]) <= set(load_target("nrf52840-dk").operators)
+    assert (mcu_build / "student.pt").is_file() and record["calibration"]["samples"] > 0
+
+
+def test_generated_c_array_compiles_and_holds_the_tflite_bytes(mcu_build: Path, tmp_path: Path) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    record, artifacts = load_export(mcu_build)
+    c = next(a for a in artifacts if a.format == "c")
+    main_c = tmp_path / "main.c"
+    main_c.write_text("""#include <stdio.h>
+#include <stdint.h>
+#include "model_data.h"
+int main(int argc, char **argv) {
+  FILE *f = fopen(argc > 1 ? argv[1] : "model.tflite", "wb");
+  fwrite(g_model_data, 1, g_model_data_len, f);
+  fclose(f);
+  printf("%d %d %d %d\\n", EDGEKD_TENSOR_ARENA_SIZE, EDGEKD_MODEL_DATA_LEN, (int)((uintptr_t)g_model_data % 16),
+         EDGEKD_INPUT_ZERO_POINT);
+  return 0;
+}
+""")
+    exe = tmp_path / "dump"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(mcu_build), str(main_c),
+                    str(mcu_build / "model_data.c"), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe), str(tmp_path / "dump.tflite")], capture_output=True, text=True, check=True)
+    arena, length, misalign, zp = (int(v) for v in out.stdout.split())
+    tflite = (mcu_build / "model_int8.tflite").read_bytes()
+    assert (tmp_path / "dump.tflite").read_bytes() == tflite and length == len(tflite) and misalign == 0
+    assert arena == c.details["tensor_arena_bytes"] and arena % 16 == 0 and 1000 < arena < 64 * 1024
+    tfl = next(a for a in artifacts if a.key == "tflite-int8")
+    assert zp == tfl.details["input"]["zero_point"]
+
+
+def test_linux_export_has_pte_and_tflite_in_int8_and_fp32(pi_build: Path) -> None:
+    record, artifacts = load_export(pi_build)
+    keys = {a.key: a for a in artifacts}
+    assert set(keys) == {"tflite-int8", "tflite-fp32", "pte-int8", "pte-fp32"}
+    for key in ("pte-int8", "pte-fp32"):
+        d = keys[key].details["delegation"]
+        assert d["delegated_nodes"] > 10 and d["portable_fallback_ops"] == {}
+        assert keys[key].runtime == "executorch-xnnpack"
+    assert keys["pte-int8"].bytes < keys["pte-fp32"].bytes / 2  # int8 weights
+    assert keys["tflite-int8"].bytes < keys["tflite-fp32"].bytes / 2
+    assert keys["tflite-fp32"].details["input"]["dtype"] == "float32"
+
+
+def test_export_is_deterministic(pi_student: Path, pi_build: Path, tmp_path: Path) -> None:
+    export_student("raspberry-pi-4b", pi_student, tmp_path, formats=["pte", "tflite"], precisions=["int8"])
+    _, again = load_export(tmp_path)
+    _, first = load_export(pi_build)
+    shas = {a.key: a.sha256 for a in first}
+    for a in again:
+        assert a.sha256 == shas[a.key], a.key
+
+
+def test_export_cli_refuses_a_format_the_target_does_not_run(mcu_student: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["export", "--target", "nrf52840-dk", "--student", str(mcu_student), "--out",
+                                  str(tmp_path / "b"), "--formats", "pte"])
+    assert r.exit_code == 2 and "nrf52840-dk does not run 'pte'" in r.output
+    r = CliRunner().invoke(main, ["export", "--target", "nrf52840-dk", "--student", str(tmp_path / "none"),
+                                  "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "no student here" in r.output
+    assert not (tmp_path / "b" / "export.json").exists()
+
+
+def test_export_refuses_operators_the_target_lacks_before_converting(mcu_student: Path, tmp_path: Path) -> None:
+    profile = (ROOT / "targets" / "nrf52840-dk.yaml").read_text().replace("DEPTHWISE_CONV_2D, ", "")
+    yaml = tmp_path / "no-depthwise.yaml"
+    yaml.write_text(profile.replace("name: nrf52840-dk", "name: no-depthwise"))
+    with pytest.raises(EdgekdError, match="DEPTHWISE_CONV_2D not supported by target no-depthwise"):
+        export_student(str(yaml), mcu_student, tmp_path / "b")
+    assert not list(tmp_path.rglob("*.tflite"))  # refused from the cost model, before any conversion
+
+
+class _HardSwishNet(nn.Module):
+    channels_last_input = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.act = nn.Hardswish()
+        self.head = ClassifierHead(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.conv(x)))
+
+
+def test_float_islands_are_found_and_refused_for_mcu_targets(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    calib = np.random.default_rng(0).normal(size=(16, 1, 8, 8)).astype(np.float32)
+    art = export_tflite_int8(_HardSwishNet(), (1, 8, 8), calib, tmp_path / "m.tflite")
+    assert "HARD_SWISH" in art.graph.float_islands and not art.graph.fully_integer
+    with pytest.raises(EdgekdError, match="float islands .*HARD_SWISH") as exc:
+        refuse_unsupported(art.graph, load_target("alif-ensemble-e3"), art.path)
+    assert "alif-ensemble-e3 needs a fully-integer model" in str(exc.value)
+    assert not art.path.exists()  # a refused file is not left behind
+
+
+def test_small_calibration_set_is_warned_about(mcu_student: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["export", "--target", "nrf52840-dk", "--student", str(mcu_student), "--out",
+                                  str(tmp_path), "--formats", "tflite", "--calib-size", "50", "--json"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.output[r.output.index("{"):])
+    assert record["calibration"]["samples"] == 50
+    assert any("only 50 samples" in w for w in record["calibration"]["warnings"])
