@@ -142,3 +142,21 @@ def test_small_calibration_set_is_warned_about(mcu_student: Path, tmp_path: Path
     record = json.loads(r.output[r.output.index("{"):])
     assert record["calibration"]["samples"] == 50
     assert any("only 50 samples" in w for w in record["calibration"]["warnings"])
+
+
+@pytest.mark.slow
+def test_qat_student_exports_its_trained_graph_to_both_formats(tmp_path: Path) -> None:
+    from edgekd.distill import distill
+
+    distill("raspberry-pi-4b", "digits", None, tmp_path / "s", loss="ce", epochs=15, qat=True, qat_epochs=1,
+            limit=400, families=["dscnn"], verify_int8=False, progress=False)
+    record = export_student("raspberry-pi-4b", tmp_path / "s", tmp_path / "b", formats=["tflite", "pte"],
+                            precisions=["int8"])
+    assert record["student"]["qat"] is True
+    keys = {a["format"]: a for a in record["artifacts"]}
+    assert keys["tflite"]["details"]["fully_integer"]
+    assert keys["pte"]["details"]["delegation"]["portable_fallback_ops"] == {}
+    from edgekd.verify import verify_build
+
+    runs = {r["runtime"]: r for r in verify_build("raspberry-pi-4b", tmp_path / "b")["runs"]}
+    assert abs(runs["executorch"]["accuracy"] - runs["litert"]["accuracy"]) < 0.03  # the same trained ranges
