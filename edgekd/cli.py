@@ -451,5 +451,148 @@ def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | N
         sys.exit(1)
 
 
+# ------------------------------------------------------------------ build
+
+@main.command("build")
+@click.option("--target", "target_name", help="Target name or path to a YAML profile.")
+@click.option("--targets", "targets_csv", help="Several targets, comma-separated, sharing one teacher.")
+@click.option("--all", "all_targets", is_flag=True, help="Every known target.")
+@_task_option
+@click.option("--data", "data_path", type=click.Path(), help="Your data (.npz or image folder) instead of --task.")
+@click.option("--teacher", "teacher_ref", help="Teacher (.pt, .pt2); default: train the task's built-in one.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Build folder [default: builds/TARGET, or builds/ with one sub-folder per target].")
+@click.option("--fast", is_flag=True, help="Smoke build: few epochs, a sample of the data (~2 min on digits).")
+@click.option("--loss", default="kd", show_default=True, help="kd | dkd | dist | feature | ce (no teacher).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Distillation epochs [default: 20, --fast: 6].")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning.")
+@click.option("--search", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Try the planner's top N candidates with short runs.")
+@click.option("--baseline", is_flag=True, help="Also train the student without a teacher.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
+@click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest int8 accuracy drop vs float, percentage points.")
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: bool, task: str, data_dir: str | None,
+              data_path: str | None, teacher_ref: str | None, out_dir: str | None, fast: bool, loss: str,
+              epochs: int | None, qat: bool, search: int, baseline: bool, seed: int, families: tuple[str, ...],
+              max_drop: float, ram_budget: str | None, flash_budget: str | None, latency_budget: str | None,
+              as_json: bool) -> None:
+    """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
+    from edgekd.build import BuildOptions, build
+    from edgekd.targets import load_all
+
+    chosen = [t.name for t in load_all()] if all_targets else _csv(targets_csv) or ([target_name] if target_name
+                                                                                       else [])
+    if not chosen:
+        raise EdgekdError("name what to build: --target NAME, --targets a,b,c or --all")
+    opts = BuildOptions(task=data_path or task, data_dir=data_dir, teacher=teacher_ref, fast=fast, loss=loss,
+                        epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
+                        families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,
+                        budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget})
+    out = out_dir or ("builds/" + chosen[0] if len(chosen) == 1 else "builds")
+    result = build(chosen, opts, out)
+    if as_json:
+        _emit_json(result)
+    else:
+        for r in result["reports"]:
+            where = out if len(chosen) == 1 else f"{out}/{r['target']}"
+            s = r["student"]
+            click.echo(f"{r['target']}: {'PASS' if r['passed'] else 'FAIL'}  {s['family']} {s['config']} float "
+                       f"{100 * s['accuracy_float']:.2f}%, "
+                       + ", ".join(f"{a['path'].split('/')[-1]} on {a['runtime']} {100 * a['accuracy']:.2f}%"
+                                   for a in r["artifacts"] if a["accuracy"] is not None and a["format"] != "c"))
+            failed = [k for k, g in r["gates"].items() if g and not g["passed"]]
+            if failed:
+                click.echo(f"  failed gates: {', '.join(failed)}")
+            click.echo(f"  report: {where}/report.md (+ report.json), bundle: {where}/{r['bundle']}"
+                       + (f"; skipped unchanged stages: {', '.join(r['skipped_stages'])}" if r["skipped_stages"]
+                          else ""))
+    if not all(r["passed"] for r in result["reports"]):
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------ latency
+
+@main.command("latency")
+@click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
+@click.argument("model", type=click.Path())
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def latency_cmd(target_name: str, model: str, ram_budget: str | None, flash_budget: str | None,
+                latency_budget: str | None, as_json: bool) -> None:
+    """Latency of MODEL (.tflite, or a build/student folder) on TARGET; exit 1 when over the budget."""
+    from edgekd.latency import model_latency
+
+    report = model_latency(load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget), model)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(f"{report.model} on {report.target}: {report.ms:.3f} ms ({report.kind}) of a "
+                   f"{report.budget_ms:g} ms budget: {'PASS' if report.passed else 'FAIL'}")
+        click.echo(f"  {report.method}")
+    if not report.passed:
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------ package
+
+class _DefaultGroup(click.Group):
+    """``edgekd package BUILD_DIR ...`` creates a bundle; ``edgekd package verify FILE`` checks one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("package", cls=_DefaultGroup)
+def package_group() -> None:
+    """Bundle a verified build (edgekd package BUILD_DIR --out F.tar.gz) or check a bundle (package verify F)."""
+
+
+@package_group.command("create", hidden=True)
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.tar.gz).")
+@click.option("--vectors", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Verification vectors (test inputs with expected outputs).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def package_create(build_dir: str, out_file: str, vectors: int, as_json: bool) -> None:
+    from edgekd.package import package_build
+
+    manifest = package_build(build_dir, out_file, vectors)
+    if as_json:
+        _emit_json({"bundle": out_file, "manifest": manifest})
+        return
+    click.echo(f"wrote {out_file}: {len(manifest['files']) + 1} files, {manifest['vectors']['count']} "
+               f"verification vectors, gates passed: {manifest['measured']['passed']}")
+
+
+@package_group.command("verify")
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--no-rerun", is_flag=True, help="Only check checksums, do not rerun the vectors.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def package_verify(bundle: str, no_rerun: bool, as_json: bool) -> None:
+    """Check every checksum and rerun the verification vectors; exit 1 when a vector differs."""
+    from edgekd.package import verify_package
+
+    result = verify_package(bundle, rerun=not no_rerun)
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(f"{bundle}: {result['files']} files, checksums ok")
+        for c in result["vectors"]:
+            click.echo(f"  {c['artifact']:<20} {c['runtime']:<17} max diff {c['max_diff']} {c['unit']}: "
+                       f"{'ok' if c['passed'] else 'MISMATCH'}")
+    if not result["passed"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

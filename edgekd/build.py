@@ -1,0 +1,306 @@
+"""``edgekd build``: plan -> teacher -> distill -> export -> verify -> package for one or more targets.
+
+Each stage takes and gives files in the build folder; its inputs (settings, upstream file hashes, the edgekd
+source) are hashed into a key kept in ``stages.json``, and a stage whose key and outputs are unchanged is skipped,
+so a re-run is cheap and changing one setting reruns only what depends on it. Several targets share one teacher
+and, through ``~/.cache/edgekd``, one teacher-output cache. ``report.json`` (schema in the README) and
+``report.md`` with plots describe each target's build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError
+from edgekd.export.core import atomic_path, sha256_file
+from edgekd.logs import log
+
+STAGES = ("plan", "teacher", "distill", "export", "verify", "package")
+
+
+@dataclass
+class BuildOptions:
+    """What a build does; ``fast`` is a smoke build of the same stages (few epochs, a sample of the data)."""
+
+    task: str = "digits"
+    data_dir: str | None = None
+    teacher: str | None = None  # a teacher file/reference; None trains the built-in one
+    fast: bool = False
+    loss: str = "kd"
+    epochs: int | None = None
+    teacher_epochs: int | None = None
+    seed: int = 0
+    qat: bool = False
+    search: int = 0
+    baseline: bool = False
+    limit: int | None = None
+    families: list[str] | None = None
+    max_drop_pp: float = 1.0
+    vectors: int = 16
+    progress: bool = True
+    budgets: dict[str, str | None] = field(default_factory=dict)
+
+    def resolved(self) -> BuildOptions:
+        """Fill what ``fast`` changes: 6 distillation epochs, a short teacher, a stratified 3,000-sample slice."""
+        if not self.fast:
+            return BuildOptions(**(asdict(self) | {"epochs": self.epochs or 20}))
+        return BuildOptions(**(asdict(self) | {"epochs": self.epochs or 6, "teacher_epochs": self.teacher_epochs or 8,
+                                               "limit": self.limit or 3000, "vectors": min(self.vectors, 8)}))
+
+
+def _code_hash() -> str:
+    """Hash of edgekd's own sources: a code change reruns every stage (cheap insurance against stale results)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class Stages:
+    """Runs stages, skipping those whose input key and output files are unchanged (``stages.json``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "stages.json"
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.timings: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    def run(self, name: str, inputs: dict[str, Any], outputs: list[Path], fn: Callable[[], Any]) -> None:
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+        rec = self.state.get(name)
+        if rec and rec["key"] == key and all(p.is_file() and sha256_file(p) == rec["outputs"].get(str(p))
+                                             for p in outputs):
+            self.timings[name] = 0.0
+            self.skipped.append(name)
+            log.info("stage %s: unchanged, skipped", name)
+            return
+        t = time.perf_counter()
+        fn()
+        self.timings[name] = round(time.perf_counter() - t, 2)
+        missing = [str(p) for p in outputs if not p.is_file()]
+        if missing:
+            raise EdgekdError(f"stage {name} did not write {', '.join(missing)}")
+        self.state[name] = {"key": key, "outputs": {str(p): sha256_file(p) for p in outputs}}
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+
+
+def ensure_teacher(opts: BuildOptions, folder: Path, stages: Stages) -> str:
+    """The teacher every target of this build shares: the given one, or the built-in one trained once."""
+    from edgekd.distill import train_teacher
+
+    if opts.teacher:
+        return opts.teacher
+    path = folder / "teacher" / f"{Path(opts.task).name}.pt"
+    stages.run("teacher", {"task": opts.task, "data_dir": opts.data_dir, "epochs": opts.teacher_epochs,
+                           "limit": opts.limit, "seed": opts.seed, "code": _code_hash()}, [path],
+               lambda: train_teacher(opts.task, path, opts.teacher_epochs, opts.seed, opts.data_dir, opts.limit,
+                                     progress=opts.progress))
+    return str(path)
+
+
+def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str | None = None,
+                 shared: Stages | None = None) -> dict[str, Any]:
+    """Build one target into ``out``; returns report.json's content (also written with report.md)."""
+    from edgekd.data import get_spec
+    from edgekd.distill import distill
+    from edgekd.export import export_student
+    from edgekd.package import package_build
+    from edgekd.planner import plan, plot_plan
+    from edgekd.targets import load_target
+    from edgekd.verify import verify_build
+
+    opts = opts.resolved()
+    started = time.perf_counter()
+    target = load_target(target_name).with_budgets(**opts.budgets)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out)
+    code = _code_hash()
+    profile = hashlib.sha256(json.dumps(target.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+
+    plan_json = out / "plan.json"
+
+    def do_plan() -> None:
+        p = plan(target, get_spec(opts.task, opts.data_dir), opts.families)
+        plot_plan(p, out / "plan.png")
+        with atomic_path(plan_json) as tmp:
+            tmp.write_text(json.dumps(p.to_dict(), indent=2, default=str) + "\n")
+
+    stages.run("plan", {"target": profile, "task": opts.task, "families": opts.families, "code": code}, [plan_json],
+               do_plan)
+    if not json.loads(plan_json.read_text())["fits"]:
+        from edgekd.planner import explain_no_fit
+
+        raise EdgekdError(explain_no_fit(plan(target, get_spec(opts.task, opts.data_dir), opts.families)))
+
+    teacher_ref = teacher or ensure_teacher(opts, out, shared or stages)
+    teacher_key = sha256_file(teacher_ref) if Path(teacher_ref).is_file() else teacher_ref
+    student = out / "student"
+    stages.run("distill", {"target": profile, "task": opts.task, "data_dir": opts.data_dir, "teacher": teacher_key,
+                           "loss": opts.loss, "epochs": opts.epochs, "seed": opts.seed, "qat": opts.qat,
+                           "search": opts.search, "baseline": opts.baseline, "limit": opts.limit,
+                           "families": opts.families, "code": code},
+               [student / "student.pt", student / "distill.json"],
+               lambda: distill(target_name, opts.task, teacher_ref, student, loss=opts.loss, epochs=opts.epochs,
+                               qat=opts.qat, search=opts.search, baseline=opts.baseline, seed=opts.seed,
+                               data_dir=opts.data_dir, limit=opts.limit, families=opts.families,
+                               budgets=opts.budgets, verify_int8=False, progress=opts.progress))
+    artifacts = out / "artifacts"
+    stages.run("export", {"target": profile, "student": sha256_file(student / "student.pt"), "code": code},
+               [artifacts / "export.json"],
+               lambda: export_student(target_name, student, artifacts, budgets=opts.budgets))
+    limit = 300 if opts.fast else None
+    stages.run("verify", {"target": profile, "export": sha256_file(artifacts / "export.json"), "limit": limit,
+                          "max_drop": opts.max_drop_pp, "code": code}, [artifacts / "verify.json"],
+               lambda: verify_build(target_name, artifacts, opts.max_drop_pp, limit, budgets=opts.budgets))
+    export = json.loads((artifacts / "export.json").read_text())
+    bundle = out / f"edgekd-{target.name}-{export['task']}.tar.gz".replace(":", "-").replace("/", "-")
+    stages.run("package", {"verify": sha256_file(artifacts / "verify.json"), "vectors": opts.vectors, "code": code},
+               [bundle], lambda: package_build(artifacts, bundle, opts.vectors))
+    timings = ({"teacher": shared.timings.get("teacher", 0.0)} if shared else {}) | stages.timings
+    report = make_report(out, target, export, json.loads((artifacts / "verify.json").read_text()),
+                         json.loads((student / "distill.json").read_text()), bundle, timings, stages.skipped)
+    report["timings_s"]["total"] = round(time.perf_counter() - started, 2)
+    write_report(out, report)
+    return report
+
+
+def make_report(out: Path, target: Any, export: dict[str, Any], verify: dict[str, Any], dist: dict[str, Any],
+                bundle: Path, timings: dict[str, float], skipped: list[str]) -> dict[str, Any]:
+    """report.json: the contract later issues and users' scripts read (extend it, never rename)."""
+    from edgekd import costmodel
+    from edgekd.distill import load_student
+    from edgekd.students import model_input_shape
+
+    model, _ = load_student(out / "artifacts")
+    estimates = {p: costmodel.estimate_latency(costmodel.analyze(model, model_input_shape(model), p,
+                                                                 bool(model.channels_last_input)), target)
+                 for p in ("int8", "fp32")}
+    by_path = {a["path"]: a for a in export["artifacts"]}
+    entries = []
+    for r in verify["runs"]:
+        a = by_path[r["artifact"]]
+        est = estimates[a["precision"]]
+        entries.append({"format": a["format"], "precision": a["precision"], "path": f"artifacts/{a['path']}",
+                        "bytes": a["bytes"], "sha256": a["sha256"], "runtime": r["runtime"], "emulator": None,
+                        "accuracy": r["accuracy"], "agreement_with_float": r["agreement_with_float"],
+                        "arena_bytes": r.get("arena_bytes"), "latency_ms": est.ms, "latency_kind": est.kind,
+                        "latency_method": est.method, "host_latency_ms": r["latency"]["median_ms"],
+                        "max_abs_err": r["max_abs_err"]})
+    for a in export["artifacts"]:
+        if a["format"] == "c":  # the C array is the .tflite's bytes: it inherits the TFLite Micro run
+            tflm = next((e for e in entries if e["runtime"] == "tflm" and e["path"].endswith(a["details"]["embeds"])),
+                        None)
+            entries.append({"format": "c", "precision": a["precision"], "path": f"artifacts/{a['path']}",
+                            "bytes": a["bytes"], "sha256": a["sha256"], "runtime": "tflm", "emulator": None,
+                            "accuracy": tflm["accuracy"] if tflm else None,
+                            "agreement_with_float": tflm["agreement_with_float"] if tflm else None,
+                            "arena_bytes": a["details"]["tensor_arena_bytes"],
+                            "latency_ms": estimates["int8"].ms, "latency_kind": "estimated",
+                            "latency_method": estimates["int8"].method, "host_latency_ms": None,
+                            "embeds": f"artifacts/{a['details']['embeds']}"})
+    teacher = dist["teacher"]
+    s = dist["student"]
+    return {
+        "target": target.name,
+        "task": export["task"],
+        "teacher": {"params": teacher.get("params") or teacher.get("param_count"),
+                    "accuracy": teacher.get("test_accuracy"), "path": teacher.get("path")},
+        "student": {"family": s["family"], "config": s["config"], "params": s["params"], "macs": s["macs"],
+                    "accuracy_float": s["accuracy_float"], "accuracy_no_teacher": s["accuracy_no_teacher"],
+                    "qat": s["qat"]},
+        "artifacts": entries,
+        "budgets": verify["budgets"],
+        "gates": verify["gates"],
+        "passed": verify["passed"],
+        "bundle": bundle.name,
+        "evaluated_on": verify["samples"],
+        "candidates": dist["candidates"],
+        "timings_s": dict(timings),
+        "skipped_stages": skipped,
+        "versions": export["versions"],
+    }
+
+
+def plot_accuracy_vs_size(report: dict[str, Any], path: Path, runtime_flash: int) -> Path:
+    """Accuracy vs flash bytes: every artifact run, the search candidates if any, and the flash budget line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    budget = (report["budgets"]["flash_bytes"] - runtime_flash) / 1024
+    for a in report["artifacts"]:
+        if a["accuracy"] is not None and a["format"] != "c":
+            ax.scatter(a["bytes"] / 1024, 100 * a["accuracy"], s=50, label=f"{Path(a['path']).name} ({a['runtime']})")
+    cands = [c for c in report["candidates"] if c.get("val_accuracy") is not None]
+    if cands:
+        ax.scatter([c["predicted"]["flash_bytes"] / 1024 - runtime_flash / 1024 for c in cands],
+                   [100 * c["val_accuracy"] for c in cands], marker="x", c="gray",
+                   label="search candidates (short runs, validation)")
+    if budget < 4 * max(a["bytes"] for a in report["artifacts"]) / 1024:
+        ax.axvline(budget, color="k", ls=":", lw=1, label="flash budget for the model")
+    ax.set_xlabel("model bytes in flash (KiB)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{report['target']} / {report['task']}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    from edgekd.targets import load_target
+
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    plot_accuracy_vs_size(report, out / "accuracy_vs_size.png", load_target(report["target"]).runtime_flash_bytes)
+    s = report["student"]
+    lines = [f"# edgekd build: {report['target']} / {report['task']}", "",
+             f"**{'PASSED' if report['passed'] else 'FAILED'}** - bundle `{report['bundle']}`", "",
+             f"Student {s['family']} {s['config']}: {s['params']:,} params, {s['macs']:,} MACs, float accuracy "
+             f"{100 * s['accuracy_float']:.2f}%"
+             + (f" (no teacher: {100 * s['accuracy_no_teacher']:.2f}%)" if s["accuracy_no_teacher"] else "")
+             + (f"; teacher {100 * report['teacher']['accuracy']:.2f}%" if report["teacher"]["accuracy"] else "")
+             + f". Evaluated on {report['evaluated_on']['test']} of {report['evaluated_on']['of']} test samples.", "",
+             "| artifact | runtime | bytes | accuracy | agreement | arena | latency on target | host ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for a in report["artifacts"]:
+        acc = f"{100 * a['accuracy']:.2f}%" if a["accuracy"] is not None else "-"
+        agree = f"{100 * a['agreement_with_float']:.2f}%" if a["agreement_with_float"] is not None else "-"
+        host = f"{a['host_latency_ms']:.3f}" if a.get("host_latency_ms") is not None else "-"
+        lines.append(f"| {a['path']} | {a['runtime']} | {a['bytes']:,} | {acc} | {agree} | "
+                     f"{a['arena_bytes'] or '-'} | {a['latency_ms']:.2f} ms ({a['latency_kind']}) | {host} |")
+    lines += ["", "| gate | passed | detail |", "|---|---|---|"]
+    lines += [f"| {k} | {g['passed']} | {g['detail']} ({g['kind']}) |" for k, g in report["gates"].items() if g]
+    lines += ["", "![accuracy vs size](accuracy_vs_size.png)", "", "Per-layer int8 error (SQNR vs float):", "",
+              "![per-layer int8 error](artifacts/layers.png)", "",
+              "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items())
+              + (f"; skipped (unchanged): {', '.join(report['skipped_stages'])}" if report["skipped_stages"] else ""),
+              ""]
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines))
+
+
+def build(targets: list[str], opts: BuildOptions, out_dir: str | Path) -> dict[str, Any]:
+    """Build every target in ``targets`` into ``out_dir`` (one sub-folder each when there are several)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(targets) == 1:
+        return {"reports": [build_target(targets[0], opts, out)], "teacher": None}
+    shared = Stages(out)
+    teacher = ensure_teacher(opts.resolved(), out, shared)
+    reports = [build_target(t, opts, out / t, teacher, shared) for t in targets]
+    return {"reports": reports, "teacher": teacher,
+            "teacher_trained_s": shared.timings.get("teacher", 0.0)}

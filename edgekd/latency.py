@@ -1,0 +1,109 @@
+"""``edgekd latency``: how long one inference of a model takes on a target, and how that figure was obtained.
+
+Today every figure is ``estimated``: the model's MACs per operator at the profile's sustained rate plus its
+per-operator overhead (:func:`edgekd.costmodel.estimate_latency`), never below the peak-rate floor. A ``.tflite``
+is costed from its own graph (operators, tensor shapes, filter shapes), so any file works, not only edgekd's;
+a build or student folder is costed from the student. Emulator counts (QEMU) replace the estimate where an
+emulator for the target is available.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd import costmodel
+from edgekd.errors import EdgekdError
+from edgekd.logs import native_quiet
+from edgekd.targets import Target
+
+
+@dataclass
+class LatencyReport:
+    target: str
+    model: str
+    ms: float
+    kind: str  # "measured" | "counted" | "estimated"
+    method: str
+    budget_ms: float
+    passed: bool
+    dtype: str
+    macs: int
+    ops: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tflite_layers(path: str | Path) -> tuple[str, list[costmodel.Layer]]:
+    """Operators of a ``.tflite`` with their MACs and output bytes, read from the file's tensors."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        with native_quiet():
+            it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+            it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise EdgekdError(f"{path}: not a readable .tflite ({str(exc).splitlines()[0]})") from None
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    layers = []
+    dtypes = set()
+    for op in it._get_ops_details():
+        name = op["op_name"]
+        out = tensors[op["outputs"][0]]
+        shape = tuple(int(s) for s in out["shape"])
+        size = int(np.prod(shape)) * np.dtype(out["dtype"]).itemsize
+        ins = [tensors[i] for i in op["inputs"] if i >= 0]
+        macs = 0
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(ins) > 1:
+            w = tuple(int(s) for s in ins[1]["shape"])
+            per_output = int(np.prod(w[1:])) if name == "CONV_2D" else (w[1] * w[2] if name == "DEPTHWISE_CONV_2D"
+                                                                          else w[-1])
+            macs = int(np.prod(shape)) * per_output
+            dtypes.add("fp32" if ins[1]["dtype"] == np.float32 else "int8")
+        layers.append(costmodel.Layer(len(layers), name, "", shape, size, macs=macs))
+    return ("fp32" if "fp32" in dtypes else "int8"), layers
+
+
+def _student_layers(folder: Path, precision: str) -> tuple[str, list[costmodel.Layer]]:
+    from edgekd.distill import load_student
+    from edgekd.students import model_input_shape
+
+    model, _ = load_student(folder)
+    report = costmodel.analyze(model, model_input_shape(model), precision, bool(model.channels_last_input))
+    return precision, report.layers
+
+
+def _layers_of(model: Path) -> tuple[str, list[costmodel.Layer]]:
+    if model.is_dir():
+        record = model / "export.json"
+        if record.is_file():
+            arts = json.loads(record.read_text())["artifacts"]
+            tfl = next((a for a in arts if a["format"] == "tflite" and a["precision"] == "int8"), None)
+            if tfl is not None:
+                return tflite_layers(model / tfl["path"])
+        if (model / "student.pt").is_file():
+            return _student_layers(model, "int8")
+        raise EdgekdError(f"{model}: neither a build folder (export.json) nor a student folder (student.pt)")
+    if not model.is_file():
+        raise EdgekdError(f"{model}: no such file or folder")
+    if model.suffix == ".tflite":
+        return tflite_layers(model)
+    if model.suffix == ".pte" and (model.parent / "student.pt").is_file():
+        return _student_layers(model.parent, "fp32" if "fp32" in model.stem else "int8")
+    raise EdgekdError(f"{model}: give a .tflite, or a .pte / student inside an edgekd build folder")
+
+
+def model_latency(target: Target, model: str | Path) -> LatencyReport:
+    """Latency of ``model`` (a .tflite, or a build/student folder) on ``target``, with its provenance."""
+    model = Path(model)
+    dtype, layers = _layers_of(model)
+    report = costmodel.CostReport((), dtype, 0, sum(ly.macs for ly in layers), 0, 0, 0, 0, 0, 0, layers)
+    est = costmodel.estimate_latency(report, target)
+    budget = target.budgets.latency_ms
+    return LatencyReport(target.name, str(model), est.ms, est.kind, f"cost model: {est.method}", budget,
+                         est.ms <= budget, dtype, report.macs, len(layers))

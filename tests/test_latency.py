@@ -1,0 +1,52 @@
+"""`edgekd latency`: estimates from a .tflite's own graph or a build folder, provenance, budget exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekd import costmodel
+from edgekd.cli import main
+from edgekd.distill import load_student
+from edgekd.errors import EdgekdError
+from edgekd.latency import model_latency, tflite_layers
+from edgekd.students import model_input_shape
+from edgekd.targets import load_target
+
+
+@pytest.fixture(autouse=True)
+def _cache(cost_cache: Path) -> None:
+    """Keep planner costs out of ~/.cache/edgekd."""
+
+
+def test_tflite_graph_macs_match_the_cost_model(mcu_build: Path) -> None:
+    dtype, layers = tflite_layers(mcu_build / "model_int8.tflite")
+    model, _ = load_student(mcu_build)
+    predicted = costmodel.analyze(model, model_input_shape(model), "int8", True)
+    assert dtype == "int8" and [ly.op for ly in layers] == [ly.op for ly in predicted.layers]
+    assert sum(ly.macs for ly in layers) == pytest.approx(predicted.macs, rel=0.01)
+
+
+def test_latency_report_says_how_it_was_obtained(mcu_build: Path) -> None:
+    target = load_target("nrf52840-dk")
+    from_file = model_latency(target, mcu_build / "model_int8.tflite")
+    from_build = model_latency(target, mcu_build)
+    assert from_file.kind == "estimated" and "cost model" in from_file.method and from_file.budget_ms == 200
+    assert from_file.ms == from_build.ms > 0 and from_file.passed
+
+
+def test_latency_cli_exit_codes(mcu_build: Path, tmp_path: Path) -> None:
+    ok = CliRunner().invoke(main, ["latency", "--target", "nrf52840-dk", str(mcu_build / "model_int8.tflite")])
+    assert ok.exit_code == 0 and "estimated" in ok.output
+    over = CliRunner().invoke(main, ["latency", "--target", "nrf52840-dk", str(mcu_build), "--latency-budget",
+                                     "0.5ms", "--json"])
+    assert over.exit_code == 1 and json.loads(over.output)["passed"] is False
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model")
+    bad = CliRunner().invoke(main, ["latency", "--target", "nrf52840-dk", str(junk)])
+    assert bad.exit_code == 2 and "not a readable .tflite" in bad.output
+    with pytest.raises(EdgekdError, match="no such file"):
+        model_latency(load_target("nrf52840-dk"), tmp_path / "missing.tflite")
