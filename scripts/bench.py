@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchdocs import replace_section  # noqa: E402
+
 from edgekd.build import BuildOptions, Stages, build_target, ensure_teacher  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
 from edgekd.targets import load_all  # noqa: E402
@@ -48,19 +50,12 @@ def table(rows: list[dict]) -> str:
 
 
 def write_markdown(result: dict) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    start, end = "<!-- build:start -->", "<!-- build:end -->"
-    text = doc.read_text()
-    if start not in text:
-        text += f"\n{start}\n{end}\n"
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
     o = result["options"]
     body = (f"`scripts/bench.py`: `edgekd build` on {o['task']}, {o['epochs']} distillation epochs, loss {o['loss']}"
             f"{', fast mode' if o['fast'] else ''}, one shared teacher. Flash and RAM include the profile's runtime "
             "overhead; RAM on microcontrollers is the measured TFLite Micro arena; latency is the cost model's "
             "estimate for the device. Build seconds are wall time on this 2-core machine.\n\n" + table(result["rows"]))
-    doc.write_text(head + start + "\n" + body + "\n" + end + tail)
+    replace_section("build", body)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchdocs import replace_section  # noqa: E402
+
 from edgekd.distill import distill, train_teacher  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
 
@@ -56,20 +58,13 @@ def table(result: dict) -> str:
 
 
 def write_markdown(result: dict, section: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    text = doc.read_text() if doc.is_file() else f"# Benchmarks\n\n{start}\n{end}\n"
-    if start not in text:
-        text += f"\n{start}\n{end}\n"
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
     t = result["teacher"]
     body = (f"Task {result['task']}, {result['epochs']} epochs per run, teacher {t['arch']} "
             f"({t['param_count']:,} params, test accuracy {100 * t['test_accuracy']:.2f}%, trained in "
             f"{t['train_seconds']:.0f} s on this 2-core machine). Accuracies are on the full test set; int8 is the "
             "fully-integer .tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), arena is the "
             "minimum TFLite Micro accepted (host, measured).\n\n" + table(result))
-    doc.write_text(head + start + "\n" + body + "\n" + end + tail)
+    replace_section(section, body)
 
 
 def main() -> None:

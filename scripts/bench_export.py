@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchdocs import replace_section  # noqa: E402
+
 from edgekd.export import export_student  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
 from edgekd.verify import verify_build  # noqa: E402
@@ -60,19 +62,12 @@ def gates_table(result: dict) -> str:
 
 
 def write_markdown(result: dict) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    start, end = "<!-- export:start -->", "<!-- export:end -->"
-    text = doc.read_text()
-    if start not in text:
-        text += f"\n{start}\n{end}\n"
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
     body = (f"Measured on {result['host']} by `scripts/bench_export.py`: full fashion-mnist test set "
             f"({result['builds'][0]['verify']['samples']['test']:,} images) per artifact; host latency is the median "
             "wall time of one invoke (batch 1) on this x86_64 machine, not the device's. int8 .tflite on LiteRT uses "
             "its default XNNPACK kernels; TFLite Micro runs its reference kernels with an arena no larger than the "
             "RAM budget.\n\n" + table(result) + "\n\nGates per target (`edgekd verify`):\n\n" + gates_table(result))
-    doc.write_text(head + start + "\n" + body + "\n" + end + tail)
+    replace_section("export", body)
 
 
 def main() -> None:

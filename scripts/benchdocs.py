@@ -1,0 +1,17 @@
+"""Shared by the benchmark scripts: replace one marked section of docs/benchmarks.md with a fresh table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def replace_section(section: str, body: str, doc: Path = DOC) -> None:
+    """Put ``body`` between ``<!-- section:start -->`` and ``<!-- section:end -->`` (appended when missing)."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    text = doc.read_text() if doc.is_file() else "# Benchmarks\n"
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    doc.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
