@@ -64,6 +64,19 @@ def _code_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def data_key(task: str, data_dir: str | None) -> str:
+    """What identifies the data: a built-in task's name, or the content of the user's file / folder."""
+    path = Path(task)
+    h = hashlib.sha256(f"{task}|{data_dir}".encode())
+    if path.is_file():
+        h.update(sha256_file(path).encode())
+    elif path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(path).as_posix()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
 class Stages:
     """Runs stages, skipping those whose input key and output files are unchanged (``stages.json``)."""
 
@@ -100,7 +113,7 @@ def ensure_teacher(opts: BuildOptions, folder: Path, stages: Stages) -> str:
     if opts.teacher:
         return opts.teacher
     path = folder / "teacher" / f"{Path(opts.task).name}.pt"
-    stages.run("teacher", {"task": opts.task, "data_dir": opts.data_dir, "epochs": opts.teacher_epochs,
+    stages.run("teacher", {"data": data_key(opts.task, opts.data_dir), "epochs": opts.teacher_epochs,
                            "limit": opts.limit, "seed": opts.seed, "code": _code_hash()}, [path],
                lambda: train_teacher(opts.task, path, opts.teacher_epochs, opts.seed, opts.data_dir, opts.limit,
                                      progress=opts.progress))
@@ -134,7 +147,8 @@ def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str |
         with atomic_path(plan_json) as tmp:
             tmp.write_text(json.dumps(p.to_dict(), indent=2, default=str) + "\n")
 
-    stages.run("plan", {"target": profile, "task": opts.task, "families": opts.families, "code": code}, [plan_json],
+    data = data_key(opts.task, opts.data_dir)
+    stages.run("plan", {"target": profile, "data": data, "families": opts.families, "code": code}, [plan_json],
                do_plan)
     if not json.loads(plan_json.read_text())["fits"]:
         from edgekd.planner import explain_no_fit
@@ -144,7 +158,7 @@ def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str |
     teacher_ref = teacher or ensure_teacher(opts, out, shared or stages)
     teacher_key = sha256_file(teacher_ref) if Path(teacher_ref).is_file() else teacher_ref
     student = out / "student"
-    stages.run("distill", {"target": profile, "task": opts.task, "data_dir": opts.data_dir, "teacher": teacher_key,
+    stages.run("distill", {"target": profile, "data": data, "teacher": teacher_key,
                            "loss": opts.loss, "epochs": opts.epochs, "seed": opts.seed, "qat": opts.qat,
                            "search": opts.search, "baseline": opts.baseline, "limit": opts.limit,
                            "families": opts.families, "code": code},
@@ -154,16 +168,17 @@ def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str |
                                data_dir=opts.data_dir, limit=opts.limit, families=opts.families,
                                budgets=opts.budgets, verify_int8=False, progress=opts.progress))
     artifacts = out / "artifacts"
-    stages.run("export", {"target": profile, "student": sha256_file(student / "student.pt"), "code": code},
+    common = {"target": profile, "data": data, "code": code}
+    stages.run("export", common | {"student": sha256_file(student / "student.pt")},
                [artifacts / "export.json"],
                lambda: export_student(target_name, student, artifacts, budgets=opts.budgets))
     limit = 300 if opts.fast else None
-    stages.run("verify", {"target": profile, "export": sha256_file(artifacts / "export.json"), "limit": limit,
-                          "max_drop": opts.max_drop_pp, "code": code}, [artifacts / "verify.json"],
+    stages.run("verify", common | {"export": sha256_file(artifacts / "export.json"), "limit": limit,
+                                   "max_drop": opts.max_drop_pp}, [artifacts / "verify.json"],
                lambda: verify_build(target_name, artifacts, opts.max_drop_pp, limit, budgets=opts.budgets))
     export = json.loads((artifacts / "export.json").read_text())
     bundle = out / f"edgekd-{target.name}-{export['task']}.tar.gz".replace(":", "-").replace("/", "-")
-    stages.run("package", {"verify": sha256_file(artifacts / "verify.json"), "vectors": opts.vectors, "code": code},
+    stages.run("package", common | {"verify": sha256_file(artifacts / "verify.json"), "vectors": opts.vectors},
                [bundle], lambda: package_build(artifacts, bundle, opts.vectors))
     timings = ({"teacher": shared.timings.get("teacher", 0.0)} if shared else {}) | stages.timings
     report = make_report(out, target, export, json.loads((artifacts / "verify.json").read_text()),
