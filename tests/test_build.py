@@ -72,3 +72,21 @@ def test_build_cli_exit_codes(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["build", "--target", "nrf52840-dk", "--fast", "--epochs", "2", "--family", "dscnn",
                                   "--out", str(tmp_path / "b"), "--latency-budget", "1ms"])
     assert r.exit_code == 2 and "latency" in r.output  # the planner finds nothing that fast: refused up front
+
+
+def test_all_builds_every_profile_into_one_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import edgekd.build
+
+    seen = {}
+
+    def fake_build(targets, opts, out):
+        seen.update(targets=targets, out=out, opts=opts)
+        return {"reports": [], "teacher": None}
+
+    monkeypatch.setattr(edgekd.build, "build", fake_build)
+    r = CliRunner().invoke(main, ["build", "--all", "--fast", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    from edgekd.targets import load_all
+
+    assert seen["targets"] == [t.name for t in load_all()] and len(seen["targets"]) >= 13
+    assert seen["out"] == str(tmp_path) and seen["opts"].fast is True
