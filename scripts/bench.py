@@ -34,8 +34,8 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         r = row["report"]
         s = r["student"]
-        tfl = next(a for a in r["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8"
-                   and a["runtime"] in ("tflm", "litert"))
+        int8 = [a for a in r["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8"]
+        tfl = next((a for a in int8 if a["runtime"] == "tflm"), int8[0])  # the device's runtime first
         pte = next((a for a in r["artifacts"] if a["format"] == "pte" and a["precision"] == "int8"), None)
         g = r["gates"]
         cfg = ", ".join(f"{k}={v}" for k, v in s["config"].items() if v is not None)
