@@ -37,6 +37,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _requantize(y: np.ndarray, q: dict[str, Any]) -> np.ndarray:
+    """Dequantized int8 outputs back to the int8 values the model wrote (exact: they came from int8)."""
+    return (np.round(y / q["scale"]).astype(np.int64) + q["zero_point"]).astype(np.int8)
+
+
 def _vectors(build: Path, export: dict[str, Any], artifacts: list[Artifact], count: int) -> dict[str, bytes]:
     """Inputs and expected outputs per artifact, as raw binaries; described in the manifest."""
     from edgekd.data import load_task
@@ -59,8 +64,7 @@ def _vectors(build: Path, export: dict[str, Any], artifacts: list[Artifact], cou
             layout = np.transpose(x, (0, 2, 3, 1)) if a.details["channels_last"] and x.ndim == 4 else x
             files["vectors/input_int8.bin"] = quantize(layout, q_in["scale"], q_in["zero_point"], np.int8).tobytes()
             y = run_litert(path, x, a.details["channels_last"], reference=True)
-            yq = np.round(y / q_out["scale"]).astype(np.int64) + q_out["zero_point"]
-            files[f"vectors/expected_{stem}_int8.bin"] = yq.astype(np.int8).tobytes()
+            files[f"vectors/expected_{stem}_int8.bin"] = _requantize(y, q_out).tobytes()
         elif a.format == "tflite":
             files[f"vectors/expected_{stem}_f32.bin"] = run_litert(path, x, a.details["channels_last"],
                                                                    reference=True).astype("<f4").tobytes()
@@ -273,7 +277,7 @@ def verify_package(bundle: str | Path, rerun: bool = True) -> dict[str, Any]:
                 if a["format"] == "tflite" and a["precision"] == "int8":
                     q = a["quantization"]["output"]
                     y = run_litert(path, x, manifest["preprocessing"]["layout"] == "NHWC", reference=True)
-                    got = (np.round(y / q["scale"]).astype(np.int64) + q["zero_point"]).astype(np.int8)
+                    got = _requantize(y, q)
                     want = np.frombuffer(files[f"vectors/expected_{stem}_int8.bin"], np.int8).reshape(got.shape)
                     diff = int(np.abs(got.astype(int) - want.astype(int)).max())
                     checks.append({"artifact": a["path"], "runtime": "litert-reference", "max_diff": diff,
