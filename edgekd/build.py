@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -45,20 +46,43 @@ class BuildOptions:
     vectors: int = 16
     progress: bool = True
     budgets: dict[str, str | None] = field(default_factory=dict)
+    emulator: str = "auto"  # "auto": QEMU when the target has a QEMU machine and it is installed; "qemu"; "none"
+    emulator_limit: int | None = 1000
+    emulator_timeout_s: float = 900.0
 
     def resolved(self) -> BuildOptions:
         """Fill what ``fast`` changes: 6 distillation epochs, a short teacher, a stratified 3,000-sample slice."""
         if not self.fast:
             return BuildOptions(**(asdict(self) | {"epochs": self.epochs or 20}))
         return BuildOptions(**(asdict(self) | {"epochs": self.epochs or 6, "teacher_epochs": self.teacher_epochs or 8,
-                                               "limit": self.limit or 3000, "vectors": min(self.vectors, 8)}))
+                                               "limit": self.limit or 3000, "vectors": min(self.vectors, 8),
+                                               "emulator_limit": min(self.emulator_limit or 100, 100)}))
+
+
+def resolve_emulator(choice: str, target: Any) -> str | None:
+    """The emulator a build uses for ``target``: ``auto`` takes QEMU when the profile names a QEMU machine and
+    its tools are installed, and says so when they are not; ``qemu`` insists (verify errors if missing)."""
+    if choice == "none":
+        return None
+    kind = target.emulator.kind
+    if choice == "qemu":
+        return "qemu"
+    if not kind.startswith("qemu"):
+        return None
+    tools = ["qemu-aarch64"] if kind == "qemu-aarch64" else ["qemu-system-arm", "arm-none-eabi-gcc"]
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        log.warning("%s: not emulated (%s not installed; scripts/install_emulators.sh installs it)", target.name,
+                    ", ".join(missing))
+        return None
+    return "qemu"
 
 
 def _code_hash() -> str:
-    """Hash of edgekd's own sources: a code change reruns every stage (cheap insurance against stale results)."""
+    """Hash of edgekd's own sources (Python and the C it compiles): a code change reruns every stage."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c", ".cpp", ".h") and p.is_file()):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
@@ -173,9 +197,13 @@ def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str |
                [artifacts / "export.json"],
                lambda: export_student(target_name, student, artifacts, budgets=opts.budgets))
     limit = 300 if opts.fast else None
+    emulator = resolve_emulator(opts.emulator, target)
     stages.run("verify", common | {"export": sha256_file(artifacts / "export.json"), "limit": limit,
-                                   "max_drop": opts.max_drop_pp}, [artifacts / "verify.json"],
-               lambda: verify_build(target_name, artifacts, opts.max_drop_pp, limit, budgets=opts.budgets))
+                                   "max_drop": opts.max_drop_pp, "emulator": emulator,
+                                   "emulator_limit": opts.emulator_limit}, [artifacts / "verify.json"],
+               lambda: verify_build(target_name, artifacts, opts.max_drop_pp, limit, budgets=opts.budgets,
+                                    emulator=emulator, emulator_limit=opts.emulator_limit,
+                                    emulator_timeout_s=opts.emulator_timeout_s))
     export = json.loads((artifacts / "export.json").read_text())
     bundle = out / f"edgekd-{target.name}-{export['task']}.tar.gz".replace(":", "-").replace("/", "-")
     stages.run("package", common | {"verify": sha256_file(artifacts / "verify.json"), "vectors": opts.vectors},
@@ -206,10 +234,12 @@ def make_report(out: Path, target: Any, export: dict[str, Any], verify: dict[str
         est = estimates[a["precision"]]
         entries.append({"format": a["format"], "precision": a["precision"], "path": f"artifacts/{a['path']}",
                         "bytes": a["bytes"], "sha256": a["sha256"], "runtime": r["runtime"], "emulator": None,
-                        "accuracy": r["accuracy"], "agreement_with_float": r["agreement_with_float"],
+                        "kernels": r.get("kernels"), "accuracy": r["accuracy"],
+                        "agreement_with_float": r["agreement_with_float"],
                         "arena_bytes": r.get("arena_bytes"), "latency_ms": est.ms, "latency_kind": est.kind,
                         "latency_method": est.method, "host_latency_ms": r["latency"]["median_ms"],
-                        "max_abs_err": r["max_abs_err"]})
+                        "max_abs_err": r["max_abs_err"], "bit_exact_vs_host": None, "max_diff_vs_host": None})
+    entries += [emulated_entry(r, by_path, estimates, out / "artifacts") for r in verify.get("emulated", [])]
     for a in export["artifacts"]:
         if a["format"] == "c":  # the C array is the .tflite's bytes: it inherits the TFLite Micro run
             tflm = next((e for e in entries if e["runtime"] == "tflm" and e["path"].endswith(a["details"]["embeds"])),
@@ -245,6 +275,36 @@ def make_report(out: Path, target: Any, export: dict[str, Any], verify: dict[str
     }
 
 
+# Keys of an emulator's details that report.json lifts into the artifact entry (the C build's sizes).
+EMULATED_SIZE_KEYS = ("flash_bytes", "ram_bytes", "tflm_arena_bytes", "arena_bytes", "stack_bytes")
+
+
+def emulated_entry(r: dict[str, Any], by_path: dict[str, Any], estimates: dict[str, Any],
+                   build: Path) -> dict[str, Any]:
+    """A report.json artifact entry for one emulated run: where it ran, which kernels, exactness vs host,
+    and the counted latency (single thread, instructions x CPI at the profile's clock)."""
+    a = by_path.get(r["path"])
+    if a is None and (build / r["path"]).is_file():  # a file the emulator built (the board's ELF)
+        a = {"bytes": (build / r["path"]).stat().st_size, "sha256": sha256_file(build / r["path"])}
+    est = estimates[r["precision"]]
+    counted = r.get("counted_ms") is not None
+    entry = {"format": r["format"], "precision": r["precision"], "path": f"artifacts/{r['path']}",
+             "bytes": a["bytes"] if a else None, "sha256": a["sha256"] if a else None,
+             "runtime": r["runtime"], "emulator": r["emulator"], "kernels": r["kernels"], "ok": r["ok"],
+             "error": r["error"], "accuracy": r["accuracy"], "agreement_with_float": None,
+             "agreement_with_host": r["agreement"], "host_accuracy": r["host_accuracy"],
+             "emulated_samples": r["samples"], "arena_bytes": r["details"].get("arena_bytes"),
+             "latency_ms": r["counted_ms"] if counted else est.ms,
+             "latency_kind": "counted" if counted else est.kind,
+             "latency_method": (f"{r['instructions']:,} instructions per invoke counted on {r['emulator']} x CPI "
+                                f"{r['cpi']:g} at the profile's clock, 1 thread ({r['details'].get('cpi_source')})"
+                                if counted else est.method),
+             "estimated_ms": est.ms, "instructions": r["instructions"], "cpi": r["cpi"], "host_latency_ms": None,
+             "bit_exact_vs_host": r["bit_exact_vs_host"], "max_diff_vs_host": r["max_diff_vs_host"]}
+    entry |= {k: r["details"][k] for k in EMULATED_SIZE_KEYS if k in r["details"]}
+    return entry
+
+
 def plot_accuracy_vs_size(report: dict[str, Any], path: Path, runtime_flash: int) -> Path:
     """Accuracy vs flash bytes: every artifact run, the search candidates if any, and the flash budget line."""
     import matplotlib
@@ -255,7 +315,7 @@ def plot_accuracy_vs_size(report: dict[str, Any], path: Path, runtime_flash: int
     fig, ax = plt.subplots(figsize=(7, 4.2))
     budget = (report["budgets"]["flash_bytes"] - runtime_flash) / 1024
     for a in report["artifacts"]:
-        if a["accuracy"] is not None and a["format"] != "c":
+        if a["accuracy"] is not None and a["format"] != "c" and not a.get("emulator"):
             ax.scatter(a["bytes"] / 1024, 100 * a["accuracy"], s=50, label=f"{Path(a['path']).name} ({a['runtime']})")
     cands = [c for c in report["candidates"] if c.get("val_accuracy") is not None]
     if cands:
@@ -292,11 +352,29 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
              "| artifact | runtime | bytes | accuracy | agreement | arena | latency on target | host ms |",
              "|---|---|---|---|---|---|---|---|"]
     for a in report["artifacts"]:
+        if a.get("emulator"):
+            continue
         acc = f"{100 * a['accuracy']:.2f}%" if a["accuracy"] is not None else "-"
         agree = f"{100 * a['agreement_with_float']:.2f}%" if a["agreement_with_float"] is not None else "-"
         host = f"{a['host_latency_ms']:.3f}" if a.get("host_latency_ms") is not None else "-"
         lines.append(f"| {a['path']} | {a['runtime']} | {a['bytes']:,} | {acc} | {agree} | "
                      f"{a['arena_bytes'] or '-'} | {a['latency_ms']:.2f} ms ({a['latency_kind']}) | {host} |")
+    emulated = [a for a in report["artifacts"] if a.get("emulator")]
+    if emulated:
+        from edgekd.emulate import exactness
+
+        lines += ["", "Emulated runs (outputs compared with the same runtime on the host; latency counted):", "",
+                  "| artifact | emulator | kernels | accuracy | vs host | instructions | latency (counted) | "
+                  "estimate |", "|---|---|---|---|---|---|---|---|"]
+        for a in emulated:
+            if not a["ok"]:
+                lines.append(f"| {a['path']} | {a['emulator']} | {a['kernels']} | FAILED: {a['error']} | | | | |")
+                continue
+            exact = exactness(a)
+            insns = f"{a['instructions']:,}" if a["instructions"] else "-"
+            lines.append(f"| {a['path']} | {a['emulator']} | {a['kernels']} | {100 * a['accuracy']:.2f}% | "
+                         f"{exact} | {insns} | {a['latency_ms']:.2f} ms ({a['latency_kind']}) | "
+                         f"{a['estimated_ms']:.2f} ms |")
     lines += ["", "| gate | passed | detail |", "|---|---|---|"]
     lines += [f"| {k} | {g['passed']} | {g['detail']} ({g['kind']}) |" for k, g in report["gates"].items() if g]
     lines += ["", "![accuracy vs size](accuracy_vs_size.png)", "", "Per-layer int8 error (SQNR vs float):", "",

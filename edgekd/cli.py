@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -410,22 +411,58 @@ def export_cmd(target_name: str, student: str, out_dir: str, formats: str | None
     click.echo(f"wrote {out_dir}/export.json ({result['calibration']['samples']} calibration samples)")
 
 
+def emulator_options(choices: list[str], default: str | None) -> Any:
+    """--emulator / --emulator-limit / --emulator-timeout, shared by verify and build."""
+    def wrap(fn: Any) -> Any:
+        fn = click.option("--emulator-timeout", default=900.0, show_default=True, type=click.FloatRange(min=1),
+                          help="Seconds one emulated run may take before it counts as hung (a failed gate).")(fn)
+        fn = click.option("--emulator-limit", default=1000, show_default=True, type=click.IntRange(min=0),
+                          help="Test samples run under emulation (evenly spaced; 0 = all verified samples).")(fn)
+        return click.option("--emulator", type=click.Choice(choices), default=default, show_default=default is not None,
+                            help="Also run the artifacts on the target's emulated core (qemu-aarch64 / "
+                                 "qemu-system-arm), compare with the host and count instructions"
+                                 + ("; auto = when the profile names a QEMU machine and QEMU is installed."
+                                    if "auto" in choices else "."))(fn)
+    return wrap
+
+
+def echo_emulated(runs: list[dict[str, Any]]) -> None:
+    """One line per emulated run: where, which kernels, accuracy, exactness vs the host, counted latency."""
+    from edgekd.emulate import exactness
+
+    click.echo(f"{'emulated artifact':<20} {'emulator':<26} {'kernels':<9} {'accuracy':>8} {'vs host':>14} "
+               f"{'instr.':>8} {'counted':>9}")
+    for r in runs:
+        if not r["ok"]:
+            click.echo(f"{r['path']:<20} {r['emulator']:<26} {r['kernels'] or '-':<9} FAILED: {r['error']}")
+            continue
+        exact = exactness(r)
+        insns = f"{r['instructions'] / 1e6:.2f}M" if r["instructions"] else "-"
+        ms = f"{r['counted_ms']:.2f} ms" if r["counted_ms"] is not None else "-"
+        click.echo(f"{r['path']:<20} {r['emulator']:<26} {r['kernels'] or '-':<9} {100 * r['accuracy']:>7.2f}% "
+                   f"{exact:>14} {insns:>8} {ms:>9}")
+
+
 @main.command("verify")
 @click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
 @click.argument("build_dir", type=click.Path(file_okay=False))
 @click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Largest accuracy drop vs the float student, in percentage points.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate an evenly spaced sample of the test set.")
+@emulator_options(["qemu"], None)
 @budget_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
-def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | None, ram_budget: str | None,
+def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | None, emulator: str | None,
+               emulator_limit: int, emulator_timeout: float, ram_budget: str | None,
                flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """Run BUILD_DIR's artifacts on their runtimes and check the gates; exit 1 when one fails."""
     from edgekd.verify import verify_build
 
     result = verify_build(target_name, build_dir, max_drop, limit,
-                          budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget})
+                          budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
+                          emulator=emulator, emulator_limit=emulator_limit or None,
+                          emulator_timeout_s=emulator_timeout)
     if as_json:
         _emit_json(result)
     else:
@@ -443,11 +480,52 @@ def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | N
             worst = min(result["layers"], key=lambda r: r["sqnr_db"])
             click.echo(f"per-layer int8 error: worst {worst['index']}: {worst['op']} {worst['name']} "
                        f"{worst['sqnr_db']:.1f} dB SQNR (plot: {build_dir}/{result['layers_plot']})")
+        if result["emulated"]:
+            echo_emulated(result["emulated"])
         for name, g in result["gates"].items():
             if g is not None:
                 click.echo(f"gate {name:<8} {'PASS' if g['passed'] else 'FAIL'}  {g['detail']} ({g['kind']})")
         click.echo(f"wrote {build_dir}/verify.json")
     if not result["passed"]:
+        sys.exit(1)
+
+
+@main.command("codegen")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the C sources.")
+@click.option("--target", "target_name", help="Also link the firmware into this microcontroller's budgets.")
+@click.option("--check", default=64, show_default=True, type=click.IntRange(min=0),
+              help="Random int8 inputs compared byte for byte with TFLite Micro (0 = no check).")
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def codegen_cmd(model: str, out_dir: str, target_name: str | None, check: int, ram_budget: str | None,
+                flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
+    """Generate C99 inference code (model.h: edgekd_invoke) from a fully-integer int8 .tflite; exit 1 when it
+    does not match TFLite Micro."""
+    from edgekd.codegen import codegen_model
+
+    if not Path(model).is_file():
+        raise EdgekdError(f"{model}: no such file; give a fully-integer int8 .tflite (edgekd export writes one)")
+    target = load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget) if target_name else None
+    result = codegen_model(model, out_dir, target, check)
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(f"wrote {out_dir}/: {', '.join(result['files'])}")
+        click.echo(f"{len(result['ops'])} operators, {result['macs']:,} MACs; constants {result['const_bytes']:,} B "
+                   f"(flash); activation arena {result['arena_bytes']:,} B vs TFLite Micro's minimum arena "
+                   f"{result['tflm_arena_bytes']:,} B ({result['arena_vs_tflm']:.2f}x)")
+        c = result["check"]
+        if c:
+            click.echo(f"host gcc vs TFLite Micro on {c['samples']} random inputs: "
+                       + ("bit-exact" if c["bit_exact_vs_tflm"] else f"{c['mismatched_outputs']} bytes differ"))
+        b = result["board"]
+        if b:
+            click.echo(f"{b['target']} ({b['core']}): {b['elf']}: flash {b['flash_bytes']:,} of "
+                       f"{b['flash_budget_bytes']:,} B, RAM {b['ram_bytes']:,} of {b['ram_budget_bytes']:,} B "
+                       f"(data + bss + {b['stack_reserved_bytes']:,} B stack)")
+    if result["check"] and not result["check"]["bit_exact_vs_tflm"]:
         sys.exit(1)
 
 
@@ -473,14 +551,15 @@ def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | N
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
 @click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Largest int8 accuracy drop vs float, percentage points.")
+@emulator_options(["auto", "qemu", "none"], "auto")
 @budget_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: bool, task: str, data_dir: str | None,
               data_path: str | None, teacher_ref: str | None, out_dir: str | None, fast: bool, loss: str,
               epochs: int | None, qat: bool, search: int, baseline: bool, seed: int, families: tuple[str, ...],
-              max_drop: float, ram_budget: str | None, flash_budget: str | None, latency_budget: str | None,
-              as_json: bool) -> None:
+              max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float, ram_budget: str | None,
+              flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
     from edgekd.build import BuildOptions, build
     from edgekd.targets import load_all
@@ -492,7 +571,8 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
     opts = BuildOptions(task=data_path or task, data_dir=data_dir, teacher=teacher_ref, fast=fast, loss=loss,
                         epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
                         families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,
-                        budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget})
+                        budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
+                        emulator=emulator, emulator_limit=emulator_limit or None, emulator_timeout_s=emulator_timeout)
     out = out_dir or ("builds/" + chosen[0] if len(chosen) == 1 else "builds")
     result = build(chosen, opts, out)
     if as_json:
@@ -504,7 +584,14 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
             click.echo(f"{r['target']}: {'PASS' if r['passed'] else 'FAIL'}  {s['family']} {s['config']} float "
                        f"{100 * s['accuracy_float']:.2f}%, "
                        + ", ".join(f"{a['path'].split('/')[-1]} on {a['runtime']} {100 * a['accuracy']:.2f}%"
-                                   for a in r["artifacts"] if a["accuracy"] is not None and a["format"] != "c"))
+                                   for a in r["artifacts"] if a["accuracy"] is not None and a["format"] != "c"
+                                   and not a.get("emulator")))
+            emulated = [a for a in r["artifacts"] if a.get("emulator")]
+            if emulated:
+                exact = sum(a["bit_exact_vs_host"] is True for a in emulated)
+                counted = [a["latency_ms"] for a in emulated if a["latency_kind"] == "counted"]
+                click.echo(f"  emulated on {emulated[0]['emulator']}: {len(emulated)} runs, {exact} bit-exact with "
+                           "the host" + (f", counted latency up to {max(counted):.2f} ms" if counted else ""))
             failed = [k for k, g in r["gates"].items() if g and not g["passed"]]
             if failed:
                 click.echo(f"  failed gates: {', '.join(failed)}")
@@ -520,15 +607,18 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
 @main.command("latency")
 @click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
 @click.argument("model", type=click.Path())
+@click.option("--emulator", type=click.Choice(["qemu"]),
+              help="Count the .tflite's instructions on the target's emulated core instead of estimating.")
 @budget_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
-def latency_cmd(target_name: str, model: str, ram_budget: str | None, flash_budget: str | None,
+def latency_cmd(target_name: str, model: str, emulator: str | None, ram_budget: str | None, flash_budget: str | None,
                 latency_budget: str | None, as_json: bool) -> None:
     """Latency of MODEL (.tflite, or a build/student folder) on TARGET; exit 1 when over the budget."""
     from edgekd.latency import model_latency
 
-    report = model_latency(load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget), model)
+    report = model_latency(load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget), model,
+                           emulator)
     if as_json:
         _emit_json(report.to_dict())
     else:

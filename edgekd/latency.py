@@ -1,10 +1,11 @@
 """``edgekd latency``: how long one inference of a model takes on a target, and how that figure was obtained.
 
-Today every figure is ``estimated``: the model's MACs per operator at the profile's sustained rate plus its
+By default the figure is ``estimated``: the model's MACs per operator at the profile's sustained rate plus its
 per-operator overhead (:func:`edgekd.costmodel.estimate_latency`), never below the peak-rate floor. A ``.tflite``
 is costed from its own graph (operators, tensor shapes, filter shapes), so any file works, not only edgekd's;
-a build or student folder is costed from the student. Emulator counts (QEMU) replace the estimate where an
-emulator for the target is available.
+a build or student folder is costed from the student. With ``emulator="qemu"`` a ``.tflite`` for a Linux-class
+target is run on the emulated core and its instructions per invoke are ``counted`` (docs/emulation.md); the
+estimate stays in the report for comparison.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class LatencyReport:
     dtype: str
     macs: int
     ops: int
+    estimated_ms: float | None = None
+    instructions: int | None = None
+    emulator: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,12 +102,54 @@ def _layers_of(model: Path) -> tuple[str, list[costmodel.Layer]]:
     raise EdgekdError(f"{model}: give a .tflite, or a .pte / student inside an edgekd build folder")
 
 
-def model_latency(target: Target, model: str | Path) -> LatencyReport:
+def model_latency(target: Target, model: str | Path, emulator: str | None = None,
+                  timeout_s: float = 900.0) -> LatencyReport:
     """Latency of ``model`` (a .tflite, or a build/student folder) on ``target``, with its provenance."""
     model = Path(model)
     dtype, layers = _layers_of(model)
     report = costmodel.CostReport((), dtype, 0, sum(ly.macs for ly in layers), 0, 0, 0, 0, 0, 0, layers)
     est = costmodel.estimate_latency(report, target)
     budget = target.budgets.latency_ms
+    if emulator is not None:
+        return _counted(target, model, emulator, timeout_s, est.ms, dtype, report.macs, len(layers))
     return LatencyReport(target.name, str(model), est.ms, est.kind, f"cost model: {est.method}", budget,
-                         est.ms <= budget, dtype, report.macs, len(layers))
+                         est.ms <= budget, dtype, report.macs, len(layers), est.ms)
+
+
+def _counted(target: Target, model: Path, emulator: str, timeout_s: float, estimate_ms: float, dtype: str,
+             macs: int, ops: int) -> LatencyReport:
+    """Count 4 invokes of a .tflite (seeded random inputs, XNNPACK, one thread) on the target's emulated core."""
+    import tempfile
+
+    from edgekd.emulate import aarch64
+    from edgekd.export.tflite import inspect_tflite
+    from edgekd.verify import check_emulator
+
+    check_emulator(target, emulator)
+    if target.emulator.kind != "qemu-aarch64" or model.suffix != ".tflite":
+        raise EdgekdError(f"{model}: counting a single file runs .tflite models on qemu-aarch64 targets; for "
+                          f"{target.name} run `edgekd verify --target {target.name} BUILD --emulator qemu`")
+    cpu, core = aarch64.core_of(target)
+    graph = inspect_tflite(model)
+    rng = np.random.default_rng(0)
+    shape = (4, *graph.input.shape[1:])
+    if graph.input.dtype == "float32":
+        x = rng.standard_normal(shape).astype(np.float32)
+    else:
+        info = np.iinfo(np.dtype(graph.input.dtype))
+        x = rng.integers(info.min, info.max + 1, shape).astype(graph.input.dtype)
+    root = aarch64.provision()
+    with tempfile.TemporaryDirectory(prefix="edgekd-latency-") as tmp:
+        run = aarch64.run_litert_script(model, x, "xnnpack", Path(tmp), timeout_s,
+                                        (root, aarch64.stand_in_root(root, target), cpu))
+    if not run.ok:
+        raise EdgekdError(f"{model}: {run.error}; last lines: {' | '.join(run.log.splitlines()[-3:])}")
+    insns, ms = aarch64.counted_ms(run.instructions, core, target)
+    if ms is None:
+        raise EdgekdError("no instruction counts: QEMU's plugin header is missing (run scripts/install_emulators.sh)")
+    budget = target.budgets.latency_ms
+    method = (f"{insns:,} instructions per invoke counted on qemu-aarch64/{cpu} (LiteRT + XNNPACK, 1 thread) x CPI "
+              f"{core.cpi:g} at {target.cpu.clock_mhz:g} MHz ({core.cpi_source}); cost-model estimate "
+              f"{estimate_ms:.3f} ms")
+    return LatencyReport(target.name, str(model), ms, "counted", method, budget, ms <= budget, dtype, macs, ops,
+                         estimate_ms, insns, f"qemu-aarch64/{cpu}")

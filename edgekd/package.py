@@ -1,13 +1,15 @@
 """Release bundles: one reproducible ``.tar.gz`` per build that a device team can trust and re-check.
 
-A bundle holds the artifacts, the C sources, ``manifest.json`` (target, versions, sha256 of every file, budgets,
-measured figures, input/output quantization and preprocessing), ``MODEL_CARD.md`` and verification vectors:
-test inputs with the outputs each artifact gave on the host (int8 ``.tflite`` outputs come from LiteRT's
-reference kernels, bit-exact with TFLite Micro), as raw little-endian binaries a device can read after flashing.
+A bundle holds the artifacts, the C sources (the TFLite Micro model array and, on microcontrollers, edgekd's
+generated inference code with one firmware ELF per board it was verified on), ``manifest.json`` (target,
+versions, sha256 of every file, budgets, measured figures, input/output quantization and preprocessing),
+``MODEL_CARD.md`` and verification vectors: test inputs with the outputs each artifact gave on the host (int8
+``.tflite`` outputs come from LiteRT's reference kernels, bit-exact with TFLite Micro), as raw little-endian
+binaries a device can read after flashing.
 
 The same build gives a byte-identical bundle: sorted entries, fixed mtime, owner and mode, gzip without a
 timestamp. :func:`verify_package` checks every checksum, refuses missing, extra or escaping entries, and reruns
-the vectors on the host runtimes.
+the vectors on the host runtimes (and the generated C through the host gcc).
 """
 
 from __future__ import annotations
@@ -31,6 +33,31 @@ MANIFEST_FORMAT = "edgekd-package/1"
 #: Tolerance of float outputs when vectors are rerun (XNNPACK on one host is deterministic; other hosts may
 #: sum in another order).
 FLOAT_TOLERANCE = 1e-4
+
+
+# Generated-C build products that are not shipped: the host test binary and the linker map (absolute paths).
+C_SKIP_SUFFIXES = (".map",)
+C_SKIP_NAMES = ("host_runner",)
+
+
+def _generated_c(build: Path, verify: dict[str, Any]) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """The generated C sources and each board's ELF, from the emulated runs verify.json records as passed."""
+    files: dict[str, bytes] = {}
+    boards = []
+    for r in verify.get("emulated", []):
+        if r["format"] != "c" or not r["ok"]:
+            continue
+        src = build / r["details"]["source_dir"]
+        for path in sorted(src.iterdir()):
+            if path.is_file() and path.suffix not in C_SKIP_SUFFIXES and path.name not in C_SKIP_NAMES:
+                files[f"{r['details']['source_dir']}/{path.name}"] = path.read_bytes()
+        d = r["details"]
+        boards.append({"elf": r["path"], "emulator": r["emulator"], "core": d.get("core"),
+                       "bit_exact_vs_host": r["bit_exact_vs_host"], "flash_bytes": d.get("flash_bytes"),
+                       "ram_bytes": d.get("ram_bytes"), "arena_bytes": d.get("arena_bytes"),
+                       "stack_bytes": d.get("stack_bytes"), "tflm_arena_bytes": d.get("tflm_arena_bytes"),
+                       "instructions": r["instructions"], "counted_ms": r["counted_ms"], "cpi": r["cpi"]})
+    return files, boards
 
 
 def _sha(data: bytes) -> str:
@@ -101,11 +128,22 @@ def _model_card(manifest: dict[str, Any]) -> str:
               f"{p['normalization'].get('std')}.",
               "- int8 models: `q = round(x / scale) + zero_point`, outputs `y = scale * (q - zero_point)`; the "
               "parameters per artifact are in `manifest.json` (`artifacts[].quantization`).",
-              "- Output: one logit per class, classes in this order: " + ", ".join(manifest["classes"]) + ".", "",
-              "## Self-test after flashing",
+              "- Output: one logit per class, classes in this order: " + ", ".join(manifest["classes"]) + ".", ""]
+    if "generated_c" in manifest:
+        lines += ["## Generated C (no interpreter)", "",
+                  "`c/` holds edgekd's generated C99 inference code (`model.h`: `edgekd_invoke(input, output)`, "
+                  "same int8 tensors as the .tflite) and the firmware built and run on each emulated board:", "",
+                  "| ELF | emulator | bit-exact vs host | flash | RAM (data+bss+stack) | arena (ours / TFLite Micro) "
+                  "| latency (counted) |", "|---|---|---|---|---|---|---|"]
+        for b in manifest["generated_c"]["boards"]:
+            ms = f"{b['counted_ms']:.1f} ms" if b["counted_ms"] is not None else "not counted"
+            lines.append(f"| {b['elf']} | {b['emulator']} | {b['bit_exact_vs_host']} | {b['flash_bytes']:,} B | "
+                         f"{b['ram_bytes']:,} B | {b['arena_bytes']:,} / {b['tflm_arena_bytes']:,} B | {ms} |")
+        lines.append("")
+    lines += ["## Self-test after flashing",
               "`vectors/` holds test inputs and the outputs each artifact gave on the host (see `manifest.json` "
               "`vectors`). int8 `.tflite` outputs are from LiteRT's reference kernels, bit-exact with TFLite Micro: "
-              "a device running TFLite Micro must reproduce them byte for byte.", ""]
+              "a device running TFLite Micro (or the generated C) must reproduce them byte for byte.", ""]
     return "\n".join(lines)
 
 
@@ -188,9 +226,16 @@ def package_build(build_dir: str | Path, out_file: str | Path, vectors: int = 16
         files[a.path] = data
         if a.format == "c":
             files[a.details["header"]] = (build / a.details["header"]).read_bytes()
+    c_files, boards = _generated_c(build, verify)
+    files |= c_files
     vec = _vectors(build, export, artifacts, vectors)
     files |= vec
     manifest = _manifest(build, export, verify, artifacts, vec, int(len(vec["vectors/labels_u8.bin"])))
+    if boards:
+        manifest["generated_c"] = {
+            "api": "model.h: int edgekd_invoke(const int8_t *input, int8_t *output); input/output quantization "
+                   "macros; same int8 input and output as the .tflite",
+            "sources": sorted(n for n in c_files if not n.endswith(".elf")), "boards": boards}
     manifest["files"] = {name: _sha(data) for name, data in sorted(files.items())}
     files["MODEL_CARD.md"] = _model_card(manifest).encode()
     manifest["files"]["MODEL_CARD.md"] = _sha(files["MODEL_CARD.md"])
@@ -232,6 +277,24 @@ def _tflm_check(path: Path, artifact: dict[str, Any], files: dict[str, bytes], w
     diff = int(np.abs(got.astype(int) - want.astype(int)).max())
     return {"artifact": artifact["path"], "runtime": "tflm", "max_diff": diff, "unit": "int8 steps",
             "passed": diff == 0}
+
+
+def _generated_c_check(manifest: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+    """The bundled C sources, compiled with the host gcc, must reproduce the int8 vectors byte for byte."""
+    from edgekd.codegen import compile_host, run_host
+
+    tfl = next(a for a in manifest["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8")
+    want = np.frombuffer(files[f"vectors/expected_{Path(tfl['path']).stem}_int8.bin"], np.int8)
+    n = manifest["vectors"]["count"]
+    want = want.reshape(n, -1)
+    xq = np.frombuffer(files["vectors/input_int8.bin"], np.int8).reshape(n, -1)
+    with tempfile.TemporaryDirectory(prefix="edgekd-package-c-") as tmp:
+        for name in manifest["generated_c"]["sources"]:
+            (Path(tmp) / Path(name).name).write_bytes(files[name])
+        got = run_host(compile_host(tmp), xq, want.shape[1])
+    diff = int(np.abs(got.reshape(want.shape).astype(int) - want.astype(int)).max())
+    return {"artifact": "c/ (generated C, host gcc)", "runtime": "edgekd-c", "max_diff": diff,
+            "unit": "int8 steps", "passed": diff == 0}
 
 
 def verify_package(bundle: str | Path, rerun: bool = True) -> dict[str, Any]:
@@ -293,6 +356,8 @@ def verify_package(bundle: str | Path, rerun: bool = True) -> dict[str, Any]:
                     checks.append({"artifact": a["path"], "runtime": "executorch" if a["format"] == "pte" else
                                    "litert-reference", "max_diff": diff, "unit": "absolute",
                                    "passed": diff <= FLOAT_TOLERANCE})
+        if "generated_c" in manifest:
+            checks.append(_generated_c_check(manifest, files))
     passed = all(c["passed"] for c in checks)
     return {"bundle": str(bundle), "name": prefix, "target": manifest["target"], "files": len(listed) + 1,
             "checksums": "ok", "vectors": checks, "passed": passed, "size_bytes": os.path.getsize(bundle)}

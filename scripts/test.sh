@@ -5,6 +5,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+# The emulator tests need QEMU and the Arm cross compilers (Debian packages): installed here when running as
+# root, otherwise run `sudo scripts/install_emulators.sh` once.
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/install_emulators.sh >/dev/null
+elif ! command -v qemu-aarch64 >/dev/null; then
+  echo "scripts/test.sh: QEMU is missing; run 'sudo scripts/install_emulators.sh' or the emulator tests fail" >&2
+fi
 set +e
 .venv/bin/python -m pytest -q "$@"
 rc=$?

@@ -8,6 +8,7 @@ directory: nothing leaks between tests or into ``~/.cache/edgekd``, and no test 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,21 @@ import pytest
 import edgekd.targets as targets
 
 BUNDLED_TARGETS = Path(targets.__file__).resolve().parent.parent / "targets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def emulator_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One provisioned aarch64 root / built board helpers per session (EDGEKD_EMULATOR_CACHE if set)."""
+    import os
+
+    if os.environ.get("EDGEKD_EMULATOR_CACHE"):
+        yield Path(os.environ["EDGEKD_EMULATOR_CACHE"])
+        return
+    path = tmp_path_factory.mktemp("emulators")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EDGEKD_EMULATOR_CACHE", str(path))
+    yield path
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

@@ -36,12 +36,19 @@ def test_fast_build_writes_the_report_schema_and_skips_unchanged_stages(tmp_path
     assert set(report["student"]) >= {"family", "config", "params", "macs", "accuracy_float", "accuracy_no_teacher"}
     assert report["student"]["accuracy_no_teacher"] is None
     assert set(report["budgets"]) == {"flash_bytes", "ram_bytes", "latency_ms"}
-    assert set(report["gates"]) == {"flash", "ram", "latency", "fidelity"}
+    assert set(report["gates"]) == {"flash", "ram", "latency", "fidelity", "emulator"}
     formats = {(a["format"], a["runtime"]) for a in report["artifacts"]}
-    assert formats == {("tflite", "litert"), ("tflite", "tflm"), ("c", "tflm")}
+    assert formats == {("tflite", "litert"), ("tflite", "tflm"), ("c", "tflm"), ("c", "edgekd-c")}
     for a in report["artifacts"]:
         assert set(a) >= ARTIFACT_KEYS and a["latency_kind"] in ("measured", "counted", "estimated")
         assert (out / a["path"]).is_file() and a["arena_bytes"] > 0
+    # QEMU is installed (scripts/install_emulators.sh): "auto" ran the generated C on the emulated Cortex-M4.
+    c = next(a for a in report["artifacts"] if a["runtime"] == "edgekd-c")
+    assert c["emulator"] == "qemu-system-arm/mps2-an386" and c["bit_exact_vs_host"] is True
+    assert c["path"] == "artifacts/c/nrf52840-dk.elf" and c["sha256"] and c["latency_kind"] == "counted"
+    assert 0 < c["ram_bytes"] <= report["budgets"]["ram_bytes"] and 0 < c["flash_bytes"] <= report["budgets"][
+        "flash_bytes"]
+    assert c["arena_bytes"] < c["tflm_arena_bytes"] and c["max_diff_vs_host"] == 0
     assert set(report["timings_s"]) >= {"plan", "teacher", "distill", "export", "verify", "package", "total"}
     assert (out / report["bundle"]).is_file() and (out / "report.md").is_file()
     assert (out / "accuracy_vs_size.png").read_bytes()[:4] == b"\x89PNG"
@@ -63,6 +70,17 @@ def test_several_targets_share_one_teacher(tmp_path: Path) -> None:
     assert Path(result["teacher"]).parent == tmp_path / "teacher"
     pi = {(a["format"], a["precision"]) for a in reports["raspberry-pi-4b"]["artifacts"]}
     assert {("pte", "int8"), ("pte", "fp32"), ("tflite", "int8"), ("tflite", "fp32")} == pi
+    # QEMU is installed (scripts/install_emulators.sh), so "auto" ran every Pi artifact on the emulated A72.
+    emulated = [a for a in reports["raspberry-pi-4b"]["artifacts"] if a["emulator"]]
+    assert {(a["path"].split("/")[-1], a["kernels"]) for a in emulated} == {
+        ("model_int8.tflite", "reference"), ("model_int8.tflite", "xnnpack"), ("model_fp32.tflite", "xnnpack"),
+        ("model_int8.pte", "xnnpack"), ("model_fp32.pte", "xnnpack")}
+    for a in emulated:
+        assert a["emulator"] == "qemu-aarch64/cortex-a72" and a["latency_kind"] == "counted"
+        assert a["bit_exact_vs_host"] is (None if a["precision"] == "fp32" else True) or a["kernels"] == "xnnpack"
+        assert a["max_diff_vs_host"] is not None and a["instructions"] > 0 and a["emulated_samples"] == 100
+    assert reports["raspberry-pi-4b"]["gates"]["emulator"]["passed"]
+    assert reports["raspberry-pi-4b"]["gates"]["latency"]["kind"] == "counted"
     assert not (tmp_path / "nrf52840-dk" / "teacher").exists()  # trained once, at the top
 
 

@@ -27,7 +27,7 @@ def verified_build(mcu_build: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     build = tmp_path_factory.mktemp("pkg") / "build"
     shutil.copytree(mcu_build, build)
-    verify_build("nrf52840-dk", build, limit=40)
+    verify_build("nrf52840-dk", build, limit=40, emulator="qemu", emulator_limit=20)
     return build
 
 
@@ -63,12 +63,20 @@ def test_bundle_is_reproducible_and_complete(verified_build: Path, bundle: Path,
     assert tfl["quantization"]["input"]["dtype"] == "int8" and manifest["preprocessing"]["layout"] == "NHWC"
     assert set(manifest["files"]) == names - {"manifest.json"}
     assert manifest["measured"]["passed"] is True and manifest["versions"]["torch"].startswith("2.13")
+    # The generated C and the firmware it was verified with on the emulated board; no host binary, no map.
+    assert {"c/model.c", "c/model.h", "c/kernels.c", "c/kernels.h", "c/startup.S", "c/board.c",
+            "c/nrf52840-dk.ld", "c/nrf52840-dk.elf"} <= names
+    assert not any(n.endswith((".map", "host_runner")) for n in names)
+    board = manifest["generated_c"]["boards"][0]
+    assert board["elf"] == "c/nrf52840-dk.elf" and board["emulator"] == "qemu-system-arm/mps2-an386"
+    assert board["bit_exact_vs_host"] is True and 0 < board["arena_bytes"] < board["tflm_arena_bytes"]
+    assert "c/nrf52840-dk.elf" not in manifest["generated_c"]["sources"]
 
 
 def test_package_verify_reruns_vectors_on_litert_and_tflm(bundle: Path) -> None:
     result = verify_package(bundle)
     runtimes = {c["runtime"]: c for c in result["vectors"]}
-    assert set(runtimes) == {"litert-reference", "tflm"} and result["passed"]
+    assert set(runtimes) == {"litert-reference", "tflm", "edgekd-c"} and result["passed"]
     assert all(c["max_diff"] == 0 for c in result["vectors"])
     cli = CliRunner().invoke(main, ["package", "verify", str(bundle), "--json"])
     assert cli.exit_code == 0 and json.loads(cli.output[cli.output.index("{"):])["passed"] is True
@@ -79,6 +87,10 @@ def test_tampered_missing_and_extra_files_are_rejected(bundle: Path, tmp_path: P
     _rewrite(bundle, bad, lambda m, d: d[:-1] + bytes([d[-1] ^ 1]) if m.name.endswith(".tflite") else d)
     with pytest.raises(EdgekdError, match="checksum mismatch: model_int8.tflite"):
         verify_package(bad)
+    elf = tmp_path / "elf.tar.gz"
+    _rewrite(bundle, elf, lambda m, d: d[:100] + bytes([d[100] ^ 1]) + d[101:] if m.name.endswith(".elf") else d)
+    with pytest.raises(EdgekdError, match="checksum mismatch: c/nrf52840-dk.elf"):
+        verify_package(elf)
     gone = tmp_path / "missing.tar.gz"
     _rewrite(bundle, gone, lambda m, d: None if m.name.endswith("model_data.h") else d)
     with pytest.raises(EdgekdError, match="missing: model_data.h"):

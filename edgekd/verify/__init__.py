@@ -20,9 +20,13 @@ from edgekd.errors import EdgekdError
 from edgekd.export.core import Artifact, sha256_file
 from edgekd.logs import log
 from edgekd.verify.fidelity import fidelity, latency_summary
-from edgekd.verify.gates import fidelity_gate, flash_gate, latency_gate, ram_gate
+from edgekd.verify.gates import emulator_gate, fidelity_gate, flash_gate, latency_gate, ram_gate
 
 VERIFY_FORMAT = "edgekd-verify/1"
+EMULATORS = ("qemu",)
+# Emulated runs default to an evenly spaced 1,000 of the test set: LiteRT's reference kernels under
+# qemu-aarch64 take ~20M instructions per invoke for a small CNN (docs/benchmarks.md, "Emulated devices").
+EMULATOR_SAMPLES = 1000
 HOST = "host x86_64"
 
 
@@ -36,6 +40,15 @@ def _check_hashes(build: Path, artifacts: list[Artifact]) -> None:
             if embedded is None or embedded.sha256 != a.details.get("embeds_sha256"):
                 raise EdgekdError(f"{build / a.path}: does not embed the build's {a.details.get('embeds')}; "
                                   "re-run `edgekd export`")
+
+
+def check_emulator(target: Any, emulator: str) -> None:
+    """Refuse an emulator name edgekd does not know, or a target no emulator stands in for."""
+    if emulator not in EMULATORS:
+        raise EdgekdError(f"unknown emulator {emulator!r}: choose one of {', '.join(EMULATORS)}")
+    if not target.emulator.kind.startswith("qemu"):
+        raise EdgekdError(f"target {target.name} has no QEMU machine ({target.emulator.note}); "
+                          "verify it without --emulator")
 
 
 def sample_indices(n: int, limit: int | None) -> np.ndarray:
@@ -62,10 +75,13 @@ def _run_tflm(path: Path, x: np.ndarray, details: dict[str, Any], arena: int) ->
 
 def verify_build(target_name: str, build_dir: str | Path, max_drop_pp: float = 1.0, limit: int | None = None,
                  layer_samples: int = 100, budgets: dict[str, str | None] | None = None,
-                 plot: bool = True) -> dict[str, Any]:
+                 plot: bool = True, emulator: str | None = None, emulator_limit: int | None = EMULATOR_SAMPLES,
+                 emulator_timeout_s: float = 900.0) -> dict[str, Any]:
     """Verify the build in ``build_dir`` against ``target_name``; writes and returns verify.json's content.
 
-    ``limit`` evaluates an evenly spaced sample of the test set instead of all of it.
+    ``limit`` evaluates an evenly spaced sample of the test set instead of all of it. ``emulator="qemu"`` also
+    runs the artifacts on the profile's emulated core (an evenly spaced ``emulator_limit`` of the same sample;
+    None for all of it), compares them with the host runtimes and counts instructions for the latency gate.
     """
     from edgekd import costmodel
     from edgekd.data import load_task
@@ -83,6 +99,8 @@ def verify_build(target_name: str, build_dir: str | Path, max_drop_pp: float = 1
     export, artifacts = load_export(build)
     _check_hashes(build, artifacts)
     target = load_target(target_name).with_budgets(**(budgets or {}))
+    if emulator is not None:
+        check_emulator(target, emulator)
     if target.name != export["target"]:
         log.warning("%s was exported for %s; checking it against %s", build, export["target"], target.name)
     model, blob = load_student(build)
@@ -165,11 +183,22 @@ def verify_build(target_name: str, build_dir: str | Path, max_drop_pp: float = 1
     for precision in sorted({a.precision for a in artifacts}):
         cost = costmodel.analyze(model, shape, precision, bool(export["channels_last"]))
         estimates[precision] = costmodel.estimate_latency(cost, target)
+    emulated: list[dict[str, Any]] = []
+    if emulator is not None:
+        from edgekd.emulate import EmulationRequest, emulate
+
+        t = time.perf_counter()
+        pick = sample_indices(len(y), emulator_limit)
+        emulated = [r.to_dict() for r in emulate(EmulationRequest(build, target, x[pick], y[pick],
+                                                                  timeout_s=emulator_timeout_s))]
+        timings["emulator"] = round(time.perf_counter() - t, 2)
+        log.info("emulated %d runs on %s (%.0f s)", len(emulated), target.emulator.kind, timings["emulator"])
     gates = {
         "flash": flash_gate(artifacts, target),
         "ram": ram_gate(ram, target) if ram else None,
-        "latency": latency_gate(estimates, target),
+        "latency": latency_gate(estimates, target, emulated),
         "fidelity": fidelity_gate(runs, float_acc, max_drop_pp, bool(export["student"]["qat"])) if runs else None,
+        "emulator": emulator_gate(emulated) if emulated else None,
     }
     passed = all(g.passed for g in gates.values() if g is not None)
     result = {
@@ -184,6 +213,7 @@ def verify_build(target_name: str, build_dir: str | Path, max_drop_pp: float = 1
         "layers": layers,
         "layers_plot": plot_path,
         "latency_estimates": {k: v.to_dict() for k, v in estimates.items()},
+        "emulated": emulated,
         "budgets": target.budgets.to_dict(),
         "gates": {k: g.to_dict() if g else None for k, g in gates.items()},
         "max_drop_pp": max_drop_pp,

@@ -45,13 +45,46 @@ def ram_gate(ram: dict[str, tuple[int, str]], target: Target) -> Gate:
                 f"{format_bytes(total)} of {format_bytes(budget)}")
 
 
-def latency_gate(estimates: dict[str, Any], target: Target) -> Gate:
-    """The cost model's on-target estimate per precision (the emulator issues replace it with counts)."""
+def latency_gate(estimates: dict[str, Any], target: Target, emulated: list[dict[str, Any]] | None = None) -> Gate:
+    """Counted on the emulated core when an emulator ran (deployed kernels only), else the cost model's estimate.
+
+    Counts are single-threaded instructions x the core's CPI at the profile's clock: stricter than the
+    multi-threaded estimate on Linux targets, so a counted pass is a pass on the device's slowest setting.
+    """
+    budget = target.budgets.latency_ms
     worst = max(estimates, key=lambda k: estimates[k].ms)
     est = estimates[worst]
-    budget = target.budgets.latency_ms
+    counted = [r for r in emulated or [] if r.get("counted_ms") is not None and r.get("kernels") != "reference"]
+    if counted:
+        top = max(counted, key=lambda r: r["counted_ms"])
+        return Gate(top["counted_ms"] <= budget, round(top["counted_ms"], 4), budget, "ms", "counted",
+                    f"{top['path']} ({top['runtime']}, {top['emulator']}, 1 thread): {top['instructions']:,} "
+                    f"instructions x CPI {top['cpi']:g} = {top['counted_ms']:.2f} ms of {budget:g} ms; estimate "
+                    f"{est.ms:.2f} ms ({worst}, {est.method})")
     return Gate(est.ms <= budget, est.ms, budget, "ms", est.kind,
                 f"{worst}: {est.ms:.2f} ms of {budget:g} ms; {est.method}")
+
+
+def emulator_gate(emulated: list[dict[str, Any]]) -> Gate:
+    """Every emulated run finished, and the kernels that must be bit-exact with the host are.
+
+    Reference kernels and edgekd's C code are pure integer arithmetic: any difference from the host is a bug.
+    XNNPACK's requantization may differ between its x86 and Arm builds by a step; that is reported, not failed.
+    """
+    bad = []
+    for r in emulated:
+        what = f"{r['path']} ({r['runtime']}/{r['kernels']}, {r['emulator']})"
+        if not r["ok"]:
+            tail = (r.get("log_tail") or "").strip().splitlines()[-3:]
+            bad.append(f"{what}: {r['error']}" + (f" [log: {' | '.join(tail)}]" if tail else ""))
+        elif r["kernels"] in ("reference", "edgekd-c") and r["bit_exact_vs_host"] is False:
+            bad.append(f"{what}: outputs differ from the host by up to {r['max_diff_vs_host']:g} steps")
+    xnn = [r for r in emulated if r["ok"] and r["kernels"] == "xnnpack" and r["precision"] == "int8"]
+    worst_xnn = max((r["max_diff_vs_host"] or 0 for r in xnn), default=0)
+    detail = "; ".join(bad) if bad else (
+        f"{len(emulated)} emulated runs finished, reference/C kernels bit-exact with the host"
+        + (f", XNNPACK int8 within {worst_xnn:g} step(s) of the host" if xnn else ""))
+    return Gate(not bad, len(bad), 0, "failed runs", "measured", detail)
 
 
 def fidelity_gate(runs: list[dict[str, Any]], float_accuracy: float, max_drop_pp: float, qat: bool) -> Gate:

@@ -1,0 +1,50 @@
+"""``edgekd codegen``: generate the C for a .tflite, prove it matches TFLite Micro, and (optionally) link it
+for a board, without a whole build."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.codegen.emit import generate_c
+from edgekd.codegen.host import compile_host, run_host
+from edgekd.targets import Target
+
+
+def codegen_model(tflite: str | Path, out_dir: str | Path, target: Target | str | None = None,
+                  check: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Write C for ``tflite`` into ``out_dir``; compare ``check`` seeded random inputs with TFLite Micro on the
+    host gcc build; with ``target``, link the firmware into that profile's budgets (an overrun is an error
+    naming the region and the bytes) and report its flash and RAM."""
+    from edgekd.verify.tflm import min_arena, run_tflm
+
+    gen = generate_c(tflite, out_dir)
+    tflm_arena = min_arena(tflite).min_arena_bytes
+    result: dict[str, Any] = {"model": str(tflite), "out": str(out_dir), "files": [p.name for p in gen.files],
+                              "ops": gen.ops, "macs": gen.macs, "arena_bytes": gen.arena_bytes,
+                              "const_bytes": gen.const_bytes, "tflm_arena_bytes": tflm_arena,
+                              "arena_vs_tflm": round(gen.arena_bytes / tflm_arena, 3), "check": None, "board": None}
+    if check:
+        x = np.random.default_rng(seed).integers(-128, 128, size=(check, *gen.input_shape[1:]), dtype=np.int8)
+        with tempfile.TemporaryDirectory(prefix="edgekd-codegen-") as tmp:
+            ours = run_host(compile_host(out_dir, Path(tmp) / "runner"), x, gen.output_size)
+        ref = run_tflm(tflite, x, max(tflm_arena, 1 << 16) * 2).outputs.reshape(check, -1)
+        diff = np.abs(ours.astype(np.int32) - ref.astype(np.int32))
+        result["check"] = {"samples": check, "inputs": f"uniform random int8, seed {seed}",
+                           "bit_exact_vs_tflm": bool(diff.max(initial=0) == 0), "max_diff": int(diff.max(initial=0)),
+                           "mismatched_outputs": int((diff != 0).sum())}
+    if target is not None:
+        from edgekd.emulate.cortex_m import build_board
+        from edgekd.targets import load_target
+
+        target = load_target(target) if isinstance(target, str) else target
+        board = build_board(out_dir, target)
+        result["board"] = {"target": target.name, "core": board.core, "machine": board.board,
+                           "elf": str(board.elf), "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
+                           "stack_reserved_bytes": board.stack_bytes,
+                           "flash_budget_bytes": target.budgets.flash_bytes,
+                           "ram_budget_bytes": target.budgets.ram_bytes}
+    return result

@@ -1,0 +1,130 @@
+"""Device emulators, registered by the profile's ``emulator.kind``.
+
+An emulator takes an exported build folder and a sample of the test set, runs each artifact the way the device
+would (an aarch64 Python under ``qemu-aarch64`` for Linux-class targets, generated C on a ``qemu-system-arm``
+board for microcontrollers), and returns one :class:`EmulatedRun` per (artifact, kernels) pair. Adding an
+emulator is one module that calls :func:`register_emulator`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+from edgekd.targets import Target
+
+CACHE_ENV = "EDGEKD_CACHE"
+EMULATOR_CACHE_ENV = "EDGEKD_EMULATOR_CACHE"
+
+
+@dataclass
+class EmulatedRun:
+    """One artifact run under emulation, compared with the same runtime on the host.
+
+    ``max_diff_vs_host`` is in quantization steps for integer outputs and absolute for float outputs;
+    ``bit_exact_vs_host`` is None for float models (compared with a tolerance instead).
+    ``instructions`` are guest instructions per invoke, counted by the emulator; ``counted_ms`` turns them
+    into time with the profile's clock and ``cpi`` (see docs/emulators.md for where each CPI comes from).
+    """
+
+    emulator: str
+    format: str
+    precision: str
+    runtime: str
+    kernels: str | None
+    path: str
+    samples: int
+    ok: bool
+    accuracy: float | None = None
+    host_accuracy: float | None = None
+    agreement: float | None = None
+    bit_exact_vs_host: bool | None = None
+    max_diff_vs_host: float | None = None
+    instructions: int | None = None
+    cpi: float | None = None
+    counted_ms: float | None = None
+    threads: int | None = None
+    error: str | None = None
+    log_tail: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EmulationRequest:
+    """What every emulator gets: the exported build, the target, and a sample of labelled inputs.
+
+    ``x`` is float input in the student's layout (N, C, H, W or N, C, L), ``y`` the labels.
+    """
+
+    build_dir: Path
+    target: Target
+    x: np.ndarray
+    y: np.ndarray
+    timeout_s: float = 600.0
+    count: bool = True
+    work_dir: Path | None = None
+
+
+def exactness(run: dict[str, Any]) -> str:
+    """How an emulated run's outputs compare with the host's, in a few words (for tables and logs)."""
+    if run["bit_exact_vs_host"] is True:
+        return "bit-exact"
+    if run["bit_exact_vs_host"] is False:
+        return f"max {run['max_diff_vs_host']:g} steps"
+    return f"max {run['max_diff_vs_host']:.1e}"
+
+
+EmulatorFn = Callable[[EmulationRequest], list[EmulatedRun]]
+EMULATORS: dict[str, EmulatorFn] = {}
+
+
+def register_emulator(kind: str) -> Callable[[EmulatorFn], EmulatorFn]:
+    """Register ``fn`` as the emulator for profiles whose ``emulator.kind`` is ``kind``."""
+    def wrap(fn: EmulatorFn) -> EmulatorFn:
+        EMULATORS[kind] = fn
+        return fn
+    return wrap
+
+
+def cache_dir() -> Path:
+    """Where provisioned roots and built helpers live: ``$EDGEKD_EMULATOR_CACHE``, else ``emulators/`` under
+    ``$EDGEKD_CACHE`` or ``~/.cache/edgekd`` (its own variable so tests with private caches share one root)."""
+    import os
+    if os.environ.get(EMULATOR_CACHE_ENV):
+        return Path(os.environ[EMULATOR_CACHE_ENV])
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base) if base else Path.home() / ".cache" / "edgekd") / "emulators"
+
+
+def require_tool(name: str, package: str) -> str:
+    """Path of executable ``name``, or a one-line error saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise EdgekdError(f"{name} not found: install it with scripts/install_emulators.sh "
+                          f"(Debian package {package}), then rerun")
+    return path
+
+
+def emulate(request: EmulationRequest) -> list[EmulatedRun]:
+    """Run ``request.build_dir``'s artifacts on the emulator the target's profile names."""
+    _load_builtin()
+    kind = request.target.emulator.kind
+    if kind == "none":
+        raise EdgekdError(f"target {request.target.name} has no emulator: {request.target.emulator.note}")
+    if kind not in EMULATORS:
+        raise EdgekdError(f"target {request.target.name}: unknown emulator kind {kind!r} "
+                          f"(known: {', '.join(sorted(EMULATORS))})")
+    return EMULATORS[kind](request)
+
+
+def _load_builtin() -> None:
+    from edgekd.emulate import aarch64, cortex_m  # noqa: F401

@@ -1,0 +1,58 @@
+"""edgekd's QEMU TCG plugin (native/insn_window.c), built on first use against QEMU's ``qemu-plugin.h``.
+
+Debian ships no header for the plugin API; scripts/install_emulators.sh takes it from the same QEMU release's
+source tarball. The plugin adds each translated block's length to a counter when the block executes (the method
+of QEMU's tests/plugin/insn.c) and writes the counter between marker syscalls (user mode) and at exit (both
+modes), so it serves qemu-aarch64 and qemu-system-arm alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+
+NATIVE = Path(__file__).parent / "native"
+HEADER_DIRS = (Path("/usr/local/include"), Path("/usr/include/qemu"))
+
+
+def plugin_header() -> Path | None:
+    """The folder holding qemu-plugin.h (``$EDGEKD_QEMU_PLUGIN_INCLUDE`` first), or None."""
+    env = os.environ.get("EDGEKD_QEMU_PLUGIN_INCLUDE")
+    for d in ([Path(env)] if env else []) + list(HEADER_DIRS):
+        if (d / "qemu-plugin.h").is_file():
+            return d
+    return None
+
+
+def build_plugin(dest: Path) -> Path | None:
+    """Compile the instruction-counting plugin into ``dest`` (cached by source hash); None without gcc/header."""
+    header = plugin_header()
+    gcc = shutil.which("gcc")
+    if header is None or gcc is None:
+        return None
+    src = NATIVE / "insn_window.c"
+    out = dest / f"insn_window-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}.so"
+    if not out.is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp.so")
+        proc = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{header}",
+                               str(src), "-o", str(tmp)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EdgekdError(f"compiling the QEMU plugin failed: {proc.stderr.strip()[-500:]}")
+        tmp.replace(out)
+    return out
+
+
+def read_total(path: Path) -> int | None:
+    """The whole-run instruction count the plugin wrote at exit."""
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith("total "):
+            return int(line.split()[1])
+    return None

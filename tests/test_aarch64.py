@@ -1,0 +1,218 @@
+"""qemu-aarch64 emulation of Raspberry Pi / phone cores: real LiteRT and ExecuTorch runs on the emulated core,
+compared with the host, instruction counts, stand-in CPU files, and the failure modes (missing QEMU, unknown
+core, crash, hang). Needs scripts/install_emulators.sh (CI runs it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekd.cli import main
+from edgekd.emulate import EmulationRequest, emulate
+from edgekd.emulate.aarch64 import CORES, counted_ms, provision, run_guest, stand_in_root
+from edgekd.errors import EdgekdError
+from edgekd.targets import load_target, parse_target
+from edgekd.verify import verify_build
+from edgekd.verify.gates import emulator_gate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _cache(cost_cache: Path) -> None:
+    """Keep planner costs out of ~/.cache/edgekd."""
+
+
+@pytest.fixture(scope="module")
+def root():
+    return provision()
+
+
+def _sample(build: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from edgekd.data import load_task
+    from edgekd.distill import DATA_SEED
+    from edgekd.export.student import load_export
+    from edgekd.students import to_model_input
+
+    export, _ = load_export(build)
+    src = export["data_source"]
+    splits = load_task(src["task"], src["data_dir"], seed=DATA_SEED, limit=src["limit"])
+    x = to_model_input(splits.x_test[:n], tuple(export["input_shape"])).numpy()
+    return x, splits.y_test[:n]
+
+
+@pytest.fixture(scope="module")
+def pi_runs(pi_build: Path) -> list:
+    x, y = _sample(pi_build, 40)
+    return emulate(EmulationRequest(pi_build, load_target("raspberry-pi-4b"), x, y))
+
+
+def test_every_artifact_runs_on_the_emulated_a72(pi_runs: list) -> None:
+    got = {(r.path, r.kernels) for r in pi_runs}
+    assert got == {("model_int8.tflite", "reference"), ("model_int8.tflite", "xnnpack"),
+                   ("model_fp32.tflite", "xnnpack"), ("model_int8.pte", "xnnpack"), ("model_fp32.pte", "xnnpack")}
+    for r in pi_runs:
+        assert r.ok, (r.path, r.error, r.log_tail)
+        assert r.emulator == "qemu-aarch64/cortex-a72"
+        assert r.samples == 40
+        assert r.accuracy == pytest.approx(r.host_accuracy, abs=1 / 40)
+        assert r.accuracy > 0.7
+
+
+def test_reference_kernels_are_bit_exact_with_the_host(pi_runs: list) -> None:
+    ref = next(r for r in pi_runs if r.kernels == "reference")
+    assert ref.bit_exact_vs_host is True and ref.max_diff_vs_host == 0
+    assert ref.agreement == 1.0
+    assert ref.details["mismatched_outputs"] == 0
+
+
+def test_xnnpack_is_really_used_and_within_one_step(pi_runs: list) -> None:
+    xnn = next(r for r in pi_runs if r.kernels == "xnnpack" and r.path == "model_int8.tflite")
+    assert xnn.details["xnnpack_delegate"] is True
+    assert xnn.max_diff_vs_host <= 1
+    ref = next(r for r in pi_runs if r.kernels == "reference")
+    # XNNPACK's NEON kernels need several times fewer instructions than the reference kernels.
+    assert ref.instructions > 3 * xnn.instructions
+
+
+def test_float_models_match_the_host_within_tolerance(pi_runs: list) -> None:
+    for r in pi_runs:
+        if r.precision == "fp32":
+            assert r.bit_exact_vs_host is None
+            assert r.max_diff_vs_host < 1e-4
+            assert r.details["diff_unit"] == "absolute"
+
+
+def test_counted_latency_is_instructions_times_cpi_at_the_clock(pi_runs: list) -> None:
+    target = load_target("raspberry-pi-4b")
+    for r in pi_runs:
+        assert r.instructions > 100_000
+        assert r.cpi == CORES["cortex-a72"].cpi
+        assert r.counted_ms == pytest.approx(r.instructions * r.cpi / (target.cpu.clock_mhz * 1e3))
+        assert r.details["counted_invokes"] == 40
+
+
+def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
+    from edgekd.emulate.aarch64 import prepare_litert_input, run_litert_script
+    from edgekd.export.student import load_export
+
+    _, arts = load_export(pi_build)
+    art = next(a for a in arts if a.key == "tflite-int8")
+    x = prepare_litert_input(_sample(pi_build, 4)[0], art.details)
+    view = stand_in_root(root, load_target("raspberry-pi-4b"))
+    a = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))
+    b = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))
+    # Between processes the address layout moves a few dozen instructions (alignment paths): within 0.01%.
+    assert a.instructions[1:] == pytest.approx(b.instructions[1:], rel=1e-4)
+    assert np.array_equal(a.outputs, b.outputs)
+
+
+def test_counted_ms_drops_the_first_invoke() -> None:
+    target = load_target("raspberry-pi-5")
+    n, ms = counted_ms([10_000_000, 1_000_000, 1_000_002, 999_998], CORES["cortex-a76"], target)
+    assert n == 1_000_000
+    assert ms == pytest.approx(1e6 * CORES["cortex-a76"].cpi / 2.4e9 * 1e3)
+
+
+def test_stand_in_cpu_files_describe_the_profile(root) -> None:
+    view = stand_in_root(root, load_target("raspberry-pi-5"))
+    cpuinfo = (view / "proc" / "cpuinfo").read_text()
+    assert cpuinfo.count("processor\t:") == 4
+    assert "CPU part\t: 0xd0b" in cpuinfo and "asimddp" in cpuinfo
+    cpu = view / "sys" / "devices" / "system" / "cpu"
+    assert (cpu / "possible").read_text() == "0-3\n"
+    assert (cpu / "cpu3" / "cpufreq" / "cpuinfo_max_freq").read_text() == "2400000\n"
+    assert (cpu / "cpu0" / "regs" / "identification" / "midr_el1").read_text().strip() == "0x00000000414fd0b1"
+    assert (view / "usr").resolve() == (root.path / "usr").resolve()
+
+
+def test_verify_with_the_emulator_gates_and_counts(pi_build: Path, tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    shutil.copytree(pi_build, build)
+    result = verify_build("raspberry-pi-4b", build, limit=60, emulator="qemu", emulator_limit=20)
+    assert len(result["emulated"]) == 5
+    assert {r["samples"] for r in result["emulated"]} == {20}
+    assert result["gates"]["emulator"]["passed"]
+    assert result["gates"]["latency"]["kind"] == "counted"
+    worst = max(r["counted_ms"] for r in result["emulated"] if r["kernels"] != "reference")
+    assert result["gates"]["latency"]["value"] == pytest.approx(worst, rel=1e-3)
+    assert json.loads((build / "verify.json").read_text())["emulated"][0]["emulator"] == "qemu-aarch64/cortex-a72"
+
+
+def test_a_crash_is_a_failed_run_with_the_log_tail(root, tmp_path: Path) -> None:
+    view = stand_in_root(root, load_target("raspberry-pi-4b"))
+    python = str(root.path / "usr" / "bin" / "python3.11")
+    g = run_guest(root, view, "cortex-a72", [python, "-c", "print('about to crash', flush=True); import ctypes; "
+                                                           "ctypes.string_at(0)"],
+                  tmp_path / "y.npy", None, 120)
+    assert not g.ok and "crashed" in g.error
+    assert "about to crash" in g.log
+
+
+def test_a_hang_is_a_failed_run_within_the_timeout(root, tmp_path: Path) -> None:
+    import time
+
+    view = stand_in_root(root, load_target("raspberry-pi-4b"))
+    started = time.perf_counter()
+    g = run_guest(root, view, "cortex-a72", [str(root.path / "usr" / "bin" / "python3.11"), "-c",
+                                             "while True: pass"], tmp_path / "y.npy", None, 5)
+    assert time.perf_counter() - started < 30
+    assert not g.ok and "timed out after 5 s" in g.error
+
+
+def test_the_emulator_gate_fails_on_a_crash_or_a_reference_mismatch() -> None:
+    base = {"path": "model_int8.tflite", "runtime": "litert", "emulator": "qemu-aarch64/cortex-a72",
+            "precision": "int8", "ok": True, "bit_exact_vs_host": True, "max_diff_vs_host": 0.0, "error": None,
+            "log_tail": None}
+    assert emulator_gate([base | {"kernels": "reference"}, base | {"kernels": "xnnpack"}]).passed
+    crashed = emulator_gate([base | {"kernels": "xnnpack", "ok": False, "error": "crashed (exit code -11)",
+                                     "log_tail": "Segmentation fault"}])
+    assert not crashed.passed and "Segmentation fault" in crashed.detail
+    wrong = emulator_gate([base | {"kernels": "reference", "bit_exact_vs_host": False, "max_diff_vs_host": 3.0}])
+    assert not wrong.passed and "3 steps" in wrong.detail
+    # XNNPACK may differ by a requantization step between x86 and Arm: reported, not failed.
+    assert emulator_gate([base | {"kernels": "xnnpack", "bit_exact_vs_host": False, "max_diff_vs_host": 1.0}]).passed
+
+
+def test_missing_qemu_says_how_to_install(monkeypatch: pytest.MonkeyPatch, pi_build: Path) -> None:
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name.startswith("qemu") else real(name))
+    x, y = np.zeros((1, 1, 8, 8), np.float32), np.zeros(1, int)
+    with pytest.raises(EdgekdError, match="qemu-aarch64 not found.*install_emulators.sh"):
+        emulate(EmulationRequest(pi_build, load_target("raspberry-pi-4b"), x, y))
+
+
+def test_an_unknown_core_is_named(pi_build: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load(Path(load_target("raspberry-pi-4b").path).read_text())
+    data["emulator"]["cpu"] = "cortex-a99"
+    target = parse_target(data, "test")
+    x, y = np.zeros((1, 1, 8, 8), np.float32), np.zeros(1, int)
+    with pytest.raises(EdgekdError, match="'cortex-a99' is not known.*cortex-a72"):
+        emulate(EmulationRequest(pi_build, target, x, y))
+
+
+def test_cli_refuses_an_emulator_on_a_target_without_one(mcu_build: Path) -> None:
+    res = CliRunner().invoke(main, ["verify", "--target", "esp32-s3-devkitc-1", str(mcu_build), "--emulator",
+                                    "qemu", "--limit", "10"])
+    assert res.exit_code == 2
+    assert "has no QEMU machine" in res.output
+
+
+def test_latency_counts_a_tflite_on_the_emulated_core(pi_build: Path) -> None:
+    res = CliRunner().invoke(main, ["latency", "--target", "raspberry-pi-5", str(pi_build / "model_int8.tflite"),
+                                    "--emulator", "qemu", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["kind"] == "counted" and report["emulator"] == "qemu-aarch64/cortex-a76"
+    assert report["instructions"] > 10_000 and report["estimated_ms"] > 0
+    assert report["ms"] == pytest.approx(report["instructions"] * CORES["cortex-a76"].cpi / 2.4e6)
+    res = CliRunner().invoke(main, ["latency", "--target", "esp32-s3-devkitc-1", str(pi_build / "model_int8.tflite"),
+                                    "--emulator", "qemu"])
+    assert res.exit_code == 2 and "has no QEMU machine" in res.output

@@ -1,0 +1,431 @@
+"""edgekd-c against the TFLite Micro interpreter: every kernel on random single-op int8 models, bit for bit.
+
+The models are written directly with the flatbuffer object API (random weights, per-channel scales, zero
+points, activations, strides and paddings), so each case builds in milliseconds; the generated C is compiled
+with the host gcc and every output byte is compared with tflite-micro's reference kernels.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+import pytest
+
+from edgekd.codegen import compile_host, generate_c, run_host
+from edgekd.errors import EdgekdError
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (Debian package gcc)")
+
+
+
+# ------------------------------------------------------------------ flatbuffer model builder
+
+class ModelBuilder:
+    """A tiny graph writer over LiteRT's schema object API (single subgraph, int8 activations)."""
+
+    def __init__(self) -> None:
+        from ai_edge_litert import schema_py_generated as schema
+        self.s = schema
+        self.tensors: list = []
+        self.buffers: list = [schema.BufferT()]
+        self.ops: list = []
+        self.codes: list[int] = []
+
+    def tensor(self, shape: tuple[int, ...], dtype: str = "INT8", scale: float | list[float] | None = None,
+               zp: int | list[int] = 0, data: np.ndarray | None = None, qdim: int = 0) -> int:
+        s = self.s
+        t = s.TensorT()
+        t.shape = np.array(shape, dtype=np.int32)
+        t.type = getattr(s.TensorType, dtype)
+        t.name = f"t{len(self.tensors)}"
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
+            self.buffers.append(b)
+            t.buffer = len(self.buffers) - 1
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            scales = [scale] if isinstance(scale, float) else list(scale)
+            zps = [zp] * len(scales) if isinstance(zp, int) else list(zp)
+            q.scale = np.array(scales, dtype=np.float32)
+            q.zeroPoint = np.array(zps, dtype=np.int64)
+            q.quantizedDimension = qdim
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, kind: str, inputs: list[int], outputs: list[int], options: str | None = None,
+           **fields: object) -> None:
+        s = self.s
+        code = getattr(s.BuiltinOperator, kind)
+        if code not in self.codes:
+            self.codes.append(code)
+        o = s.OperatorT()
+        o.opcodeIndex = self.codes.index(code)
+        o.inputs = np.array(inputs, dtype=np.int32)
+        o.outputs = np.array(outputs, dtype=np.int32)
+        if options:
+            opts = getattr(s, f"{options}T")()
+            for k, v in fields.items():
+                setattr(opts, k, v)
+            o.builtinOptionsType = getattr(s.BuiltinOptions, options)
+            o.builtinOptions = opts
+        self.ops.append(o)
+
+    def build(self, inputs: list[int], outputs: list[int]) -> bytes:
+        s = self.s
+        m = s.ModelT()
+        m.version = 3
+        m.operatorCodes = []
+        for code in self.codes:
+            c = s.OperatorCodeT()
+            c.builtinCode = code
+            c.deprecatedBuiltinCode = min(code, 127)
+            c.version = 1
+            m.operatorCodes.append(c)
+        g = s.SubGraphT()
+        g.tensors, g.operators = self.tensors, self.ops
+        g.inputs, g.outputs = np.array(inputs, dtype=np.int32), np.array(outputs, dtype=np.int32)
+        m.subgraphs = [g]
+        m.buffers = self.buffers
+        b = flatbuffers.Builder(1024)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+# ------------------------------------------------------------------ references and helpers
+
+def tflm_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
+    """TFLite Micro's reference kernels, in process (a generous arena: nothing here is near the limit).
+
+    Its depthwise kernel crashes the process on a missing bias, so every depthwise model here has one.
+    """
+    from tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(model, arena_size=1 << 21)
+    out = []
+    for row in x:
+        it.set_input(row[None], 0)
+        it.invoke()
+        out.append(it.get_output(0).reshape(-1).copy())
+    return np.stack(out)
+
+
+def edgekd_outputs(model: bytes, x: np.ndarray, tmp: Path) -> tuple[np.ndarray, object]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "model.tflite"
+    path.write_bytes(model)
+    result = generate_c(path, tmp / "c")
+    exe = compile_host(tmp / "c")
+    return run_host(exe, x.reshape(len(x), *result.input_shape[1:]), result.output_size), result
+
+
+def assert_bit_exact(model: bytes, in_shape: tuple[int, ...], tmp: Path, rng: np.random.Generator, n: int = 6):
+    x = rng.integers(-128, 128, size=(n, *in_shape[1:]), dtype=np.int8)
+    ours, result = edgekd_outputs(model, x, tmp)
+    ref = tflm_outputs(model, x)
+    assert ours.shape == ref.shape
+    diff = np.abs(ours.astype(np.int32) - ref.astype(np.int32))
+    assert diff.max() == 0, f"{int((diff > 0).sum())} of {diff.size} bytes differ (max {diff.max()} steps)"
+    assert len(np.unique(ref)) > 1 or ref.size < 4  # a saturated/constant output would prove little
+    return result
+
+
+def _act(rng: np.random.Generator) -> int:
+    return int(rng.choice([0, 1, 3]))  # NONE, RELU, RELU6
+
+
+def _scales(rng: np.random.Generator, n: int) -> list[float]:
+    return [float(v) for v in rng.uniform(0.002, 0.02, size=n)]
+
+
+def _out_scale(in_scale: float, w_scales: list[float], fan_in: int) -> float:
+    return float(in_scale * np.mean(w_scales) * 70 * 70 * np.sqrt(fan_in) / 50)
+
+
+def conv_model(rng: np.random.Generator, depthwise: bool, cin: int | None = None, mult: int | None = None,
+               cout: int | None = None, k: int | None = None, stride: int | None = None,
+               padding: int | None = None) -> tuple[bytes, tuple[int, ...]]:
+    """A random CONV_2D / DEPTHWISE_CONV_2D model; the keyword arguments pin a dimension (k: square kernel)."""
+    h, w = (int(v) for v in rng.integers(3, 10, size=2))
+    cin = cin if cin is not None else int(rng.integers(1, 6))
+    mult = mult if mult is not None else (int(rng.integers(1, 3)) if depthwise else 1)
+    cout = cin * mult if depthwise else (cout if cout is not None else int(rng.integers(1, 9)))
+    kh, kw = (k, k) if k is not None else (int(v) for v in rng.integers(1, 4, size=2))
+    stride = stride if stride is not None else int(rng.integers(1, 3))
+    dilation = int(rng.choice([1, 1, 2]))
+    padding = padding if padding is not None else int(rng.integers(0, 2))  # 0 SAME, 1 VALID
+    eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if padding == 1:
+        h, w = max(h, eff_h), max(w, eff_w)
+        oh, ow = (h - eff_h) // stride + 1, (w - eff_w) // stride + 1
+    else:
+        oh, ow = (h + stride - 1) // stride, (w + stride - 1) // stride
+    in_scale, in_zp = float(rng.uniform(0.01, 0.05)), int(rng.integers(-30, 30))
+    w_scales = _scales(rng, cout)
+    out_scale = _out_scale(in_scale, w_scales, kh * kw * (1 if depthwise else cin))
+    b = ModelBuilder()
+    x = b.tensor((1, h, w, cin), scale=in_scale, zp=in_zp)
+    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
+    wt = b.tensor(wshape, scale=w_scales, zp=0, data=rng.integers(-127, 128, size=wshape, dtype=np.int8),
+                  qdim=3 if depthwise else 0)
+    bias = b.tensor((cout,), "INT32", scale=[in_scale * s for s in w_scales], zp=0,
+                    data=rng.integers(-3000, 3000, size=cout).astype(np.int32))
+    y = b.tensor((1, oh, ow, cout), scale=out_scale, zp=int(rng.integers(-20, 20)))
+    if depthwise:
+        b.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], "DepthwiseConv2DOptions", padding=padding, strideW=stride,
+             strideH=stride, depthMultiplier=mult, fusedActivationFunction=_act(rng), dilationWFactor=dilation,
+             dilationHFactor=dilation)
+    else:
+        b.op("CONV_2D", [x, wt, bias], [y], "Conv2DOptions", padding=padding, strideW=stride, strideH=stride,
+             fusedActivationFunction=_act(rng), dilationWFactor=dilation, dilationHFactor=dilation)
+    return b.build([x], [y]), (1, h, w, cin)
+
+
+# ------------------------------------------------------------------ kernels, one by one
+
+@pytest.mark.parametrize("seed", range(6))
+def test_conv2d_bit_exact(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    model, shape = conv_model(rng, depthwise=False)
+    assert_bit_exact(model, shape, tmp_path, rng)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_depthwise_bit_exact(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    model, shape = conv_model(rng, depthwise=True)
+    assert_bit_exact(model, shape, tmp_path, rng)
+
+
+# Shapes that reach the kernels' blocked paths (pairs of pixels and filters for 1x1 convs, groups of four
+# channels for depthwise convs, and their tails); tests/test_cortex_m.py runs the same models on the boards,
+# where the DSP-extension paths take them.
+WIDE_CASES = [
+    dict(depthwise=False, cin=12, cout=7, k=1, stride=1, padding=1),
+    dict(depthwise=False, cin=10, cout=8, k=1, stride=2, padding=0),
+    dict(depthwise=False, cin=16, cout=6, k=3, stride=1, padding=0),
+    dict(depthwise=True, cin=8, mult=1, k=3, stride=1, padding=0),
+    dict(depthwise=True, cin=6, mult=1, k=3, stride=2, padding=0),
+    dict(depthwise=True, cin=12, mult=1, k=2, stride=1, padding=1),
+    dict(depthwise=True, cin=1, mult=8, k=3, stride=2, padding=0),
+    dict(depthwise=True, cin=2, mult=6, k=3, stride=1, padding=0),
+]
+
+
+def wide_model(case: int) -> tuple[bytes, tuple[int, ...]]:
+    return conv_model(np.random.default_rng(500 + case), **WIDE_CASES[case])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("case", range(len(WIDE_CASES)))
+def test_blocked_conv_paths_bit_exact(tmp_path: Path, case: int) -> None:
+    model, shape = wide_model(case)
+    assert_bit_exact(model, shape, tmp_path, np.random.default_rng(case))
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_fully_connected_bit_exact(tmp_path: Path, per_channel: bool) -> None:
+    rng = np.random.default_rng(300 + per_channel)
+    cin, cout = 37, 11
+    in_scale = 0.03
+    w_scales = _scales(rng, cout if per_channel else 1)
+    b = ModelBuilder()
+    x = b.tensor((1, 37), scale=in_scale, zp=-7)
+    wt = b.tensor((cout, cin), scale=w_scales, zp=0, data=rng.integers(-127, 128, size=(cout, cin), dtype=np.int8))
+    bias = b.tensor((cout,), "INT32", scale=[in_scale * s for s in w_scales], zp=0,
+                    data=rng.integers(-2000, 2000, size=cout).astype(np.int32))
+    y = b.tensor((1, cout), scale=_out_scale(in_scale, w_scales, cin), zp=5)
+    b.op("FULLY_CONNECTED", [x, wt, bias], [y], "FullyConnectedOptions", fusedActivationFunction=_act(rng),
+         keepNumDims=False)
+    assert_bit_exact(b.build([x], [y]), (1, 37), tmp_path, rng)
+
+
+@pytest.mark.parametrize("kind,seed", [("AVERAGE_POOL_2D", 0), ("AVERAGE_POOL_2D", 1), ("AVERAGE_POOL_2D", 2),
+                                       ("MAX_POOL_2D", 0), ("MAX_POOL_2D", 1)])
+def test_pooling_bit_exact(tmp_path: Path, kind: str, seed: int) -> None:
+    rng = np.random.default_rng(400 + seed + 10 * (kind == "MAX_POOL_2D"))
+    h, w, c = 7, 6, 3
+    k, stride, padding = int(rng.integers(2, 4)), int(rng.integers(1, 3)), seed % 2
+    oh, ow = ((h + stride - 1) // stride, (w + stride - 1) // stride) if padding == 0 else \
+        ((h - k) // stride + 1, (w - k) // stride + 1)
+    b = ModelBuilder()
+    x = b.tensor((1, h, w, c), scale=0.05, zp=3)
+    y = b.tensor((1, oh, ow, c), scale=0.05, zp=3)
+    b.op(kind, [x], [y], "Pool2DOptions", padding=padding, strideW=stride, strideH=stride, filterWidth=k,
+         filterHeight=k, fusedActivationFunction=_act(rng) if seed else 3)
+    assert_bit_exact(b.build([x], [y]), (1, h, w, c), tmp_path, rng)
+
+
+@pytest.mark.parametrize("axes,keep,same_q", [([1, 2], False, False), ([1, 2], True, False), ([1, 2], False, True),
+                                              ([3], False, False), ([2], True, False)])
+def test_mean_bit_exact(tmp_path: Path, axes: list[int], keep: bool, same_q: bool) -> None:
+    rng = np.random.default_rng(500 + len(axes) + keep)
+    shape = (1, 5, 4, 6)
+    out = [1 if i in axes else d for i, d in enumerate(shape)] if keep else \
+        [d for i, d in enumerate(shape) if i not in axes]
+    b = ModelBuilder()
+    x = b.tensor(shape, scale=0.04, zp=-9)
+    ax = b.tensor((len(axes),), "INT32", data=np.array(axes, dtype=np.int32))
+    y = b.tensor(tuple(out), scale=0.04 if same_q else 0.013, zp=-9 if same_q else 4)
+    b.op("MEAN", [x, ax], [y], "ReducerOptions", keepDims=keep)
+    assert_bit_exact(b.build([x], [y]), shape, tmp_path, rng)
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_add_bit_exact(tmp_path: Path, broadcast: bool) -> None:
+    rng = np.random.default_rng(600 + broadcast)
+    shape = (1, 4, 5, 6)
+    b = ModelBuilder()
+    x = b.tensor(shape, scale=0.03, zp=-4)
+    other_shape = (1, 1, 1, 6) if broadcast else shape
+    other = b.tensor(other_shape, scale=0.05, zp=7, data=rng.integers(-128, 128, size=other_shape, dtype=np.int8))
+    y = b.tensor(shape, scale=0.06, zp=-2)
+    b.op("ADD", [x, other], [y], "AddOptions", fusedActivationFunction=1 if broadcast else 0)
+    assert_bit_exact(b.build([x], [y]), shape, tmp_path, rng)
+
+
+def test_residual_add_of_two_activations(tmp_path: Path) -> None:
+    """A graph input read by two ops (conv and the residual ADD) must stay alive until the ADD."""
+    rng = np.random.default_rng(650)
+    shape = (1, 6, 6, 4)
+    b = ModelBuilder()
+    x = b.tensor(shape, scale=0.03, zp=2)
+    w_scales = _scales(rng, 4)
+    wt = b.tensor((4, 3, 3, 4), scale=w_scales, data=rng.integers(-127, 128, size=(4, 3, 3, 4), dtype=np.int8))
+    c = b.tensor(shape, scale=_out_scale(0.03, w_scales, 36), zp=-3)
+    y = b.tensor(shape, scale=0.08, zp=1)
+    b.op("CONV_2D", [x, wt, -1], [c], "Conv2DOptions", padding=0, strideW=1, strideH=1)
+    b.op("ADD", [c, x], [y], "AddOptions")
+    assert_bit_exact(b.build([x], [y]), shape, tmp_path, rng)
+
+
+@pytest.mark.parametrize("beta,scale", [(1.0, 0.1), (1.0, 0.02), (0.5, 0.25)])
+def test_softmax_bit_exact(tmp_path: Path, beta: float, scale: float) -> None:
+    rng = np.random.default_rng(700)
+    b = ModelBuilder()
+    x = b.tensor((1, 3, 10), scale=scale, zp=-5)
+    flat = b.tensor((2,), "INT32", data=np.array([3, 10], dtype=np.int32))
+    r = b.tensor((3, 10), scale=scale, zp=-5)
+    y = b.tensor((3, 10), scale=1.0 / 256, zp=-128)
+    b.op("RESHAPE", [x, flat], [r], "ReshapeOptions", newShape=[3, 10])
+    b.op("SOFTMAX", [r], [y], "SoftmaxOptions", beta=beta)
+    result = assert_bit_exact(b.build([x], [y]), (1, 3, 10), tmp_path, rng, n=12)
+    assert result.ops == ["SOFTMAX"]  # RESHAPE became an alias, no copy
+
+
+def test_pad_standalone_and_folded_into_conv(tmp_path: Path) -> None:
+    rng = np.random.default_rng(800)
+    shape = (1, 6, 6, 3)
+    for fold in (False, True):
+        b = ModelBuilder()
+        x = b.tensor(shape, scale=0.02, zp=-11)
+        pads = b.tensor((4, 2), "INT32", data=np.array([[0, 0], [1, 1], [0, 1], [0, 0]], dtype=np.int32))
+        p = b.tensor((1, 8, 7, 3), scale=0.02, zp=-11)
+        b.op("PAD", [x, pads], [p], "PadOptions")
+        out = p
+        if fold:
+            w_scales = _scales(rng, 5)
+            wt = b.tensor((5, 3, 3, 3), scale=w_scales, data=rng.integers(-127, 128, size=(5, 3, 3, 3), dtype=np.int8))
+            out = b.tensor((1, 3, 3, 5), scale=_out_scale(0.02, w_scales, 27), zp=0)
+            b.op("CONV_2D", [p, wt, -1], [out], "Conv2DOptions", padding=1, strideW=2, strideH=2)
+        result = assert_bit_exact(b.build([x], [out]), shape, tmp_path / str(fold), rng)
+        assert result.ops == (["PAD+CONV_2D"] if fold else ["PAD"])
+        if fold:  # the padded copy (8*7*3 bytes) never exists
+            assert result.arena_bytes < 6 * 6 * 3 + 8 * 7 * 3
+
+
+@pytest.mark.parametrize("kind", ["RELU", "RELU6"])
+def test_standalone_activation_bit_exact(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(900)
+    b = ModelBuilder()
+    x = b.tensor((1, 4, 4, 8), scale=0.05, zp=10)
+    y = b.tensor((1, 4, 4, 8), scale=0.05, zp=10)
+    b.op(kind, [x], [y])
+    assert_bit_exact(b.build([x], [y]), (1, 4, 4, 8), tmp_path, rng)
+
+
+def test_small_network_chain(tmp_path: Path) -> None:
+    """conv -> depthwise (stride 2) -> avg pool -> reshape -> fully connected -> softmax, planned in place."""
+    rng = np.random.default_rng(1000)
+    b = ModelBuilder()
+    x = b.tensor((1, 12, 12, 2), scale=0.02, zp=-3)
+    s1 = _scales(rng, 8)
+    w1 = b.tensor((8, 3, 3, 2), scale=s1, data=rng.integers(-127, 128, size=(8, 3, 3, 2), dtype=np.int8))
+    c1 = b.tensor((1, 12, 12, 8), scale=_out_scale(0.02, s1, 18), zp=-128)
+    b.op("CONV_2D", [x, w1, -1], [c1], "Conv2DOptions", padding=0, strideW=1, strideH=1, fusedActivationFunction=1)
+    s2 = _scales(rng, 8)
+    w2 = b.tensor((1, 3, 3, 8), scale=s2, data=rng.integers(-127, 128, size=(1, 3, 3, 8), dtype=np.int8), qdim=3)
+    c1_scale = _out_scale(0.02, s1, 18)
+    b2 = b.tensor((8,), "INT32", scale=[c1_scale * s for s in s2], data=np.arange(-400, 400, 100, dtype=np.int32))
+    c2 = b.tensor((1, 6, 6, 8), scale=_out_scale(c1_scale, s2, 9), zp=-128)
+    b.op("DEPTHWISE_CONV_2D", [c1, w2, b2], [c2], "DepthwiseConv2DOptions", padding=0, strideW=2, strideH=2,
+         depthMultiplier=1, fusedActivationFunction=3)
+    c2_scale = _out_scale(c1_scale, s2, 9)
+    p = b.tensor((1, 3, 3, 8), scale=c2_scale, zp=-128)
+    b.op("AVERAGE_POOL_2D", [c2], [p], "Pool2DOptions", padding=1, strideW=2, strideH=2, filterWidth=2,
+         filterHeight=2)
+    shp = b.tensor((2,), "INT32", data=np.array([1, 72], dtype=np.int32))
+    r = b.tensor((1, 72), scale=c2_scale, zp=-128)
+    b.op("RESHAPE", [p, shp], [r], "ReshapeOptions", newShape=[1, 72])
+    s3 = _scales(rng, 10)
+    w3 = b.tensor((10, 72), scale=s3, data=rng.integers(-127, 128, size=(10, 72), dtype=np.int8))
+    logits = b.tensor((1, 10), scale=_out_scale(c2_scale, s3, 72) / 4, zp=0)
+    b.op("FULLY_CONNECTED", [r, w3, -1], [logits], "FullyConnectedOptions")
+    y = b.tensor((1, 10), scale=1.0 / 256, zp=-128)
+    b.op("SOFTMAX", [logits], [y], "SoftmaxOptions", beta=1.0)
+    result = assert_bit_exact(b.build([x], [y]), (1, 12, 12, 2), tmp_path, rng, n=10)
+    # in place: the two biggest tensors (input 288 B, conv 1152 B) do not need 1440 B side by side
+    assert result.arena_bytes < 288 + 1152
+    assert result.plan.in_place
+
+
+# ------------------------------------------------------------------ errors
+
+def test_unsupported_operator_is_named(tmp_path: Path) -> None:
+    b = ModelBuilder()
+    x = b.tensor((1, 8), scale=0.1, zp=0)
+    y = b.tensor((1, 8), scale=1.0 / 256, zp=-128)
+    b.op("LOGISTIC", [x], [y])
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b.build([x], [y]))
+    with pytest.raises(EdgekdError, match="LOGISTIC"):
+        generate_c(path, tmp_path / "c")
+
+
+def test_float_model_and_non_tflite_are_refused(tmp_path: Path) -> None:
+    b = ModelBuilder()
+    x = b.tensor((1, 4), "FLOAT32")
+    y = b.tensor((1, 4), "FLOAT32")
+    b.op("RELU", [x], [y])
+    path = tmp_path / "f.tflite"
+    path.write_bytes(b.build([x], [y]))
+    with pytest.raises(EdgekdError, match="int8"):
+        generate_c(path, tmp_path / "c")
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"not a model at all")
+    with pytest.raises(EdgekdError, match="TFL3"):
+        generate_c(bogus, tmp_path / "c2")
+
+
+# ------------------------------------------------------------------ whole students
+
+def _student_bit_exact(tflite: Path, tmp: Path, n: int) -> object:
+    from edgekd.verify.tflm import run_tflm
+    result = generate_c(tflite, tmp / "c")
+    exe = compile_host(tmp / "c")
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=(n, *result.input_shape[1:]), dtype=np.int8)
+    ours = run_host(exe, x, result.output_size)
+    ref = run_tflm(tflite, x, 1 << 20).outputs.reshape(n, -1)
+    assert np.array_equal(ours, ref), f"{int((ours != ref).sum())} output bytes differ"
+    return result
+
+
+@pytest.mark.slow
+def test_mcu_student_bit_exact_and_smaller_than_tflm(mcu_build: Path, tmp_path: Path) -> None:
+    from edgekd.verify.tflm import min_arena
+    tflite = mcu_build / "model_int8.tflite"
+    result = _student_bit_exact(tflite, tmp_path, 200)
+    assert result.arena_bytes + 1024 <= 0.6 * min_arena(tflite).min_arena_bytes

@@ -1,0 +1,226 @@
+"""Generated C on emulated Cortex-M boards: link-time budget checks, QEMU runs, hangs, crashes, missing tools."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_codegen import WIDE_CASES, ModelBuilder, _out_scale, _scales, tflm_outputs, wide_model
+
+from edgekd.codegen import compile_host, generate_c, run_host
+from edgekd.emulate.cortex_m import CORES, build_board, count_instructions, count_on_qemu, run_board
+from edgekd.errors import EdgekdError
+from edgekd.targets import load_target
+
+
+def tiny_model(size: int = 10) -> bytes:
+    """conv 3x3 (+RELU) -> depthwise 3x3 stride 2 -> MEAN over H, W -> fully connected: 10 int8 logits."""
+    rng = np.random.default_rng(7)
+    b = ModelBuilder()
+    x = b.tensor((1, size, size, 3), scale=0.02, zp=-5)
+    s1 = _scales(rng, 8)
+    w1 = b.tensor((8, 3, 3, 3), scale=s1, data=rng.integers(-127, 128, size=(8, 3, 3, 3), dtype=np.int8))
+    b1 = b.tensor((8,), "INT32", scale=[0.02 * s for s in s1], data=rng.integers(-500, 500, 8).astype(np.int32))
+    c1_scale = _out_scale(0.02, s1, 27)
+    c1 = b.tensor((1, size, size, 8), scale=c1_scale, zp=-128)
+    b.op("CONV_2D", [x, w1, b1], [c1], "Conv2DOptions", padding=0, strideW=1, strideH=1, fusedActivationFunction=1)
+    s2 = _scales(rng, 8)
+    w2 = b.tensor((1, 3, 3, 8), scale=s2, data=rng.integers(-127, 128, size=(1, 3, 3, 8), dtype=np.int8), qdim=3)
+    b2 = b.tensor((8,), "INT32", scale=[c1_scale * s for s in s2], data=rng.integers(-500, 500, 8).astype(np.int32))
+    half = (size + 1) // 2
+    c2_scale = _out_scale(c1_scale, s2, 9)
+    c2 = b.tensor((1, half, half, 8), scale=c2_scale, zp=-128)
+    b.op("DEPTHWISE_CONV_2D", [c1, w2, b2], [c2], "DepthwiseConv2DOptions", padding=0, strideW=2, strideH=2,
+         depthMultiplier=1, fusedActivationFunction=3)
+    axes = b.tensor((2,), "INT32", data=np.array([1, 2], dtype=np.int32))
+    m = b.tensor((1, 8), scale=c2_scale / 2, zp=-100)
+    b.op("MEAN", [c2, axes], [m], "ReducerOptions", keepDims=False)
+    s3 = _scales(rng, 10)
+    w3 = b.tensor((10, 8), scale=s3, data=rng.integers(-127, 128, size=(10, 8), dtype=np.int8))
+    y = b.tensor((1, 10), scale=_out_scale(c2_scale / 2, s3, 8), zp=3)
+    b.op("FULLY_CONNECTED", [m, w3, -1], [y], "FullyConnectedOptions")
+    return b.build([x], [y])
+
+
+@pytest.fixture(scope="module")
+def tiny_c(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, object]:
+    root = tmp_path_factory.mktemp("tiny")
+    model = tiny_model()
+    (root / "model.tflite").write_bytes(model)
+    return root / "c", model, generate_c(root / "model.tflite", root / "c")
+
+
+def test_qemu_an386_run_is_bit_exact_with_host_and_tflm(tiny_c: tuple) -> None:
+    c_dir, model, gen = tiny_c
+    target = load_target("nrf52840-dk")
+    build = build_board(c_dir, target)
+    assert build.elf.is_file() and build.board == "mps2-an386"
+    assert 0 < build.flash_bytes < target.budgets.flash_bytes
+    assert build.ram_bytes == gen.arena_bytes + build.stack_bytes  # no .data: every constant sits in flash
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, size=(16, *gen.input_shape[1:]), dtype=np.int8)
+    board = run_board(build, target, x, gen.output_size, timeout=60)
+    assert board.ok, board.error
+    host = run_host(compile_host(c_dir), x, gen.output_size)
+    np.testing.assert_array_equal(board.outputs, host)
+    np.testing.assert_array_equal(board.outputs, tflm_outputs(model, x))
+    assert len(np.unique(board.outputs)) > 5
+    assert 0 < board.stack_used < build.stack_bytes
+    n = count_instructions(build, target, x[0])
+    assert n is not None and gen.macs < n < 40 * gen.macs  # at least one instruction per MAC, not absurdly many
+
+
+def test_m0plus_build_runs_on_the_m3_board(tiny_c: tuple) -> None:
+    c_dir, model, gen = tiny_c
+    target = load_target("raspberry-pi-pico")
+    build = build_board(c_dir, target)
+    x = np.random.default_rng(2).integers(-128, 128, size=(4, *gen.input_shape[1:]), dtype=np.int8)
+    board = run_board(build, target, x, gen.output_size, timeout=60)
+    assert board.ok, board.error
+    np.testing.assert_array_equal(board.outputs, tflm_outputs(model, x))
+
+
+def test_qemu_plugin_count_agrees_with_unicorn(tiny_c: tuple) -> None:
+    """The M55 is counted by QEMU's plugin (unicorn has no M55): on the M4 both counters must agree."""
+    c_dir, _, gen = tiny_c
+    target = load_target("nrf52840-dk")
+    build = build_board(c_dir, target)
+    x = np.random.default_rng(3).integers(-128, 128, size=gen.input_shape[1:], dtype=np.int8)
+    by_unicorn = count_instructions(build, target, x)
+    by_qemu = count_on_qemu(build, target, x, gen.output_size, 60)
+    assert by_qemu == pytest.approx(by_unicorn, rel=0.01)  # the QEMU difference includes one harness pass
+    m55 = load_target("alif-ensemble-e3")
+    assert count_instructions(build_board(c_dir, m55), m55, x) is None
+    assert count_on_qemu(build_board(c_dir, m55), m55, x, gen.output_size, 60) > gen.macs
+
+
+def test_sources_and_firmware_are_reproducible(tmp_path: Path) -> None:
+    """Same .tflite and profile: byte-identical generated C and ELF."""
+    model = tmp_path / "model.tflite"
+    model.write_bytes(tiny_model())
+    target = load_target("nrf52840-dk")
+    elves = []
+    for name in ("a", "b"):
+        generate_c(model, tmp_path / name)
+        elves.append(build_board(tmp_path / name, target).elf.read_bytes())
+        sources = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir() if p.suffix in (".c", ".h", ".S", ".ld")}
+        if name == "a":
+            first = sources
+    assert sources == first and elves[0] == elves[1]
+
+
+@pytest.mark.parametrize("name", ["nrf52840-dk", "stm32f746g-disco", "alif-ensemble-e3"])
+def test_dsp_kernel_paths_bit_exact_on_the_boards(name: str, tmp_path: Path) -> None:
+    """The SMLAD / SXTB16 paths (built where the core has the DSP extension) against TFLite Micro."""
+    target = load_target(name)
+    for case in range(len(WIDE_CASES)):
+        model, shape = wide_model(case)
+        (tmp_path / f"m{case}.tflite").write_bytes(model)
+        gen = generate_c(tmp_path / f"m{case}.tflite", tmp_path / f"c{case}")
+        x = np.random.default_rng(case).integers(-128, 128, size=(4, *shape[1:]), dtype=np.int8)
+        board = run_board(build_board(tmp_path / f"c{case}", target), target, x, gen.output_size, timeout=60)
+        assert board.ok, board.error
+        np.testing.assert_array_equal(board.outputs, tflm_outputs(model, x), err_msg=f"case {WIDE_CASES[case]}")
+
+
+def test_ram_overflow_fails_at_link_time_with_the_overrun(tiny_c: tuple, tmp_path: Path) -> None:
+    c_dir, _, gen = tiny_c
+    target = load_target("nrf52840-dk").with_budgets(ram="1KB")
+    with pytest.raises(EdgekdError, match=r"RAM overflowed by (\d+) bytes") as info:
+        build_board(c_dir, target, tmp_path / "x.elf")
+    over = int(re.search(r"overflowed by (\d+) bytes", str(info.value)).group(1))
+    # .bss (the arena) + the reserved 1 KB stack, minus the budget, give or take alignment
+    assert abs(over - (gen.arena_bytes + 1024 - target.budgets.ram_bytes)) <= 8
+    assert not (tmp_path / "x.elf").exists()
+
+
+def _broken_firmware(tmp: Path, c_dir: Path, body: str) -> Path:
+    bad = tmp / "bad"
+    shutil.copytree(c_dir, bad)
+    (bad / "model.c").write_text('#include "model.h"\n'
+                                 f"int edgekd_invoke(const int8_t *input, int8_t *output) {{\n{body}\n}}\n")
+    return bad
+
+
+def test_hang_is_a_failed_result_within_the_timeout(tiny_c: tuple, tmp_path: Path) -> None:
+    c_dir, _, gen = tiny_c
+    target = load_target("nrf52840-dk")
+    bad = _broken_firmware(tmp_path, c_dir, "  (void)input; (void)output;\n  for (;;) {\n  }")
+    build = build_board(bad, target)
+    start = time.perf_counter()
+    run = run_board(build, target, np.zeros((1, *gen.input_shape[1:]), np.int8), gen.output_size, timeout=3)
+    assert time.perf_counter() - start < 15
+    assert not run.ok and "no exit within 3 s" in run.error
+
+
+def test_crash_is_a_failed_result(tiny_c: tuple, tmp_path: Path) -> None:
+    c_dir, _, gen = tiny_c
+    target = load_target("nrf52840-dk")
+    bad = _broken_firmware(tmp_path, c_dir, '  (void)input; (void)output;\n  __asm__ volatile("udf #0");\n  return 0;')
+    run = run_board(build_board(bad, target), target, np.zeros((1, *gen.input_shape[1:]), np.int8),
+                    gen.output_size, timeout=20)
+    assert not run.ok and "CPU fault" in run.error
+
+
+def test_missing_qemu_is_a_clear_error(tiny_c: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    c_dir, _, gen = tiny_c
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "qemu-system-arm" else
+                        real_which(name, *a, **k))
+    target = load_target("nrf52840-dk")
+    build = type("B", (), {"elf": c_dir / "missing.elf"})()
+    with pytest.raises(EdgekdError, match="qemu-system-arm not found.*install_emulators"):
+        run_board(build, target, np.zeros((1, 4), np.int8), gen.output_size, timeout=5)
+
+
+def test_every_mcu_core_has_a_documented_cpi() -> None:
+    for name, spec in CORES.items():
+        assert 0.5 < spec.cpi < 2.0, name
+    assert CORES["cortex-m55"].unicorn_cpu is None  # unicorn has no M55: no count, said in the run's details
+
+
+@pytest.mark.slow
+def test_emulator_on_the_mcu_student(mcu_build: Path, tmp_path: Path) -> None:
+    from test_aarch64 import _sample
+
+    from edgekd.emulate import EmulationRequest, emulate
+
+    build = tmp_path / "build"
+    shutil.copytree(mcu_build, build)
+    x, y = _sample(build, 100)
+    (run,) = emulate(EmulationRequest(build, load_target("nrf52840-dk"), x, y, timeout_s=300))
+    assert run.ok, run.error
+    assert run.emulator == "qemu-system-arm/mps2-an386" and run.runtime == "edgekd-c" and run.format == "c"
+    assert run.bit_exact_vs_host and run.max_diff_vs_host == 0 and run.agreement == 1.0
+    assert run.details["bit_exact_vs_host_gcc"] and run.details["bit_exact_vs_tflm"]
+    assert run.details["ram_used_bytes"] <= 0.6 * run.details["tflm_arena_bytes"]
+    assert run.instructions and run.counted_ms and run.cpi == CORES["cortex-m4"].cpi
+    assert (build / "c" / "nrf52840-dk.elf").is_file() and (build / "c" / "model.c").is_file()
+
+
+def test_codegen_cli_checks_against_tflm_and_refuses_overruns(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(tiny_model())
+    res = CliRunner().invoke(main, ["codegen", str(model), "--out", str(tmp_path / "c"), "--target", "nrf52840-dk",
+                                    "--check", "16", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["check"]["bit_exact_vs_tflm"] and out["check"]["samples"] == 16
+    assert out["arena_bytes"] < out["tflm_arena_bytes"] and out["board"]["flash_bytes"] > out["const_bytes"]
+    assert Path(out["board"]["elf"]).is_file()
+    over = CliRunner().invoke(main, ["codegen", str(model), "--out", str(tmp_path / "c2"), "--target", "nrf52840-dk",
+                                     "--ram-budget", "1KB"])
+    assert over.exit_code == 2 and "RAM overflowed by" in over.output
+    assert not (tmp_path / "c2" / "nrf52840-dk.elf").exists()
+    missing = CliRunner().invoke(main, ["codegen", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "c3")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
