@@ -61,14 +61,17 @@ class BuildOptions:
 
 def resolve_emulator(choice: str, target: Any) -> str | None:
     """The emulator a build uses for ``target``: ``auto`` takes QEMU when the profile names a QEMU machine and
-    its tools are installed, and says so when they are not; ``qemu`` insists (verify errors if missing)."""
+    its tools are installed, and says so when they are not; ``qemu`` insists (verify errors if QEMU is
+    missing). A profile no emulator stands in for (ESP32-S3) is built without one, with a warning."""
     if choice == "none":
         return None
     kind = target.emulator.kind
+    if not kind.startswith("qemu"):
+        if choice == "qemu":
+            log.warning("%s: not emulated: %s", target.name, target.emulator.note)
+        return None
     if choice == "qemu":
         return "qemu"
-    if not kind.startswith("qemu"):
-        return None
     tools = ["qemu-aarch64"] if kind == "qemu-aarch64" else ["qemu-system-arm", "arm-none-eabi-gcc"]
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:

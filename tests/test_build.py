@@ -108,3 +108,15 @@ def test_all_builds_every_profile_into_one_folder(monkeypatch: pytest.MonkeyPatc
 
     assert seen["targets"] == [t.name for t in load_all()] and len(seen["targets"]) >= 13
     assert seen["out"] == str(tmp_path) and seen["opts"].fast is True
+
+
+def test_emulator_choice_per_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.build import resolve_emulator
+    from edgekd.targets import load_target
+
+    mcu, pi, esp = (load_target(n) for n in ("nrf52840-dk", "raspberry-pi-4b", "esp32-s3-devkitc-1"))
+    assert [resolve_emulator("auto", t) for t in (mcu, pi, esp)] == ["qemu", "qemu", None]
+    assert [resolve_emulator("none", t) for t in (mcu, pi, esp)] == [None, None, None]
+    assert resolve_emulator("qemu", esp) is None  # no QEMU machine stands in for the ESP32-S3: built without
+    monkeypatch.setattr("edgekd.build.shutil.which", lambda name: None)
+    assert resolve_emulator("auto", pi) is None and resolve_emulator("qemu", pi) == "qemu"

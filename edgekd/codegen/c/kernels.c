@@ -266,6 +266,22 @@ static void ek_taps(int32_t origin, int32_t dilation, int32_t size, int32_t k, i
   if (*t1 < *t0) *t1 = *t0;
 }
 
+/* Four consecutive output channels c..c+3 of a depthwise pixel: add the bias, requantize, clamp, store. The
+ * caller's locals are passed (not the params struct) so the inlined code keeps them in registers. */
+EK_INLINE void ek_out4(int8_t *d, int32_t c, int32_t a0, int32_t a1, int32_t a2, int32_t a3, const int32_t *bias,
+                       const int32_t *mult, const int8_t *shift, int32_t out_offset, int32_t lo, int32_t hi) {
+  if (bias) {
+    a0 += bias[c];
+    a1 += bias[c + 1];
+    a2 += bias[c + 2];
+    a3 += bias[c + 3];
+  }
+  d[c] = ek_out8(a0, mult[c], shift[c], out_offset, lo, hi);
+  d[c + 1] = ek_out8(a1, mult[c + 1], shift[c + 1], out_offset, lo, hi);
+  d[c + 2] = ek_out8(a2, mult[c + 2], shift[c + 2], out_offset, lo, hi);
+  d[c + 3] = ek_out8(a3, mult[c + 3], shift[c + 3], out_offset, lo, hi);
+}
+
 /* One output pixel of a depthwise conv: x and w point at the first in-bounds tap (channel 0), the taps span
  * ny x nx with strides x_row / w_row between tap rows and x_step / w_step along them. */
 EK_INLINE void ek_depthwise_px(const ek_conv_t *p, const int8_t *x, const int8_t *w, int8_t *d, int32_t ny,
@@ -306,16 +322,7 @@ EK_INLINE void ek_depthwise_px(const ek_conv_t *p, const int8_t *x, const int8_t
         }
       }
 #undef EK_DW_TAP
-      if (bias) {
-        a0 += bias[c];
-        a1 += bias[c + 1];
-        a2 += bias[c + 2];
-        a3 += bias[c + 3];
-      }
-      d[c] = ek_out8(a0, mult[c], shift[c], out_offset, lo, hi);
-      d[c + 1] = ek_out8(a1, mult[c + 1], shift[c + 1], out_offset, lo, hi);
-      d[c + 2] = ek_out8(a2, mult[c + 2], shift[c + 2], out_offset, lo, hi);
-      d[c + 3] = ek_out8(a3, mult[c + 3], shift[c + 3], out_offset, lo, hi);
+      ek_out4(d, c, a0, a1, a2, a3, bias, mult, shift, out_offset, lo, hi);
     }
 #endif
     for (; c < in_c; ++c) {
@@ -346,16 +353,7 @@ EK_INLINE void ek_depthwise_px(const ek_conv_t *p, const int8_t *x, const int8_t
             a3 = __smlabt(xv, wh, a3);
           }
         }
-        if (bias) {
-          a0 += bias[oc];
-          a1 += bias[oc + 1];
-          a2 += bias[oc + 2];
-          a3 += bias[oc + 3];
-        }
-        d[oc] = ek_out8(a0, mult[oc], shift[oc], out_offset, lo, hi);
-        d[oc + 1] = ek_out8(a1, mult[oc + 1], shift[oc + 1], out_offset, lo, hi);
-        d[oc + 2] = ek_out8(a2, mult[oc + 2], shift[oc + 2], out_offset, lo, hi);
-        d[oc + 3] = ek_out8(a3, mult[oc + 3], shift[oc + 3], out_offset, lo, hi);
+        ek_out4(d, oc, a0, a1, a2, a3, bias, mult, shift, out_offset, lo, hi);
       }
 #endif
       for (; m < dm; ++m) {

@@ -1,11 +1,12 @@
 /*
- * QEMU TCG plugin: count guest instructions between two marker syscalls.
+ * QEMU TCG plugin: count guest instructions between two marker syscalls, and in the whole run.
  *
  * Whole-process counts of a Python program are billions of instructions with ~0.5% run-to-run spread,
  * far more than one model invoke, so the guest brackets each invoke with an otherwise unused syscall
  * number (EDGEKD_MARK_SYSCALL; the kernel answers ENOSYS) and this plugin writes the number of
  * instructions executed between the "start" (a1 = 1) and "stop" (a1 = 2) marks, one line per window,
- * to the file named by the plugin argument out=PATH.
+ * to the file named by the plugin argument out=PATH, then "total N" for the whole run at exit. Bare-metal
+ * guests (qemu-system-arm) make no syscalls: edgekd takes the difference of two runs' totals instead.
  *
  * Counting is an inline add per translated block (QEMU_PLUGIN_INLINE_ADD_U64 of the block's length), the
  * same method as QEMU's tests/plugin/insn.c with inline=on. It is exact for single-threaded guests; run the
