@@ -74,6 +74,11 @@ class EmulationRequest:
     work_dir: Path | None = None
 
 
+def log_tail(text: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of a run's output: what a failed gate shows."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 def exactness(run: dict[str, Any]) -> str:
     """How an emulated run's outputs compare with the host's, in a few words (for tables and logs)."""
     if run["bit_exact_vs_host"] is True:

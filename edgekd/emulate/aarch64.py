@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.emulate import EmulatedRun, EmulationRequest, cache_dir, register_emulator, require_tool
+from edgekd.emulate import EmulatedRun, EmulationRequest, cache_dir, log_tail, register_emulator, require_tool
 from edgekd.emulate.qemu_plugin import NATIVE, build_plugin
 from edgekd.errors import EdgekdError
 from edgekd.logs import log
 from edgekd.targets import Target
 
 LOG_TAIL_LINES = 15
+EMPTY_WINDOWS = 1_000_000  # window ids the guest runner gives its empty (marker-only) windows
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ it.allocate_tensors()
 inp, out = it.get_input_details()[0], it.get_output_details()[0]
 delegated = any(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
 x = np.load(inputs)
-for n in range(8):
+for n in range(8):  # empty windows: what the markers themselves cost
     mark(0xED6E, 1, 1000000 + n)
     mark(0xED6E, 2, 1000000 + n)
 ys = []
@@ -276,18 +277,21 @@ def _text(data: bytes | str | None) -> str:
 
 
 def _tail(text: str) -> str:
-    return "\n".join(text.strip().splitlines()[-LOG_TAIL_LINES:])
+    return log_tail(text, LOG_TAIL_LINES)
 
 
 def _read_counts(path: Path) -> tuple[list[int], int]:
-    """Per-invoke counts (window ids < 1e6) minus the marker overhead (the smallest empty window)."""
+    """Per-invoke counts minus the marker overhead (the smallest empty window, ids from EMPTY_WINDOWS)."""
     invokes: dict[int, int] = {}
     empty: list[int] = []
     for line in path.read_text().splitlines():
-        a, b = line.split()
-        if a == "total":
+        window, count = line.split()
+        if window == "total":
             continue
-        (empty.append(int(b)) if int(a) >= 1_000_000 else invokes.__setitem__(int(a), int(b)))
+        if int(window) >= EMPTY_WINDOWS:
+            empty.append(int(count))
+        else:
+            invokes[int(window)] = int(count)
     overhead = min(empty) if empty else 0
     return [max(v - overhead, 0) for _, v in sorted(invokes.items())], overhead
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.emulate import EmulatedRun, EmulationRequest, register_emulator, require_tool
+from edgekd.emulate import EmulatedRun, EmulationRequest, log_tail, register_emulator, require_tool
 from edgekd.errors import EdgekdError
 from edgekd.export.core import atomic_path
 from edgekd.targets import Target
@@ -345,10 +345,6 @@ def build_board(src_dir: str | Path, target: Target, elf: str | Path | None = No
                       int(codegen.get("arena_bytes", 0)), sizes, sizes.get(".testio", 0))
 
 
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def run_board(build: BoardBuild, target: Target, x: np.ndarray, output_size: int, timeout: float,
               plugin: str | None = None) -> BoardRun:
     """Run the firmware on the profile's QEMU machine over int8 inputs ``x`` (N, ...); never hangs past timeout.
@@ -371,9 +367,9 @@ def run_board(build: BoardBuild, target: Target, x: np.ndarray, output_size: int
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
             return BoardRun(False, error=f"{machine}: no exit within {timeout:.0f} s (hang or far too slow)",
-                            log_tail=_tail(out) or None, wall_s=time.perf_counter() - start)
+                            log_tail=log_tail(out) or None, wall_s=time.perf_counter() - start)
         wall = time.perf_counter() - start
-        log_text = _tail(proc.stdout + proc.stderr)
+        log_text = log_tail(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             what = "a CPU fault (HardFault or other exception)" if proc.returncode == FAULT_STATUS else \
                 f"exit status {proc.returncode}"
