@@ -588,10 +588,14 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
                                    and not a.get("emulator")))
             emulated = [a for a in r["artifacts"] if a.get("emulator")]
             if emulated:
-                exact = sum(a["bit_exact_vs_host"] is True for a in emulated)
+                int8 = [a for a in emulated if a["precision"] == "int8"]
+                exact = sum(a["bit_exact_vs_host"] is True for a in int8)
+                failed = sum(not a["ok"] for a in emulated)
                 counted = [a["latency_ms"] for a in emulated if a["latency_kind"] == "counted"]
-                click.echo(f"  emulated on {emulated[0]['emulator']}: {len(emulated)} runs, {exact} bit-exact with "
-                           "the host" + (f", counted latency up to {max(counted):.2f} ms" if counted else ""))
+                click.echo(f"  emulated on {emulated[0]['emulator']}: {len(emulated)} runs"
+                           + (f", {failed} FAILED" if failed else "")
+                           + f", {exact} of {len(int8)} int8 runs bit-exact with the host"
+                           + (f", counted latency up to {max(counted):.2f} ms" if counted else ""))
             failed = [k for k, g in r["gates"].items() if g and not g["passed"]]
             if failed:
                 click.echo(f"  failed gates: {', '.join(failed)}")

@@ -74,6 +74,19 @@ def test_qemu_an386_run_is_bit_exact_with_host_and_tflm(tiny_c: tuple) -> None:
     assert n is not None and gen.macs < n < 40 * gen.macs  # at least one instruction per MAC, not absurdly many
 
 
+def test_relative_paths_work(tiny_c: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds named relative to the working folder (as `edgekd build --out runs/x` gives) run too."""
+    c_dir, model, gen = tiny_c
+    monkeypatch.chdir(c_dir.parent)
+    target = load_target("nrf52840-dk")
+    build = build_board(Path(c_dir.name), target)
+    assert not build.elf.is_absolute()
+    x = np.random.default_rng(4).integers(-128, 128, size=(2, *gen.input_shape[1:]), dtype=np.int8)
+    board = run_board(build, target, x, gen.output_size, timeout=60)
+    assert board.ok, board.error
+    np.testing.assert_array_equal(board.outputs, tflm_outputs(model, x))
+
+
 def test_m0plus_build_runs_on_the_m3_board(tiny_c: tuple) -> None:
     c_dir, model, gen = tiny_c
     target = load_target("raspberry-pi-pico")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def emulate(request: EmulationRequest) -> list[EmulatedRun]:
     if kind not in EMULATORS:
         raise EdgekdError(f"target {request.target.name}: unknown emulator kind {kind!r} "
                           f"(known: {', '.join(sorted(EMULATORS))})")
-    return EMULATORS[kind](request)
+    return EMULATORS[kind](replace(request, build_dir=Path(request.build_dir).resolve()))
 
 
 def _load_builtin() -> None:

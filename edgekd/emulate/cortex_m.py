@@ -358,7 +358,8 @@ def run_board(build: BoardBuild, target: Target, x: np.ndarray, output_size: int
         work = Path(tmp)
         (work / "x.bin").write_bytes(np.ascontiguousarray(x, dtype=np.int8).tobytes())
         cmd = [qemu, "-M", machine, "-cpu", target.emulator.cpu or target.cpu.core, "-nographic", "-monitor", "none",
-               "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(build.elf)]
+               "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel",
+               str(build.elf.resolve())]  # QEMU runs in a scratch folder: a relative path would not resolve
         if plugin:
             cmd += ["-plugin", plugin]
         start = time.perf_counter()
