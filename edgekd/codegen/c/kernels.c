@@ -119,6 +119,23 @@ int32_t ek_dot(const int8_t *x, const int8_t *w, int32_t n) {
   return acc;
 }
 
+/* sum((x[i] + off) * w[i]): the offset is added to two bytes at once by SXTAB16 where the core has the DSP
+ * extension (x + off lies in [-255, 255], so the halfwords never overflow). off2 = off in both halfwords. */
+EK_INLINE int32_t ek_dot_off(const int8_t *x, const int8_t *w, int32_t n, int32_t off, int32_t off2) {
+  int32_t acc = 0, i = 0;
+#if EK_DSP
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t xv = ek_ld32(x + i), wv = ek_ld32(w + i);
+    acc = __smlad(__sxtab16(off2, (int32_t)xv), ek_sx02(wv), acc);
+    acc = __smlad(ek_sxa13(off2, xv), ek_sx13(wv), acc);
+  }
+#else
+  (void)off2;
+#endif
+  for (; i < n; ++i) acc += (x[i] + off) * w[i];
+  return acc;
+}
+
 /* acc[2 * p + k] = sum(x_p[i] * w_k[i]) for pixels p < (two ? 2 : 1) and filters k < 2: each loaded word serves
  * two products. */
 EK_INLINE void ek_dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w0, const int8_t *w1, int32_t n,
@@ -218,12 +235,23 @@ static void ek_pointwise(const ek_conv_t *p, const int8_t *in, int8_t *out, int8
   }
 }
 
+/* First and one-past-last filter taps whose input index origin + tap * dilation lies in [0, size). */
+static void ek_taps(int32_t origin, int32_t dilation, int32_t size, int32_t k, int32_t *t0, int32_t *t1) {
+  *t0 = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
+  *t1 = size - origin <= 0 ? 0 : EK_MIN(k, (size - origin + dilation - 1) / dilation);
+  if (*t1 < *t0) *t1 = *t0;
+}
+
+/* General conv: per output pixel the in-bounds taps are found once; along a tap row the input pixels and the
+ * filter taps are both contiguous when there is no dilation and no grouping, so a whole row is one dot product. */
 void ek_conv2d(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
   const int32_t row = p->out_w * p->out_c;
-  const int32_t fic = p->filter_in_c, in_c = p->in_c, in_w = p->in_w, in_offset = p->in_offset;
+  const int32_t fic = p->filter_in_c, in_c = p->in_c, in_w = p->in_w, off = p->in_offset;
+  const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)off << 16) | (uint16_t)off);
   const int32_t per_group = p->out_c / (in_c / fic);
   const int32_t ksize = p->k_h * p->k_w * fic;
-  int32_t oy, ox, oc, ky, kx, c;
+  const int contiguous = p->dil_w == 1 && fic == in_c;
+  int32_t oy, ox, oc, ky, kx;
   if (p->kbias) {
     ek_pointwise(p, in, out, tmp);
     return;
@@ -231,25 +259,25 @@ void ek_conv2d(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
   for (oy = 0; oy < p->out_h; ++oy) {
     int8_t *dst = tmp ? tmp : out + oy * row;
     const int32_t iy0 = oy * p->stride_h - p->pad_top;
+    int32_t ky0, ky1;
+    ek_taps(iy0, p->dil_h, p->in_h, p->k_h, &ky0, &ky1);
     for (ox = 0; ox < p->out_w; ++ox) {
       const int32_t ix0 = ox * p->stride_w - p->pad_left;
+      int32_t kx0, kx1;
+      ek_taps(ix0, p->dil_w, in_w, p->k_w, &kx0, &kx1);
       for (oc = 0; oc < p->out_c; ++oc) {
         const int8_t *f = p->filter + oc * ksize;
         const int32_t c0 = (oc / per_group) * fic;
-        int32_t acc = 0;
-        for (ky = 0; ky < p->k_h; ++ky) {
-          const int32_t iy = iy0 + ky * p->dil_h;
-          if (iy < 0 || iy >= p->in_h) continue;
-          for (kx = 0; kx < p->k_w; ++kx) {
-            const int32_t ix = ix0 + kx * p->dil_w;
-            const int8_t *x, *w;
-            if (ix < 0 || ix >= in_w) continue;
-            x = in + (iy * in_w + ix) * in_c + c0;
-            w = f + (ky * p->k_w + kx) * fic;
-            for (c = 0; c < fic; ++c) acc += (x[c] + in_offset) * w[c];
+        int32_t acc = p->bias ? p->bias[oc] : 0;
+        for (ky = ky0; ky < ky1; ++ky) {
+          const int8_t *x = in + ((iy0 + ky * p->dil_h) * in_w + ix0 + kx0 * p->dil_w) * in_c + c0;
+          const int8_t *w = f + (ky * p->k_w + kx0) * fic;
+          if (contiguous) {
+            acc += ek_dot_off(x, w, (kx1 - kx0) * fic, off, off2);
+          } else {
+            for (kx = kx0; kx < kx1; ++kx, x += p->dil_w * in_c, w += fic) acc += ek_dot_off(x, w, fic, off, off2);
           }
         }
-        if (p->bias) acc += p->bias[oc];
         dst[ox * p->out_c + oc] = ek_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
       }
     }
@@ -258,13 +286,6 @@ void ek_conv2d(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
 }
 
 static int8_t ek_clamp(int32_t v, int32_t lo, int32_t hi) { return (int8_t)EK_MIN(EK_MAX(v, lo), hi); }
-
-/* First and one-past-last filter taps whose input index origin + tap * dilation lies in [0, size). */
-static void ek_taps(int32_t origin, int32_t dilation, int32_t size, int32_t k, int32_t *t0, int32_t *t1) {
-  *t0 = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
-  *t1 = size - origin <= 0 ? 0 : EK_MIN(k, (size - origin + dilation - 1) / dilation);
-  if (*t1 < *t0) *t1 = *t0;
-}
 
 /* Four consecutive output channels c..c+3 of a depthwise pixel: add the bias, requantize, clamp, store. The
  * caller's locals are passed (not the params struct) so the inlined code keeps them in registers. */
