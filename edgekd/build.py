@@ -366,9 +366,10 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     if emulated:
         from edgekd.emulate import exactness
 
-        lines += ["", "Emulated runs (outputs compared with the same runtime on the host; latency counted):", "",
+        lines += ["", "Emulated runs (outputs compared with the same runtime on the host; latency counted on one "
+                  "thread, instructions x CPI at the profile's clock):", "",
                   "| artifact | emulator | kernels | accuracy | vs host | instructions | latency (counted) | "
-                  "estimate |", "|---|---|---|---|---|---|---|---|"]
+                  "estimate (profile's threads) |", "|---|---|---|---|---|---|---|---|"]
         for a in emulated:
             if not a["ok"]:
                 lines.append(f"| {a['path']} | {a['emulator']} | {a['kernels']} | FAILED: {a['error']} | | | | |")
