@@ -98,12 +98,13 @@ def test_counted_latency_is_instructions_times_cpi_at_the_clock(pi_runs: list) -
 
 
 def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
-    from edgekd.emulate.aarch64 import prepare_litert_input, run_litert_script
+    from edgekd.emulate import model_inputs
+    from edgekd.emulate.aarch64 import run_litert_script
     from edgekd.export.student import load_export
 
     _, arts = load_export(pi_build)
     art = next(a for a in arts if a.key == "tflite-int8")
-    x = prepare_litert_input(_sample(pi_build, 4)[0], art.details)
+    x = model_inputs(_sample(pi_build, 4)[0], art.details)
     view = stand_in_root(root, load_target("raspberry-pi-4b"))
     a = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))
     b = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))

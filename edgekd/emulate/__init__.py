@@ -74,6 +74,19 @@ class EmulationRequest:
     work_dir: Path | None = None
 
 
+def model_inputs(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """Float channels-first inputs -> a .tflite's own layout and input type (quantized for int8 models), from
+    its export.json ``details``: what every emulated run feeds the device."""
+    from edgekd.verify.litert import quantize
+
+    if details.get("channels_last") and x.ndim == 4:
+        x = np.transpose(x, (0, 2, 3, 1))
+    q = details["input"]
+    if q["dtype"] != "float32":
+        return np.ascontiguousarray(quantize(x.astype(np.float32), q["scale"], q["zero_point"], np.dtype(q["dtype"])))
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def log_tail(text: str, lines: int = 20) -> str:
     """The last ``lines`` lines of a run's output: what a failed gate shows."""
     return "\n".join(text.strip().splitlines()[-lines:])

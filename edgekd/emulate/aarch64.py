@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.emulate import EmulatedRun, EmulationRequest, cache_dir, log_tail, register_emulator, require_tool
+from edgekd.emulate import (
+    EmulatedRun,
+    EmulationRequest,
+    cache_dir,
+    log_tail,
+    model_inputs,
+    register_emulator,
+    require_tool,
+)
 from edgekd.emulate.qemu_plugin import NATIVE, build_plugin
 from edgekd.errors import EdgekdError
 from edgekd.logs import log
@@ -315,18 +323,6 @@ def counted_ms(instructions: list[int], core: Core, target: Target) -> tuple[int
     return median, median * core.cpi / (target.cpu.clock_mhz * 1e6) * 1e3
 
 
-def prepare_litert_input(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
-    """Float channels-first inputs -> the .tflite's own layout and input type (quantized for int8 models)."""
-    from edgekd.verify.litert import quantize
-
-    if details.get("channels_last") and x.ndim == 4:
-        x = np.transpose(x, (0, 2, 3, 1))
-    if details["input"]["dtype"] != "float32":
-        dtype = np.dtype(details["input"]["dtype"])
-        return np.ascontiguousarray(quantize(x, details["input"]["scale"], details["input"]["zero_point"], dtype))
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
 def run_litert_script(model: Path, x: np.ndarray, kernels: str, work: Path, timeout: float,
                       emulated: tuple[Root, Path, str] | None = None, count: bool = True) -> GuestRun:
     """Run ``model`` on prepared inputs ``x`` with one thread, on the host (``emulated`` None) or under QEMU."""
@@ -354,7 +350,7 @@ def _litert_runs(req: EmulationRequest, root: Root, view: Path, cpu: str, core: 
     """One run per kernel set: reference kernels (int8 only) and the default XNNPACK delegate."""
     model = req.build_dir / art["path"]
     details = art["details"]
-    x = prepare_litert_input(req.x, details)
+    x = model_inputs(req.x, details)
     integer = details["output"]["dtype"] != "float32"
     runs = []
     for kernels in (["reference", "xnnpack"] if integer else ["xnnpack"]):

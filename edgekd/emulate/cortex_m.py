@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.emulate import EmulatedRun, EmulationRequest, log_tail, register_emulator, require_tool
+from edgekd.emulate import EmulatedRun, EmulationRequest, log_tail, model_inputs, register_emulator, require_tool
 from edgekd.errors import EdgekdError
 from edgekd.export.core import atomic_path
 from edgekd.targets import Target
@@ -480,14 +480,6 @@ def count_instructions(build: BoardBuild, target: Target, sample: np.ndarray) ->
     return total[0]
 
 
-def quantize_inputs(x: np.ndarray, channels_last: bool, scale: float, zero_point: int) -> np.ndarray:
-    """Float student-layout inputs -> the .tflite's int8 layout (NHWC for images)."""
-    from edgekd.verify.litert import quantize
-    if channels_last and x.ndim == 4:
-        x = np.transpose(x, (0, 2, 3, 1))
-    return np.ascontiguousarray(quantize(x.astype(np.float32), scale, zero_point, np.int8))
-
-
 def _failed(req: EmulationRequest, machine: str, path: str, error: str, log_tail: str | None = None,
             details: dict[str, Any] | None = None) -> EmulatedRun:
     return EmulatedRun(emulator=f"qemu-system-arm/{machine}", format="c", precision="int8", runtime="edgekd-c",
@@ -508,7 +500,7 @@ def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
     spec = core_spec(target)
     require_tool("qemu-system-arm", "qemu-system-arm")
     require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
-    record, artifacts = load_export(req.build_dir)
+    _, artifacts = load_export(req.build_dir)
     tfl = next((a for a in artifacts if a.format == "tflite" and a.precision == "int8"), None)
     if tfl is None:
         raise EdgekdError(f"{req.build_dir}: no int8 .tflite in export.json; export with --formats tflite")
@@ -519,7 +511,7 @@ def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
         gen = generate_c(tflite, c_dir)
     except EdgekdError as e:
         return [_failed(req, machine, elf_rel, str(e))]
-    x = quantize_inputs(req.x, bool(record.get("channels_last")), gen.input_scale, gen.input_zero_point)
+    x = model_inputs(req.x, tfl.details)
     x = x.reshape(len(x), *gen.input_shape[1:])
     c_art = next((a for a in artifacts if a.format == "c"), None)
     tflm_arena = int(c_art.details.get("tensor_arena_bytes", 0)) if c_art else 0
