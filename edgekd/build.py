@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
-from edgekd.export.core import atomic_path, sha256_file
+from edgekd.io import FolderLock, atomic_path, atomic_write_text, check_writable, read_json, sha256_file, write_json
 from edgekd.logs import log
 
 STAGES = ("plan", "teacher", "distill", "export", "verify", "package")
@@ -44,6 +46,7 @@ class BuildOptions:
     families: list[str] | None = None
     max_drop_pp: float = 1.0
     vectors: int = 16
+    sign: str | None = None  # Ed25519 private key (edgekd keygen) that signs the bundle
     progress: bool = True
     budgets: dict[str, str | None] = field(default_factory=dict)
     emulator: str = "auto"  # "auto": QEMU when the target has a QEMU machine and it is installed; "qemu"; "none"
@@ -59,10 +62,25 @@ class BuildOptions:
                                                "emulator_limit": min(self.emulator_limit or 100, 100)}))
 
 
+def emulator_tools(target: Any) -> list[str]:
+    """The host tools emulating ``target`` needs (QEMU, and the Arm cross compiler for microcontrollers)."""
+    return ["qemu-aarch64"] if target.emulator.kind == "qemu-aarch64" else ["qemu-system-arm", "arm-none-eabi-gcc"]
+
+
+def check_emulator_choice(choice: str, target: Any) -> None:
+    """``--emulator qemu`` insists: refuse it before any training when its tools are not installed."""
+    if choice != "qemu" or not target.emulator.kind.startswith("qemu"):
+        return
+    missing = [t for t in emulator_tools(target) if shutil.which(t) is None]
+    if missing:
+        raise EdgekdError(f"--emulator qemu: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+                          "installed; run scripts/install_emulators.sh or use --emulator auto")
+
+
 def resolve_emulator(choice: str, target: Any) -> str | None:
     """The emulator a build uses for ``target``: ``auto`` takes QEMU when the profile names a QEMU machine and
-    its tools are installed, and says so when they are not; ``qemu`` insists (verify errors if QEMU is
-    missing). A profile no emulator stands in for (ESP32-S3) is built without one, with a warning."""
+    its tools are installed, and says so when they are not; ``qemu`` insists (an error now, not after training,
+    when QEMU is missing). A profile no emulator stands in for (ESP32-S3) is built without one, with a warning."""
     if choice == "none":
         return None
     kind = target.emulator.kind
@@ -71,9 +89,9 @@ def resolve_emulator(choice: str, target: Any) -> str | None:
             log.warning("%s: not emulated: %s", target.name, target.emulator.note)
         return None
     if choice == "qemu":
+        check_emulator_choice(choice, target)
         return "qemu"
-    tools = ["qemu-aarch64"] if kind == "qemu-aarch64" else ["qemu-system-arm", "arm-none-eabi-gcc"]
-    missing = [t for t in tools if shutil.which(t) is None]
+    missing = [t for t in emulator_tools(target) if shutil.which(t) is None]
     if missing:
         log.warning("%s: not emulated (%s not installed; scripts/install_emulators.sh installs it)", target.name,
                     ", ".join(missing))
@@ -104,33 +122,115 @@ def data_key(task: str, data_dir: str | None) -> str:
     return h.hexdigest()
 
 
+#: Files in a build folder that are bookkeeping, never a stage's output.
+_NOT_OUTPUTS = ("stages.json", FolderLock.NAME)
+
+
+def _snapshot(roots: list[Path]) -> dict[Path, tuple[int, int, int]]:
+    """(inode, size, mtime) of every file under ``roots``: what changed across a stage is what it wrote
+    (edgekd writes by rename, so a rewritten file always gets a new inode)."""
+    files: dict[Path, tuple[int, int, int]] = {}
+    for root in roots:
+        candidates = [root] if root.is_file() else root.rglob("*") if root.is_dir() else []
+        for p in candidates:
+            if p.name in _NOT_OUTPUTS or not p.is_file():
+                continue
+            st = p.stat()
+            files[p] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return files
+
+
+def _valid_state(state: Any) -> bool:
+    """stages.json as this code writes it: stage -> {key, run, outputs: {relative path: sha256}}."""
+    return isinstance(state, dict) and all(
+        isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("run"), str)
+        and isinstance(rec.get("outputs"), dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in rec["outputs"].items())
+        for rec in state.values())
+
+
 class Stages:
-    """Runs stages, skipping those whose input key and output files are unchanged (``stages.json``)."""
+    """Runs stages, skipping one only when its input key is unchanged and EVERY file it wrote is still there with
+    the hash recorded in ``stages.json`` (paths relative to the build folder, so a moved folder still skips).
+
+    Each run of a stage gets a fresh ``run`` token; downstream stages put their upstream's token in their key,
+    so a stage that reruns (an output was changed, or its inputs) reruns everything that depends on it.
+    """
 
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.path = folder / "stages.json"
-        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.state: dict[str, Any] = self._load()
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
 
-    def run(self, name: str, inputs: dict[str, Any], outputs: list[Path], fn: Callable[[], Any]) -> None:
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            state = read_json(self.path, "stage record")
+        except EdgekdError as exc:
+            log.warning("%s; rebuilding every stage", exc)
+            return {}
+        if not _valid_state(state):
+            log.warning("%s: not a stage record this edgekd wrote (wrong shape); rebuilding every stage", self.path)
+            return {}
+        return state
+
+    def token(self, name: str) -> str | None:
+        """The run token of stage ``name`` (None if it never ran): downstream keys include it."""
+        rec = self.state.get(name)
+        return rec["run"] if rec else None
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.folder).as_posix()
+        except ValueError:
+            return str(path.resolve())
+
+    def _changed(self, rec: dict[str, Any], outputs: list[Path]) -> str | None:
+        """Why the recorded outputs cannot be trusted any more, or None when every one is intact."""
+        recorded = rec["outputs"]
+        for p in outputs:
+            if self._rel(p) not in recorded:
+                return f"{self._rel(p)} was not recorded when the stage ran"
+        for rel, digest in sorted(recorded.items()):
+            path = Path(rel) if Path(rel).is_absolute() else self.folder / rel
+            if not path.is_file():
+                return f"{rel} is missing since it was written"
+            if sha256_file(path) != digest:
+                return f"{rel} changed since it was written"
+        return None
+
+    def run(self, name: str, inputs: dict[str, Any], outputs: list[Path], fn: Callable[[], Any],
+            roots: list[Path] | None = None) -> None:
+        """Run ``fn`` unless stage ``name`` is up to date. ``outputs`` must exist afterwards; every file that
+        appears or changes under ``roots`` (files or folders, default ``outputs``) while it runs is recorded too."""
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         rec = self.state.get(name)
-        if rec and rec["key"] == key and all(p.is_file() and sha256_file(p) == rec["outputs"].get(str(p))
-                                             for p in outputs):
-            self.timings[name] = 0.0
-            self.skipped.append(name)
-            log.info("stage %s: unchanged, skipped", name)
-            return
+        if rec and rec["key"] == key:
+            why = self._changed(rec, outputs)
+            if why is None:
+                self.timings[name] = 0.0
+                self.skipped.append(name)
+                log.info("stage %s: unchanged, skipped", name)
+                return
+            log.warning("stage %s: %s; re-running", name, why)
+        elif rec:
+            log.info("stage %s: inputs changed since it last ran; running", name)
+        roots = roots if roots is not None else outputs
+        before = _snapshot(roots)
         t = time.perf_counter()
         fn()
         self.timings[name] = round(time.perf_counter() - t, 2)
-        missing = [str(p) for p in outputs if not p.is_file()]
+        missing = [self._rel(p) for p in outputs if not p.is_file()]
         if missing:
             raise EdgekdError(f"stage {name} did not write {', '.join(missing)}")
-        self.state[name] = {"key": key, "outputs": {str(p): sha256_file(p) for p in outputs}}
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        after = _snapshot(roots)
+        written = set(outputs) | {p for p, st in after.items() if before.get(p) != st}
+        self.state[name] = {"key": key, "run": secrets.token_hex(8),
+                            "outputs": {self._rel(p): sha256_file(p) for p in sorted(written)}}
+        write_json(self.path, self.state, sort_keys=True)  # last: the stage counts as done only now
 
 
 def ensure_teacher(opts: BuildOptions, folder: Path, stages: Stages) -> str:
@@ -143,25 +243,42 @@ def ensure_teacher(opts: BuildOptions, folder: Path, stages: Stages) -> str:
     stages.run("teacher", {"data": data_key(opts.task, opts.data_dir), "epochs": opts.teacher_epochs,
                            "limit": opts.limit, "seed": opts.seed, "code": _code_hash()}, [path],
                lambda: train_teacher(opts.task, path, opts.teacher_epochs, opts.seed, opts.data_dir, opts.limit,
-                                     progress=opts.progress))
+                                     progress=opts.progress), roots=[path.parent])
     return str(path)
 
 
-def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str | None = None,
-                 shared: Stages | None = None) -> dict[str, Any]:
-    """Build one target into ``out``; returns report.json's content (also written with report.md)."""
-    from edgekd.data import get_spec
-    from edgekd.distill import distill
-    from edgekd.export import export_student
-    from edgekd.package import package_build
-    from edgekd.planner import plan, plot_plan
-    from edgekd.targets import load_target
-    from edgekd.verify import verify_build
+def _target_ref(target: Any) -> str:
+    """How to hand a resolved target to stages that load it themselves: its profile's path (a profile passed as
+    ``--target path/board.yaml`` has no name the registry knows), else its name."""
+    return str(Path(target.path).resolve()) if target.path else target.name
+
+
+def build_target(target_name: str | Any, opts: BuildOptions, out: Path, teacher: str | None = None,
+                 shared: Stages | None = None, lock: bool = False) -> dict[str, Any]:
+    """Build one target (a name, a profile path or a loaded Target) into ``out``; returns report.json's content
+    (also written with report.md). ``lock`` takes ``out``'s FolderLock (callers that hold it already pass False)."""
+    from edgekd.targets import Target, load_target
 
     opts = opts.resolved()
+    target = target_name if isinstance(target_name, Target) else load_target(target_name)
+    target = target.with_budgets(**opts.budgets)
+    emulator = resolve_emulator(opts.emulator, target)
+    with FolderLock(out) if lock else nullcontext():
+        check_writable(out)
+        return _build_target(target, opts, out, emulator, teacher, shared)
+
+
+def _build_target(target: Any, opts: BuildOptions, out: Path, emulator: str | None, teacher: str | None,
+                  shared: Stages | None) -> dict[str, Any]:
+    from edgekd.data import get_spec
+    from edgekd.distill import distill
+    from edgekd.export import export_student, load_export
+    from edgekd.package import package_build
+    from edgekd.planner import plan, plot_plan
+    from edgekd.verify import verify_build
+
     started = time.perf_counter()
-    target = load_target(target_name).with_budgets(**opts.budgets)
-    out.mkdir(parents=True, exist_ok=True)
+    ref = _target_ref(target)
     stages = Stages(out)
     code = _code_hash()
     profile = hashlib.sha256(json.dumps(target.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
@@ -171,51 +288,60 @@ def build_target(target_name: str, opts: BuildOptions, out: Path, teacher: str |
     def do_plan() -> None:
         p = plan(target, get_spec(opts.task, opts.data_dir), opts.families)
         plot_plan(p, out / "plan.png")
-        with atomic_path(plan_json) as tmp:
-            tmp.write_text(json.dumps(p.to_dict(), indent=2, default=str) + "\n")
+        write_json(plan_json, p.to_dict())
 
     data = data_key(opts.task, opts.data_dir)
     stages.run("plan", {"target": profile, "data": data, "families": opts.families, "code": code}, [plan_json],
-               do_plan)
-    if not json.loads(plan_json.read_text())["fits"]:
+               do_plan, roots=[plan_json, out / "plan.png"])
+    if not read_json(plan_json, "plan record", fix="delete it and re-run `edgekd build`").get("fits"):
         from edgekd.planner import explain_no_fit
 
         raise EdgekdError(explain_no_fit(plan(target, get_spec(opts.task, opts.data_dir), opts.families)))
 
-    teacher_ref = teacher or ensure_teacher(opts, out, shared or stages)
+    teacher_stages = shared or stages
+    teacher_ref = teacher or ensure_teacher(opts, out, teacher_stages)
     teacher_key = sha256_file(teacher_ref) if Path(teacher_ref).is_file() else teacher_ref
     student = out / "student"
     stages.run("distill", {"target": profile, "data": data, "teacher": teacher_key,
+                           "teacher_run": teacher_stages.token("teacher") if not opts.teacher else None,
                            "loss": opts.loss, "epochs": opts.epochs, "seed": opts.seed, "qat": opts.qat,
                            "search": opts.search, "baseline": opts.baseline, "limit": opts.limit,
                            "families": opts.families, "code": code},
                [student / "student.pt", student / "distill.json"],
-               lambda: distill(target_name, opts.task, teacher_ref, student, loss=opts.loss, epochs=opts.epochs,
+               lambda: distill(ref, opts.task, teacher_ref, student, loss=opts.loss, epochs=opts.epochs,
                                qat=opts.qat, search=opts.search, baseline=opts.baseline, seed=opts.seed,
                                data_dir=opts.data_dir, limit=opts.limit, families=opts.families,
-                               budgets=opts.budgets, verify_int8=False, progress=opts.progress))
+                               budgets=opts.budgets, verify_int8=False, progress=opts.progress),
+               roots=[student])
     artifacts = out / "artifacts"
     common = {"target": profile, "data": data, "code": code}
-    stages.run("export", common | {"student": sha256_file(student / "student.pt")},
+    # Export lists its artifacts in export.json; every file it (or verify after it) wrote is recorded as well.
+    stages.run("export", common | {"student": sha256_file(student / "student.pt"),
+                                   "distill_run": stages.token("distill")},
                [artifacts / "export.json"],
-               lambda: export_student(target_name, student, artifacts, budgets=opts.budgets))
+               lambda: export_student(target, student, artifacts, budgets=opts.budgets, lock=False),
+               roots=[artifacts])
     limit = 300 if opts.fast else None
-    emulator = resolve_emulator(opts.emulator, target)
-    stages.run("verify", common | {"export": sha256_file(artifacts / "export.json"), "limit": limit,
+    stages.run("verify", common | {"export": sha256_file(artifacts / "export.json"),
+                                   "export_run": stages.token("export"), "limit": limit,
                                    "max_drop": opts.max_drop_pp, "emulator": emulator,
                                    "emulator_limit": opts.emulator_limit}, [artifacts / "verify.json"],
-               lambda: verify_build(target_name, artifacts, opts.max_drop_pp, limit, budgets=opts.budgets,
+               lambda: verify_build(target, artifacts, opts.max_drop_pp, limit, budgets=opts.budgets,
                                     emulator=emulator, emulator_limit=opts.emulator_limit,
-                                    emulator_timeout_s=opts.emulator_timeout_s))
-    export = json.loads((artifacts / "export.json").read_text())
+                                    emulator_timeout_s=opts.emulator_timeout_s, lock=False),
+               roots=[artifacts])
+    export, _ = load_export(artifacts)  # every artifact it lists is there with its recorded sha256
     bundle = out / f"edgekd-{target.name}-{export['task']}.tar.gz".replace(":", "-").replace("/", "-")
-    stages.run("package", common | {"verify": sha256_file(artifacts / "verify.json"), "vectors": opts.vectors},
-               [bundle], lambda: package_build(artifacts, bundle, opts.vectors))
+    stages.run("package", common | {"verify": sha256_file(artifacts / "verify.json"),
+                                    "verify_run": stages.token("verify"), "vectors": opts.vectors,
+                                    "sign": sha256_file(opts.sign) if opts.sign else None},
+               [bundle], lambda: package_build(artifacts, bundle, opts.vectors, sign=opts.sign))
     timings = ({"teacher": shared.timings.get("teacher", 0.0)} if shared else {}) | stages.timings
-    report = make_report(out, target, export, json.loads((artifacts / "verify.json").read_text()),
-                         json.loads((student / "distill.json").read_text()), bundle, timings, stages.skipped)
+    verify = read_json(artifacts / "verify.json", "verify record", fix="re-run `edgekd verify`")
+    dist = read_json(student / "distill.json", "distill record", fix="re-run `edgekd distill`")
+    report = make_report(out, target, export, verify, dist, bundle, timings, stages.skipped)
     report["timings_s"]["total"] = round(time.perf_counter() - started, 2)
-    write_report(out, report)
+    write_report(out, report, target)
     return report
 
 
@@ -338,12 +464,10 @@ def plot_accuracy_vs_size(report: dict[str, Any], path: Path, runtime_flash: int
     return path
 
 
-def write_report(out: Path, report: dict[str, Any]) -> None:
-    from edgekd.targets import load_target
-
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    plot_accuracy_vs_size(report, out / "accuracy_vs_size.png", load_target(report["target"]).runtime_flash_bytes)
+def write_report(out: Path, report: dict[str, Any], target: Any) -> None:
+    """report.json, its plot and report.md for ``target`` (the resolved profile: never reloaded by name)."""
+    write_json(out / "report.json", report)
+    plot_accuracy_vs_size(report, out / "accuracy_vs_size.png", target.runtime_flash_bytes)
     s = report["student"]
     lines = [f"# edgekd build: {report['target']} / {report['task']}", "",
              f"**{'PASSED' if report['passed'] else 'FAILED'}** - bundle `{report['bundle']}`", "",
@@ -386,18 +510,29 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
               "Stage times (s): " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items())
               + (f"; skipped (unchanged): {', '.join(report['skipped_stages'])}" if report["skipped_stages"] else ""),
               ""]
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text("\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
 
 
 def build(targets: list[str], opts: BuildOptions, out_dir: str | Path) -> dict[str, Any]:
-    """Build every target in ``targets`` into ``out_dir`` (one sub-folder each when there are several)."""
+    """Build every target in ``targets`` (names or profile paths) into ``out_dir`` (one sub-folder each when there
+    are several). Everything that can be refused is refused before any work: unknown targets, bad budgets,
+    ``--emulator qemu`` without QEMU, an unwritable or busy ``out_dir``, which stays locked for the whole build."""
+    from edgekd.targets import load_target
+
+    resolved = opts.resolved()
+    loaded = [load_target(t).with_budgets(**resolved.budgets) for t in targets]
+    for target in loaded:
+        check_emulator_choice(resolved.emulator, target)
+    if resolved.sign:  # a bad key fails now, not after training
+        from edgekd.signing import load_private_key
+
+        load_private_key(resolved.sign)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if len(targets) == 1:
-        return {"reports": [build_target(targets[0], opts, out)], "teacher": None}
-    shared = Stages(out)
-    teacher = ensure_teacher(opts.resolved(), out, shared)
-    reports = [build_target(t, opts, out / t, teacher, shared) for t in targets]
-    return {"reports": reports, "teacher": teacher,
-            "teacher_trained_s": shared.timings.get("teacher", 0.0)}
+    with FolderLock(out):
+        if len(loaded) == 1:
+            return {"reports": [build_target(loaded[0], opts, out)], "teacher": None}
+        shared = Stages(out)
+        teacher = ensure_teacher(resolved, out, shared)
+        reports = [build_target(t, opts, out / t.name, teacher, shared, lock=True) for t in loaded]
+        return {"reports": reports, "teacher": teacher,
+                "teacher_trained_s": shared.timings.get("teacher", 0.0)}

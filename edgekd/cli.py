@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,22 +25,79 @@ def _emit_json(obj: Any) -> None:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn EdgekdError into one line on stderr and exit code 2."""
+    """One line on stderr for every failure: EdgekdError is exit 2, anything else exit 3 with a log file."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except EdgekdError as exc:
-            click.echo(f"edgekd: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            fail(exc)
+        except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into one line and a log
+            fail(exc)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def fail(exc: BaseException) -> None:
+    """Print ``exc`` as the one stderr line of the README's contract and exit with its code."""
+    from edgekd.errors import EXIT_INTERNAL, environment_error, internal_error
+
+    if isinstance(exc, BrokenPipeError):  # `edgekd ... | head`: the reader left, nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    if isinstance(exc, EdgekdError):
+        message, code = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, exc.exit_code
+    elif (env := environment_error(exc)) is not None:
+        message, code = str(env), env.exit_code
+    else:
+        ctx = click.get_current_context(silent=True)
+        where = [_command_path(ctx), json.dumps(ctx.params, default=str)] if ctx else sys.argv
+        message, code = internal_error(exc, where), EXIT_INTERNAL
+    if logs.VERBOSE and not isinstance(exc, EdgekdError):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    click.echo(f"edgekd: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _command_path(ctx: click.Context) -> str:
+    """``edgekd package verify``, also under test runners that name the program otherwise."""
+    return " ".join(["edgekd", *ctx.command_path.split()[1:]])
+
+
+class _Main(click.Group):
+    """The top-level group: click's own usage errors become one line and exit 2, Ctrl-C is exit 130."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.exceptions.UsageError as exc:
+            hint = f" (see '{_command_path(exc.ctx)} -h')" if exc.ctx else ""
+            click.echo(f"edgekd: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.exceptions.ClickException as exc:
+            click.echo(f"edgekd: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("edgekd: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - verbs without handle_errors end here too
+            fail(exc)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekd")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging; print the traceback of an internal error.")
 def main(verbose: bool) -> None:
     """edgekd: distil a PyTorch teacher into a small quantized student that fits a named device."""
     logs.setup(verbose)
@@ -549,6 +607,8 @@ def codegen_cmd(model: str, out_dir: str, target_name: str | None, check: int, r
 @click.option("--baseline", is_flag=True, help="Also train the student without a teacher.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False),
+              help="Sign the bundle with this Ed25519 private key (edgekd keygen).")
 @click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Largest int8 accuracy drop vs float, percentage points.")
 @emulator_options(["auto", "qemu", "none"], "auto")
@@ -558,8 +618,8 @@ def codegen_cmd(model: str, out_dir: str, target_name: str | None, check: int, r
 def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: bool, task: str, data_dir: str | None,
               data_path: str | None, teacher_ref: str | None, out_dir: str | None, fast: bool, loss: str,
               epochs: int | None, qat: bool, search: int, baseline: bool, seed: int, families: tuple[str, ...],
-              max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float, ram_budget: str | None,
-              flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
+              sign_key: str | None, max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float,
+              ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
     from edgekd.build import BuildOptions, build
     from edgekd.targets import load_all
@@ -572,8 +632,13 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
                         epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
                         families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,
                         budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
-                        emulator=emulator, emulator_limit=emulator_limit or None, emulator_timeout_s=emulator_timeout)
-    out = out_dir or ("builds/" + chosen[0] if len(chosen) == 1 else "builds")
+                        emulator=emulator, emulator_limit=emulator_limit or None, emulator_timeout_s=emulator_timeout,
+                        sign=sign_key)
+    if out_dir is None and len(chosen) == 1:  # builds/<profile name>, also for --target path/to/board.yaml
+        from edgekd.targets import load_target
+
+        out_dir = f"builds/{load_target(chosen[0]).name}"
+    out = out_dir or "builds"
     result = build(chosen, opts, out)
     if as_json:
         _emit_json(result)
@@ -655,38 +720,72 @@ def package_group() -> None:
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.tar.gz).")
 @click.option("--vectors", default=16, show_default=True, type=click.IntRange(min=1),
               help="Verification vectors (test inputs with expected outputs).")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False),
+              help="Ed25519 private key (from edgekd keygen): adds manifest.sig over manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
-def package_create(build_dir: str, out_file: str, vectors: int, as_json: bool) -> None:
+def package_create(build_dir: str, out_file: str, vectors: int, sign_key: str | None, as_json: bool) -> None:
     from edgekd.package import package_build
 
-    manifest = package_build(build_dir, out_file, vectors)
+    manifest = package_build(build_dir, out_file, vectors, sign=sign_key)
+    signature = manifest.get("signature")
     if as_json:
-        _emit_json({"bundle": out_file, "manifest": manifest})
+        _emit_json({"bundle": out_file, "manifest": manifest, "signed": signature is not None})
         return
-    click.echo(f"wrote {out_file}: {len(manifest['files']) + 1} files, {manifest['vectors']['count']} "
+    files = len(manifest["files"]) + 1 + (signature is not None)
+    click.echo(f"wrote {out_file}: {files} files, {manifest['vectors']['count']} "
                f"verification vectors, gates passed: {manifest['measured']['passed']}")
+    if signature is not None:
+        click.echo(f"  signed with {sign_key} (ed25519, public key sha256 {signature['public_key_sha256']}); "
+                   "check with `edgekd package verify BUNDLE --key KEY.pub`")
 
 
 @package_group.command("verify")
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--no-rerun", is_flag=True, help="Only check checksums, do not rerun the vectors.")
+@click.option("--key", "key", type=click.Path(dir_okay=False),
+              help="Ed25519 public key (KEY.pub): the bundle must carry a valid signature by its private key.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
-def package_verify(bundle: str, no_rerun: bool, as_json: bool) -> None:
-    """Check every checksum and rerun the verification vectors; exit 1 when a vector differs."""
+def package_verify(bundle: str, no_rerun: bool, key: str | None, as_json: bool) -> None:
+    """Check the signature (--key), every checksum and rerun the verification vectors; exit 1 when a vector
+    differs. Nothing from the bundle is executed: its C is regenerated by edgekd and only that copy runs."""
     from edgekd.package import verify_package
 
-    result = verify_package(bundle, rerun=not no_rerun)
+    result = verify_package(bundle, rerun=not no_rerun, key=key)
     if as_json:
         _emit_json(result)
     else:
         click.echo(f"{bundle}: {result['files']} files, checksums ok")
+        click.echo(f"  signature: {result['signature']}")
+        if "c_sources" in result:
+            click.echo(f"  C sources: {len(result['c_sources']['compared'])} files byte-identical with the C edgekd "
+                       "regenerates from the bundle's int8 .tflite")
         for c in result["vectors"]:
             click.echo(f"  {c['artifact']:<20} {c['runtime']:<17} max diff {c['max_diff']} {c['unit']}: "
                        f"{'ok' if c['passed'] else 'MISMATCH'}")
     if not result["passed"]:
         sys.exit(1)
+
+
+# ------------------------------------------------------------------ keygen
+
+@main.command("keygen")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Private key to write (PEM, mode 0600); the public key goes to OUT.pub.")
+@click.option("--force", is_flag=True, help="Replace an existing key pair.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def keygen_cmd(out_file: str, force: bool, as_json: bool) -> None:
+    """Make an Ed25519 key pair for signing bundles (edgekd package ... --sign KEY)."""
+    from edgekd.signing import keygen
+
+    result = keygen(out_file, force=force)
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(f"wrote {result['private_key']} (private, keep it secret) and {result['public_key']} (give it to "
+               f"whoever checks bundles); public key sha256 {result['public_key_sha256']}")
 
 
 if __name__ == "__main__":

@@ -47,12 +47,17 @@ def tflite_layers(path: str | Path) -> tuple[str, list[costmodel.Layer]]:
     """Operators of a ``.tflite`` with their MACs and output bytes, read from the file's tensors."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from edgekd.codegen.graph import read_tflite
+
+    buf = read_tflite(path)  # empty, not TFL3, root offset outside the file: one line before native code sees it
     try:
         with native_quiet():
-            it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+            it = Interpreter(model_content=buf, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
             it.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise EdgekdError(f"{path}: not a readable .tflite ({str(exc).splitlines()[0]})") from None
+        reason = " ".join(str(exc).split())[:160]
+        raise EdgekdError(f"{path}: not a valid .tflite flatbuffer (truncated or corrupt: {reason}); pass the "
+                          "exported model_int8.tflite") from None
     tensors = {d["index"]: d for d in it.get_tensor_details()}
     layers = []
     dtypes = set()
@@ -86,10 +91,16 @@ def _layers_of(model: Path) -> tuple[str, list[costmodel.Layer]]:
     if model.is_dir():
         record = model / "export.json"
         if record.is_file():
-            arts = json.loads(record.read_text())["artifacts"]
-            tfl = next((a for a in arts if a["format"] == "tflite" and a["precision"] == "int8"), None)
+            try:
+                arts = json.loads(record.read_text())["artifacts"]
+                tfl = next((a for a in arts if a["format"] == "tflite" and a["precision"] == "int8"), None)
+                if tfl is not None:
+                    tfl = model / str(tfl["path"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise EdgekdError(f"{record}: not a readable export record ({type(exc).__name__}: {exc}); "
+                                  "re-run `edgekd export`") from None
             if tfl is not None:
-                return tflite_layers(model / tfl["path"])
+                return tflite_layers(tfl)
         if (model / "student.pt").is_file():
             return _student_layers(model, "int8")
         raise EdgekdError(f"{model}: neither a build folder (export.json) nor a student folder (student.pt)")

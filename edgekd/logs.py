@@ -11,9 +11,13 @@ import warnings
 from collections.abc import Iterator
 
 log = logging.getLogger("edgekd")
+#: Set by ``edgekd -v``: debug logs, and the traceback of an internal error printed as well as logged.
+VERBOSE = False
 
 
 def setup(verbose: bool = False) -> None:
+    global VERBOSE
+    VERBOSE = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     for noisy in ("torchao", "torch._export", "torch.export", "torch.utils._pytree", "absl", "litert_torch", "jax"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

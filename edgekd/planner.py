@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edgekd import costmodel, students
 from edgekd.data import TaskSpec
 from edgekd.errors import EdgekdError
+from edgekd.io import atomic_path, atomic_write_text, cache_dir
+from edgekd.logs import log
 from edgekd.students import StudentConfig, build_student, families_for, get_family, model_input_shape
 from edgekd.targets import Target
 from edgekd.units import format_bytes
@@ -82,7 +83,7 @@ class Plan:
 
 
 def _cache_path() -> Path:
-    root = Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+    root = cache_dir()[0]
     version = hashlib.sha256(Path(costmodel.__file__).read_bytes()).hexdigest()[:12]
     return root / f"costs-{version}.json"
 
@@ -127,10 +128,10 @@ class _CostCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        try:
+            atomic_write_text(self.path, json.dumps(self.data))
+        except OSError as exc:  # a cache that cannot be written only costs time on the next run
+            log.warning("cost cache %s not saved (%s)", self.path, exc.strerror or type(exc).__name__)
 
 
 def _latency_ms(cost: dict[str, Any], target: Target) -> float:
@@ -237,9 +238,7 @@ def plot_plan(p: Plan, path: str | Path) -> Path:
     ax.set_title(f"{p.task} on {p.target}: {len(p.candidates)} candidates (marker size = MACs)")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

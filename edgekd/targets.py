@@ -299,6 +299,7 @@ def parse_target(data: Any, origin: str = "<profile>", path: Path | None = None)
         raise e.fail("cpu", "'max' gives wrong int8 results under QEMU; name the real core")
     if emu_kind == "none" and emulator.note is None:
         raise e.fail("note", "say why no emulator stands in for this device")
+    _check_emulator(e, emulator, klass, core)
 
     s = top.get("source")
     if not isinstance(s, dict) or not s:
@@ -310,6 +311,39 @@ def parse_target(data: Any, origin: str = "<profile>", path: Path | None = None)
 
     return Target(name, top.string("title"), klass, cpu, memory, runtime_flash, runtime_ram, runtimes, formats,
                   operators, quantization, latency, throughput, emulator, source, path)
+
+
+def _check_emulator(e: _Checker, emulator: Emulator, klass: str, core: str) -> None:
+    """Check kind / machine / cpu against the emulators' own tables, so `targets validate` catches what a
+    build would only hit after distillation (QEMU refusing the board or core)."""
+    from edgekd.emulate.aarch64 import CORES as AARCH64_CORES
+    from edgekd.emulate.tables import BOARDS
+    from edgekd.emulate.tables import CORES as CORTEX_M_CORES
+
+    if emulator.kind == "qemu-system-arm":
+        if klass != "mcu":
+            raise e.fail("kind", f"qemu-system-arm runs microcontroller firmware; a {klass} profile uses "
+                                 "qemu-aarch64 or none")
+        if emulator.machine not in BOARDS:
+            raise e.fail("machine", f"{emulator.machine!r} is not a QEMU board edgekd's qemu-system-arm emulator "
+                                    f"knows; known: {', '.join(BOARDS)}")
+        board = BOARDS[emulator.machine]
+        if emulator.cpu != board.cpu:
+            known = ", ".join(f"{name} ({b.cpu})" for name, b in BOARDS.items())
+            raise e.fail("cpu", f"{emulator.cpu!r} does not run on QEMU's {emulator.machine}, which only takes "
+                                f"{board.cpu!r}; known boards (cpu): {known}")
+        if core not in CORTEX_M_CORES:
+            raise e.fail("kind", f"cpu.core {core!r} has no Cortex-M build recipe for qemu-system-arm (known: "
+                                 f"{', '.join(CORTEX_M_CORES)}); use kind 'none' with a note")
+    elif emulator.kind == "qemu-aarch64":
+        if klass == "mcu":
+            raise e.fail("kind", "qemu-aarch64 runs Linux-class devices; a microcontroller uses qemu-system-arm "
+                                 "or none")
+        if emulator.machine is not None:
+            raise e.fail("machine", "qemu-aarch64 runs user-mode and takes no machine; remove it")
+        if emulator.cpu not in AARCH64_CORES:
+            raise e.fail("cpu", f"{emulator.cpu!r} is not a core edgekd's qemu-aarch64 emulator knows; known: "
+                                f"{', '.join(sorted(AARCH64_CORES))}")
 
 
 # ---------------------------------------------------------------- finding and loading
@@ -325,16 +359,75 @@ def search_dirs() -> list[Path]:
     return seen
 
 
-def load_target_file(path: str | Path) -> Target:
-    path = Path(path)
-    if not path.is_file():
+MAX_PROFILE_BYTES = 256 * 1024  # real profiles are ~3 KiB; PyYAML needs ~6 s per MB
+MAX_PROFILE_DEPTH = 16  # real profiles nest 3 levels; PyYAML's loader recurses per level
+
+
+def _read_profile(path: Path) -> str:
+    """The profile's text, refusing what is not a small UTF-8 file before YAML ever sees it."""
+    if path.is_dir():
+        raise EdgekdError(f"{path}: is a folder, not a target profile; give a .yaml file")
+    if not path.exists():
         raise EdgekdError(f"{path}: no such target file")
+    if not path.is_file():
+        raise EdgekdError(f"{path}: not a regular file; give a .yaml target profile")
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise EdgekdError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise EdgekdError(f"{path}: larger than {MAX_PROFILE_BYTES // 1024} KiB, the most a target profile may "
+                          "be (real ones are a few KiB); start from targets/nrf52840-dk.yaml")
+    if not raw.strip():
+        raise EdgekdError(f"{path}: empty file; a target profile is a YAML mapping, start from "
+                          "targets/nrf52840-dk.yaml")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise EdgekdError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); a target profile "
+                          "is a YAML text file") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's own one-line reason, with the line where it knows it."""
+    line = getattr(getattr(exc, "problem_mark", None), "line", None)
+    where = f" (line {line + 1})" if line is not None else ""
+    reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).strip().split("\n")[0]
+    return f"not valid YAML{where}: {' '.join(str(reason).split())}"
+
+
+def _check_structure(text: str, path: Path) -> None:
+    """Walk the YAML events (PyYAML's parser is iterative) to refuse what would blow up the recursive loader:
+    deep nesting (RecursionError) and aliases, which can expand exponentially ("billion laughs")."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_PROFILE_DEPTH:
+                raise EdgekdError(f"{path}: nested more than {MAX_PROFILE_DEPTH} levels deep (line {line}); a "
+                                  "target profile is a few levels of mappings and lists")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            raise EdgekdError(f"{path}: uses the YAML alias *{event.anchor} (line {line}); target profiles may "
+                              "not use anchors/aliases, write the value out")
+
+
+def load_target_file(path: str | Path) -> Target:
+    """Read, parse and validate one profile; every way a file can be wrong is one EdgekdError line."""
+    path = Path(path)
+    text = _read_profile(path)
+    try:
+        _check_structure(text, path)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise EdgekdError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise EdgekdError(f"{path}: {_yaml_problem(exc)}") from None
+    except RecursionError:  # unreachable after the depth check; kept so no input can print a traceback
+        raise EdgekdError(f"{path}: nested too deeply for the YAML loader") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-13-45 that YAML reads
+        raise EdgekdError(f"{path}: not valid YAML: a value cannot be read ({' '.join(str(exc).split())})") from None
     return parse_target(data, str(path), path)
 
 

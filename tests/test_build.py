@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from edgekd.build import BuildOptions, build
+import edgekd.build
+from edgekd.build import STAGES, BuildOptions, Stages, build
 from edgekd.cli import main
+from edgekd.errors import EdgekdError
+from edgekd.io import sha256_file
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REPORT_KEYS = {"target", "task", "teacher", "student", "artifacts", "budgets", "gates", "passed", "timings_s",
                "versions"}
@@ -119,4 +130,198 @@ def test_emulator_choice_per_target(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [resolve_emulator("none", t) for t in (mcu, pi, esp)] == [None, None, None]
     assert resolve_emulator("qemu", esp) is None  # no QEMU machine stands in for the ESP32-S3: built without
     monkeypatch.setattr("edgekd.build.shutil.which", lambda name: None)
-    assert resolve_emulator("auto", pi) is None and resolve_emulator("qemu", pi) == "qemu"
+    assert resolve_emulator("auto", pi) is None
+    with pytest.raises(EdgekdError, match="--emulator qemu: qemu-aarch64 is not installed; run "
+                                          "scripts/install_emulators.sh or use --emulator auto"):
+        resolve_emulator("qemu", pi)
+
+
+def test_emulator_qemu_without_qemu_is_refused_before_any_training(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.setattr("edgekd.build.shutil.which", lambda name: None)
+    with pytest.raises(EdgekdError, match="--emulator qemu: qemu-system-arm, arm-none-eabi-gcc are not installed"):
+        build(["nrf52840-dk", "raspberry-pi-4b"], _opts(emulator="qemu"), tmp_path / "b")
+    assert not (tmp_path / "b").exists()  # refused before the teacher, the plan or the folder
+    r = CliRunner().invoke(main, ["build", "--target", "raspberry-pi-4b", "--emulator", "qemu", "--fast",
+                                  "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "qemu-aarch64 is not installed" in r.output and "Traceback" not in r.output
+
+
+def test_an_unwritable_out_is_refused_before_any_work(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(EdgekdError, match="--out .*a-file/b: cannot write there"):
+        build(["nrf52840-dk"], _opts(), blocker / "b")
+    with pytest.raises(EdgekdError, match="exists and is not a folder"):
+        build(["nrf52840-dk"], _opts(), blocker)
+
+
+# ------------------------------------------------------------------ trust: one real build, tampered copies
+
+BOARD_FLAGS = ["--fast", "--epochs", "2", "--family", "dscnn", "--emulator", "none"]
+
+
+@pytest.fixture(scope="module")
+def board_build(tmp_path_factory: pytest.TempPathFactory, warm_cost_cache: Path) -> Iterator[dict]:
+    """One real ``edgekd build --fast --emulator none`` (digits) of a profile that lives outside targets/ under its
+    own file name (``--target path/my-board.yaml``, no ``--out``), run from a scratch working folder.
+
+    The tamper tests below rebuild copies of it, so the ~30 s build is paid once per module.
+    """
+    root = tmp_path_factory.mktemp("board")
+    profile = root / "profiles" / "my-board.yaml"
+    profile.parent.mkdir()
+    profile.write_text((ROOT / "targets" / "nrf52840-dk.yaml").read_text().replace("name: nrf52840-dk",
+                                                                                 "name: my-board"))
+    with pytest.MonkeyPatch.context() as mp:
+        # Every stage's key holds the hash of edgekd's sources; pin it so that an edit to the working tree while
+        # this module runs does not make every rebuild below start from scratch.
+        code = edgekd.build._code_hash()
+        mp.setattr(edgekd.build, "_code_hash", lambda: code)
+        cache = root / "cache"
+        shutil.copytree(warm_cost_cache, cache)
+        mp.setenv("EDGEKD_CACHE", str(cache))
+        mp.chdir(root)
+        r = CliRunner().invoke(main, ["build", "--target", str(profile), *BOARD_FLAGS])
+        yield {"root": root, "profile": profile, "out": root / "builds" / "my-board", "result": r}
+
+
+def _copy(board_build: dict, tmp_path: Path) -> Path:
+    """A private copy of the module's build (in another folder: recorded paths are relative, so it skips)."""
+    out = tmp_path / "b"
+    shutil.copytree(board_build["out"], out)
+    return out
+
+
+def _rebuild(board_build: dict, out: Path) -> dict:
+    """The fixture's build again, as the library call (same options as BOARD_FLAGS)."""
+    opts = BuildOptions(fast=True, epochs=2, families=["dscnn"], emulator="none", progress=False)
+    return build([str(board_build["profile"])], opts, out)["reports"][0]
+
+
+def _report_matches_files(out: Path) -> None:
+    report = json.loads((out / "report.json").read_text())
+    for a in report["artifacts"]:
+        if a["sha256"]:
+            assert sha256_file(out / a["path"]) == a["sha256"], a["path"]
+
+
+def test_a_profile_outside_targets_builds_into_builds_its_name(board_build: dict) -> None:
+    r = board_build["result"]
+    assert r.exit_code == 0, r.output
+    assert "unknown target" not in r.output and "my-board: PASS" in r.output
+    out = board_build["out"]
+    assert "report: builds/my-board/report.md" in r.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["target"] == "my-board" and report["bundle"] == "edgekd-my-board-digits.tar.gz"
+    assert (out / report["bundle"]).is_file() and (out / "accuracy_vs_size.png").is_file()
+    assert not (board_build["root"] / "builds" / ".").joinpath("my-board.yaml").exists()
+    _report_matches_files(out)
+
+
+def test_an_untouched_moved_build_skips_every_stage(board_build: dict, tmp_path: Path) -> None:
+    out = _copy(board_build, tmp_path)
+    assert _rebuild(board_build, out)["skipped_stages"] == list(STAGES)
+    _report_matches_files(out)
+
+
+@pytest.mark.parametrize(("name", "tamper"), [
+    ("model_int8.tflite", lambda b: b[:-10] + bytes([b[-10] ^ 0xFF]) + b[-9:]),
+    ("model_data.c", lambda b: b""),
+])
+def test_a_changed_artifact_reruns_export_and_what_follows(board_build: dict, tmp_path: Path, name: str, tamper,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    out = _copy(board_build, tmp_path)
+    path = out / "artifacts" / name
+    original = path.read_bytes()
+    path.write_bytes(tamper(original))
+    with caplog.at_level(logging.INFO, logger="edgekd"):
+        report = _rebuild(board_build, out)
+    assert f"stage export: artifacts/{name} changed since it was written; re-running" in caplog.messages
+    assert report["skipped_stages"] == ["plan", "teacher", "distill"]  # export, verify and package reran
+    assert path.read_bytes() == original  # export is deterministic: the same bytes again
+    _report_matches_files(out)
+    assert _rebuild(board_build, out)["skipped_stages"] == list(STAGES)
+
+
+def test_a_changed_verify_output_reruns_verify_and_package(board_build: dict, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    out = _copy(board_build, tmp_path)
+    (out / "artifacts" / "layers.png").write_bytes(b"")
+    with caplog.at_level(logging.INFO, logger="edgekd"):
+        report = _rebuild(board_build, out)
+    assert "stage verify: artifacts/layers.png changed since it was written; re-running" in caplog.messages
+    assert report["skipped_stages"] == ["plan", "teacher", "distill", "export"]
+    assert (out / "artifacts" / "layers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_truncated_stages_json_rebuilds_without_a_traceback(board_build: dict, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    out = _copy(board_build, tmp_path)
+    text = (out / "stages.json").read_text()
+    (out / "stages.json").write_text(text[: len(text) // 2])
+    with pytest.MonkeyPatch.context() as mp, caplog.at_level(logging.WARNING, logger="edgekd"):
+        mp.setenv("EDGEKD_CACHE", str(board_build["root"] / "cache"))
+        r = CliRunner().invoke(main, ["build", "--target", str(board_build["profile"]), *BOARD_FLAGS, "--out",
+                                      str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    assert any("stages.json: the stage record is not valid JSON" in m and "rebuilding every stage" in m
+               for m in caplog.messages)
+    assert json.loads(r.output[r.output.index("{"):])["reports"][0]["skipped_stages"] == []
+    assert json.loads((out / "stages.json").read_text()).keys() == set(STAGES)
+    _report_matches_files(out)
+
+
+@pytest.mark.parametrize("content", [b'{"plan": {"key": "k"', b"[1, 2]", b'{"plan": {"key": "k", "run": "r"}}',
+                                     b'{"plan": {"key": "k", "run": "r", "outputs": {"plan.json": 3}}}', b"\xff\xfe",
+                                     b""])
+def test_a_damaged_stage_record_means_rebuild_with_a_warning(tmp_path: Path, content: bytes,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "stages.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="edgekd"):
+        stages = Stages(tmp_path)
+    assert stages.state == {} and any("rebuilding every stage" in m for m in caplog.messages)
+    ran = []
+    stages.run("plan", {"a": 1}, [tmp_path / "plan.json"],
+               lambda: (ran.append(1), (tmp_path / "plan.json").write_text("{}")))
+    assert ran == [1]
+    assert Stages(tmp_path).state["plan"]["outputs"] == {"plan.json": sha256_file(tmp_path / "plan.json")}
+
+
+# ------------------------------------------------------------------ one run per folder
+
+@contextmanager
+def _held(folder: Path) -> Iterator[None]:
+    """Another process holding ``folder``'s FolderLock, as a concurrent edgekd run does."""
+    code = ("import sys\nfrom edgekd.io import FolderLock\nwith FolderLock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n    sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(board_build: dict, tmp_path: Path) -> None:
+    from edgekd.export import export_student
+    from edgekd.verify import verify_build
+
+    out = _copy(board_build, tmp_path)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".edgekd.lock"}
+    with _held(out):
+        with pytest.raises(EdgekdError, match=f"--out {out} is in use by another edgekd run"):
+            _rebuild(board_build, out)
+        r = CliRunner().invoke(main, ["build", "--target", str(board_build["profile"]), "--fast", "--out", str(out)])
+        assert r.exit_code == 2 and "is in use by another edgekd run" in r.output and "Traceback" not in r.output
+    with _held(out / "artifacts"):
+        with pytest.raises(EdgekdError, match="--out .* is in use by another edgekd run"):
+            export_student(str(board_build["profile"]), out / "student", out / "artifacts")
+        with pytest.raises(EdgekdError, match="BUILD .* is in use by another edgekd run"):
+            verify_build(str(board_build["profile"]), out / "artifacts")
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".edgekd.lock"}
+    assert after == before
+    assert _rebuild(board_build, out)["skipped_stages"] == list(STAGES)  # the lock is gone with its process

@@ -135,7 +135,9 @@ def test_plan_text():
     lines = result.stdout.splitlines()
     assert lines[0].startswith("target nrf52840-dk (mcu), task digits (1, 8, 8), int8 tensors")
     assert lines[1].startswith("student: ") and "(estimated)" in result.stdout
-    assert lines[-3] == "runners-up:" and len(lines[-2:]) == 2
+    assert lines[-3] == "runners-up:"
+    runners = lines[lines.index("runners-up:") + 1:]
+    assert len(runners) == 2 and all(r.startswith("  ") and " MACs " in r and r.endswith("ms") for r in runners)
 
 
 def test_plan_tiny_ram_budget_exit_2_naming_ram():
@@ -246,6 +248,48 @@ def test_cost_bad_parameter_value_exit_2(config):
     """
     line = one_line_error(run("cost", "--family", "dscnn", "--config", config))
     assert "width" in line
+
+
+# ---------------------------------------------------------------- the error contract
+
+def test_click_usage_errors_are_one_line_exit_2():
+    line = one_line_error(run("plan"))
+    assert "Missing option '--target'" in line and "edgekd plan -h" in line
+    assert "No such command" in one_line_error(run("no-such-verb"))
+    assert "--epochs" in one_line_error(run("teacher", "--out", "t.pt", "--epochs", "zero"))
+
+
+def test_internal_error_is_exit_3_with_a_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A bug (not bad input) is one line naming a log that holds the traceback; -v prints it as well."""
+    import edgekd.targets
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(edgekd.targets, "load_all", broken)
+    monkeypatch.setenv("EDGEKD_LOG_DIR", str(tmp_path / "logs"))
+    line = one_line_error(run("targets", "list"), code=3)
+    assert "internal error (ZeroDivisionError: simulated bug), details in " in line
+    log_file = Path(line.split("details in ")[1].split(";")[0])
+    assert log_file.parent == tmp_path / "logs"
+    text = log_file.read_text()
+    assert "Traceback" in text and "raise ZeroDivisionError" in text and "targets list" in text
+    verbose = run("-v", "targets", "list")
+    assert verbose.exit_code == 3 and "Traceback" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1].startswith("edgekd: error: internal error")
+
+
+def test_disk_full_is_bad_input_not_a_bug(monkeypatch: pytest.MonkeyPatch):
+    import errno
+
+    import edgekd.targets
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out/model.tflite")
+
+    monkeypatch.setattr(edgekd.targets, "load_all", full)
+    line = one_line_error(run("targets", "list"))
+    assert line == "edgekd: error: /data/out/model.tflite: the disk is full; free space or choose another --out"
 
 
 # ---------------------------------------------------------------- real process exit codes

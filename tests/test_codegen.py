@@ -424,3 +424,107 @@ def test_mcu_student_bit_exact_and_smaller_than_tflm(mcu_build: Path, tmp_path: 
     tflite = mcu_build / "model_int8.tflite"
     result = _student_bit_exact(tflite, tmp_path, 200)
     assert result.arena_bytes + 1024 <= 0.6 * min_arena(tflite).min_arena_bytes
+
+
+# ------------------------------------------------------------------ damaged .tflite files (issue 12)
+
+def _fc_model(weight_bytes: bytes | None = None, op_input: int | None = None) -> bytes:
+    """A valid one-layer int8 model; optionally with a wrongly sized weight buffer or an out-of-range input."""
+    rng = np.random.default_rng(12)
+    b = ModelBuilder()
+    x = b.tensor((1, 8), scale=0.1, zp=0)
+    w = b.tensor((4, 8), scale=[0.01] * 4, data=rng.integers(-127, 128, size=(4, 8), dtype=np.int8))
+    if weight_bytes is not None:
+        b.buffers[-1].data = np.frombuffer(weight_bytes, dtype=np.uint8)
+    y = b.tensor((1, 4), scale=0.05, zp=0)
+    b.op("FULLY_CONNECTED", [x if op_input is None else op_input, w, -1], [y], "FullyConnectedOptions")
+    return b.build([x], [y])
+
+
+def _damaged(kind: str) -> bytes:
+    model = _fc_model()
+    if kind == "empty":
+        return b""
+    if kind == "garbage":
+        return np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    if kind == "garbage-with-TFL3":
+        junk = bytearray(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+        junk[4:8] = b"TFL3"
+        return bytes(junk)
+    if kind == "not-TFL3":  # the same flatbuffer under another file identifier
+        return model[:4] + b"ABCD" + model[8:]
+    return model[: int(kind.removeprefix("cut-"))]
+
+
+DAMAGE = ["empty", "garbage", "garbage-with-TFL3", "not-TFL3", "cut-6", "cut-16", "cut-40", "cut-100", "cut-300",
+          "cut-590"]
+DAMAGE_MESSAGE = {"empty": "empty file, not a valid .tflite flatbuffer",
+                  "garbage": "not a valid .tflite flatbuffer (no TFL3 identifier at offset 4)",
+                  "not-TFL3": "not a valid .tflite flatbuffer (no TFL3 identifier at offset 4)",
+                  "cut-6": "not a valid .tflite flatbuffer (no TFL3 identifier at offset 4)"}
+
+
+def _cli_one_line(args: list[str]) -> str:
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, lines
+    return lines[0].removeprefix("edgekd: error: ")
+
+
+def test_the_undamaged_model_is_accepted(tmp_path: Path) -> None:
+    assert len(_fc_model()) == 600  # the cut points above are inside it
+    path = tmp_path / "ok.tflite"
+    path.write_bytes(_fc_model())
+    assert generate_c(path, tmp_path / "c").ops == ["FULLY_CONNECTED"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_tflite_is_one_line_from_codegen(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(_damaged(kind))
+    expected = DAMAGE_MESSAGE.get(kind, "not a valid .tflite flatbuffer (truncated or corrupt)")
+    with pytest.raises(EdgekdError) as info:
+        generate_c(path, tmp_path / "c")
+    assert str(info.value) == f"{path}: {expected}; pass the exported model_int8.tflite"
+    assert _cli_one_line(["codegen", str(path), "--out", str(tmp_path / "c2"), "--check", "0"]) == str(info.value)
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_tflite_is_one_line_from_latency(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(_damaged(kind))
+    message = _cli_one_line(["latency", "--target", "nrf52840-dk", str(path)])
+    assert message.startswith(f"{path}: ") and "not a valid .tflite flatbuffer" in message
+
+
+def test_flatbuffer_that_parses_but_points_outside_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "index.tflite"
+    path.write_bytes(_fc_model(op_input=99))
+    with pytest.raises(EdgekdError) as info:
+        generate_c(path, tmp_path / "c")
+    assert str(info.value) == (f"{path}: not a valid .tflite flatbuffer (truncated or corrupt): operator 0 uses "
+                               "tensor 99 of 3; pass the exported model_int8.tflite")
+    path = tmp_path / "short-weights.tflite"
+    path.write_bytes(_fc_model(weight_bytes=bytes(31)))
+    with pytest.raises(EdgekdError, match=r"constant tensor 1 holds 31 bytes, which do not fit its shape \(4, 8\)"):
+        generate_c(path, tmp_path / "c")
+
+
+def test_tflite_path_that_is_a_folder(tmp_path: Path) -> None:
+    from edgekd.codegen.graph import load_graph
+
+    with pytest.raises(EdgekdError, match=r"is a folder; pass a \.tflite file$"):
+        load_graph(tmp_path)
+
+
+@pytest.mark.parametrize("model", [{"op_input": 99}, {"weight_bytes": bytes(31)}])
+def test_latency_refuses_a_flatbuffer_that_parses_but_is_inconsistent(tmp_path: Path, model: dict) -> None:
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(_fc_model(**model))
+    message = _cli_one_line(["latency", "--target", "nrf52840-dk", str(path)])
+    assert message.startswith(f"{path}: not a valid .tflite flatbuffer (truncated or corrupt: ")

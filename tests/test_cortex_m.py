@@ -16,6 +16,8 @@ from edgekd.emulate.cortex_m import CORES, build_board, count_instructions, coun
 from edgekd.errors import EdgekdError
 from edgekd.targets import load_target
 
+pytestmark = pytest.mark.emulator  # arm-none-eabi-gcc and qemu-system-arm (scripts/install_emulators.sh)
+
 
 def tiny_model(size: int = 10) -> bytes:
     """conv 3x3 (+RELU) -> depthwise 3x3 stride 2 -> MEAN over H, W -> fully connected: 10 int8 logits."""
@@ -191,8 +193,14 @@ def test_missing_qemu_is_a_clear_error(tiny_c: tuple, monkeypatch: pytest.Monkey
 
 
 def test_every_mcu_core_has_a_documented_cpi() -> None:
+    from edgekd.targets import load_all
+
     for name, spec in CORES.items():
         assert 0.5 < spec.cpi < 2.0, name
+    emulated = [t for t in load_all() if t.emulator.kind == "qemu-system-arm"]
+    assert len(emulated) >= 5
+    for t in emulated:  # every board QEMU stands in for has a core the table knows (CPI, -mcpu, QEMU board)
+        assert t.cpu.core in CORES, f"{t.name}: core {t.cpu.core} has no entry in edgekd.emulate.cortex_m.CORES"
     assert CORES["cortex-m55"].unicorn_cpu is None  # unicorn has no M55: no count, said in the run's details
 
 

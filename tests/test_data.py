@@ -465,7 +465,7 @@ def test_bad_files_and_paths(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("1,2\n")
     _one_line_error("unsupported user data file", load_task, str(tmp_path / "d.csv"))
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    _one_line_error("not a readable .npz file", load_task, str(tmp_path / "broken.npz"))
+    _one_line_error(r"broken.npz: not an .npz archive \(no zip directory", load_task, str(tmp_path / "broken.npz"))
     np.save(tmp_path / "single.npy", np.zeros(3))
     (tmp_path / "single.npy").rename(tmp_path / "single.npz")
     _one_line_error("holds a single array", load_task, str(tmp_path / "single.npz"))
@@ -521,3 +521,196 @@ def test_tiny_classes_keep_a_training_sample(tmp_path: Path) -> None:
     assert s.summary()["class_counts"]["train"] == [2, 1, 1]
     arrays = {**_image_arrays(n_train=3)}  # one sample per class: nothing to validate on
     _one_line_error("too few training samples", load_task, _npz(tmp_path / "tiny.npz", **arrays))
+
+
+# --- hostile user data (issue 12) ---------------------------------------------------------------------
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _zip_npz(path: Path, members: dict[str, bytes], compress: bool = False) -> str:
+    """An .npz built member by member, so a member can be a crafted or damaged .npy."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for key, data in members.items():
+            z.writestr(f"{key}.npy", data)
+    return str(path)
+
+
+def _members(**change: bytes) -> dict[str, bytes]:
+    members = {k: _npy(v) for k, v in _image_arrays().items()}
+    members.update(change)
+    return members
+
+
+def _header_only(shape: tuple[int, ...], descr: str = "<f4", body: bytes = b"\0" * 64) -> bytes:
+    """A valid .npy header declaring ``shape`` followed by a tiny body: numpy would allocate the whole shape."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + body
+
+
+def _plan_cli(task: str) -> str:
+    """`edgekd plan --task TASK` must exit 2 with exactly one stderr line."""
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    result = CliRunner().invoke(main, ["plan", "--target", "nrf52840-dk", "--task", task])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, lines
+    return lines[0].removeprefix("edgekd: error: ")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_npz_header_declaring_48_gib_is_refused_before_allocating(tmp_path: Path, compress: bool) -> None:
+    # (128000, 102400) float32 is 48.8 GiB; the member holds 64 bytes.
+    path = _zip_npz(tmp_path / "bomb.npz", _members(x_train=_header_only((128000, 102400))), compress)
+    expected = (f"{path}: key x_train is truncated or corrupt: its header declares (128000, 102400) float32 "
+                "(52,428,800,000 B (48.8 GiB)) but the member holds 64 B of data; save the file again with numpy.savez")
+    assert _one_line_error("truncated or corrupt", get_spec, path) == expected
+    assert _one_line_error("truncated or corrupt", load_task, path) == expected
+    assert _plan_cli(path) == expected
+
+
+def test_npz_over_the_memory_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.data import user
+
+    path = _npz(tmp_path / "big.npz", **_image_arrays())  # 60*30 + 20*30 bytes of pixels, 640 of labels
+    monkeypatch.setattr(user, "MAX_NPZ_BYTES", 2048)
+    msg = _one_line_error("more than the 2.0 KiB edgekd loads into memory", load_task, path)
+    assert msg.startswith(f"{path}: its arrays declare 3,040 B (x_train: (60, 6, 5) uint8)")
+
+
+@pytest.mark.parametrize("key", ["x_train", "y_train"])
+def test_truncated_npz_member_says_truncated_not_python_objects(tmp_path: Path, key: str) -> None:
+    full = _npy(_image_arrays()[key])
+    path = _zip_npz(tmp_path / "short.npz", _members(**{key: full[:-3]}))
+    msg = _one_line_error(f"{key} is truncated or corrupt", load_task, path)
+    assert "Python objects" not in msg and "but the member holds" in msg
+
+
+def test_truncated_npz_file_and_damaged_member(tmp_path: Path) -> None:
+    good = Path(_npz(tmp_path / "good.npz", **_image_arrays()))
+    data = good.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    _one_line_error(r"cut.npz: not an .npz archive \(no zip directory: not an .npz, or truncated\)", load_task,
+                    str(tmp_path / "cut.npz"))
+    damaged = bytearray(data)
+    at = data.index(b"\x93NUMPY", data.index(b"\x93NUMPY") + 1) + 200  # inside the second member's data
+    damaged[at] ^= 0xFF
+    (tmp_path / "crc.npz").write_bytes(bytes(damaged))
+    _one_line_error(r"crc.npz: truncated or corrupt .npz archive \(Bad CRC-32", load_task, str(tmp_path / "crc.npz"))
+
+
+def test_npz_member_with_a_garbage_header(tmp_path: Path) -> None:
+    path = _zip_npz(tmp_path / "hdr.npz", _members(y_test=b"\x93NUMPY\x01\x00\x10\x00{'descr': zz}   \n"))
+    msg = _one_line_error("y_test is truncated or corrupt \\(its .npy header cannot be read", get_spec, path)
+    assert " at 0x" not in msg
+    path = _zip_npz(tmp_path / "neg.npz", _members(x_test=_header_only((-5, 6, 5), "|u1")))
+    _one_line_error(r"x_test is corrupt: its .npy header declares shape \(-5, 6, 5\)", load_task, path)
+
+
+@pytest.mark.parametrize("key", ["x_train", "class_names"])
+def test_object_arrays_are_refused_without_unpickling(tmp_path: Path, key: str) -> None:
+    arrays = _image_arrays()
+    arrays[key] = np.array([{"a": 1}, "b", 3], dtype=object) if key == "class_names" else np.array(
+        [object()] * 60, dtype=object)
+    path = _npz(tmp_path / "obj.npz", **arrays)
+    for fn in (get_spec, load_task):
+        msg = _one_line_error(f"key {key} holds Python objects \\(dtype object\\), which edgekd does not unpickle",
+                              fn, path)
+        assert msg.startswith(f"{path}: ")
+
+
+def test_empty_npz_and_non_npy_member(tmp_path: Path) -> None:
+    (tmp_path / "empty.npz").write_bytes(b"")
+    _one_line_error("empty.npz: empty file", get_spec, str(tmp_path / "empty.npz"))
+    import zipfile
+
+    path = _zip_npz(tmp_path / "raw.npz", _members())
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("notes.txt", "hello")
+    _one_line_error("raw.npz: member notes.txt is not a .npy array", load_task, path)
+
+
+def _png_bomb(path: Path, width: int, height: int) -> None:
+    """A real, valid grayscale PNG of width x height zeros, deflated in 1 MiB steps (a few hundred KiB on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    per = max(1, (1 << 20) // len(row))
+    c, body, done = zlib.compressobj(9), bytearray(), 0
+    while done < height:
+        n = min(per, height - done)
+        body += c.compress(row * n)
+        done += n
+    body += c.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", bytes(body)) + chunk(b"IEND", b""))
+
+
+def _two_classes(root: Path) -> Path:
+    for name in ("a", "b"):
+        for i in range(2):
+            _png(root / name / f"{i}.png", 40 * i)
+    return root
+
+
+def test_decompression_bomb_png_is_refused_naming_the_file(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "bomb")
+    bomb = root / "b" / "huge.png"
+    _png_bomb(bomb, 20000, 20000)
+    for fn in (get_spec, load_task):
+        msg = _one_line_error("image too large to read safely", fn, str(root))
+        assert msg.startswith(f"{bomb}: ") and "edgekd reads at most 16,777,216 pixels per image" in msg
+    assert _plan_cli(str(root)).startswith(f"{bomb}: image too large")
+
+
+def test_image_over_edgekds_pixel_cap_but_under_pils_is_refused(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "big")
+    big = root / "a" / "big.png"
+    _png_bomb(big, 5000, 5000)  # 25 M pixels: under PIL's 89 M warning, over edgekd's cap
+    _one_line_error(f"{big}: image is 5000x5000 \\(25,000,000 pixels\\), more than the 16,777,216", get_spec, str(root))
+
+
+def test_non_image_and_truncated_image_files_name_the_file(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "junk")
+    (root / "a" / "notes.jpg").write_text("not an image\n")
+    _one_line_error(f"{root / 'a' / 'notes.jpg'}: not a readable image \\(cannot identify image file", load_task,
+                    str(root))
+    root = tmp_path / "cut"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for i in range(2):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(root / name / f"{i}.png")
+    cut = root / "b" / "1.png"
+    cut.write_bytes(cut.read_bytes()[:2000])  # the header is intact, so only decoding finds it
+    _one_line_error(f"{cut}: not a readable image \\(image file is truncated\\)", load_task, str(root))
+
+
+def test_fashion_mnist_gzip_bomb_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.data import fashion_mnist
+
+    folder = _fake_fashion(tmp_path / "fm")
+    images = folder / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(images.read_bytes())
+    images.write_bytes(gzip.compress(raw + b"\0" * (4 << 20)))  # 4 MiB of zeros: 4 KiB on disk
+    monkeypatch.setattr(fashion_mnist, "MAX_IDX_BYTES", 1 << 20)
+    _one_line_error(f"{images} decompresses to more than 1 MiB", load_task, "fashion-mnist", data_dir=str(folder))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -291,3 +292,196 @@ def test_search_tries_the_top_candidates_and_keeps_the_best(tmp_path: Path, teac
     best = max(rows, key=lambda r: (r["val_accuracy"], r["macs"]))
     assert result["student"]["config"] == best["config"]
     assert "search" in result["timings_s"]
+
+
+# ------------------------------------------------------------------ trust: damaged files, full disks, hooks
+
+class _Evil:
+    """Unpickling it runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _damage(path: Path, how: str, marker: Path) -> None:
+    """Replace ``path`` (a real torch file) with a damaged or unsafe one."""
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif how == "unsafe":
+        torch.save({"format": "edgekd-student/1", "epoch": _Evil(marker)}, path)
+    elif how == "foreign":
+        torch.save({"weights": torch.zeros(3)}, path)
+    elif how == "wrong_state_dict":
+        blob = torch.load(path, weights_only=True)
+        key = "model" if "model" in blob else "state_dict"
+        blob[key] = {k + ".renamed": v for k, v in blob[key].items()}
+        torch.save(blob, path)
+
+
+DAMAGE = ["empty", "truncated", "garbage", "unsafe", "foreign", "wrong_state_dict"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_resume_refuses_a_damaged_or_unsafe_checkpoint(tmp_path: Path, digits, how: str) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    torch.manual_seed(0)
+    _fit(build_student(SMALL, digits.spec.input_shape, 10), digits, tmp_path, cfg, stop_after=1)
+    marker = tmp_path / "MARKER"
+    _damage(tmp_path / "checkpoint.pt", how, marker)
+    with pytest.raises(EdgekdError, match=r"checkpoint\.pt: ") as err:
+        _fit(build_student(SMALL, digits.spec.input_shape, 10), digits, tmp_path, cfg, resume=True)
+    assert "\n" not in str(err.value) and not marker.exists()
+    if how == "unsafe":
+        assert "would call" in str(err.value)
+
+
+def test_cli_resume_with_an_empty_checkpoint_is_exit_2_and_one_line(tmp_path: Path, cost_cache: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"")
+    result = CliRunner().invoke(main, ["distill", "--target", "nrf52840-dk", "--task", "digits", "--limit", "200",
+                                       "--loss", "ce", "--epochs", "1", "--family", "dscnn", "--no-int8-check",
+                                       "--out", str(out), "--resume"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint.pt: not a usable checkpoint" in lines[0], result.stderr
+    assert "Aborted" not in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture()
+def student_dir(tmp_path: Path, digits) -> Path:
+    from edgekd.distill import save_student
+
+    torch.manual_seed(0)
+    out = tmp_path / "student"
+    save_student(build_student(SMALL, digits.spec.input_shape, 10), SMALL, digits, out / "student.pt")
+    return out
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_load_student_refuses_damaged_or_unsafe_files(student_dir: Path, how: str) -> None:
+    marker = student_dir / "MARKER"
+    _damage(student_dir / "student.pt", how, marker)
+    with pytest.raises(EdgekdError, match=r"student\.pt: ") as err:
+        load_student(student_dir)
+    assert "\n" not in str(err.value) and not marker.exists()
+
+
+def test_cli_on_an_empty_student_is_exit_2_and_one_line(student_dir: Path) -> None:
+    model, _ = load_student(student_dir)  # intact first
+    (student_dir / "student.pt").write_bytes(b"")
+    result = CliRunner().invoke(main, ["latency", "--target", "nrf52840-dk", str(student_dir)])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "not a loadable student file" in result.stderr
+    assert "Aborted" not in result.output
+
+
+def test_a_failed_checkpoint_write_leaves_the_old_one_and_no_temp_file(tmp_path: Path, digits,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=64)
+    torch.manual_seed(0)
+    _fit(build_student(SMALL, digits.spec.input_shape, 10), digits, tmp_path, cfg, stop_after=1)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    real_save = torch.save
+
+    def disk_full(obj, f, *args, **kwargs):  # write part of the file, then run out of space
+        real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError) as err:
+        _fit(build_student(SMALL, digits.spec.input_shape, 10), digits, tmp_path, cfg, resume=True)
+    assert err.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("training started although --out cannot be written")
+
+
+def test_teacher_out_that_cannot_be_written_fails_before_training(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgekd.distill as distill_module
+
+    monkeypatch.setattr(distill_module, "fit", _no_training)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(EdgekdError, match="--out"):
+        train_teacher("digits", blocker / "teacher.pt", epochs=1, limit=200, progress=False)
+    result = CliRunner().invoke(main, ["teacher", "--task", "digits", "--limit", "200",
+                                       "--out", str(blocker / "teacher.pt")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    # A read-only file system (root ignores chmod, so the kernel's answer is simulated): same, and nothing left.
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    real_open = os.open
+
+    def erofs(path, *args, **kwargs):
+        if str(path).startswith(str(readonly)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", erofs)
+    with pytest.raises(EdgekdError, match="(?i)read-only file system"):
+        train_teacher("digits", readonly / "teacher.pt", epochs=1, limit=200, progress=False)
+    with pytest.raises(EdgekdError, match="(?i)read-only file system"):
+        distill("nrf52840-dk", "digits", None, readonly / "run", loss="ce", epochs=1, limit=200, progress=False)
+    assert [p for p in readonly.rglob("*") if not p.is_dir()] == []  # (mkdir is not simulated to fail)
+
+
+def test_distill_out_that_cannot_be_written_fails_before_loading_the_teacher(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgekd.distill as distill_module
+
+    monkeypatch.setattr(distill_module, "fit", _no_training)
+    monkeypatch.setattr(distill_module, "load_teacher", _no_training)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(EdgekdError, match="--out"):
+        distill("nrf52840-dk", "digits", "teacher.pt", blocker / "run", loss="kd", epochs=1, limit=200,
+                progress=False)
+
+
+def test_feature_search_leaves_no_hooks_on_teacher_or_student(tmp_path: Path, teacher_file: Path, digits,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgekd.distill as distill_module
+
+    loaded: list = []
+
+    def keep(*args, **kwargs):
+        loaded.append(load_teacher(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(distill_module, "load_teacher", keep)
+    result = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path, loss="feature", epochs=4, search=2,
+                     limit=400, families=["dscnn"], verify_int8=False, progress=False)
+    assert len(result["candidates"]) == 2 and "loss_hint" in result["training"]["history"][0]
+    teacher = loaded[0]
+    assert all(not m._forward_hooks for m in teacher.module.modules())  # 3 runs used to leave 3 hooks
+    student, _ = train_student(SMALL, digits, teacher, "feature", TrainConfig(epochs=1, batch_size=64),
+                               progress=False)
+    assert all(not m._forward_hooks for m in [*student.modules(), *teacher.module.modules()])
+
+
+def test_a_tampered_cache_entry_is_repaired_and_reported(tmp_path: Path, teacher_file: Path) -> None:
+    first = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path / "a", loss="kd", epochs=2, limit=400,
+                    families=["dscnn"], verify_int8=False, progress=False)
+    entry = Path(first["teacher_cache"]["dir"]) / "epoch-0001.npy"
+    original = np.load(entry)
+    np.save(entry, np.random.default_rng(0).normal(size=original.shape).astype(np.float32))
+    again = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path / "b", loss="kd", epochs=2, limit=400,
+                    families=["dscnn"], verify_int8=False, progress=False)
+    saved = json.loads((tmp_path / "b" / "distill.json").read_text())["teacher_cache"]
+    assert (saved["hits"], saved["misses"], saved["repaired"]) == (1, 1, 1)
+    assert np.array_equal(np.load(entry), original)
+    assert again["student"]["accuracy_float"] == first["student"]["accuracy_float"]

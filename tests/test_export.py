@@ -159,3 +159,82 @@ def test_qat_student_exports_its_trained_graph_to_both_formats(tmp_path: Path) -
 
     runs = {r["runtime"]: r for r in verify_build("raspberry-pi-4b", tmp_path / "b")["runs"]}
     assert abs(runs["executorch"]["accuracy"] - runs["litert"]["accuracy"]) < 0.03  # the same trained ranges
+
+
+# ------------------------------------------------------------------ trust: no half exports, no damaged records
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".edgekd.lock"}
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(mcu_student: Path, mcu_build: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from edgekd.export import EXPORTERS
+
+    def disk_full(ctx) -> list:
+        assert (ctx.out_dir / "model_int8.tflite").is_file()  # the .tflite was written: fail half-way
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(EXPORTERS, "c", disk_full)
+    build = tmp_path / "b"
+    shutil.copytree(mcu_build, build)
+    before = _files(build)
+    with pytest.raises(OSError, match="No space left"):
+        export_student("nrf52840-dk", mcu_student, build)
+    assert _files(build) == before  # no new .tflite or student.pt, no temp files or folders
+    assert sorted(p.name for p in build.iterdir() if p.name.startswith(".")) == [".edgekd.lock"]
+    load_export(build)  # the earlier export is still whole
+    with pytest.raises(OSError, match="No space left"):
+        export_student("nrf52840-dk", mcu_student, tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # a folder it created is removed again
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda r: r[: len(r) // 2], "export.json: the export record is not valid JSON"),
+    (lambda r: "[]", "export.json: the export record holds a JSON list"),
+    (lambda r: json.dumps({k: v for k, v in json.loads(r).items() if k != "artifacts"}),
+     "export.json: 'artifacts' is missing or not a JSON list"),
+    (lambda r: r.replace('"input_shape": [', '"input_shape": 3, "x": ['),
+     "export.json: 'input_shape' is missing or not a JSON list"),
+    (lambda r: json.dumps(json.loads(r) | {"artifacts": [{"path": "model_int8.tflite"}]}),
+     r"export.json: artifacts\[0\].format is missing or not a string"),
+    (lambda r: r.replace('"path": "model_int8.tflite"', '"path": "../../etc/passwd"', 1),
+     r"export.json: artifacts\[0\].path '../../etc/passwd' is outside the build folder"),
+])
+def test_a_damaged_export_json_is_one_error_line(mcu_build: Path, tmp_path: Path, damage, message: str) -> None:
+    build = tmp_path / "b"
+    shutil.copytree(mcu_build, build)
+    record = build / "export.json"
+    record.write_text(damage(record.read_text()))
+    with pytest.raises(EdgekdError, match=message) as exc:
+        load_export(build)
+    assert str(exc.value).endswith("re-run `edgekd export`") and "\n" not in str(exc.value)
+    r = CliRunner().invoke(main, ["package", str(build), "--out", str(tmp_path / "x.tar.gz")])
+    assert r.exit_code == 2 and "re-run `edgekd export`" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["verify", "--target", "nrf52840-dk", str(build)])
+    assert r.exit_code == 2 and "re-run `edgekd export`" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("name", "message"), [("model_data.h", "listed in export.json but missing"),
+                                               ("model_data.c", "sha256 differs from export.json")])
+def test_every_listed_file_is_checked_before_it_is_trusted(mcu_build: Path, tmp_path: Path, name: str,
+                                                           message: str) -> None:
+    build = tmp_path / "b"
+    shutil.copytree(mcu_build, build)
+    if name.endswith(".h"):
+        (build / name).unlink()
+    else:
+        (build / name).write_text("")
+    with pytest.raises(EdgekdError, match=f"{name}: {message}"):
+        load_export(build)
+    assert load_export(build, check_hashes=False)[0]["target"] == "nrf52840-dk"
+
+
+def test_export_refuses_an_unwritable_out_before_loading_anything(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(EdgekdError, match="cannot write there"):
+        export_student("nrf52840-dk", tmp_path / "no-student-here", blocker / "b")

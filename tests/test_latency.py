@@ -47,6 +47,6 @@ def test_latency_cli_exit_codes(mcu_build: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a model")
     bad = CliRunner().invoke(main, ["latency", "--target", "nrf52840-dk", str(junk)])
-    assert bad.exit_code == 2 and "not a readable .tflite" in bad.output
+    assert bad.exit_code == 2 and "not a valid .tflite flatbuffer" in bad.output
     with pytest.raises(EdgekdError, match="no such file"):
         model_latency(load_target("nrf52840-dk"), tmp_path / "missing.tflite")

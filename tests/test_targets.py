@@ -377,7 +377,8 @@ def test_source_must_cite_cpu_and_memory(tmp_path):
 @pytest.mark.parametrize(("text", "expected"), [
     ("name: [unclosed\n", "not valid YAML (line 2): expected ',' or ']', but got '<stream end>'"),
     ("a: b: c\n", "not valid YAML (line 1): mapping values are not allowed here"),
-    ("", "expected a YAML mapping at the top level"),
+    ("", "empty file; a target profile is a YAML mapping, start from targets/nrf52840-dk.yaml"),
+    ("# only a comment\n", "expected a YAML mapping at the top level"),
     ("- just\n- a list\n", "expected a YAML mapping at the top level"),
 ])
 def test_invalid_yaml(tmp_path, text, expected):
@@ -607,3 +608,192 @@ def test_format_bytes():
     assert format_bytes(3 * GIB) == "3.0 GiB"
     assert format_bytes(5000 * GIB) == "5000.0 GiB"
     assert math.isclose(parse_bytes(format_bytes(64 * KIB)), 64 * KIB)
+
+
+# ---------------------------------------------------------------- hostile profile files (issue 12)
+
+def validate_cli(path: Path) -> str:
+    """`edgekd targets validate PATH` must exit 2 with exactly one stderr line naming the file."""
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    result = CliRunner().invoke(main, ["targets", "validate", str(path)])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, lines
+    assert lines[0].startswith(f"edgekd: error: {path}: "), lines[0]
+    return lines[0].removeprefix("edgekd: error: ")
+
+
+def test_binary_garbage_profile_is_one_line(tmp_path):
+    path = tmp_path / "garbage.yaml"
+    path.write_bytes(bytes(range(256)) * 8)
+    assert validate_cli(path) == (f"{path}: not UTF-8 text (byte 128 is 0x80); a target profile is a YAML text "
+                                  "file")
+
+
+def test_control_characters_are_invalid_yaml(tmp_path):
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"name: a\x00b\n")
+    assert validate_cli(path) == f"{path}: not valid YAML: special characters are not allowed"
+
+
+@pytest.mark.parametrize("text", ["[" * 5000, "[" * 5000 + "]" * 5000, "{a: " * 3000,
+                                  "".join("  " * i + "k:\n" for i in range(400)),
+                                  "".join("  " * i + "-\n" for i in range(400))])
+def test_deeply_nested_profile_is_refused_before_the_recursive_loader(tmp_path, text):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    message = validate_cli(path)
+    assert message.startswith(f"{path}: nested more than {targets.MAX_PROFILE_DEPTH} levels deep (line ")
+
+
+def test_huge_profile_is_refused_by_size_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(b"notes: " + b"x" * (10 * 1000 * 1000) + b"\n")
+    import time
+
+    start = time.perf_counter()
+    assert load_error(path) == (f"{path}: larger than 256 KiB, the most a target profile may be (real ones are a "
+                                "few KiB); start from targets/nrf52840-dk.yaml")
+    assert time.perf_counter() - start < 1.0  # was 57 s of YAML parsing
+
+
+def test_profile_just_under_the_size_cap_is_parsed(tmp_path):
+    data = good_profile()
+    data["name"] = "big"
+    data["notes"] = "x" * (targets.MAX_PROFILE_BYTES - 5000)
+    path = write_profile(tmp_path, data)
+    assert path.stat().st_size <= targets.MAX_PROFILE_BYTES
+    assert load_target_file(path).name == "big"
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{cur}: &{cur} [{', '.join([f'*{prev}'] * 9)}]")
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert validate_cli(path) == (f"{path}: uses the YAML alias *a (line 2); target profiles may not use "
+                                  "anchors/aliases, write the value out")
+
+
+def test_yaml_merge_key_alias_is_refused(tmp_path):
+    text = (BUNDLED / "nrf52840-dk.yaml").read_text().replace("memory:\n", "memory: &mem\n", 1)
+    path = tmp_path / "nrf52840-dk.yaml"
+    path.write_text(text + "extra:\n  <<: *mem\n")
+    assert "uses the YAML alias *mem" in load_error(path)
+
+
+def test_unreadable_yaml_value_is_one_line(tmp_path):
+    path = tmp_path / "date.yaml"
+    path.write_text("name: 2024-13-45\n")
+    assert load_error(path) == f"{path}: not valid YAML: a value cannot be read (month must be in 1..12)"
+
+
+def test_profile_path_that_is_a_folder(tmp_path):
+    path = tmp_path / "board.yaml"
+    path.mkdir()
+    assert load_error(path) == f"{path}: is a folder, not a target profile; give a .yaml file"
+    with pytest.raises(EdgekdError, match="is a folder"):
+        load_target(str(path))
+
+
+def test_empty_profile(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("\n  \n")
+    assert validate_cli(path) == (f"{path}: empty file; a target profile is a YAML mapping, start from "
+                                  "targets/nrf52840-dk.yaml")
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux /proc")
+def test_profile_that_cannot_be_read():
+    # A regular file whose read() fails (EIO) even for root, so the test does not depend on the user.
+    path = Path("/proc/self/mem")
+    assert load_error(path) == f"{path}: cannot be read (Input/output error); check its permissions"
+
+
+def test_profile_without_read_permission(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    path = write_profile(tmp_path, good_profile())
+    path.chmod(0)
+    assert load_error(path) == f"{path}: cannot be read (Permission denied); check its permissions"
+
+
+# ---------------------------------------------------------------- emulator fields vs the emulators' tables
+
+def test_unknown_qemu_system_arm_cpu_lists_the_boards(tmp_path):
+    data = good_profile()
+    data["emulator"]["cpu"] = "cortex-m99"
+    path = write_profile(tmp_path, data)
+    assert validate_cli(path) == (
+        f"{path}: emulator.cpu: 'cortex-m99' does not run on QEMU's mps2-an386, which only takes 'cortex-m4'; "
+        "known boards (cpu): mps2-an385 (cortex-m3), mps2-an386 (cortex-m4), mps2-an500 (cortex-m7), "
+        "mps3-an547 (cortex-m55)")
+
+
+def test_real_cpu_on_the_wrong_board_is_refused(tmp_path):
+    data = good_profile()
+    data["emulator"]["cpu"] = "cortex-m7"  # QEMU: "This board can only be used with CPU cortex-m4"
+    path = write_profile(tmp_path, data)
+    assert "'cortex-m7' does not run on QEMU's mps2-an386, which only takes 'cortex-m4'" in load_error(path)
+
+
+def test_unknown_qemu_machine_lists_the_known_ones(tmp_path):
+    data = good_profile()
+    data["emulator"]["machine"] = "nrf52840dk"
+    path = write_profile(tmp_path, data)
+    assert validate_cli(path) == (f"{path}: emulator.machine: 'nrf52840dk' is not a QEMU board edgekd's "
+                                  "qemu-system-arm emulator knows; known: mps2-an385, mps2-an386, mps2-an500, "
+                                  "mps3-an547")
+
+
+def test_mcu_core_without_a_build_recipe_cannot_use_qemu_system_arm(tmp_path):
+    data = good_profile()
+    data["cpu"]["core"] = "cortex-m33"
+    path = write_profile(tmp_path, data)
+    assert load_error(path) == (f"{path}: emulator.kind: cpu.core 'cortex-m33' has no Cortex-M build recipe for "
+                                "qemu-system-arm (known: cortex-m0plus, cortex-m3, cortex-m4, cortex-m7, "
+                                "cortex-m55); use kind 'none' with a note")
+
+
+def test_unknown_qemu_aarch64_cpu_lists_the_known_cores(tmp_path):
+    data = good_profile("raspberry-pi-4b")
+    data["emulator"]["cpu"] = "cortex-a99"
+    path = write_profile(tmp_path, data)
+    assert validate_cli(path) == (f"{path}: emulator.cpu: 'cortex-a99' is not a core edgekd's qemu-aarch64 "
+                                  "emulator knows; known: cortex-a53, cortex-a72, cortex-a76")
+
+
+def test_qemu_aarch64_takes_no_machine_and_no_microcontroller(tmp_path):
+    data = good_profile("raspberry-pi-4b")
+    data["emulator"]["machine"] = "virt"
+    path = write_profile(tmp_path, data)
+    assert load_error(path) == (f"{path}: emulator.machine: qemu-aarch64 runs user-mode and takes no machine; "
+                                "remove it")
+    data = good_profile()
+    data["emulator"] = {"kind": "qemu-aarch64", "cpu": "cortex-a72"}
+    path = write_profile(tmp_path, data)
+    assert load_error(path) == (f"{path}: emulator.kind: qemu-aarch64 runs Linux-class devices; a "
+                                "microcontroller uses qemu-system-arm or none")
+    data = good_profile("raspberry-pi-4b")
+    data["emulator"] = {"kind": "qemu-system-arm", "machine": "mps2-an386", "cpu": "cortex-m4"}
+    path = write_profile(tmp_path, data)
+    assert load_error(path) == (f"{path}: emulator.kind: qemu-system-arm runs microcontroller firmware; a sbc "
+                                "profile uses qemu-aarch64 or none")
+
+
+def test_emulator_tables_are_the_ones_the_emulators_run_with():
+    from edgekd.emulate import aarch64, cortex_m, tables
+
+    assert cortex_m.CORES is tables.CORES
+    assert set(cortex_m.TESTIO_ORIGIN) == set(tables.BOARDS)
+    for t in load_all():
+        if t.emulator.kind == "qemu-system-arm":
+            assert tables.BOARDS[t.emulator.machine].cpu == t.emulator.cpu and t.cpu.core in tables.CORES
+        elif t.emulator.kind == "qemu-aarch64":
+            assert t.emulator.cpu in aarch64.CORES and t.emulator.machine is None

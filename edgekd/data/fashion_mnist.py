@@ -60,12 +60,22 @@ def _find(folder: Path, stem: str) -> Path:
     )
 
 
+MAX_IDX_BYTES = 256 * 1024**2  # the largest real file (train images) is 47,040,016 bytes
+
+
 def read_idx(path: Path, magic: int, expected_dims: tuple[int | None, ...]) -> np.ndarray:
     """One IDX file (gzip or plain) as a uint8 array, after checking its magic number and declared sizes."""
     try:
         data = path.read_bytes()
         if path.suffix == ".gz":
-            data = zlib.decompress(data, wbits=31)  # 31: gzip container; faster than the gzip module
+            d = zlib.decompressobj(wbits=31)  # 31: gzip container; faster than the gzip module
+            data = d.decompress(data, MAX_IDX_BYTES + 1)  # bounded: a gzip bomb must not fill memory
+            if len(data) > MAX_IDX_BYTES:
+                raise EdgekdError(f"fashion-mnist: {path} decompresses to more than {MAX_IDX_BYTES >> 20} MiB (the "
+                                  "real files are at most 45 MiB); the file is not Fashion-MNIST, reinstall it")
+            if not d.eof:
+                raise EdgekdError(f"fashion-mnist: cannot read {path} (the gzip stream is truncated); the file is "
+                                  "corrupt, reinstall it")
     except (OSError, zlib.error) as exc:
         raise EdgekdError(
             f"fashion-mnist: cannot read {path} ({exc}); the file is corrupt, reinstall it"

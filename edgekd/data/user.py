@@ -25,14 +25,23 @@ Image folder layout
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from edgekd.data.core import RawData, TaskSpec
 from edgekd.data.validate import check_classes, check_labels, check_pair, check_x
 from edgekd.errors import EdgekdError
+from edgekd.units import format_bytes
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -45,8 +54,9 @@ def user_spec(path: Path) -> TaskSpec:
     """Spec from the .npz headers and labels, or the folder's file headers, without reading pixel data."""
     if path.is_dir():
         return _scan_folder(path)[0]
-    with _open_npz(path) as f:
-        return _npz_spec(path, f, _header_shape(f, "x_train", path))[0]
+    f, headers = _open_npz(path)
+    with f:
+        return _npz_spec(path, f, headers["x_train"].shape)[0]
 
 
 def load_user(path: Path) -> RawData:
@@ -58,21 +68,111 @@ def load_user(path: Path) -> RawData:
 # --- .npz -------------------------------------------------------------------------------------------
 
 
-def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
+MAX_NPZ_BYTES = 8 * 1024**3  # all arrays together, as declared by their .npy headers: edgekd holds them in RAM
+
+
+@dataclass(frozen=True)
+class _Header:
+    """One member's .npy header: what numpy would allocate for it before reading a byte of data."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+
+
+def _read_header(fp: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:  # 3.0 (utf-8 field names): same layout as 2.0, numpy only reads it through its private helper
+        shape, _, dtype = np.lib.format._read_array_header(fp, version)
+    return tuple(shape), dtype
+
+
+def _scan_npz(path: Path) -> dict[str, _Header]:
+    """Check every member's .npy header against the bytes the member really holds, before numpy allocates what a
+    header declares (a 20-byte header can ask for 48 GiB) or reports a short member as "Python objects"."""
+    headers: dict[str, _Header] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[: -len(".npy")]
+                with z.open(info) as fp:
+                    try:
+                        shape, dtype = _read_header(fp)
+                    except (ValueError, EOFError, SyntaxError) as exc:
+                        raise EdgekdError(f"{path}: key {key} is truncated or corrupt (its .npy header cannot be "
+                                          f"read: {_one_line(exc)}); save the file again with numpy.savez") from None
+                    data_bytes = info.file_size - fp.tell()
+                if dtype.hasobject:
+                    raise EdgekdError(f"{path}: key {key} holds Python objects (dtype {dtype}), which edgekd does "
+                                      "not unpickle; save plain numeric arrays (class names as a str array)")
+                if any(not isinstance(d, int) or d < 0 for d in shape):
+                    raise EdgekdError(f"{path}: key {key} is corrupt: its .npy header declares shape {shape}")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if nbytes > data_bytes:
+                    raise EdgekdError(f"{path}: key {key} is truncated or corrupt: its header declares {shape} "
+                                      f"{dtype} ({_size(nbytes)}) but the member holds {_size(data_bytes)} of data; "
+                                      "save the file again with numpy.savez")
+                headers[key] = _Header(shape, dtype, nbytes)
+    except EdgekdError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+            RuntimeError) as exc:  # RuntimeError: an encrypted member; NotImplementedError: unknown compression
+        raise EdgekdError(f"{path}: truncated or corrupt .npz archive ({_one_line(exc)}); save it again with "
+                          "numpy.savez") from None
+    total = sum(h.nbytes for h in headers.values())
+    if total > MAX_NPZ_BYTES:
+        biggest = max(headers, key=lambda k: headers[k].nbytes)
+        raise EdgekdError(f"{path}: its arrays declare {_size(total)} ({biggest}: {headers[biggest].shape} "
+                          f"{headers[biggest].dtype}), more than the {format_bytes(MAX_NPZ_BYTES)} edgekd loads into "
+                          "memory; use a smaller sample of the data")
+    return headers
+
+
+def _size(nbytes: int) -> str:
+    """Exact bytes (a truncated member may be a few bytes short), with the binary size when it is large."""
+    return f"{nbytes:,} B" if nbytes < 1024**2 else f"{nbytes:,} B ({format_bytes(nbytes)})"
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's exception text as one short line, without object addresses."""
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", " ".join(str(exc).split()))
+    return text[:200] or type(exc).__name__
+
+
+def _open_npz(path: Path) -> tuple[np.lib.npyio.NpzFile, dict[str, _Header]]:
+    """The archive and its checked member headers; every way the file can be wrong is one EdgekdError line."""
     if path.suffix.lower() != ".npz":
         raise EdgekdError(
             f"unsupported user data file {path}: give an .npz with {', '.join(REQUIRED_KEYS)} "
             "or a folder with one sub-folder of images per class"
         )
     try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise EdgekdError(f"{path}: not a readable .npz file ({exc}); save it with numpy.savez") from exc
-    if not isinstance(f, np.lib.npyio.NpzFile):
+        with path.open("rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise EdgekdError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not magic:
+        raise EdgekdError(f"{path}: empty file; save the data with numpy.savez(path, x_train=..., y_train=..., "
+                          "x_test=..., y_test=...)")
+    if magic == b"\x93NUMPY":
         raise EdgekdError(
             f"{path}: holds a single array, not an .npz archive; save with numpy.savez(path, x_train=..., "
             "y_train=..., x_test=..., y_test=...)"
         )
+    if not zipfile.is_zipfile(path):
+        raise EdgekdError(f"{path}: not an .npz archive (no zip directory: not an .npz, or truncated); save it "
+                          "with numpy.savez")
+    headers = _scan_npz(path)
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise EdgekdError(f"{path}: not a readable .npz file ({_one_line(exc)}); save it with numpy.savez") from None
     missing = [k for k in REQUIRED_KEYS if k not in f.files]
     if missing:
         f.close()
@@ -83,32 +183,20 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
     if ("x_calib" in f.files) != ("y_calib" in f.files):
         f.close()
         raise EdgekdError(f"{path}: x_calib and y_calib must be given together (or neither)")
-    return f
+    raw = [k for k in f.files if k not in headers]
+    if raw:
+        f.close()
+        raise EdgekdError(f"{path}: member {raw[0]} is not a .npy array; save the file with numpy.savez")
+    return f, headers
 
 
 def _get(f: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One member; headers were checked by _scan_npz, so a failure here is a damaged body (CRC, short data)."""
     try:
         return f[key]
-    except ValueError as exc:
-        raise EdgekdError(
-            f"{path}: key {key} holds Python objects; save plain numeric arrays ({exc})"
-        ) from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise EdgekdError(f"{path}: key {key} cannot be read ({exc}); the file is corrupt") from exc
-
-
-def _header_shape(f: np.lib.npyio.NpzFile, key: str, path: Path) -> tuple[int, ...]:
-    """Shape of one member from its .npy header only, so get_spec stays cheap on large files."""
-    try:
-        with f.zip.open(f"{key}.npy") as fp:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, _, _ = np.lib.format.read_array_header_1_0(fp)
-            else:
-                shape, _, _ = np.lib.format.read_array_header_2_0(fp)
-        return tuple(int(v) for v in shape)
-    except Exception:  # unusual member (e.g. compressed oddities): fall back to reading it
-        return tuple(_get(f, key, path).shape)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise EdgekdError(f"{path}: key {key} is truncated or corrupt ({_one_line(exc)}); save the file again with "
+                          "numpy.savez") from None
 
 
 def _npz_kind(f: np.lib.npyio.NpzFile, path: Path) -> str | None:
@@ -190,7 +278,8 @@ def _npz_spec(path: Path, f: np.lib.npyio.NpzFile, x_shape: tuple[int, ...]) -> 
 
 
 def _load_npz(path: Path) -> RawData:
-    with _open_npz(path) as f:
+    f, _ = _open_npz(path)
+    with f:
         xs, ys = {}, {}
         splits = ["train", "test"] + (["calib"] if "x_calib" in f.files else [])
         for split in splits:
@@ -221,6 +310,38 @@ def _load_npz(path: Path) -> RawData:
 # --- image folder -----------------------------------------------------------------------------------
 
 
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image; students see small inputs, and PIL's own bomb guard allows 89 M
+
+
+def _image_error(p: Path, exc: BaseException) -> EdgekdError:
+    """One line naming the image for whatever PIL raised (its decoders raise OSError, SyntaxError, ValueError...)."""
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return EdgekdError(f"{p}: image too large to read safely ({_one_line(exc)}); edgekd reads at most "
+                           f"{MAX_IMAGE_PIXELS:,} pixels per image, resize it")
+    return EdgekdError(f"{p}: not a readable image ({_one_line(exc)}); remove or fix it")
+
+
+@contextmanager
+def _open_image(p: Path) -> Iterator[Any]:
+    """PIL's lazy open (header only), refusing decompression bombs before a pixel is decoded."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(p)
+    except Exception as exc:  # noqa: BLE001 - see _image_error
+        raise _image_error(p, exc) from None
+    with im:
+        w, h = im.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise EdgekdError(f"{p}: image is {w}x{h} ({w * h:,} pixels), more than the {MAX_IMAGE_PIXELS:,} "
+                              "edgekd reads per image (a decompression-bomb guard); resize it")
+        yield im
+
+
 def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -236,7 +357,7 @@ def _images_in(folder: Path) -> list[Path]:
 def _scan_folder(root: Path) -> tuple[TaskSpec, dict[str, list[tuple[Path, int]]], str, bool]:
     """(spec, files per split, PIL mode to convert to, split layout?) from file headers only."""
     try:
-        from PIL import Image, UnidentifiedImageError
+        import PIL  # noqa: F401
     except ImportError as exc:
         raise EdgekdError("image folders need Pillow: pip install pillow") from exc
 
@@ -277,11 +398,8 @@ def _scan_folder(root: Path) -> tuple[TaskSpec, dict[str, list[tuple[Path, int]]
     modes = set()
     for split_files in files.values():
         for p, _ in split_files:
-            try:
-                with Image.open(p) as im:
-                    size, mode = im.size, im.mode
-            except (UnidentifiedImageError, OSError) as exc:
-                raise EdgekdError(f"{p}: not a readable image ({exc}); remove or fix it") from exc
+            with _open_image(p) as im:
+                size, mode = im.size, im.mode
             if first is None:
                 first = (p, size)
             elif size != first[1]:
@@ -319,18 +437,16 @@ def _scan_folder(root: Path) -> tuple[TaskSpec, dict[str, list[tuple[Path, int]]
 
 
 def _read_images(items: list[tuple[Path, int]], target: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
     arrays = []
     for p, _ in items:
-        try:
-            with Image.open(p) as im:
+        with _open_image(p) as im:
+            try:
                 if target == "F":
                     arr = np.asarray(im, dtype=np.float32)
                 else:
                     arr = np.asarray(im.convert(target), dtype=np.uint8)
-        except OSError as exc:
-            raise EdgekdError(f"{p}: not a readable image ({exc}); remove or fix it") from exc
+            except Exception as exc:  # noqa: BLE001 - any decoder failure on a user's file is that file's fault
+                raise _image_error(p, exc) from None
         arrays.append(arr)
     x = np.stack(arrays)
     x = x[:, None] if x.ndim == 3 else np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -8,8 +8,6 @@ it with quantization-aware training, re-checks it against the budgets and writes
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,22 +18,26 @@ from torch import nn
 
 from edgekd.data import Splits, load_task
 from edgekd.distill import augment
-from edgekd.distill.cache import TeacherCache
+from edgekd.distill.cache import TeacherCache, check_cache_root
 from edgekd.distill.losses import LOSSES, build_loss
-from edgekd.distill.teachers import Teacher, build_teacher, load_teacher, recipe, save_teacher
-from edgekd.distill.train import TrainConfig, accuracy, barrier, fit, is_main, predict, world
+from edgekd.distill.teachers import (
+    Teacher,
+    build_teacher,
+    first_line,
+    load_teacher,
+    load_weights,
+    recipe,
+    save_teacher,
+    weights_only_load,
+)
+from edgekd.distill.train import TeacherFn, TrainConfig, accuracy, barrier, fit, is_main, predict, world
 from edgekd.errors import EdgekdError
+from edgekd.io import atomic_torch_save, check_writable, check_writable_file, write_json
 from edgekd.logs import log
 from edgekd.students import StudentConfig, build_student, model_input_shape
 
 STUDENT_FORMAT = "edgekd-student/1"
 DATA_SEED = 0  # splits are fixed across training seeds so runs compare on the same validation/test data
-
-
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def versions() -> dict[str, str]:
@@ -55,7 +57,7 @@ def versions() -> dict[str, str]:
 def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: int = 0,
                   data_dir: str | None = None, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the built-in teacher for ``task`` and save it to ``out`` (+ ``out``.json with its figures)."""
-    out = Path(out)
+    out = check_writable_file(out, "--out")  # before minutes of training, not at the save
     splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
     spec = splits.spec
     r = recipe(spec.name)
@@ -75,7 +77,7 @@ def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: i
     if is_main():
         save_teacher(model, r["arch"], r["params"], spec, out,
                      {k: record[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "param_count")})
-        _write_json(out.with_suffix(out.suffix + ".json"), record)
+        write_json(out.with_suffix(out.suffix + ".json"), record)
     barrier()
     log.debug("teacher %s: test accuracy %.4f after %d epochs (%.0f s) -> %s", spec.name, test_acc,
              result.epochs_run, result.seconds, out)
@@ -86,13 +88,12 @@ def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: i
 
 def save_student(model: nn.Module, config: StudentConfig, splits: Splits, path: Path,
                  qat_state: dict[str, torch.Tensor] | None = None) -> None:
-    from edgekd.distill.train import atomic_save
-
-    atomic_save({"format": STUDENT_FORMAT, "family": config.family, "config": dict(config.params),
-                 "task": splits.spec.to_dict(), "input_shape": list(model_input_shape(model)),
-                 "channels_last_input": bool(model.channels_last_input), "normalization": splits.normalization,
-                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                 "qat_state": qat_state}, path)
+    atomic_torch_save({"format": STUDENT_FORMAT, "family": config.family, "config": dict(config.params),
+                       "task": splits.spec.to_dict(), "input_shape": list(model_input_shape(model)),
+                       "channels_last_input": bool(model.channels_last_input),
+                       "normalization": splits.normalization,
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       "qat_state": qat_state}, path)
 
 
 def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -102,28 +103,70 @@ def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         path = path / "student.pt"
     if not path.is_file():
         raise EdgekdError(f"{path}: no student here; run `edgekd distill ... --out DIR` first")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    fix = "re-run `edgekd distill ... --out DIR` to write it again"
+    blob = weights_only_load(path, f"{path}: not a loadable student file", fix)
     if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
-        raise EdgekdError(f"{path}: not an edgekd student file")
-    task = blob["task"]
-    model = build_student(StudentConfig(blob["family"], blob["config"]), tuple(task["input_shape"]),
-                          task["num_classes"])
-    model.load_state_dict(blob["state_dict"])
+        raise EdgekdError(f"{path}: not an edgekd student file (no '{STUDENT_FORMAT}' marker); {fix}")
+    missing = [k for k in ("family", "config", "task", "input_shape", "state_dict") if k not in blob]
+    if missing:
+        raise EdgekdError(f"{path}: edgekd student file without {', '.join(map(repr, missing))} (damaged or "
+                          f"edited); {fix}")
+    task, family, config = blob["task"], blob["family"], blob["config"]
+    try:
+        shape, classes = tuple(int(v) for v in task["input_shape"]), int(task["num_classes"])
+        str(task["name"])
+    except (KeyError, TypeError, ValueError):
+        raise EdgekdError(f"{path}: the student's task record is damaged; {fix}") from None
+    if not isinstance(family, str) or not isinstance(config, dict):
+        raise EdgekdError(f"{path}: the student's family/config record is damaged; {fix}")
+    qat_state = blob.get("qat_state")
+    if qat_state is not None and not (isinstance(qat_state, dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in qat_state.items())):
+        raise EdgekdError(f"{path}: the student's qat_state is not a state dict; {fix}")
+    try:
+        model = build_student(StudentConfig(family, config), shape, classes)
+    except EdgekdError as exc:
+        raise EdgekdError(f"{path}: {exc}; {fix}") from None
+    except Exception as exc:  # a family builder rejects bad values in many ways
+        raise EdgekdError(f"{path}: {family} cannot be built with {config} ({first_line(exc)}); {fix}") from None
+    load_weights(model, blob["state_dict"], f"{path}: the weights do not fit {family} {config}",
+                 f"the file is damaged or edited; {fix}")
     return model.eval(), blob
 
 
-def _online_teacher(teacher: Teacher) -> Any:
-    """Teacher run on each augmented batch, capturing the feature map of ``teacher.feature_layer``."""
-    captured: dict[str, torch.Tensor] = {}
-    if teacher.feature_layer:
-        dict(teacher.module.named_modules())[teacher.feature_layer].register_forward_hook(
-            lambda m, i, o: captured.__setitem__("feature", o))
+class _OnlineTeacher:
+    """Teacher run on each augmented batch, capturing the feature map of ``teacher.feature_layer``.
 
-    def run(x_aug: torch.Tensor, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = teacher.logits(x_aug)
-        return logits, captured.get("feature")
+    Use it as a context manager (or call ``close``): the hook is removed on exit, since the teacher is shared by
+    every run of a ``--search`` (and QAT), and hooks left behind would pile up on it, each running on every
+    forward.
+    """
 
-    return run
+    def __init__(self, teacher: Teacher) -> None:
+        self.teacher = teacher
+        self.captured: dict[str, torch.Tensor] = {}
+        self._handle = None
+        if teacher.feature_layer:
+            self._handle = dict(teacher.module.named_modules())[teacher.feature_layer].register_forward_hook(
+                lambda m, i, o: self.captured.__setitem__("feature", o))
+
+    def __call__(self, x_aug: torch.Tensor, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.teacher.logits(x_aug)
+        return logits, self.captured.get("feature")
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def __enter__(self) -> _OnlineTeacher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_online_teacher = _OnlineTeacher  # the name edgekd.distill.qat imports
 
 
 def _feature_channels(module: nn.Module, layer: str, shape: tuple[int, ...]) -> int:
@@ -131,10 +174,12 @@ def _feature_channels(module: nn.Module, layer: str, shape: tuple[int, ...]) -> 
     handle = dict(module.named_modules())[layer].register_forward_hook(lambda m, i, o: out.__setitem__("f", o))
     was = module.training
     module.eval()
-    with torch.no_grad():
-        module(torch.zeros(1, *shape))
-    module.train(was)
-    handle.remove()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, *shape))
+    finally:
+        module.train(was)
+        handle.remove()
     return int(out["f"].shape[1])
 
 
@@ -151,9 +196,10 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
     model = build_student(config, spec.input_shape, spec.num_classes)
     shape = model_input_shape(model)
     policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
-    teacher_fn = None
+    teacher_fn: TeacherFn | None = None
     feature_layer = None
     extra: list[nn.Parameter] = []
+    online: _OnlineTeacher | None = None
     if loss_fn.needs_teacher:
         assert teacher is not None
         if loss_fn.needs_features:
@@ -164,11 +210,15 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
             loss_fn.init_projection(_feature_channels(model, feature_layer, shape),
                                     _feature_channels(teacher.module, teacher.feature_layer, spec.input_shape))
             extra = list(loss_fn.parameters())
-            teacher_fn = _online_teacher(teacher)
+            teacher_fn = online = _OnlineTeacher(teacher)
         else:
             teacher_fn = cache
-    result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg, policy,
-                 out_dir, resume, teacher_fn, feature_layer, label, progress, extra)
+    try:
+        result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg,
+                     policy, out_dir, resume, teacher_fn, feature_layer, label, progress, extra)
+    finally:
+        if online is not None:
+            online.close()
     logits = predict(model, splits.x_test, shape)
     return model, {"loss": loss, "loss_params": loss_fn.hparams(), "test_accuracy": accuracy(logits, splits.y_test),
                    **result.to_dict()}
@@ -190,6 +240,8 @@ def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str |
     out = Path(out_dir)
     if loss not in LOSSES:
         raise EdgekdError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
+    check_writable(out, "--out")  # before the teacher and the training, not at the save
+    check_cache_root()  # EDGEKD_CACHE pointing at a file: one line now, not a traceback in the planner
     target = load_target(target_name).with_budgets(**(budgets or {}))
     splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
     spec = splits.spec
@@ -315,7 +367,7 @@ def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str |
         result["teacher_cache"].update(asdict(cache.stats))
     if is_main():
         save_student(model, chosen.student, splits, out / "student.pt", qat_state)
-        _write_json(out / "distill.json", result)
+        write_json(out / "distill.json", result)
     barrier()
     return result
 

@@ -78,13 +78,16 @@ def qat_finetune(model: nn.Module, splits: Splits, teacher: Teacher | None, loss
     prepared = prepare_qat(model)
     qat_loss = "kd" if loss == "feature" else loss  # the fake-quant graph has no named layers for hints
     loss_fn = build_loss(qat_loss, **({} if qat_loss != loss else (loss_args or {})))
-    teacher_fn = None
-    if loss_fn.needs_teacher and teacher is not None:
-        teacher_fn = cache if cache is not None else _online_teacher(teacher)
+    online = _online_teacher(teacher) if loss_fn.needs_teacher and teacher is not None and cache is None else None
+    teacher_fn = cache if cache is not None and loss_fn.needs_teacher else online
     qcfg = TrainConfig(**(cfg.to_dict() | {"epochs": epochs, "lr": cfg.lr / 10, "patience": 0}))
     policy = augment.Policy.for_task(splits.spec.name, splits.spec.kind, cfg.augment)
-    result = fit(prepared, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, qcfg,
-                 policy, teacher=teacher_fn, label="qat", progress=progress)
+    try:
+        result = fit(prepared, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, qcfg,
+                     policy, teacher=teacher_fn, label="qat", progress=progress)
+    finally:
+        if online is not None:
+            online.close()  # the teacher is shared: its feature hook must not outlive this run
     test = accuracy(predict(prepared, splits.x_test, shape), splits.y_test)
     state = {k: v.detach().cpu().clone() for k, v in prepared.state_dict().items()}
     return state, {"loss": qat_loss, "epochs": epochs, "lr": qcfg.lr, "fake_quant_test_accuracy": test,

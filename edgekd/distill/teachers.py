@@ -2,16 +2,31 @@
 
 A built-in teacher is saved as a plain dict of tensors and primitives (architecture name, parameters, state
 dict, task, accuracy), so it loads with ``torch.load(weights_only=True)``: no pickled code runs. User teachers
-come as a ``torch.export`` program (``.pt2``) or as ``package.module:factory`` plus a state dict; both are
-checked against the task (output shape, class count) before anything is trained from them.
+come as a ``torch.export`` program (``.pt2``) or as ``package.module:factory`` / ``path/to/file.py:factory`` plus
+a state dict; all are checked against the task (output shape, class count) before anything is trained from them.
+
+A ``.pt2`` is a zip of JSON, raw tensor bytes and torch pickles, and ``torch.export.load`` falls back to
+``weights_only=False`` (arbitrary code) when a pickle does not load safely, and evaluates the graph's symbolic
+shape expressions with ``sympy.sympify`` (Python ``eval``). So :func:`check_pt2` reads the archive itself first:
+size limits (zip bombs), every pickled member must load under ``weights_only=True``, no compiled code or pickled
+Python objects, and every shape expression must be plain arithmetic; the load then runs from those same checked
+bytes with ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` set, so nothing a user hands in can run code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
+import io
+import json
 import math
-from collections.abc import Callable
+import os
+import re
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +38,7 @@ from torch import nn
 
 from edgekd.data import TaskSpec
 from edgekd.errors import EdgekdError
+from edgekd.io import atomic_torch_save, sha256_file
 
 FORMAT = "edgekd-teacher/1"
 
@@ -94,10 +110,18 @@ def recipe(task: str) -> dict[str, Any]:
     return DEFAULTS.get(task, GENERIC)
 
 
-def build_teacher(arch: str, params: dict[str, Any], spec: TaskSpec) -> nn.Module:
-    if arch not in ARCHS:
-        raise EdgekdError(f"unknown teacher architecture {arch!r}; known: {', '.join(ARCHS)}")
-    return ARCHS[arch](tuple(spec.input_shape), spec.num_classes, **params)
+def build_teacher(arch: str, params: dict[str, Any], spec: TaskSpec, where: str = "teacher") -> nn.Module:
+    """Build a registered architecture; parameters it rejects are the file's fault (one line), not a traceback."""
+    if not isinstance(arch, str) or arch not in ARCHS:
+        raise EdgekdError(f"{where}: unknown teacher architecture {arch!r}; known: {', '.join(ARCHS)}")
+    if not isinstance(params, dict):
+        raise EdgekdError(f"{where}: teacher 'params' must be a mapping of {arch} parameters, got "
+                          f"{type(params).__name__}")
+    try:
+        return ARCHS[arch](tuple(spec.input_shape), spec.num_classes, **params)
+    except Exception as exc:  # a builder rejects bad values in many ways (TypeError, ValueError, RuntimeError)
+        raise EdgekdError(f"{where}: {arch} cannot be built with params {params} ({first_line(exc)}); train a new "
+                          f"teacher with `edgekd teacher --task {spec.name}`") from None
 
 
 @dataclass
@@ -121,64 +145,344 @@ class Teacher:
                 "accuracy": self.accuracy, "feature_layer": self.feature_layer}
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# ------------------------------------------------------------------ loading files safely
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, for one-line messages."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def unpickle_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (its own message is a page)."""
+    text = str(exc)
+    called = re.search(r"GLOBAL ([\w.]+)", text)
+    if called:
+        return f"it holds a pickle that would call {called.group(1)}, refused"
+    if isinstance(exc, EOFError) or re.search(r"central directory|failed finding|truncated|Ran out of input|"
+                                               r"invalid header|file not found", text, re.I):
+        return "truncated, empty or not a torch file"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(
+        ("Weights only load failed", "Check the documentation", "Please file an issue"))]
+    return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
+
+
+def weights_only_load(src: str | Path | bytes, prefix: str, fix: str) -> Any:
+    """``torch.load`` that never runs code (``weights_only=True``); a truncated, garbage or unsafe file is one
+    EdgekdError line: ``prefix (why); fix``."""
+    try:
+        return torch.load(io.BytesIO(src) if isinstance(src, bytes) else src, map_location="cpu",
+                          weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise EdgekdError(f"{prefix} ({unpickle_reason(exc)}); {fix}") from None
+
+
+def state_dict_problem(model: nn.Module, state: Any) -> str | None:
+    """What keeps ``state`` from loading into ``model`` (strictly), or None: said before load_state_dict, whose
+    own error is many lines."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        return f"the weights are a {type(state).__name__}, not a state dict (names -> tensors)"
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing:
+        return f"{len(missing)} weight(s) missing, e.g. {missing[0]!r}"
+    if unexpected:
+        return f"{len(unexpected)} unexpected weight(s), e.g. {unexpected[0]!r}"
+    for key, value in own.items():
+        given = state[key]
+        if isinstance(value, torch.Tensor):
+            if not isinstance(given, torch.Tensor):
+                return f"{key!r} is a {type(given).__name__}, not a tensor"
+            if tuple(given.shape) != tuple(value.shape):
+                return f"{key!r} has shape {tuple(given.shape)}, the model needs {tuple(value.shape)}"
+    return None
+
+
+def load_weights(model: nn.Module, state: Any, where: str, fix: str) -> None:
+    """``model.load_state_dict(state)`` (strict), a mismatch as one line naming ``where``."""
+    problem = state_dict_problem(model, state)
+    if problem is None:
+        try:
+            model.load_state_dict(state)
+        except Exception as exc:  # e.g. a dtype that cannot be copied
+            problem = first_line(exc)
+    if problem:
+        raise EdgekdError(f"{where}: {problem}; {fix}")
+
+
+# A .pt2 teacher: limits, and what in a torch.export archive is read without unpickling.
+PT2_MAX_BYTES = 4 << 30  # unpacked size of the whole archive
+PT2_MAX_MEMBERS = 100_000
+PT2_MAX_RATIO = 200  # unpacked/packed, for members over 1 MiB: beyond it a member is a zip bomb
+_PT2_FIX = "re-export the teacher with torch.export.save(torch.export.export(model, args), 'teacher.pt2')"
+_PT2_TEXT = {"archive_format", "archive_version", "byteorder"}  # read as strings by torch
+_SYMPY_NAMES = frozenset({
+    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Abs", "floor", "ceiling", "sqrt",
+    "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "StrictLessThan", "StrictGreaterThan", "LessThan", "GreaterThan",
+    "Equality", "Unequality", "And", "Or", "Not", "Xor", "ITE", "Piecewise", "ExprCondPair", "true", "false",
+    "True", "False", "None", "oo", "zoo", "nan", "int_oo", "Infinity", "NegativeInfinity", "NaN", "Half", "One",
+    "Zero", "NegativeOne", "BooleanTrue", "BooleanFalse",
+    # torch.utils._sympy.functions.__all__ (torch 2.13): the names torch's deserializer defines for sympify
+    "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv",
+    "IntTrueDiv", "FloatTrueDiv", "LShift", "RShift", "IsNonOverlappingAndDenseIndicator", "TruncToFloat",
+    "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "FloatPow", "PowByNatural", "Identity"})
+_EXPR_TOKEN = re.compile(r"""\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_]\w*)(?P<kw>\s*=(?!=))?"""
+                         r"""|'(?P<sq>[^'\\]*)'|"(?P<dq>[^"\\]*)"|(?P<op>\*\*|//|==|!=|<=|>=|[-+*/%(),<>&|~^]))""")
+_EXPR_SYMBOL = re.compile(r"[a-z]+\d+")  # torch's shape symbols: s0, u3
+_EXPR_STRING = re.compile(r"[A-Za-z]\w*|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+
+
+def plain_expression(text: str) -> bool:
+    """True when a symbolic-shape string is arithmetic on sympy/torch shape functions and symbols only.
+
+    torch hands these strings to ``sympy.sympify``, which is Python ``eval``: anything else (attribute access,
+    dunders, builtins, strings that could be evaluated again) could run code, so it is refused.
+    """
+    if len(text) > 10_000:
+        return False
+    pos, end = 0, len(text.rstrip())
+    while pos < end:
+        m = _EXPR_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            return False
+        pos = m.end()
+        name, string = m.group("name"), m.group("sq") if m.group("sq") is not None else m.group("dq")
+        if name is not None and ("__" in name or not (m.group("kw") or name in _SYMPY_NAMES
+                                                      or _EXPR_SYMBOL.fullmatch(name))):
+            return False
+        if string is not None and ("__" in string or not _EXPR_STRING.fullmatch(string)):
+            return False
+    return True
+
+
+def _member_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Any:
+    try:
+        return json.loads(archive.read(info))
+    except (ValueError, RecursionError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise EdgekdError(f"{path}: member {info.filename} is damaged or not JSON ({type(exc).__name__}); "
+                          f"{_PT2_FIX}") from None
+
+
+def _check_graph(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
+    """Every ``expr_str`` in a serialized program must be plain arithmetic (torch sympifies = evals them)."""
+    stack = [_member_json(archive, info, path)]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if key == "expr_str" and isinstance(value, str) and not plain_expression(value):
+                raise EdgekdError(f"{path}: member {info.filename} has a symbolic shape {value[:60]!r} that is not "
+                                  "plain arithmetic, and loading evaluates it as Python; refused; " + _PT2_FIX)
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+
+
+def check_pt2(data: bytes, path: Path) -> None:
+    """Refuse a ``.pt2`` that could run code or exhaust memory when torch loads it (see the module docstring).
+
+    Read as torch does (``torch/export/pt2_archive/_package.py``): JSON and raw tensor bytes are safe; every other
+    member is unpickled by ``torch.load``, so it must load under ``weights_only=True``; pickled Python objects
+    (``custom_obj_``/``opaque_obj_`` constants) and AOTInductor libraries are refused outright.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise EdgekdError(f"{path}: not a torch.export program (not a zip archive: {exc}); {_PT2_FIX}") from None
+    if len(infos) > PT2_MAX_MEMBERS:
+        raise EdgekdError(f"{path}: {len(infos):,} members, over edgekd's limit of {PT2_MAX_MEMBERS:,} for a "
+                          f"teacher; {_PT2_FIX}")
+    total = sum(i.file_size for i in infos)
+    if total > PT2_MAX_BYTES:
+        raise EdgekdError(f"{path}: unpacks to {total:,} bytes, over edgekd's {PT2_MAX_BYTES >> 30} GiB limit for "
+                          f"a teacher (a zip bomb?); {_PT2_FIX}")
+    for info in infos:
+        if info.file_size > 1 << 20 and info.file_size > PT2_MAX_RATIO * max(1, info.compress_size):
+            raise EdgekdError(f"{path}: member {info.filename} unpacks {info.compress_size:,} bytes to "
+                              f"{info.file_size:,} (a zip bomb); refused; {_PT2_FIX}")
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise EdgekdError(f"{path}: two members are named {dup} (readers disagree on which one counts); refused; "
+                          f"{_PT2_FIX}")
+    roots = {n.split("/", 1)[0] for n in names}
+    if len(roots) != 1 or any("/" not in n for n in names):
+        raise EdgekdError(f"{path}: not a torch.export program (its files are not under one top folder, as "
+                          f"torch.export.save writes them); {_PT2_FIX}")
+    root = f"{roots.pop()}/"
+    members = {n[len(root):]: i for n, i in zip(names, infos, strict=True)}
+    for rel in members:
+        if rel.startswith("data/aotinductor/"):
+            raise EdgekdError(f"{path}: member {root}{rel} is AOTInductor compiled code, which loading would run; "
+                              f"edgekd takes plain torch.export programs; {_PT2_FIX}")
+    if "archive_format" not in members or archive.read(members["archive_format"]).strip() != b"pt2":
+        raise EdgekdError(f"{path}: not a torch.export program (no archive_format 'pt2' member: an older format "
+                          f"or another zip); {_PT2_FIX}")
+    models = [rel[len("models/"):-len(".json")] for rel in members if rel.startswith("models/")
+              and rel.endswith(".json")]
+    if not models:
+        raise EdgekdError(f"{path}: not a torch.export program (no models/*.json); {_PT2_FIX}")
+    raw = set(_PT2_TEXT) | {rel for rel in members if rel.startswith((".data/", "extra/")) or rel.endswith("/")}
+    pickled: set[str] = set()
+    for model in models:
+        raw.add(f"models/{model}.json")
+        _check_graph(archive, members[f"models/{model}.json"], path)
+        for config, folder in ((f"data/weights/{model}_weights_config.json", "data/weights/"),
+                               (f"data/constants/{model}_constants_config.json", "data/constants/")):
+            if config not in members:
+                continue
+            raw.add(config)
+            entries = _member_json(archive, members[config], path)
+            entries = entries.get("config") if isinstance(entries, dict) else None
+            if not isinstance(entries, dict) or not all(
+                    isinstance(m, dict) and isinstance(m.get("path_name"), str) for m in entries.values()):
+                raise EdgekdError(f"{path}: member {root}{config} is not a torch.export payload config; {_PT2_FIX}")
+            for fqn, meta in entries.items():
+                name = meta["path_name"]
+                if name.startswith(("custom_obj_", "opaque_obj_")):
+                    raise EdgekdError(f"{path}: member {root}{folder}{name} holds a pickled Python object ({fqn}) "
+                                      f"that loading would run; refused; {_PT2_FIX} with tensor constants only")
+                (pickled if meta.get("use_pickle") else raw).add(folder + name)
+    for rel, info in members.items():
+        if (rel in raw and rel not in pickled) or info.file_size == 0:
+            continue
+        try:
+            blob = archive.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise EdgekdError(f"{path}: member {info.filename} is damaged ({first_line(exc)}); {_PT2_FIX}") from None
+        try:
+            torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as exc:  # unpickling errors come in many types
+            raise EdgekdError(f"{path}: member {info.filename} is not plain tensors ({unpickle_reason(exc)}); "
+                              "torch.export.load would unpickle it with weights_only=False, which runs code; "
+                              f"{_PT2_FIX}") from None
+
+
+@contextmanager
+def _forced_weights_only() -> Iterator[None]:
+    """Every ``torch.load`` inside the block is ``weights_only=True``, even where torch asks for False."""
+    saved = {k: os.environ.get(k) for k in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _load_pt2(path: Path) -> tuple[nn.Module, str]:
+    """A checked ``.pt2``, loaded from the very bytes that were checked; returns (module, sha256)."""
+    size = path.stat().st_size
+    if size > PT2_MAX_BYTES:
+        raise EdgekdError(f"{path}: {size:,} bytes, over edgekd's {PT2_MAX_BYTES >> 30} GiB limit for a teacher")
+    data = path.read_bytes()
+    check_pt2(data, path)
+    try:
+        with _forced_weights_only():
+            model = torch.export.load(io.BytesIO(data)).module()
+    except Exception as exc:  # deserialisation errors come in many types
+        raise EdgekdError(f"{path}: cannot load as a torch.export program ({first_line(exc)}); {_PT2_FIX}") from None
+    return model, hashlib.sha256(data).hexdigest()
 
 
 def save_teacher(model: nn.Module, arch: str, params: dict[str, Any], spec: TaskSpec, path: Path,
                  extra: dict[str, Any]) -> None:
-    from edgekd.distill.train import atomic_save
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save({"format": FORMAT, "arch": arch, "params": params, "task": spec.to_dict(),
-                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}, path)
+    atomic_torch_save({"format": FORMAT, "arch": arch, "params": params, "task": spec.to_dict(),
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **extra}, path)
 
 
 def _load_edgekd(path: Path, spec: TaskSpec) -> tuple[nn.Module, str, float | None]:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise EdgekdError(f"{path}: not a loadable teacher file ({type(exc).__name__}); expected an edgekd "
-                          "teacher (.pt), a torch.export program (.pt2) or --teacher module:factory") from None
+    fix = f"train a new one with `edgekd teacher --task {spec.name} --out {path}`"
+    blob = weights_only_load(path, f"{path}: not a loadable teacher file",
+                             "expected an edgekd teacher (.pt), a torch.export program (.pt2) or --teacher "
+                             "module:factory")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise EdgekdError(f"{path}: not an edgekd teacher file (no '{FORMAT}' marker); for a plain state dict "
                           "use --teacher package.module:factory --teacher-weights FILE")
-    task = blob.get("task", {})
-    if tuple(task.get("input_shape", ())) != tuple(spec.input_shape) or task.get("num_classes") != spec.num_classes:
-        raise EdgekdError(f"{path}: teacher was trained for task {task.get('name')!r} with input "
-                          f"{tuple(task.get('input_shape', ()))} and {task.get('num_classes')} classes; task "
-                          f"{spec.name!r} has input {spec.input_shape} and {spec.num_classes} classes")
-    model = build_teacher(blob["arch"], blob["params"], spec)
-    model.load_state_dict(blob["state_dict"])
+    missing = [k for k in ("arch", "params", "state_dict", "task") if k not in blob]
+    if missing:
+        raise EdgekdError(f"{path}: edgekd teacher file without {', '.join(map(repr, missing))} (damaged or edited); "
+                          f"{fix}")
+    task = blob["task"]
+    try:
+        shape, classes = tuple(task.get("input_shape", ())), task.get("num_classes")
+    except (AttributeError, TypeError):
+        raise EdgekdError(f"{path}: the teacher's 'task' record is damaged; {fix}") from None
+    if shape != tuple(spec.input_shape) or classes != spec.num_classes:
+        raise EdgekdError(f"{path}: teacher was trained for task {task.get('name')!r} with input {shape} and "
+                          f"{classes} classes; task {spec.name!r} has input {spec.input_shape} and "
+                          f"{spec.num_classes} classes")
+    model = build_teacher(blob["arch"], blob["params"], spec, where=str(path))
+    load_weights(model, blob["state_dict"], f"{path}: the weights do not fit {blob['arch']} {blob['params']}",
+                 f"the file is damaged or edited; {fix}")
     return model, getattr(model, "feature_layer", None), blob.get("test_accuracy")
 
 
-def _load_factory(ref: str, weights: str | None) -> nn.Module:
-    module_name, _, attr = ref.partition(":")
+def _module_from_file(ref: str, file: Path) -> Any:
+    """Import ``file`` (named by the user) as a module of its own; nothing else is imported or run."""
+    if not file.is_file():
+        raise EdgekdError(f"--teacher {ref}: no such file {file}")
+    name = f"edgekd_user_teacher_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise EdgekdError(f"--teacher {ref}: {file} cannot be loaded as a Python module; give a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise EdgekdError(f"--teacher {ref}: cannot import {attr!r} from {module_name!r} ({exc})") from None
-    model = factory()
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:  # the user's file can fail in any way
+        sys.modules.pop(name, None)
+        raise EdgekdError(f"--teacher {ref}: running {file} raised {first_line(exc)}") from None
+    return module
+
+
+def _import_factory(ref: str) -> Callable[[], Any]:
+    module_ref, _, attr = ref.rpartition(":")
+    if not module_ref or not attr.isidentifier():
+        raise EdgekdError(f"--teacher {ref}: expected package.module:factory or path/to/file.py:factory")
+    if module_ref.endswith(".py") or "/" in module_ref or os.sep in module_ref:
+        module = _module_from_file(ref, Path(module_ref))
+    else:
+        try:
+            module = importlib.import_module(module_ref)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_ref == exc.name or module_ref.startswith(f"{exc.name}.")):
+                raise EdgekdError(f"--teacher {ref}: cannot import {module_ref!r} (no module named {exc.name!r} on "
+                                  f"the Python path); pass the file instead, --teacher "
+                                  f"path/to/{module_ref.rsplit('.', 1)[-1]}.py:{attr}, or add its folder to "
+                                  "PYTHONPATH") from None
+            raise EdgekdError(f"--teacher {ref}: importing {module_ref!r} failed: {exc}; install what it "
+                              "needs") from None
+        except (Exception, SystemExit) as exc:  # the user's module ran and failed
+            raise EdgekdError(f"--teacher {ref}: importing {module_ref!r} raised {first_line(exc)}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise EdgekdError(f"--teacher {ref}: cannot import {attr!r} from {module_ref!r} (no such name in it)")
+    if not callable(factory):
+        raise EdgekdError(f"--teacher {ref}: {attr!r} is a {type(factory).__name__}, not a function returning a "
+                          "torch.nn.Module")
+    return factory
+
+
+def _load_factory(ref: str, weights: str | None) -> nn.Module:
+    factory = _import_factory(ref)
+    try:
+        model = factory()
+    except (Exception, SystemExit) as exc:  # a user factory can fail in any way
+        raise EdgekdError(f"--teacher {ref}: the factory raised {first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise EdgekdError(f"--teacher {ref}: the factory returned {type(model).__name__}, not a torch.nn.Module")
     if weights:
         if not Path(weights).is_file():
             raise EdgekdError(f"--teacher-weights {weights}: no such file")
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # unpickling errors come in many types
-            raise EdgekdError(f"--teacher-weights {weights}: not a state dict loadable with weights_only=True "
-                              f"({type(exc).__name__})") from None
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise EdgekdError(f"--teacher-weights {weights}: does not match {ref}: {first}") from None
+        state = weights_only_load(Path(weights), f"--teacher-weights {weights}: not a state dict loadable with "
+                                  "weights_only=True", "save it with torch.save(model.state_dict(), PATH)")
+        load_weights(model, state, f"--teacher-weights {weights}: does not match {ref}",
+                     "save the weights of the module this factory builds")
     return model
 
 
@@ -187,25 +491,22 @@ def load_teacher(ref: str, spec: TaskSpec, weights: str | None = None, feature_l
     """Load a teacher from an edgekd teacher file, a ``.pt2`` export or ``module:factory``; check its output."""
     path = Path(ref)
     if ":" in ref and not path.exists():
-        model, source, sha = _load_factory(ref, weights), "factory", ""
-        sha = file_sha256(Path(weights)) if weights else hashlib.sha256(ref.encode()).hexdigest()
+        model, source = _load_factory(ref, weights), "factory"
+        sha = sha256_file(weights) if weights else hashlib.sha256(ref.encode()).hexdigest()
         acc = None
         layer = feature_layer
     elif not path.is_file():
         raise EdgekdError(f"--teacher {ref}: no such file; train one with `edgekd teacher --task {spec.name} "
                           "--out teacher.pt` or pass package.module:factory")
     elif path.suffix == ".pt2":
-        try:
-            model = torch.export.load(str(path)).module()
-        except Exception as exc:  # deserialisation errors come in many types
-            raise EdgekdError(f"{path}: cannot load as a torch.export program ({type(exc).__name__})") from None
-        source, sha, acc, layer = "pt2", file_sha256(path), None, None
+        model, sha = _load_pt2(path)
+        source, acc, layer = "pt2", None, None
         if feature_layer:
             raise EdgekdError(f"{path}: a .pt2 teacher gives logits only; feature distillation needs "
                               "--teacher package.module:factory with --teacher-layer")
     else:
         model, layer, acc = _load_edgekd(path, spec)
-        source, sha = "edgekd", file_sha256(path)
+        source, sha = "edgekd", sha256_file(path)
         layer = feature_layer or layer
     try:
         model.eval()

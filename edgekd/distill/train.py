@@ -3,7 +3,9 @@
 * Determinism: every random choice is a function of (seed, epoch): the shuffle, dropout (global torch RNG
   re-seeded each epoch) and the augmentation draw (of ``aug_seed``). Resuming from the checkpoint written after
   epoch k replays epochs k+1... exactly, so a resumed run ends bit-identical to an uninterrupted one.
-* A checkpoint (model, optimizer, schedule, best state, history) is written atomically after every epoch.
+* A checkpoint (model, optimizer, schedule, best state, history) is written atomically after every epoch
+  (``edgekd.io``: a full disk leaves the previous checkpoint and no temporary file); ``--resume`` reads it with
+  ``weights_only=True`` and refuses a truncated, foreign or unsafe one in one line.
 * Learning rate: linear warm-up over the first epoch, then cosine decay to zero (per step).
 * Early stopping on validation accuracy (``patience`` epochs without improvement); the best state is kept.
 * Under ``torchrun --nproc-per-node N``: DistributedDataParallel (gloo on CPU, nccl on CUDA). Each global batch
@@ -15,7 +17,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,9 @@ from torch import nn
 
 from edgekd.distill import augment
 from edgekd.distill.losses import DistillLoss
+from edgekd.distill.teachers import first_line, load_weights, weights_only_load
 from edgekd.errors import EdgekdError
+from edgekd.io import atomic_torch_save
 from edgekd.logs import log
 from edgekd.students import to_model_input
 
@@ -93,12 +98,6 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------ evaluation
 
 def set_training(model: nn.Module, flag: bool) -> None:
@@ -151,106 +150,135 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     dev = device()
     model.to(dev)
     loss_fn.to(dev)
+    with _capture_output(model, feature_layer) as captured:
+        net: nn.Module = nn.parallel.DistributedDataParallel(model) if size > 1 else model
+        params = list(model.parameters()) + list(extra_params or [])
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        n = len(x_train)
+        steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        total_steps = steps_per_epoch * cfg.epochs
+        warmup = min(steps_per_epoch, total_steps // 4 or 1)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        history: list[dict[str, float]] = []
+        best = {"epoch": -1, "val": -1.0, "state": None}
+        start_epoch, resumed_from = 0, None
+        ckpt_path = out_dir / CHECKPOINT if out_dir else None
+        if resume and ckpt_path and ckpt_path.is_file():
+            state = _load_checkpoint(ckpt_path, cfg)
+            load_weights(model, state["model"], f"{ckpt_path}: the checkpoint's weights do not fit this student",
+                         "rerun without --resume")
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                if state.get("loss"):
+                    loss_fn.load_state_dict(state["loss"])
+                history, best = list(state["history"]), dict(state["best"])
+                start_epoch = resumed_from = int(state["epoch"]) + 1
+            except Exception as exc:  # a damaged checkpoint fails in many ways
+                raise EdgekdError(f"{ckpt_path}: damaged checkpoint ({first_line(exc)}); rerun without "
+                                  "--resume") from None
+            log.info("%s: resumed after epoch %d", label, start_epoch)
+
+        x_t = torch.from_numpy(np.ascontiguousarray(x_train))
+        y_t = torch.from_numpy(np.ascontiguousarray(y_train)).long()
+        started = time.perf_counter()
+        stopped_early = False
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=True,
+                      disable=not (progress and rank == 0)) as bar:
+            job = bar.add_task(label, total=cfg.epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
+                               status="")
+            for epoch in range(start_epoch, cfg.epochs):
+                torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and anything else drawing from torch RNG
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+                draw = augment.draw(policy, n, cfg.aug_seed, epoch)
+                set_training(model, True)
+                totals: dict[str, float] = {}
+                seen = correct = 0
+                for step in range(steps_per_epoch):
+                    idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                    local = idx[rank::size]
+                    xb = augment.apply(x_t[local], local, draw, policy)
+                    yb = y_t[local].to(dev)
+                    t_logits = t_feat = None
+                    if teacher is not None:
+                        t_logits, t_feat = teacher(xb, epoch, local)
+                    out = net(to_model_input(xb, input_shape).to(dev))
+                    feats = {"student_feature": captured["feature"], "teacher_feature": t_feat} if feature_layer else {}
+                    loss, parts = loss_fn(out, None if t_logits is None else t_logits.to(dev), yb, **feats)
+                    # Each rank's loss covers its slice; scale so DDP's gradient mean equals the full batch's.
+                    (loss * len(local) * size / max(1, len(idx))).backward()
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    for k, v in parts.items():
+                        totals[k] = totals.get(k, 0.0) + v * len(local)
+                    correct += int((out.argmax(1) == yb).sum())
+                    seen += len(local)
+                    bar.update(job, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss "
+                               f"{sum(totals.values()) / max(1, seen):.3f} acc {correct / max(1, seen):.3f}")
+                val_acc = accuracy(predict(model, x_val, input_shape, cfg.eval_batch_size), y_val)
+                row = {"epoch": epoch + 1, "train_accuracy": correct / max(1, seen), "val_accuracy": val_acc,
+                       "lr": scheduler.get_last_lr()[0], **{f"loss_{k}": v / max(1, seen) for k, v in totals.items()}}
+                history.append(row)
+                if val_acc > best["val"]:
+                    best = {"epoch": epoch + 1, "val": val_acc,
+                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                log.info("%s epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f", label, epoch + 1, cfg.epochs,
+                         sum(v for k, v in row.items() if k.startswith("loss_")), row["train_accuracy"], val_acc)
+                if ckpt_path and rank == 0:
+                    atomic_torch_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "scheduler": scheduler.state_dict(), "loss": loss_fn.state_dict(),
+                                       "history": history, "best": best, "config": cfg.to_dict()}, ckpt_path)
+                if stop_after is not None and epoch + 1 - start_epoch >= stop_after and epoch + 1 < cfg.epochs:
+                    log.info("%s: stopping after %d epoch(s) as asked; --resume continues", label, stop_after)
+                    return TrainResult(best["epoch"], best["val"], len(history), False, history,
+                                       round(time.perf_counter() - started, 2), resumed_from)
+                if cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
+                    stopped_early = True
+                    log.info("%s: no validation gain for %d epochs, stopping", label, cfg.patience)
+                    break
+        if best["state"] is not None:
+            model.load_state_dict(best["state"])
+        barrier()
+        return TrainResult(best["epoch"], best["val"], len(history), stopped_early, history,
+                           round(time.perf_counter() - started, 2), resumed_from)
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint ``fit`` wrote, loaded with ``weights_only=True``; anything else is one line."""
+    state = weights_only_load(path, f"{path}: not a usable checkpoint",
+                              "delete it, or rerun without --resume to start over")
+    keys = {"epoch", "model", "optimizer", "scheduler", "history", "best", "config"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        lacking = sorted(keys - set(state)) if isinstance(state, dict) else sorted(keys)
+        raise EdgekdError(f"{path}: not an edgekd checkpoint (no {', '.join(lacking)}); delete it, or rerun "
+                          "without --resume")
+    if state.get("config") != cfg.to_dict():
+        raise EdgekdError(f"{path}: checkpoint was made with other settings; rerun without --resume "
+                          "or with the same flags")
+    return state
+
+
+@contextmanager
+def _capture_output(model: nn.Module, layer: str | None) -> Iterator[dict[str, torch.Tensor]]:
+    """The output of ``model``'s module ``layer`` on each forward, under key "feature"; the hook is removed on
+    exit, since the model outlives the run (search, QAT, resume) and hooks would pile up."""
     captured: dict[str, torch.Tensor] = {}
-    if feature_layer:
-        modules = dict(model.named_modules())
-        if feature_layer not in modules:
-            raise EdgekdError(f"student has no layer {feature_layer!r} for feature distillation")
-        modules[feature_layer].register_forward_hook(lambda m, i, o: captured.__setitem__("feature", o))
-    net: nn.Module = nn.parallel.DistributedDataParallel(model) if size > 1 else model
-    params = list(model.parameters()) + list(extra_params or [])
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(x_train)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = min(steps_per_epoch, total_steps // 4 or 1)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    history: list[dict[str, float]] = []
-    best = {"epoch": -1, "val": -1.0, "state": None}
-    start_epoch, resumed_from = 0, None
-    ckpt_path = out_dir / CHECKPOINT if out_dir else None
-    if resume and ckpt_path and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("config") != cfg.to_dict():
-            raise EdgekdError(f"{ckpt_path}: checkpoint was made with other settings; rerun without --resume "
-                              "or with the same flags")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("loss"):
-            loss_fn.load_state_dict(state["loss"])
-        history, best = state["history"], state["best"]
-        start_epoch = resumed_from = state["epoch"] + 1
-        log.info("%s: resumed after epoch %d", label, state["epoch"] + 1)
-
-    x_t = torch.from_numpy(np.ascontiguousarray(x_train))
-    y_t = torch.from_numpy(np.ascontiguousarray(y_train)).long()
-    started = time.perf_counter()
-    stopped_early = False
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=True,
-                  disable=not (progress and rank == 0)) as bar:
-        job = bar.add_task(label, total=cfg.epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
-                           status="")
-        for epoch in range(start_epoch, cfg.epochs):
-            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and anything else drawing from torch RNG
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-            draw = augment.draw(policy, n, cfg.aug_seed, epoch)
-            set_training(model, True)
-            totals: dict[str, float] = {}
-            seen = correct = 0
-            for step in range(steps_per_epoch):
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                local = idx[rank::size]
-                xb = augment.apply(x_t[local], local, draw, policy)
-                yb = y_t[local].to(dev)
-                t_logits = t_feat = None
-                if teacher is not None:
-                    t_logits, t_feat = teacher(xb, epoch, local)
-                out = net(to_model_input(xb, input_shape).to(dev))
-                feats = {"student_feature": captured["feature"], "teacher_feature": t_feat} if feature_layer else {}
-                loss, parts = loss_fn(out, None if t_logits is None else t_logits.to(dev), yb, **feats)
-                # Each rank's loss covers its slice; scale so DDP's gradient mean equals the full batch's.
-                (loss * len(local) * size / max(1, len(idx))).backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                for k, v in parts.items():
-                    totals[k] = totals.get(k, 0.0) + v * len(local)
-                correct += int((out.argmax(1) == yb).sum())
-                seen += len(local)
-                bar.update(job, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss "
-                           f"{sum(totals.values()) / max(1, seen):.3f} acc {correct / max(1, seen):.3f}")
-            val_acc = accuracy(predict(model, x_val, input_shape, cfg.eval_batch_size), y_val)
-            row = {"epoch": epoch + 1, "train_accuracy": correct / max(1, seen), "val_accuracy": val_acc,
-                   "lr": scheduler.get_last_lr()[0], **{f"loss_{k}": v / max(1, seen) for k, v in totals.items()}}
-            history.append(row)
-            if val_acc > best["val"]:
-                best = {"epoch": epoch + 1, "val": val_acc,
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-            log.info("%s epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f", label, epoch + 1, cfg.epochs,
-                     sum(v for k, v in row.items() if k.startswith("loss_")), row["train_accuracy"], val_acc)
-            if ckpt_path and rank == 0:
-                atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "loss": loss_fn.state_dict(),
-                             "history": history, "best": best, "config": cfg.to_dict()}, ckpt_path)
-            if stop_after is not None and epoch + 1 - start_epoch >= stop_after and epoch + 1 < cfg.epochs:
-                log.info("%s: stopping after %d epoch(s) as asked; --resume continues", label, stop_after)
-                return TrainResult(best["epoch"], best["val"], len(history), False, history,
-                                   round(time.perf_counter() - started, 2), resumed_from)
-            if cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
-                stopped_early = True
-                log.info("%s: no validation gain for %d epochs, stopping", label, cfg.patience)
-                break
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    barrier()
-    return TrainResult(best["epoch"], best["val"], len(history), stopped_early, history,
-                       round(time.perf_counter() - started, 2), resumed_from)
-
+    if not layer:
+        yield captured
+        return
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        raise EdgekdError(f"student has no layer {layer!r} for feature distillation")
+    handle = modules[layer].register_forward_hook(lambda m, i, o: captured.__setitem__("feature", o))
+    try:
+        yield captured
+    finally:
+        handle.remove()

@@ -6,11 +6,7 @@ decorated function.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ import numpy as np
 import torch
 
 from edgekd.errors import EdgekdError
+from edgekd.io import atomic_path, sha256_file  # noqa: F401  (re-exported: exporters import them from here)
 from edgekd.targets import Target
 
 
@@ -83,21 +80,3 @@ def get_exporter(name: str) -> Exporter:
     if name not in EXPORTERS:
         raise EdgekdError(f"unknown export format {name!r}; known: {', '.join(sorted(EXPORTERS))}")
     return EXPORTERS[name]
-
-
-def sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it only when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}-")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.export.core import Artifact, sha256_file
+from edgekd.io import FolderLock, write_json
 from edgekd.logs import log
 from edgekd.verify.fidelity import fidelity, latency_summary
 from edgekd.verify.gates import emulator_gate, fidelity_gate, flash_gate, latency_gate, ram_gate
@@ -28,18 +29,6 @@ EMULATORS = ("qemu",)
 # qemu-aarch64 take ~20M instructions per invoke for a small CNN (docs/benchmarks.md, "Emulated devices").
 EMULATOR_SAMPLES = 1000
 HOST = "host x86_64"
-
-
-def _check_hashes(build: Path, artifacts: list[Artifact]) -> None:
-    for a in artifacts:
-        if sha256_file(build / a.path) != a.sha256:
-            raise EdgekdError(f"{build / a.path}: sha256 differs from export.json (modified after export); "
-                              "re-run `edgekd export`")
-        if a.format == "c":
-            embedded = next((b for b in artifacts if b.path == a.details.get("embeds")), None)
-            if embedded is None or embedded.sha256 != a.details.get("embeds_sha256"):
-                raise EdgekdError(f"{build / a.path}: does not embed the build's {a.details.get('embeds')}; "
-                                  "re-run `edgekd export`")
 
 
 def check_emulator(target: Any, emulator: str) -> None:
@@ -73,32 +62,45 @@ def _run_tflm(path: Path, x: np.ndarray, details: dict[str, Any], arena: int) ->
     return (run.outputs.astype(np.float32) - q_out["zero_point"]) * q_out["scale"], run.invoke_ms
 
 
-def verify_build(target_name: str, build_dir: str | Path, max_drop_pp: float = 1.0, limit: int | None = None,
+def verify_build(target_name: str | Any, build_dir: str | Path, max_drop_pp: float = 1.0, limit: int | None = None,
                  layer_samples: int = 100, budgets: dict[str, str | None] | None = None,
                  plot: bool = True, emulator: str | None = None, emulator_limit: int | None = EMULATOR_SAMPLES,
-                 emulator_timeout_s: float = 900.0) -> dict[str, Any]:
-    """Verify the build in ``build_dir`` against ``target_name``; writes and returns verify.json's content.
+                 emulator_timeout_s: float = 900.0, lock: bool = True) -> dict[str, Any]:
+    """Verify the build in ``build_dir`` against ``target_name`` (a name, a profile path or a loaded Target);
+    writes and returns verify.json's content.
 
     ``limit`` evaluates an evenly spaced sample of the test set instead of all of it. ``emulator="qemu"`` also
     runs the artifacts on the profile's emulated core (an evenly spaced ``emulator_limit`` of the same sample;
     None for all of it), compares them with the host runtimes and counts instructions for the latency gate.
+    ``lock`` takes the build folder's FolderLock while verifying (``edgekd build`` holds it and passes False).
     """
+    from edgekd.export.student import load_export
+
+    if lock and not (Path(build_dir) / "export.json").is_file():
+        load_export(build_dir)  # says what to run first; the lock would create a folder that is not there
+    with FolderLock(build_dir, flag="BUILD") if lock else nullcontext():
+        return _verify(target_name, Path(build_dir), max_drop_pp, limit, layer_samples, budgets, plot, emulator,
+                       emulator_limit, emulator_timeout_s)
+
+
+def _verify(target_name: str | Any, build: Path, max_drop_pp: float, limit: int | None, layer_samples: int,
+            budgets: dict[str, str | None] | None, plot: bool, emulator: str | None, emulator_limit: int | None,
+            emulator_timeout_s: float) -> dict[str, Any]:
     from edgekd import costmodel
     from edgekd.data import load_task
     from edgekd.distill import DATA_SEED, load_student, versions
     from edgekd.distill.train import accuracy, predict
-    from edgekd.export.student import load_export, write_json
+    from edgekd.export.student import load_export
     from edgekd.students import to_model_input
-    from edgekd.targets import load_target
+    from edgekd.targets import Target, load_target
     from edgekd.verify.executorch import run_pte
     from edgekd.verify.litert import run_litert
     from edgekd.verify.tflm import min_arena
 
     started = time.perf_counter()
-    build = Path(build_dir)
-    export, artifacts = load_export(build)
-    _check_hashes(build, artifacts)
-    target = load_target(target_name).with_budgets(**(budgets or {}))
+    export, artifacts = load_export(build)  # damaged record, missing or modified artifact: one EdgekdError line
+    target = target_name if isinstance(target_name, Target) else load_target(target_name)
+    target = target.with_budgets(**(budgets or {}))
     if emulator is not None:
         check_emulator(target, emulator)
     if target.name != export["target"]:

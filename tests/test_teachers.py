@@ -1,0 +1,355 @@
+"""Loading teachers users hand in: .pt2 archives that must not run code, damaged edgekd teacher files, factories
+that fail, and factories named by file. Every refusal is one EdgekdError line (exit 2 on the CLI)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import sys
+import textwrap
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgekd.cli import main
+from edgekd.data import get_spec
+from edgekd.distill import teachers
+from edgekd.distill.teachers import build_teacher, load_teacher, plain_expression, save_teacher
+from edgekd.errors import EdgekdError
+from edgekd.io import sha256_file
+
+SPEC = get_spec("digits")
+X = torch.linspace(-1, 1, 3 * 64).reshape(3, 1, 8, 8)
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+        self.fc = nn.Linear(16, 10)
+        self.register_buffer("scale", torch.full((10,), 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x)) * self.scale
+
+
+class Evil:
+    """The payload: unpickling it runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[..., int], tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def evil_torch_pickle(marker: Path) -> bytes:
+    buf = io.BytesIO()
+    torch.save(Evil(marker), buf)
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return Tiny().eval()
+
+
+@pytest.fixture()
+def pt2(tmp_path: Path, tiny: nn.Module) -> Path:
+    """A real torch.export archive of ``tiny`` with a dynamic batch dimension."""
+    program = torch.export.export(tiny, (torch.zeros(2, 1, 8, 8),),
+                                  dynamic_shapes=({0: torch.export.Dim("b", min=1, max=4096)},))
+    path = tmp_path / "teacher.pt2"
+    torch.export.save(program, path)
+    return path
+
+
+def rezip(src: Path, dst: Path, replace: dict[str, bytes] | None = None, add: dict[str, bytes] | None = None,
+          compression: int = zipfile.ZIP_STORED) -> Path:
+    """``src`` with members whose name ends with a key of ``replace`` swapped, and ``add`` appended."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression) as zout:
+        root = zin.namelist()[0].split("/")[0]
+        for info in zin.infolist():
+            data = zin.read(info)
+            for suffix, new in (replace or {}).items():
+                if info.filename.endswith(suffix):
+                    data = new
+            zout.writestr(info.filename, data)
+        for rel, data in (add or {}).items():
+            zout.writestr(f"{root}/{rel}", data)
+    return dst
+
+
+def member(path: Path, suffix: str) -> str:
+    with zipfile.ZipFile(path) as z:
+        return next(n for n in z.namelist() if n.endswith(suffix))
+
+
+# ------------------------------------------------------------------ .pt2
+
+def test_pt2_teacher_loads_and_gives_the_same_logits(pt2: Path, tiny: nn.Module) -> None:
+    teacher = load_teacher(str(pt2), SPEC)
+    assert teacher.source == "pt2" and teacher.sha256 == sha256_file(pt2)
+    with torch.no_grad():
+        assert torch.allclose(teacher.logits(X), tiny(X), atol=1e-6)
+    assert os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD") is None  # the forced mode does not leak
+
+
+def test_pt2_whose_sample_inputs_run_code_is_refused_before_they_run(tmp_path: Path, pt2: Path) -> None:
+    marker = tmp_path / "MARKER"
+    bad = rezip(pt2, tmp_path / "evil.pt2", {"data/sample_inputs/model.pt": evil_torch_pickle(marker)})
+    name = member(bad, "data/sample_inputs/model.pt")
+    with pytest.raises(EdgekdError, match=rf"member {name} .*would call (posix|os)\.system") as err:
+        load_teacher(str(bad), SPEC)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+    # The same archive through torch alone runs the payload: this is what the check is for.
+    with contextlib.suppress(Exception):
+        torch.export.load(bad)
+    assert marker.exists()
+
+
+def test_pt2_with_a_raw_protocol0_pickle_is_refused(tmp_path: Path, pt2: Path) -> None:
+    marker = tmp_path / "MARKER"
+    bad = rezip(pt2, tmp_path / "evil.pt2", {"data/sample_inputs/model.pt": pickle.dumps(Evil(marker), protocol=0)})
+    with pytest.raises(EdgekdError, match="sample_inputs/model.pt"):
+        load_teacher(str(bad), SPEC)
+    assert not marker.exists()
+
+
+def test_pt2_weight_marked_as_pickle_with_code_is_refused(tmp_path: Path, pt2: Path) -> None:
+    marker = tmp_path / "MARKER"
+    with zipfile.ZipFile(pt2) as z:
+        config = json.loads(z.read(member(pt2, "data/weights/model_weights_config.json")))
+    first = next(iter(config["config"].values()))
+    first["use_pickle"] = True
+    bad = rezip(pt2, tmp_path / "evil.pt2", {"model_weights_config.json": json.dumps(config).encode(),
+                                             f"data/weights/{first['path_name']}": evil_torch_pickle(marker)})
+    with pytest.raises(EdgekdError, match=f"data/weights/{first['path_name']} is not plain tensors"):
+        load_teacher(str(bad), SPEC)
+    assert not marker.exists()
+
+
+def test_pt2_pickled_object_constants_and_compiled_code_are_refused(tmp_path: Path, pt2: Path) -> None:
+    with zipfile.ZipFile(pt2) as z:
+        config = json.loads(z.read(member(pt2, "data/constants/model_constants_config.json")))
+    config["config"]["obj"] = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
+                               "tensor_meta": None}
+    bad = rezip(pt2, tmp_path / "obj.pt2", {"model_constants_config.json": json.dumps(config).encode()},
+                {"data/constants/opaque_obj_0": pickle.dumps(1)})
+    with pytest.raises(EdgekdError, match="opaque_obj_0 holds a pickled Python object"):
+        load_teacher(str(bad), SPEC)
+    aoti = rezip(pt2, tmp_path / "aoti.pt2", add={"data/aotinductor/model/model.so": b"\x7fELF"})
+    with pytest.raises(EdgekdError, match="AOTInductor compiled code"):
+        load_teacher(str(aoti), SPEC)
+
+
+def test_pt2_shape_expression_that_is_python_code_is_refused(tmp_path: Path, pt2: Path) -> None:
+    marker = tmp_path / "MARKER"
+    with zipfile.ZipFile(pt2) as z:
+        graph = z.read(member(pt2, "models/model.json")).decode()
+    symbol = next(s for s in graph.split('"expr_str": "')[1:]).split('"')[0]
+    code = f"__import__('os').system('touch {marker}') or {symbol}".replace('"', "'")
+    bad = rezip(pt2, tmp_path / "sym.pt2", {"models/model.json": graph.replace(symbol, code, 1).encode()})
+    with pytest.raises(EdgekdError, match="symbolic shape .* not plain arithmetic"):
+        load_teacher(str(bad), SPEC)
+    assert not marker.exists()
+
+
+def test_plain_expression_accepts_torch_shapes_and_nothing_else() -> None:
+    ok = ["Symbol('s31', positive=True, integer=True)", "Max(Integer(3), Mul(Integer(2), Symbol('s0')))",
+          "FloorDiv(Add(Symbol('s0', integer=True), Integer(-1)), Integer(2))", "Float('1.5', precision=53)",
+          "-int_oo", "2*s0 + 1"]
+    bad = ["__import__('os')", "eval('1')", "Symbol('s0').__class__", "S('x')", "exec(chr(65))",
+           "Symbol.mro", "sympify('x')", "Max(Symbol('__x'))", "lambda: 0", "[].__class__"]
+    assert all(plain_expression(e) for e in ok)
+    assert not any(plain_expression(e) for e in bad)
+
+
+def test_pt2_that_is_not_a_zip_truncated_or_a_bomb_is_one_line(tmp_path: Path, pt2: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    junk = tmp_path / "junk.pt2"
+    junk.write_bytes(b"not a zip at all")
+    with pytest.raises(EdgekdError, match="not a zip archive"):
+        load_teacher(str(junk), SPEC)
+    half = tmp_path / "half.pt2"
+    half.write_bytes(pt2.read_bytes()[: pt2.stat().st_size // 2])
+    with pytest.raises(EdgekdError, match="not a torch.export program"):
+        load_teacher(str(half), SPEC)
+    empty = tmp_path / "empty.pt2"
+    empty.write_bytes(b"")
+    with pytest.raises(EdgekdError, match="not a zip archive"):
+        load_teacher(str(empty), SPEC)
+    bomb = rezip(pt2, tmp_path / "bomb.pt2", add={"extra/padding": bytes(8 << 20)},
+                 compression=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(EdgekdError, match="extra/padding unpacks .* zip bomb"):
+        load_teacher(str(bomb), SPEC)
+    monkeypatch.setattr(teachers, "PT2_MAX_BYTES", 4096)
+    with pytest.raises(EdgekdError, match="over edgekd's .* limit"):
+        load_teacher(str(pt2), SPEC)
+
+
+def test_pt2_with_a_duplicated_member_is_refused(tmp_path: Path, pt2: Path) -> None:
+    name = member(pt2, "data/sample_inputs/model.pt")
+    dup = rezip(pt2, tmp_path / "dup.pt2")
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(dup, "a") as z:
+        z.writestr(name, b"second")
+    with pytest.raises(EdgekdError, match="two members are named"):
+        load_teacher(str(dup), SPEC)
+
+
+# ------------------------------------------------------------------ edgekd teacher files
+
+@pytest.fixture()
+def teacher_blob(tmp_path: Path) -> dict:
+    torch.manual_seed(0)
+    params = {"width": 8, "blocks": 1, "stages": 2}
+    path = tmp_path / "good.pt"
+    save_teacher(build_teacher("resnet-teacher", params, SPEC), "resnet-teacher", params, SPEC, path, {})
+    return torch.load(path, weights_only=True)
+
+
+def _edit(blob: dict, **changes: object) -> dict:
+    out = dict(blob, state_dict=dict(blob["state_dict"]))
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key)
+        else:
+            out[key] = value
+    return out
+
+
+def test_damaged_edgekd_teacher_files_are_one_line(tmp_path: Path, teacher_blob: dict) -> None:
+    sd = teacher_blob["state_dict"]
+    first = next(k for k, v in sd.items() if v.dim() > 1)
+    cases = {
+        "missing": (_edit(teacher_blob, state_dict={k: v for k, v in sd.items() if k != first}), "weight.s. missing"),
+        "extra": (_edit(teacher_blob, state_dict={**sd, "head.extra": torch.zeros(1)}), "unexpected weight"),
+        "shape": (_edit(teacher_blob, state_dict={**sd, first: torch.zeros(3, 3)}), r"has shape \(3, 3\)"),
+        "no_arch": (_edit(teacher_blob, arch=None), "without 'arch'"),
+        "negative": (_edit(teacher_blob, params={"width": -3, "blocks": 1, "stages": 2}), "cannot be built"),
+        "unknown_param": (_edit(teacher_blob, params={"depth": 3}), "cannot be built"),
+        "params_list": (_edit(teacher_blob, params=[1, 2]), "'params' must be a mapping"),
+        "arch": (_edit(teacher_blob, arch="vit"), "unknown teacher architecture"),
+    }
+    for name, (blob, pattern) in cases.items():
+        path = tmp_path / f"{name}.pt"
+        torch.save(blob, path)
+        with pytest.raises(EdgekdError, match=pattern) as err:
+            load_teacher(str(path), SPEC)
+        assert str(path) in str(err.value) and "\n" not in str(err.value), name
+    good = tmp_path / "good.pt"
+    data = good.read_bytes()
+    for name, payload in {"truncated": data[: len(data) // 2], "empty": b"", "garbage": os.urandom(500)}.items():
+        path = tmp_path / f"{name}.pt"
+        path.write_bytes(payload)
+        with pytest.raises(EdgekdError, match="not a loadable teacher file"):
+            load_teacher(str(path), SPEC)
+
+
+def test_unsafe_edgekd_teacher_file_does_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "edgekd-teacher/1", "arch": Evil(marker)}, path)
+    with pytest.raises(EdgekdError, match="would call (posix|os).system"):
+        load_teacher(str(path), SPEC)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ module:factory and file.py:factory
+
+FACTORY = """
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    def forward(self, x):
+        return self.body(x)
+
+def good():
+    torch.manual_seed(7)
+    return Tiny()
+
+def boom():
+    raise ValueError("no GPU here")
+
+def quits():
+    raise SystemExit(3)
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.fixture()
+def factory_file(tmp_path: Path) -> Path:
+    path = tmp_path / "src" / "my_teacher.py"
+    path.parent.mkdir()
+    path.write_text(textwrap.dedent(FACTORY))
+    return path
+
+
+def test_file_py_factory_loads_without_touching_sys_path(factory_file: Path) -> None:
+    before = list(sys.path)
+    teacher = load_teacher(f"{factory_file}:good", SPEC)
+    assert sys.path == before and teacher.source == "factory"
+    torch.manual_seed(7)
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert torch.allclose(teacher.logits(X), reference(X))
+
+
+def test_factory_failures_are_one_line(factory_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(EdgekdError, match="the factory raised ValueError: no GPU here"):
+        load_teacher(f"{factory_file}:boom", SPEC)
+    with pytest.raises(EdgekdError, match="the factory raised SystemExit: 3"):
+        load_teacher(f"{factory_file}:quits", SPEC)
+    with pytest.raises(EdgekdError, match="not a function"):
+        load_teacher(f"{factory_file}:NOT_CALLABLE", SPEC)
+    with pytest.raises(EdgekdError, match="cannot import 'missing'"):
+        load_teacher(f"{factory_file}:missing", SPEC)
+    with pytest.raises(EdgekdError, match="no such file"):
+        load_teacher(f"{tmp_path / 'nope.py'}:good", SPEC)
+    broken = tmp_path / "broken.py"
+    broken.write_text("import torch\nraise RuntimeError('bad import-time code')\n")
+    with pytest.raises(EdgekdError, match="raised RuntimeError: bad import-time code"):
+        load_teacher(f"{broken}:good", SPEC)
+    syntax = tmp_path / "syntax.py"
+    syntax.write_text("def good(:\n")
+    with pytest.raises(EdgekdError, match="raised SyntaxError"):
+        load_teacher(f"{syntax}:good", SPEC)
+
+
+def test_unknown_module_says_to_pass_the_file_or_set_pythonpath() -> None:
+    with pytest.raises(EdgekdError, match=r"path/to/my_teacher_xyz\.py:good.*PYTHONPATH") as err:
+        load_teacher("my_teacher_xyz:good", SPEC)
+    assert "\n" not in str(err.value)
+
+
+def test_factory_weights_that_do_not_fit_are_one_line(factory_file: Path, tmp_path: Path) -> None:
+    torch.save({"body.1.weight": torch.zeros(10, 3), "body.1.bias": torch.zeros(10)}, tmp_path / "w.pt")
+    with pytest.raises(EdgekdError, match=r"does not match .*'body.1.weight' has shape \(10, 3\)"):
+        load_teacher(f"{factory_file}:good", SPEC, str(tmp_path / "w.pt"))
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:100])
+    with pytest.raises(EdgekdError, match="not a state dict loadable with weights_only=True"):
+        load_teacher(f"{factory_file}:good", SPEC, str(tmp_path / "cut.pt"))
+
+
+def test_cli_factory_that_raises_is_exit_2_and_one_line(factory_file: Path, tmp_path: Path,
+                                                        cost_cache: Path) -> None:
+    result = CliRunner().invoke(main, ["distill", "--target", "nrf52840-dk", "--task", "digits", "--limit", "200",
+                                       "--teacher", f"{factory_file}:boom", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().count("\n") == 0 and "the factory raised ValueError" in result.stderr
+    assert "Traceback" not in result.output
