@@ -17,6 +17,9 @@ alive at the same time, 16-byte alignment), plus TFLite Micro's own bookkeeping 
 structs, per-channel requantization buffers). Those overhead constants were read off the tflite-micro
 interpreter's ``print_allocations`` on the host (64-bit pointers); ``docs/costmodel.md`` compares the
 predictions with measured minimum arenas.
+
+One module (over 400 lines) because the lowering rules, the arena planner and the latency estimate are one
+model of the converter's output, calibrated together against the same converted files.
 """
 
 from __future__ import annotations

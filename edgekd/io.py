@@ -45,7 +45,10 @@ def _umask() -> int:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed onto it only when the block succeeds; removed otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise EdgekdError(f"{path}: a file is in the way of its folder {path.parent}; choose another path") from None
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}-")
     os.close(fd)
     try:
@@ -81,8 +84,14 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through a temporary file (checkpoints, students, teachers)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)  # a file object: torch names the archive's folder after a path, and tmp's is random
+    except RuntimeError as exc:  # torch's zip writer turns a failed write (disk full, file too large) into this
+        if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+            raise
+        raise EdgekdError(f"{path}: the write failed (disk full or file too large); free space or choose another "
+                          "--out") from None
     return Path(path)
 
 

@@ -4,8 +4,9 @@ By default the figure is ``estimated``: the model's MACs per operator at the pro
 per-operator overhead (:func:`edgekd.costmodel.estimate_latency`), never below the peak-rate floor. A ``.tflite``
 is costed from its own graph (operators, tensor shapes, filter shapes), so any file works, not only edgekd's;
 a build or student folder is costed from the student. With ``emulator="qemu"`` a ``.tflite`` for a Linux-class
-target is run on the emulated core and its instructions per invoke are ``counted`` (docs/emulation.md); the
-estimate stays in the report for comparison.
+target is run on the emulated core, and for a microcontroller edgekd's generated C for it is linked into the
+board's budgets; either way its instructions per invoke are ``counted`` (docs/emulation.md); the estimate stays
+in the report for comparison.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import numpy as np
 
 from edgekd import costmodel
 from edgekd.errors import EdgekdError
+from edgekd.export.records import EXPORT_JSON
 from edgekd.logs import native_quiet
+from edgekd.students.store import STUDENT_FILE
 from edgekd.targets import Target
 
 
@@ -41,6 +44,11 @@ class LatencyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def text(self) -> str:
+        """`edgekd latency`: the figure, how it was obtained, the budget and the verdict."""
+        return (f"{self.model} on {self.target}: {self.ms:.3f} ms ({self.kind}) of a {self.budget_ms:g} ms budget: "
+                f"{'PASS' if self.passed else 'FAIL'}\n  {self.method}")
 
 
 def tflite_layers(path: str | Path) -> tuple[str, list[costmodel.Layer]]:
@@ -89,7 +97,7 @@ def _student_layers(folder: Path, precision: str) -> tuple[str, list[costmodel.L
 
 def _layers_of(model: Path) -> tuple[str, list[costmodel.Layer]]:
     if model.is_dir():
-        record = model / "export.json"
+        record = model / EXPORT_JSON
         if record.is_file():
             try:
                 arts = json.loads(record.read_text())["artifacts"]
@@ -101,14 +109,14 @@ def _layers_of(model: Path) -> tuple[str, list[costmodel.Layer]]:
                                   "re-run `edgekd export`") from None
             if tfl is not None:
                 return tflite_layers(tfl)
-        if (model / "student.pt").is_file():
+        if (model / STUDENT_FILE).is_file():
             return _student_layers(model, "int8")
         raise EdgekdError(f"{model}: neither a build folder (export.json) nor a student folder (student.pt)")
     if not model.is_file():
         raise EdgekdError(f"{model}: no such file or folder")
     if model.suffix == ".tflite":
         return tflite_layers(model)
-    if model.suffix == ".pte" and (model.parent / "student.pt").is_file():
+    if model.suffix == ".pte" and (model.parent / STUDENT_FILE).is_file():
         return _student_layers(model.parent, "fp32" if "fp32" in model.stem else "int8")
     raise EdgekdError(f"{model}: give a .tflite, or a .pte / student inside an edgekd build folder")
 
@@ -137,9 +145,12 @@ def _counted(target: Target, model: Path, emulator: str, timeout_s: float, estim
     from edgekd.verify import check_emulator
 
     check_emulator(target, emulator)
+    if target.emulator.kind == "qemu-system-arm" and model.suffix == ".tflite":
+        return _counted_on_board(target, model, timeout_s, estimate_ms, dtype, macs, ops)
     if target.emulator.kind != "qemu-aarch64" or model.suffix != ".tflite":
-        raise EdgekdError(f"{model}: counting a single file runs .tflite models on qemu-aarch64 targets; for "
-                          f"{target.name} run `edgekd verify --target {target.name} BUILD --emulator qemu`")
+        raise EdgekdError(f"{model}: counting a single file runs .tflite models on qemu-aarch64 and "
+                          f"qemu-system-arm targets; for {target.name} run `edgekd verify --target {target.name} "
+                          "BUILD --emulator qemu`")
     cpu, core = aarch64.core_of(target)
     graph = inspect_tflite(model)
     rng = np.random.default_rng(0)
@@ -164,3 +175,22 @@ def _counted(target: Target, model: Path, emulator: str, timeout_s: float, estim
               f"{estimate_ms:.3f} ms")
     return LatencyReport(target.name, str(model), ms, "counted", method, budget, ms <= budget, dtype, macs, ops,
                          estimate_ms, insns, f"qemu-aarch64/{cpu}")
+
+
+def _counted_on_board(target: Target, model: Path, timeout_s: float, estimate_ms: float, dtype: str, macs: int,
+                      ops: int) -> LatencyReport:
+    """A microcontroller: edgekd's C for the int8 .tflite, linked into the profile's budgets, one invoke of a
+    seeded random input counted (unicorn, or QEMU's plugin on the M55)."""
+    from edgekd.emulate.cortex_m import count_tflite
+
+    counted, _ = count_tflite(model, target, timeout_s)
+    ms = counted.ms
+    if counted.instructions is None or ms is None:
+        raise EdgekdError(f"{model}: {counted.note or 'no instruction count'}")
+    machine = target.emulator.machine
+    budget = target.budgets.latency_ms
+    method = (f"{counted.instructions:,} instructions per invoke of edgekd's C counted for qemu-system-arm/{machine} "
+              f"({counted.counter}) x CPI {counted.cpi:g} at {target.cpu.clock_mhz:g} MHz ({counted.cpi_source}); "
+              f"cost-model estimate {estimate_ms:.3f} ms")
+    return LatencyReport(target.name, str(model), ms, "counted", method, budget, ms <= budget, dtype, macs, ops,
+                         estimate_ms, counted.instructions, f"qemu-system-arm/{machine}")

@@ -81,11 +81,40 @@ class Plan:
             "latency_kind": "estimated",
         }
 
+    def text(self, runners_up: int, target_class: str, input_shape: tuple[int, ...]) -> str:
+        """What `edgekd plan` prints: the student against each budget, then the runners-up that also fit."""
+        best = self.student
+        assert best is not None, "text() is for a plan that fits; explain_no_fit() says why one does not"
+        b, p = self.budgets, best.predicted
+        lines = [f"target {self.target} ({target_class}), task {self.task} {input_shape}, {self.dtype} tensors; "
+                 f"{sum(c.fits for c in self.candidates)}/{len(self.candidates)} candidates fit",
+                 f"student: {best.label()}  params {best.params:,}  MACs {best.macs:,}",
+                 f"  {'':<8} {'predicted':>12} {'budget':>12}",
+                 f"  {'flash':<8} {format_bytes(p['flash_bytes']):>12} {format_bytes(b['flash_bytes']):>12}",
+                 f"  {'RAM':<8} {format_bytes(p['ram_bytes']):>12} {format_bytes(b['ram_bytes']):>12}",
+                 f"  {'latency':<8} {p['latency_ms']:>10.2f}ms {b['latency_ms']:>10.1f}ms  (estimated)",
+                 "runners-up:"]
+        for c in [c for c in self.candidates[1:] if c.fits][:runners_up]:
+            lines.append(f"  {c.label():<52} MACs {c.macs:>10,} flash {format_bytes(c.predicted['flash_bytes']):>10} "
+                         f"RAM {format_bytes(c.predicted['ram_bytes']):>10} {c.predicted['latency_ms']:>8.2f}ms")
+        return "\n".join(lines)
+
+
+#: The cost cache holds whole :class:`costmodel.CostReport` records (2); bump when their shape changes.
+_CACHE_SCHEMA = b"cost-report/2"
+
 
 def _cache_path() -> Path:
     root = cache_dir()[0]
-    version = hashlib.sha256(Path(costmodel.__file__).read_bytes()).hexdigest()[:12]
+    version = hashlib.sha256(_CACHE_SCHEMA + Path(costmodel.__file__).read_bytes()).hexdigest()[:12]
     return root / f"costs-{version}.json"
+
+
+def _report_from_dict(d: dict[str, Any]) -> costmodel.CostReport:
+    """A cached cost report back as the dataclass :func:`costmodel.analyze` made (``to_dict`` round trip)."""
+    fields = {k: v for k, v in d.items() if k not in ("ops", "model_bytes", "layers")}
+    layers = [costmodel.Layer(**(ly | {"output_shape": tuple(ly["output_shape"])})) for ly in d["layers"]]
+    return costmodel.CostReport(**(fields | {"input_shape": tuple(d["input_shape"]), "layers": layers}))
 
 
 def _family_version(name: str) -> str:
@@ -109,21 +138,23 @@ class _CostCache:
         self.dirty = False
         self.versions: dict[str, str] = {}
 
-    def get(self, config: StudentConfig, task_shape: tuple[int, ...], classes: int, dtype: str) -> dict[str, Any]:
+    def get(self, config: StudentConfig, task_shape: tuple[int, ...], classes: int,
+            dtype: str) -> costmodel.CostReport:
         if config.family not in self.versions:  # once per planning run: sources may change between runs
             self.versions[config.family] = _family_version(config.family)
         key = f"{config.key()}|{self.versions[config.family]}|{task_shape}|{classes}|{dtype}"
-        if key not in self.data:
-            torch.manual_seed(0)
-            model = build_student(config, task_shape, classes)
-            report = costmodel.analyze(model, model_input_shape(model), dtype,
-                                       channels_last_input=model.channels_last_input)
-            d = report.to_dict()
-            self.data[key] = {k: d[k] for k in ("params", "macs", "model_bytes", "arena_bytes", "ops", "dtype")}
-            self.data[key]["layers"] = [{"op": ly.op, "macs": ly.macs, "output_bytes": ly.output_bytes}
-                                        for ly in report.layers]
-            self.dirty = True
-        return self.data[key]
+        if key in self.data:
+            try:
+                return _report_from_dict(self.data[key])
+            except (KeyError, TypeError, ValueError):  # a damaged entry is costed again, not trusted
+                log.debug("cost cache %s: entry %s unreadable; costing it again", self.path, key)
+        torch.manual_seed(0)
+        model = build_student(config, task_shape, classes)
+        report = costmodel.analyze(model, model_input_shape(model), dtype,
+                                   channels_last_input=model.channels_last_input)
+        self.data[key] = report.to_dict()
+        self.dirty = True
+        return report
 
     def save(self) -> None:
         if not self.dirty:
@@ -134,22 +165,15 @@ class _CostCache:
             log.warning("cost cache %s not saved (%s)", self.path, exc.strerror or type(exc).__name__)
 
 
-def _latency_ms(cost: dict[str, Any], target: Target) -> float:
-    layers = [costmodel.Layer(i, ly["op"], "", (), ly["output_bytes"], macs=ly["macs"])
-              for i, ly in enumerate(cost["layers"])]
-    report = costmodel.CostReport((), cost["dtype"], cost["params"], cost["macs"], 0, 0, 0, 0, 0, 0, layers)
-    return costmodel.estimate_latency(report, target).ms
-
-
 def evaluate(config: StudentConfig, target: Target, spec: TaskSpec, cache: _CostCache | None = None) -> Candidate:
     """Cost one student config on one target and check it against every budget and the operator set."""
     cache = cache or _CostCache()
     dtype = "fp32" if target.quantization == "fp32" else "int8"
     cost = cache.get(config, spec.input_shape, spec.num_classes, dtype)
     predicted = {
-        "flash_bytes": int(cost["model_bytes"] + target.runtime_flash_bytes),
-        "ram_bytes": int(cost["arena_bytes"] + target.runtime_ram_bytes),
-        "latency_ms": round(_latency_ms(cost, target), 4),
+        "flash_bytes": int(cost.model_bytes + target.runtime_flash_bytes),
+        "ram_bytes": int(cost.arena_bytes + target.runtime_ram_bytes),
+        "latency_ms": round(costmodel.estimate_latency(cost, target).ms, 4),
     }
     budgets = target.budgets
     over = {}
@@ -159,8 +183,8 @@ def evaluate(config: StudentConfig, target: Target, spec: TaskSpec, cache: _Cost
         over["ram_bytes"] = predicted["ram_bytes"] - budgets.ram_bytes
     if predicted["latency_ms"] > budgets.latency_ms:
         over["latency_ms"] = round(predicted["latency_ms"] - budgets.latency_ms, 4)
-    unsupported = [op for op in cost["ops"] if op not in target.operators]
-    return Candidate(config.family, dict(config.params), cost["params"], cost["macs"], predicted,
+    unsupported = [op for op in cost.ops if op not in target.operators]
+    return Candidate(config.family, dict(config.params), cost.params, cost.macs, predicted,
                      not over and not unsupported, over, unsupported)
 
 
@@ -187,6 +211,42 @@ def plan(target: Target, spec: TaskSpec, families: list[str] | None = None, prog
     best = candidates[0] if candidates and candidates[0].fits else None
     return Plan(target.name, spec.name, target.budgets.to_dict(), best, candidates,
                 "fp32" if target.quantization == "fp32" else "int8")
+
+
+@dataclass
+class StudentCost:
+    """`edgekd cost`: one student's per-layer cost report, and its estimated latency on a target if one is given."""
+
+    config: StudentConfig
+    task: str
+    report: costmodel.CostReport
+    latency: costmodel.LatencyEstimate | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.config.family, "config": self.config.params, "task": self.task,
+                "cost": self.report.to_dict(), "latency": self.latency.to_dict() if self.latency else None}
+
+    def text(self) -> str:
+        r, lat = self.report, self.latency
+        lines = [r.table(),
+                 f"params {r.params:,}  MACs {r.macs:,}  int8 weights {format_bytes(r.int8_weight_bytes)}"
+                 f"  .tflite ~{format_bytes(r.tflite_bytes)}",
+                 f"arena: activations {format_bytes(r.activation_bytes)} + TFLite Micro overhead "
+                 f"{format_bytes(r.overhead_bytes)} = {format_bytes(r.arena_bytes)} (predicted)"]
+        if lat:
+            lines.append(f"latency {lat.ms:.2f} ms (estimated; floor {lat.floor_ms:.3f} ms): {lat.method}")
+        return "\n".join(lines)
+
+
+def student_cost(config: StudentConfig, spec: TaskSpec, dtype: str = "int8", target: Target | None = None
+                 ) -> StudentCost:
+    """Build ``config`` for ``spec`` and cost it layer by layer (a config its family cannot build is bad input)."""
+    try:
+        model = build_student(config, spec.input_shape, spec.num_classes)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise EdgekdError(f"--config: {config.family} cannot be built with {config.params}: {exc}") from None
+    report = costmodel.analyze(model, model_input_shape(model), dtype, channels_last_input=model.channels_last_input)
+    return StudentCost(config, spec.name, report, report.latency(target) if target else None)
 
 
 def explain_no_fit(p: Plan) -> str:

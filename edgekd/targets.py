@@ -5,6 +5,9 @@ which runtimes, formats and operators it supports, how fast it runs int8 / fp32 
 which emulator stands in for it. Every number cites its datasheet under ``source``.
 
 Validation errors are one line: ``FILE: FIELD: what is wrong``, raised as :class:`EdgekdError` (exit 2).
+Cores, their ISA and what the emulators can run come from the one core table, :mod:`edgekd.cores`.
+One module (over 400 lines): the schema, its checker and the profile search path are one contract whose
+one-line messages users read; splitting them would scatter the rules a profile must follow.
 """
 
 from __future__ import annotations
@@ -12,24 +15,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from edgekd import cores
 from edgekd.errors import EdgekdError
+from edgekd.formats import FORMAT_NAMES, RUNTIME_NAMES
 from edgekd.units import format_bytes, parse_bytes, parse_ms
 
 CLASSES = ("phone", "sbc", "mcu")
 QUANTIZATIONS = ("int8-full", "int8", "fp32")
-RUNTIMES = ("tflm", "litert", "executorch-xnnpack", "edgekd-c")
-FORMATS = ("tflite", "pte", "c")
+RUNTIMES = RUNTIME_NAMES  # live views of the format plugins (edgekd.formats): a new format is valid at once
+FORMATS = FORMAT_NAMES
 EMULATOR_KINDS = ("qemu-system-arm", "qemu-aarch64", "none")
-LINUX_CORES = ("cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76", "cortex-a78", "cortex-a510",
-               "cortex-a520", "cortex-a715", "cortex-a720", "cortex-x3", "cortex-x4", "neoverse-n1")
-MCU_CORES = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
-             "cortex-m85", "xtensa-lx7", "riscv32")
+LINUX_CORES = cores.names(cores.LINUX)
+MCU_CORES = cores.names(cores.MCU)
 ISA_FEATURES = ("armv6-m", "armv7e-m", "armv8-m.main", "armv8.1-m.main", "armv8-a", "armv8.2-a", "armv9-a",
                 "thumb2", "dsp", "fpv4-sp", "fpv5-sp", "fpv5-dp", "mve", "mve-f", "helium", "neon", "dotprod",
                 "fp16", "i8mm", "sve2", "sme", "xtensa-simd", "pie")
@@ -150,6 +154,37 @@ class Target:
         out["path"] = str(self.path) if self.path else None
         return out
 
+    def text(self) -> str:
+        """`edgekd targets show`: the whole profile, one section a line, then its sources."""
+        b, tp, emu = self.budgets, self.throughput, self.emulator
+        lines = [f"{self.name}: {self.title} [{self.klass}]",
+                 f"  cpu        {self.cpu.count}x {self.cpu.core} @ {self.cpu.clock_mhz:g} MHz "
+                 f"({', '.join(self.cpu.isa)})",
+                 f"  memory     flash {format_bytes(self.memory.flash_bytes)}, "
+                 f"RAM {format_bytes(self.memory.ram_bytes)}",
+                 f"  budgets    model {format_bytes(b.flash_bytes)}, RAM {format_bytes(b.ram_bytes)}, "
+                 f"latency {b.latency_ms:g} ms",
+                 f"  runtime    {', '.join(self.runtimes)} (overhead flash {format_bytes(self.runtime_flash_bytes)}, "
+                 f"RAM {format_bytes(self.runtime_ram_bytes)})",
+                 f"  formats    {', '.join(self.formats)}; quantization {self.quantization}",
+                 f"  operators  {', '.join(self.operators)}",
+                 f"  throughput int8 {tp.int8_macs_per_cycle} (peak {tp.peak_int8_macs_per_cycle}) MACs/cycle/core, "
+                 f"fp32 {tp.fp32_macs_per_cycle} (peak {tp.peak_fp32_macs_per_cycle}), {tp.threads} thread(s)",
+                 f"  emulator   {emu.kind} {emu.machine or ''} {emu.cpu or ''}".rstrip()]
+        return "\n".join(lines + [f"  source.{key}: {text}" for key, text in self.source.items()])
+
+
+def table(found: Iterable[Target]) -> str:
+    """`edgekd targets list`: one line per target, microcontrollers first, with its budgets."""
+    order = {"mcu": 0, "sbc": 1, "phone": 2}
+    lines = [f"{'name':<24} {'class':<6} {'cores':<17} {'MHz':>6} {'model budget':>13} {'RAM budget':>11} "
+             f"{'latency':>9}"]
+    for t in sorted(found, key=lambda t: (order[t.klass], t.name)):
+        b = t.budgets
+        lines.append(f"{t.name:<24} {t.klass:<6} {f'{t.cpu.count}x {t.cpu.core}':<17} {t.cpu.clock_mhz:>6g} "
+                     f"{format_bytes(b.flash_bytes):>13} {format_bytes(b.ram_bytes):>11} {b.latency_ms:>7g}ms")
+    return "\n".join(lines)
+
 
 # ---------------------------------------------------------------- schema
 
@@ -222,7 +257,7 @@ class _Checker:
             raise self.fail(key, "must be larger than 0")
         return value
 
-    def names(self, key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    def names(self, key: str, allowed: Iterable[str]) -> tuple[str, ...]:
         value = self.get(key)
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise self.fail(key, "expected a non-empty list of names")
@@ -288,7 +323,7 @@ def parse_target(data: Any, origin: str = "<profile>", path: Path | None = None)
         raise t.fail("threads", f"{throughput.threads} threads but cpu.count is {cpu.count}")
 
     e = top.section("emulator", {"kind"}, {"cpu", "machine", "note"})
-    emu_kind = e.string("kind", EMULATOR_KINDS)
+    emu_kind = e.string("kind", emulator_kinds())
     emulator = Emulator(emu_kind, e.string("cpu", optional=True), e.string("machine", optional=True),
                         e.string("note", optional=True))
     if emu_kind == "qemu-system-arm" and (emulator.machine is None or emulator.cpu is None):
@@ -300,6 +335,9 @@ def parse_target(data: Any, origin: str = "<profile>", path: Path | None = None)
     if emu_kind == "none" and emulator.note is None:
         raise e.fail("note", "say why no emulator stands in for this device")
     _check_emulator(e, emulator, klass, core)
+    arch = cores.CORES[core].arch
+    if arch in ISA_FEATURES and arch not in cpu.isa:
+        raise c.fail("isa", f"{core} is an {arch} core (edgekd.cores); list {arch} in isa")
 
     s = top.get("source")
     if not isinstance(s, dict) or not s:
@@ -313,37 +351,44 @@ def parse_target(data: Any, origin: str = "<profile>", path: Path | None = None)
                   operators, quantization, latency, throughput, emulator, source, path)
 
 
+def emulator_kinds() -> tuple[str, ...]:
+    """The built-in emulator kinds plus any a plugin registered (``edgekd.emulate.register_emulator``)."""
+    import sys
+
+    registry = sys.modules.get("edgekd.emulate")  # only if loaded: profiles validate without importing numpy
+    extra = tuple(k for k in getattr(registry, "EMULATORS", {}) if k not in EMULATOR_KINDS)
+    return EMULATOR_KINDS + extra
+
+
 def _check_emulator(e: _Checker, emulator: Emulator, klass: str, core: str) -> None:
-    """Check kind / machine / cpu against the emulators' own tables, so `targets validate` catches what a
-    build would only hit after distillation (QEMU refusing the board or core)."""
-    from edgekd.emulate.aarch64 import CORES as AARCH64_CORES
-    from edgekd.emulate.tables import BOARDS
-    from edgekd.emulate.tables import CORES as CORTEX_M_CORES
+    """Check kind / machine / cpu against the core table (:mod:`edgekd.cores`), so `targets validate` catches
+    what a build would only hit after distillation (QEMU refusing the board or core)."""
+    boards, m_cores, a_cores = cores.BOARDS, cores.cortex_m_cores(), cores.aarch64_cores()
 
     if emulator.kind == "qemu-system-arm":
         if klass != "mcu":
             raise e.fail("kind", f"qemu-system-arm runs microcontroller firmware; a {klass} profile uses "
                                  "qemu-aarch64 or none")
-        if emulator.machine not in BOARDS:
+        if emulator.machine not in boards:
             raise e.fail("machine", f"{emulator.machine!r} is not a QEMU board edgekd's qemu-system-arm emulator "
-                                    f"knows; known: {', '.join(BOARDS)}")
-        board = BOARDS[emulator.machine]
+                                    f"knows; known: {', '.join(boards)}")
+        board = boards[emulator.machine]
         if emulator.cpu != board.cpu:
-            known = ", ".join(f"{name} ({b.cpu})" for name, b in BOARDS.items())
+            known = ", ".join(f"{name} ({b.cpu})" for name, b in boards.items())
             raise e.fail("cpu", f"{emulator.cpu!r} does not run on QEMU's {emulator.machine}, which only takes "
                                 f"{board.cpu!r}; known boards (cpu): {known}")
-        if core not in CORTEX_M_CORES:
+        if core not in m_cores:
             raise e.fail("kind", f"cpu.core {core!r} has no Cortex-M build recipe for qemu-system-arm (known: "
-                                 f"{', '.join(CORTEX_M_CORES)}); use kind 'none' with a note")
+                                 f"{', '.join(m_cores)}); use kind 'none' with a note")
     elif emulator.kind == "qemu-aarch64":
         if klass == "mcu":
             raise e.fail("kind", "qemu-aarch64 runs Linux-class devices; a microcontroller uses qemu-system-arm "
                                  "or none")
         if emulator.machine is not None:
             raise e.fail("machine", "qemu-aarch64 runs user-mode and takes no machine; remove it")
-        if emulator.cpu not in AARCH64_CORES:
+        if emulator.cpu not in a_cores:
             raise e.fail("cpu", f"{emulator.cpu!r} is not a core edgekd's qemu-aarch64 emulator knows; known: "
-                                f"{', '.join(sorted(AARCH64_CORES))}")
+                                f"{', '.join(sorted(a_cores))}")
 
 
 # ---------------------------------------------------------------- finding and loading

@@ -62,7 +62,7 @@ def main() -> None:
         work = Path(args.work) / label.split()[0] / src.parent.name
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(src, work)
-        export, arts = load_export(work)
+        export, arts = (rec := load_export(work)).to_json(), rec.artifacts
         data = export["data_source"]
         splits = load_task(data["task"], data["data_dir"], seed=DATA_SEED, limit=data["limit"])
         idx = sample_indices(len(splits.y_test), args.samples)

@@ -63,7 +63,7 @@ def main() -> None:
             export_student(name, args.student, build)
         t = time.perf_counter()
         result = verify_build(name, build, emulator="qemu", emulator_limit=args.emulator_limit or None,
-                              emulator_timeout_s=7200)
+                              emulator_timeout_s=7200).to_json()
         est = estimates(build, name)
         target = load_target(name)
         for r in result["emulated"]:

@@ -84,10 +84,10 @@ def main() -> None:
         target, _, student = spec.partition("=")
         build = Path(args.builds_dir) / target
         t = time.perf_counter()
-        exported = export_student(target, student, build)
+        exported = export_student(target, student, build).to_json()
         export_s = time.perf_counter() - t
         t = time.perf_counter()
-        verified = verify_build(target, build, limit=args.limit)
+        verified = verify_build(target, build, limit=args.limit).to_json()
         result["builds"].append({"target": target, "student_dir": student, "student": exported["student"],
                                  "artifacts": exported["artifacts"], "verify": verified,
                                  "seconds": {"export": round(export_s, 1),

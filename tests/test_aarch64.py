@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from samples import build_sample
 
 from edgekd.cli import main
-from edgekd.emulate import EmulationRequest, emulate
+from edgekd.emulate import EmulatedRun, EmulationRequest, emulate
 from edgekd.emulate.aarch64 import CORES, counted_ms, provision, run_guest, stand_in_root
 from edgekd.errors import EdgekdError
 from edgekd.targets import load_target, parse_target
 from edgekd.verify import verify_build
-from edgekd.verify.gates import emulator_gate
+from edgekd.verify.gates import Gate
+from edgekd.verify.gates import emulator_gate as gate
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator]  # qemu-aarch64 and an arm64 root
 
@@ -33,22 +35,9 @@ def root():
     return provision()
 
 
-def _sample(build: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from edgekd.data import load_task
-    from edgekd.distill import DATA_SEED
-    from edgekd.export.student import load_export
-    from edgekd.students import to_model_input
-
-    export, _ = load_export(build)
-    src = export["data_source"]
-    splits = load_task(src["task"], src["data_dir"], seed=DATA_SEED, limit=src["limit"])
-    x = to_model_input(splits.x_test[:n], tuple(export["input_shape"])).numpy()
-    return x, splits.y_test[:n]
-
-
 @pytest.fixture(scope="module")
 def pi_runs(pi_build: Path) -> list:
-    x, y = _sample(pi_build, 40)
+    x, y = build_sample(pi_build, 40)
     return emulate(EmulationRequest(pi_build, load_target("raspberry-pi-4b"), x, y))
 
 
@@ -102,9 +91,9 @@ def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
     from edgekd.emulate.aarch64 import run_litert_script
     from edgekd.export.student import load_export
 
-    _, arts = load_export(pi_build)
+    arts = load_export(pi_build).artifacts
     art = next(a for a in arts if a.key == "tflite-int8")
-    x = model_inputs(_sample(pi_build, 4)[0], art.details)
+    x = model_inputs(build_sample(pi_build, 4)[0], art.details.to_json())
     view = stand_in_root(root, load_target("raspberry-pi-4b"))
     a = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))
     b = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))
@@ -135,7 +124,7 @@ def test_stand_in_cpu_files_describe_the_profile(root) -> None:
 def test_verify_with_the_emulator_gates_and_counts(pi_build: Path, tmp_path: Path) -> None:
     build = tmp_path / "build"
     shutil.copytree(pi_build, build)
-    result = verify_build("raspberry-pi-4b", build, limit=60, emulator="qemu", emulator_limit=20)
+    result = verify_build("raspberry-pi-4b", build, limit=60, emulator="qemu", emulator_limit=20).to_json()
     assert len(result["emulated"]) == 5
     assert {r["samples"] for r in result["emulated"]} == {20}
     assert result["gates"]["emulator"]["passed"]
@@ -169,7 +158,11 @@ def test_a_hang_is_a_failed_run_within_the_timeout(root, tmp_path: Path) -> None
 def test_the_emulator_gate_fails_on_a_crash_or_a_reference_mismatch() -> None:
     base = {"path": "model_int8.tflite", "runtime": "litert", "emulator": "qemu-aarch64/cortex-a72",
             "precision": "int8", "ok": True, "bit_exact_vs_host": True, "max_diff_vs_host": 0.0, "error": None,
-            "log_tail": None}
+            "log_tail": None, "format": "tflite", "samples": 1}
+
+    def emulator_gate(runs: list[dict]) -> Gate:  # the gate reads typed runs
+        return gate([EmulatedRun(**r) for r in runs])
+
     assert emulator_gate([base | {"kernels": "reference"}, base | {"kernels": "xnnpack"}]).passed
     crashed = emulator_gate([base | {"kernels": "xnnpack", "ok": False, "error": "crashed (exit code -11)",
                                      "log_tail": "Segmentation fault"}])

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import edgekd.build
-from edgekd.build import STAGES, BuildOptions, Stages, build
+import edgekd.build.context
+from edgekd.build import STAGES, BuildOptions, BuildResult, Stages, build_many
 from edgekd.cli import main
 from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file
@@ -38,9 +38,10 @@ def _opts(**kw) -> BuildOptions:
                             "progress": False} | kw))
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_fast_build_writes_the_report_schema_and_skips_unchanged_stages(tmp_path: Path) -> None:
     out = tmp_path / "b"
-    r = build(["nrf52840-dk"], _opts(), out)["reports"][0]
+    r = build_many(["nrf52840-dk"], _opts(), out).reports[0].to_json()
     report = json.loads((out / "report.json").read_text())
     assert set(report) >= REPORT_KEYS and report == json.loads(json.dumps(r))
     assert set(report["teacher"]) >= {"params", "accuracy"} and report["teacher"]["params"] > 0
@@ -65,16 +66,17 @@ def test_fast_build_writes_the_report_schema_and_skips_unchanged_stages(tmp_path
     assert (out / "accuracy_vs_size.png").read_bytes()[:4] == b"\x89PNG"
     bundle = (out / report["bundle"]).read_bytes()
 
-    again = build(["nrf52840-dk"], _opts(), out)["reports"][0]
+    again = build_many(["nrf52840-dk"], _opts(), out).reports[0].to_json()
     assert again["skipped_stages"] == ["plan", "teacher", "distill", "export", "verify", "package"]
     assert (out / report["bundle"]).read_bytes() == bundle
 
-    changed = build(["nrf52840-dk"], _opts(epochs=3), out)["reports"][0]
+    changed = build_many(["nrf52840-dk"], _opts(epochs=3), out).reports[0].to_json()
     assert changed["skipped_stages"] == ["plan", "teacher"]  # distill and everything after it reran
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_several_targets_share_one_teacher(tmp_path: Path) -> None:
-    result = build(["nrf52840-dk", "raspberry-pi-4b"], _opts(), tmp_path)
+    result = build_many(["nrf52840-dk", "raspberry-pi-4b"], _opts(), tmp_path).to_json()
     reports = {r["target"]: r for r in result["reports"]}
     assert set(reports) == {"nrf52840-dk", "raspberry-pi-4b"}
     assert {r["teacher"]["path"] for r in reports.values()} == {result["teacher"]}
@@ -110,9 +112,9 @@ def test_all_builds_every_profile_into_one_folder(monkeypatch: pytest.MonkeyPatc
 
     def fake_build(targets, opts, out):
         seen.update(targets=targets, out=out, opts=opts)
-        return {"reports": [], "teacher": None}
+        return BuildResult([])
 
-    monkeypatch.setattr(edgekd.build, "build", fake_build)
+    monkeypatch.setattr(edgekd.build, "build_many", fake_build)
     r = CliRunner().invoke(main, ["build", "--all", "--fast", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     from edgekd.targets import load_all
@@ -122,14 +124,14 @@ def test_all_builds_every_profile_into_one_folder(monkeypatch: pytest.MonkeyPatc
 
 
 def test_emulator_choice_per_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgekd.build import resolve_emulator
+    from edgekd.build.context import resolve_emulator
     from edgekd.targets import load_target
 
     mcu, pi, esp = (load_target(n) for n in ("nrf52840-dk", "raspberry-pi-4b", "esp32-s3-devkitc-1"))
     assert [resolve_emulator("auto", t) for t in (mcu, pi, esp)] == ["qemu", "qemu", None]
     assert [resolve_emulator("none", t) for t in (mcu, pi, esp)] == [None, None, None]
     assert resolve_emulator("qemu", esp) is None  # no QEMU machine stands in for the ESP32-S3: built without
-    monkeypatch.setattr("edgekd.build.shutil.which", lambda name: None)
+    monkeypatch.setattr("edgekd.build.context.shutil.which", lambda name: None)
     assert resolve_emulator("auto", pi) is None
     with pytest.raises(EdgekdError, match="--emulator qemu: qemu-aarch64 is not installed; run "
                                           "scripts/install_emulators.sh or use --emulator auto"):
@@ -138,9 +140,9 @@ def test_emulator_choice_per_target(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_emulator_qemu_without_qemu_is_refused_before_any_training(monkeypatch: pytest.MonkeyPatch,
                                                                    tmp_path: Path) -> None:
-    monkeypatch.setattr("edgekd.build.shutil.which", lambda name: None)
+    monkeypatch.setattr("edgekd.build.context.shutil.which", lambda name: None)
     with pytest.raises(EdgekdError, match="--emulator qemu: qemu-system-arm, arm-none-eabi-gcc are not installed"):
-        build(["nrf52840-dk", "raspberry-pi-4b"], _opts(emulator="qemu"), tmp_path / "b")
+        build_many(["nrf52840-dk", "raspberry-pi-4b"], _opts(emulator="qemu"), tmp_path / "b")
     assert not (tmp_path / "b").exists()  # refused before the teacher, the plan or the folder
     r = CliRunner().invoke(main, ["build", "--target", "raspberry-pi-4b", "--emulator", "qemu", "--fast",
                                   "--out", str(tmp_path / "c")])
@@ -151,9 +153,9 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(EdgekdError, match="--out .*a-file/b: cannot write there"):
-        build(["nrf52840-dk"], _opts(), blocker / "b")
+        build_many(["nrf52840-dk"], _opts(), blocker / "b")
     with pytest.raises(EdgekdError, match="exists and is not a folder"):
-        build(["nrf52840-dk"], _opts(), blocker)
+        build_many(["nrf52840-dk"], _opts(), blocker)
 
 
 # ------------------------------------------------------------------ trust: one real build, tampered copies
@@ -176,8 +178,8 @@ def board_build(tmp_path_factory: pytest.TempPathFactory, warm_cost_cache: Path)
     with pytest.MonkeyPatch.context() as mp:
         # Every stage's key holds the hash of edgekd's sources; pin it so that an edit to the working tree while
         # this module runs does not make every rebuild below start from scratch.
-        code = edgekd.build._code_hash()
-        mp.setattr(edgekd.build, "_code_hash", lambda: code)
+        code = edgekd.build.context.code_hash()
+        mp.setattr(edgekd.build.context, "code_hash", lambda: code)
         cache = root / "cache"
         shutil.copytree(warm_cost_cache, cache)
         mp.setenv("EDGEKD_CACHE", str(cache))
@@ -196,7 +198,7 @@ def _copy(board_build: dict, tmp_path: Path) -> Path:
 def _rebuild(board_build: dict, out: Path) -> dict:
     """The fixture's build again, as the library call (same options as BOARD_FLAGS)."""
     opts = BuildOptions(fast=True, epochs=2, families=["dscnn"], emulator="none", progress=False)
-    return build([str(board_build["profile"])], opts, out)["reports"][0]
+    return build_many([str(board_build["profile"])], opts, out).reports[0].to_json()
 
 
 def _report_matches_files(out: Path) -> None:
@@ -206,6 +208,7 @@ def _report_matches_files(out: Path) -> None:
             assert sha256_file(out / a["path"]) == a["sha256"], a["path"]
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_a_profile_outside_targets_builds_into_builds_its_name(board_build: dict) -> None:
     r = board_build["result"]
     assert r.exit_code == 0, r.output
@@ -219,6 +222,7 @@ def test_a_profile_outside_targets_builds_into_builds_its_name(board_build: dict
     _report_matches_files(out)
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_an_untouched_moved_build_skips_every_stage(board_build: dict, tmp_path: Path) -> None:
     out = _copy(board_build, tmp_path)
     assert _rebuild(board_build, out)["skipped_stages"] == list(STAGES)
@@ -229,6 +233,7 @@ def test_an_untouched_moved_build_skips_every_stage(board_build: dict, tmp_path:
     ("model_int8.tflite", lambda b: b[:-10] + bytes([b[-10] ^ 0xFF]) + b[-9:]),
     ("model_data.c", lambda b: b""),
 ])
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_a_changed_artifact_reruns_export_and_what_follows(board_build: dict, tmp_path: Path, name: str, tamper,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     out = _copy(board_build, tmp_path)
@@ -244,6 +249,7 @@ def test_a_changed_artifact_reruns_export_and_what_follows(board_build: dict, tm
     assert _rebuild(board_build, out)["skipped_stages"] == list(STAGES)
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_a_changed_verify_output_reruns_verify_and_package(board_build: dict, tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     out = _copy(board_build, tmp_path)
@@ -255,6 +261,7 @@ def test_a_changed_verify_output_reruns_verify_and_package(board_build: dict, tm
     assert (out / "artifacts" / "layers.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_a_truncated_stages_json_rebuilds_without_a_traceback(board_build: dict, tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     out = _copy(board_build, tmp_path)
@@ -306,6 +313,7 @@ def _held(folder: Path) -> Iterator[None]:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_a_second_run_into_a_busy_folder_is_refused(board_build: dict, tmp_path: Path) -> None:
     from edgekd.export import export_student
     from edgekd.verify import verify_build

@@ -192,7 +192,7 @@ def test_fashion_mnist_without_files_says_how_to_install(tmp_path: Path):
 def test_plan_fashion_mnist_with_empty_data_dir_exit_2(tmp_path: Path):
     """An explicit --data-dir with no Fashion-MNIST files in it is bad input, caught before planning.
 
-    Bug (edgekd/cli.py, plan_cmd / _task_option): only get_spec() is called, which by design reads no data,
+    Bug (edgekd/cli/design.py, plan_cmd / _task_option): only get_spec() is called, which by design reads no data,
     so a wrong --data-dir is silently accepted and a plan printed.
     """
     empty = tmp_path / "empty"
@@ -243,7 +243,7 @@ def test_cost_unknown_parameter_exit_2():
 def test_cost_bad_parameter_value_exit_2(config):
     """A bad value is bad input: one line and exit 2, not a traceback.
 
-    Bug (edgekd/cli.py, cost_cmd): int('abc') raises ValueError, 'width' alone becomes None and int(None)
+    Bug (edgekd/cli/design.py, cost_cmd): int('abc') raises ValueError, 'width' alone becomes None and int(None)
     raises TypeError in the family, and width=0 makes torch raise ValueError; none is an EdgekdError.
     """
     line = one_line_error(run("cost", "--family", "dscnn", "--config", config))

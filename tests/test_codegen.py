@@ -9,104 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import pytest
+from tflite_builder import (
+    WIDE_CASES,
+    ModelBuilder,
+    conv_model,
+    output_scale,
+    random_act,
+    random_scales,
+    tflm_outputs,
+    wide_model,
+)
 
 from edgekd.codegen import compile_host, generate_c, run_host
 from edgekd.errors import EdgekdError
 
-# ------------------------------------------------------------------ flatbuffer model builder
-
-class ModelBuilder:
-    """A tiny graph writer over LiteRT's schema object API (single subgraph, int8 activations)."""
-
-    def __init__(self) -> None:
-        from ai_edge_litert import schema_py_generated as schema
-        self.s = schema
-        self.tensors: list = []
-        self.buffers: list = [schema.BufferT()]
-        self.ops: list = []
-        self.codes: list[int] = []
-
-    def tensor(self, shape: tuple[int, ...], dtype: str = "INT8", scale: float | list[float] | None = None,
-               zp: int | list[int] = 0, data: np.ndarray | None = None, qdim: int = 0) -> int:
-        s = self.s
-        t = s.TensorT()
-        t.shape = np.array(shape, dtype=np.int32)
-        t.type = getattr(s.TensorType, dtype)
-        t.name = f"t{len(self.tensors)}"
-        if data is not None:
-            b = s.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
-            self.buffers.append(b)
-            t.buffer = len(self.buffers) - 1
-        if scale is not None:
-            q = s.QuantizationParametersT()
-            scales = [scale] if isinstance(scale, float) else list(scale)
-            zps = [zp] * len(scales) if isinstance(zp, int) else list(zp)
-            q.scale = np.array(scales, dtype=np.float32)
-            q.zeroPoint = np.array(zps, dtype=np.int64)
-            q.quantizedDimension = qdim
-            t.quantization = q
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-    def op(self, kind: str, inputs: list[int], outputs: list[int], options: str | None = None,
-           **fields: object) -> None:
-        s = self.s
-        code = getattr(s.BuiltinOperator, kind)
-        if code not in self.codes:
-            self.codes.append(code)
-        o = s.OperatorT()
-        o.opcodeIndex = self.codes.index(code)
-        o.inputs = np.array(inputs, dtype=np.int32)
-        o.outputs = np.array(outputs, dtype=np.int32)
-        if options:
-            opts = getattr(s, f"{options}T")()
-            for k, v in fields.items():
-                setattr(opts, k, v)
-            o.builtinOptionsType = getattr(s.BuiltinOptions, options)
-            o.builtinOptions = opts
-        self.ops.append(o)
-
-    def build(self, inputs: list[int], outputs: list[int]) -> bytes:
-        s = self.s
-        m = s.ModelT()
-        m.version = 3
-        m.operatorCodes = []
-        for code in self.codes:
-            c = s.OperatorCodeT()
-            c.builtinCode = code
-            c.deprecatedBuiltinCode = min(code, 127)
-            c.version = 1
-            m.operatorCodes.append(c)
-        g = s.SubGraphT()
-        g.tensors, g.operators = self.tensors, self.ops
-        g.inputs, g.outputs = np.array(inputs, dtype=np.int32), np.array(outputs, dtype=np.int32)
-        m.subgraphs = [g]
-        m.buffers = self.buffers
-        b = flatbuffers.Builder(1024)
-        b.Finish(m.Pack(b), file_identifier=b"TFL3")
-        return bytes(b.Output())
-
-
 # ------------------------------------------------------------------ references and helpers
-
-def tflm_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
-    """TFLite Micro's reference kernels, in process (a generous arena: nothing here is near the limit).
-
-    Its depthwise kernel crashes the process on a missing bias, so every depthwise model here has one.
-    """
-    from tflite_micro import runtime
-    it = runtime.Interpreter.from_bytes(model, arena_size=1 << 21)
-    out = []
-    for row in x:
-        it.set_input(row[None], 0)
-        it.invoke()
-        out.append(it.get_output(0).reshape(-1).copy())
-    return np.stack(out)
-
 
 def edgekd_outputs(model: bytes, x: np.ndarray, tmp: Path) -> tuple[np.ndarray, object]:
     tmp.mkdir(parents=True, exist_ok=True)
@@ -128,57 +47,6 @@ def assert_bit_exact(model: bytes, in_shape: tuple[int, ...], tmp: Path, rng: np
     return result
 
 
-def _act(rng: np.random.Generator) -> int:
-    return int(rng.choice([0, 1, 3]))  # NONE, RELU, RELU6
-
-
-def _scales(rng: np.random.Generator, n: int) -> list[float]:
-    return [float(v) for v in rng.uniform(0.002, 0.02, size=n)]
-
-
-def _out_scale(in_scale: float, w_scales: list[float], fan_in: int) -> float:
-    return float(in_scale * np.mean(w_scales) * 70 * 70 * np.sqrt(fan_in) / 50)
-
-
-def conv_model(rng: np.random.Generator, depthwise: bool, cin: int | None = None, mult: int | None = None,
-               cout: int | None = None, k: int | None = None, stride: int | None = None,
-               padding: int | None = None) -> tuple[bytes, tuple[int, ...]]:
-    """A random CONV_2D / DEPTHWISE_CONV_2D model; the keyword arguments pin a dimension (k: square kernel)."""
-    h, w = (int(v) for v in rng.integers(3, 10, size=2))
-    cin = cin if cin is not None else int(rng.integers(1, 6))
-    mult = mult if mult is not None else (int(rng.integers(1, 3)) if depthwise else 1)
-    cout = cin * mult if depthwise else (cout if cout is not None else int(rng.integers(1, 9)))
-    kh, kw = (k, k) if k is not None else (int(v) for v in rng.integers(1, 4, size=2))
-    stride = stride if stride is not None else int(rng.integers(1, 3))
-    dilation = int(rng.choice([1, 1, 2]))
-    padding = padding if padding is not None else int(rng.integers(0, 2))  # 0 SAME, 1 VALID
-    eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
-    if padding == 1:
-        h, w = max(h, eff_h), max(w, eff_w)
-        oh, ow = (h - eff_h) // stride + 1, (w - eff_w) // stride + 1
-    else:
-        oh, ow = (h + stride - 1) // stride, (w + stride - 1) // stride
-    in_scale, in_zp = float(rng.uniform(0.01, 0.05)), int(rng.integers(-30, 30))
-    w_scales = _scales(rng, cout)
-    out_scale = _out_scale(in_scale, w_scales, kh * kw * (1 if depthwise else cin))
-    b = ModelBuilder()
-    x = b.tensor((1, h, w, cin), scale=in_scale, zp=in_zp)
-    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
-    wt = b.tensor(wshape, scale=w_scales, zp=0, data=rng.integers(-127, 128, size=wshape, dtype=np.int8),
-                  qdim=3 if depthwise else 0)
-    bias = b.tensor((cout,), "INT32", scale=[in_scale * s for s in w_scales], zp=0,
-                    data=rng.integers(-3000, 3000, size=cout).astype(np.int32))
-    y = b.tensor((1, oh, ow, cout), scale=out_scale, zp=int(rng.integers(-20, 20)))
-    if depthwise:
-        b.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], "DepthwiseConv2DOptions", padding=padding, strideW=stride,
-             strideH=stride, depthMultiplier=mult, fusedActivationFunction=_act(rng), dilationWFactor=dilation,
-             dilationHFactor=dilation)
-    else:
-        b.op("CONV_2D", [x, wt, bias], [y], "Conv2DOptions", padding=padding, strideW=stride, strideH=stride,
-             fusedActivationFunction=_act(rng), dilationWFactor=dilation, dilationHFactor=dilation)
-    return b.build([x], [y]), (1, h, w, cin)
-
-
 # ------------------------------------------------------------------ kernels, one by one
 
 @pytest.mark.parametrize("seed", range(6))
@@ -195,25 +63,6 @@ def test_depthwise_bit_exact(tmp_path: Path, seed: int) -> None:
     assert_bit_exact(model, shape, tmp_path, rng)
 
 
-# Shapes that reach the kernels' blocked paths (pairs of pixels and filters for 1x1 convs, groups of four
-# channels for depthwise convs, and their tails); tests/test_cortex_m.py runs the same models on the boards,
-# where the DSP-extension paths take them.
-WIDE_CASES = [
-    dict(depthwise=False, cin=12, cout=7, k=1, stride=1, padding=1),
-    dict(depthwise=False, cin=10, cout=8, k=1, stride=2, padding=0),
-    dict(depthwise=False, cin=16, cout=6, k=3, stride=1, padding=0),
-    dict(depthwise=True, cin=8, mult=1, k=3, stride=1, padding=0),
-    dict(depthwise=True, cin=6, mult=1, k=3, stride=2, padding=0),
-    dict(depthwise=True, cin=12, mult=1, k=2, stride=1, padding=1),
-    dict(depthwise=True, cin=1, mult=8, k=3, stride=2, padding=0),
-    dict(depthwise=True, cin=2, mult=6, k=3, stride=1, padding=0),
-]
-
-
-def wide_model(case: int) -> tuple[bytes, tuple[int, ...]]:
-    return conv_model(np.random.default_rng(500 + case), **WIDE_CASES[case])  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("case", range(len(WIDE_CASES)))
 def test_blocked_conv_paths_bit_exact(tmp_path: Path, case: int) -> None:
     model, shape = wide_model(case)
@@ -225,14 +74,14 @@ def test_fully_connected_bit_exact(tmp_path: Path, per_channel: bool) -> None:
     rng = np.random.default_rng(300 + per_channel)
     cin, cout = 37, 11
     in_scale = 0.03
-    w_scales = _scales(rng, cout if per_channel else 1)
+    w_scales = random_scales(rng, cout if per_channel else 1)
     b = ModelBuilder()
     x = b.tensor((1, 37), scale=in_scale, zp=-7)
     wt = b.tensor((cout, cin), scale=w_scales, zp=0, data=rng.integers(-127, 128, size=(cout, cin), dtype=np.int8))
     bias = b.tensor((cout,), "INT32", scale=[in_scale * s for s in w_scales], zp=0,
                     data=rng.integers(-2000, 2000, size=cout).astype(np.int32))
-    y = b.tensor((1, cout), scale=_out_scale(in_scale, w_scales, cin), zp=5)
-    b.op("FULLY_CONNECTED", [x, wt, bias], [y], "FullyConnectedOptions", fusedActivationFunction=_act(rng),
+    y = b.tensor((1, cout), scale=output_scale(in_scale, w_scales, cin), zp=5)
+    b.op("FULLY_CONNECTED", [x, wt, bias], [y], "FullyConnectedOptions", fusedActivationFunction=random_act(rng),
          keepNumDims=False)
     assert_bit_exact(b.build([x], [y]), (1, 37), tmp_path, rng)
 
@@ -249,7 +98,7 @@ def test_pooling_bit_exact(tmp_path: Path, kind: str, seed: int) -> None:
     x = b.tensor((1, h, w, c), scale=0.05, zp=3)
     y = b.tensor((1, oh, ow, c), scale=0.05, zp=3)
     b.op(kind, [x], [y], "Pool2DOptions", padding=padding, strideW=stride, strideH=stride, filterWidth=k,
-         filterHeight=k, fusedActivationFunction=_act(rng) if seed else 3)
+         filterHeight=k, fusedActivationFunction=random_act(rng) if seed else 3)
     assert_bit_exact(b.build([x], [y]), (1, h, w, c), tmp_path, rng)
 
 
@@ -287,9 +136,9 @@ def test_residual_add_of_two_activations(tmp_path: Path) -> None:
     shape = (1, 6, 6, 4)
     b = ModelBuilder()
     x = b.tensor(shape, scale=0.03, zp=2)
-    w_scales = _scales(rng, 4)
+    w_scales = random_scales(rng, 4)
     wt = b.tensor((4, 3, 3, 4), scale=w_scales, data=rng.integers(-127, 128, size=(4, 3, 3, 4), dtype=np.int8))
-    c = b.tensor(shape, scale=_out_scale(0.03, w_scales, 36), zp=-3)
+    c = b.tensor(shape, scale=output_scale(0.03, w_scales, 36), zp=-3)
     y = b.tensor(shape, scale=0.08, zp=1)
     b.op("CONV_2D", [x, wt, -1], [c], "Conv2DOptions", padding=0, strideW=1, strideH=1)
     b.op("ADD", [c, x], [y], "AddOptions")
@@ -321,9 +170,9 @@ def test_pad_standalone_and_folded_into_conv(tmp_path: Path) -> None:
         b.op("PAD", [x, pads], [p], "PadOptions")
         out = p
         if fold:
-            w_scales = _scales(rng, 5)
+            w_scales = random_scales(rng, 5)
             wt = b.tensor((5, 3, 3, 3), scale=w_scales, data=rng.integers(-127, 128, size=(5, 3, 3, 3), dtype=np.int8))
-            out = b.tensor((1, 3, 3, 5), scale=_out_scale(0.02, w_scales, 27), zp=0)
+            out = b.tensor((1, 3, 3, 5), scale=output_scale(0.02, w_scales, 27), zp=0)
             b.op("CONV_2D", [p, wt, -1], [out], "Conv2DOptions", padding=1, strideW=2, strideH=2)
         result = assert_bit_exact(b.build([x], [out]), shape, tmp_path / str(fold), rng)
         assert result.ops == (["PAD+CONV_2D"] if fold else ["PAD"])
@@ -346,27 +195,27 @@ def test_small_network_chain(tmp_path: Path) -> None:
     rng = np.random.default_rng(1000)
     b = ModelBuilder()
     x = b.tensor((1, 12, 12, 2), scale=0.02, zp=-3)
-    s1 = _scales(rng, 8)
+    s1 = random_scales(rng, 8)
     w1 = b.tensor((8, 3, 3, 2), scale=s1, data=rng.integers(-127, 128, size=(8, 3, 3, 2), dtype=np.int8))
-    c1 = b.tensor((1, 12, 12, 8), scale=_out_scale(0.02, s1, 18), zp=-128)
+    c1 = b.tensor((1, 12, 12, 8), scale=output_scale(0.02, s1, 18), zp=-128)
     b.op("CONV_2D", [x, w1, -1], [c1], "Conv2DOptions", padding=0, strideW=1, strideH=1, fusedActivationFunction=1)
-    s2 = _scales(rng, 8)
+    s2 = random_scales(rng, 8)
     w2 = b.tensor((1, 3, 3, 8), scale=s2, data=rng.integers(-127, 128, size=(1, 3, 3, 8), dtype=np.int8), qdim=3)
-    c1_scale = _out_scale(0.02, s1, 18)
+    c1_scale = output_scale(0.02, s1, 18)
     b2 = b.tensor((8,), "INT32", scale=[c1_scale * s for s in s2], data=np.arange(-400, 400, 100, dtype=np.int32))
-    c2 = b.tensor((1, 6, 6, 8), scale=_out_scale(c1_scale, s2, 9), zp=-128)
+    c2 = b.tensor((1, 6, 6, 8), scale=output_scale(c1_scale, s2, 9), zp=-128)
     b.op("DEPTHWISE_CONV_2D", [c1, w2, b2], [c2], "DepthwiseConv2DOptions", padding=0, strideW=2, strideH=2,
          depthMultiplier=1, fusedActivationFunction=3)
-    c2_scale = _out_scale(c1_scale, s2, 9)
+    c2_scale = output_scale(c1_scale, s2, 9)
     p = b.tensor((1, 3, 3, 8), scale=c2_scale, zp=-128)
     b.op("AVERAGE_POOL_2D", [c2], [p], "Pool2DOptions", padding=1, strideW=2, strideH=2, filterWidth=2,
          filterHeight=2)
     shp = b.tensor((2,), "INT32", data=np.array([1, 72], dtype=np.int32))
     r = b.tensor((1, 72), scale=c2_scale, zp=-128)
     b.op("RESHAPE", [p, shp], [r], "ReshapeOptions", newShape=[1, 72])
-    s3 = _scales(rng, 10)
+    s3 = random_scales(rng, 10)
     w3 = b.tensor((10, 72), scale=s3, data=rng.integers(-127, 128, size=(10, 72), dtype=np.int8))
-    logits = b.tensor((1, 10), scale=_out_scale(c2_scale, s3, 72) / 4, zp=0)
+    logits = b.tensor((1, 10), scale=output_scale(c2_scale, s3, 72) / 4, zp=0)
     b.op("FULLY_CONNECTED", [r, w3, -1], [logits], "FullyConnectedOptions")
     y = b.tensor((1, 10), scale=1.0 / 256, zp=-128)
     b.op("SOFTMAX", [logits], [y], "SoftmaxOptions", beta=1.0)

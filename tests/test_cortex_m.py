@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_codegen import WIDE_CASES, ModelBuilder, _out_scale, _scales, tflm_outputs, wide_model
+from tflite_builder import WIDE_CASES, ModelBuilder, output_scale, random_scales, tflm_outputs, wide_model
 
 from edgekd.codegen import compile_host, generate_c, run_host
-from edgekd.emulate.cortex_m import CORES, build_board, count_instructions, count_on_qemu, run_board
+from edgekd.codegen.board import build_board
+from edgekd.cores import cortex_m_cores
+from edgekd.emulate.cortex_m import count_on_qemu, run_board
+from edgekd.emulate.count import count_instructions
 from edgekd.errors import EdgekdError
 from edgekd.targets import load_target
 
@@ -24,26 +27,26 @@ def tiny_model(size: int = 10) -> bytes:
     rng = np.random.default_rng(7)
     b = ModelBuilder()
     x = b.tensor((1, size, size, 3), scale=0.02, zp=-5)
-    s1 = _scales(rng, 8)
+    s1 = random_scales(rng, 8)
     w1 = b.tensor((8, 3, 3, 3), scale=s1, data=rng.integers(-127, 128, size=(8, 3, 3, 3), dtype=np.int8))
     b1 = b.tensor((8,), "INT32", scale=[0.02 * s for s in s1], data=rng.integers(-500, 500, 8).astype(np.int32))
-    c1_scale = _out_scale(0.02, s1, 27)
+    c1_scale = output_scale(0.02, s1, 27)
     c1 = b.tensor((1, size, size, 8), scale=c1_scale, zp=-128)
     b.op("CONV_2D", [x, w1, b1], [c1], "Conv2DOptions", padding=0, strideW=1, strideH=1, fusedActivationFunction=1)
-    s2 = _scales(rng, 8)
+    s2 = random_scales(rng, 8)
     w2 = b.tensor((1, 3, 3, 8), scale=s2, data=rng.integers(-127, 128, size=(1, 3, 3, 8), dtype=np.int8), qdim=3)
     b2 = b.tensor((8,), "INT32", scale=[c1_scale * s for s in s2], data=rng.integers(-500, 500, 8).astype(np.int32))
     half = (size + 1) // 2
-    c2_scale = _out_scale(c1_scale, s2, 9)
+    c2_scale = output_scale(c1_scale, s2, 9)
     c2 = b.tensor((1, half, half, 8), scale=c2_scale, zp=-128)
     b.op("DEPTHWISE_CONV_2D", [c1, w2, b2], [c2], "DepthwiseConv2DOptions", padding=0, strideW=2, strideH=2,
          depthMultiplier=1, fusedActivationFunction=3)
     axes = b.tensor((2,), "INT32", data=np.array([1, 2], dtype=np.int32))
     m = b.tensor((1, 8), scale=c2_scale / 2, zp=-100)
     b.op("MEAN", [c2, axes], [m], "ReducerOptions", keepDims=False)
-    s3 = _scales(rng, 10)
+    s3 = random_scales(rng, 10)
     w3 = b.tensor((10, 8), scale=s3, data=rng.integers(-127, 128, size=(10, 8), dtype=np.int8))
-    y = b.tensor((1, 10), scale=_out_scale(c2_scale / 2, s3, 8), zp=3)
+    y = b.tensor((1, 10), scale=output_scale(c2_scale / 2, s3, 8), zp=3)
     b.op("FULLY_CONNECTED", [m, w3, -1], [y], "FullyConnectedOptions")
     return b.build([x], [y])
 
@@ -192,34 +195,22 @@ def test_missing_qemu_is_a_clear_error(tiny_c: tuple, monkeypatch: pytest.Monkey
         run_board(build, target, np.zeros((1, 4), np.int8), gen.output_size, timeout=5)
 
 
-def test_every_mcu_core_has_a_documented_cpi() -> None:
-    from edgekd.targets import load_all
-
-    for name, spec in CORES.items():
-        assert 0.5 < spec.cpi < 2.0, name
-    emulated = [t for t in load_all() if t.emulator.kind == "qemu-system-arm"]
-    assert len(emulated) >= 5
-    for t in emulated:  # every board QEMU stands in for has a core the table knows (CPI, -mcpu, QEMU board)
-        assert t.cpu.core in CORES, f"{t.name}: core {t.cpu.core} has no entry in edgekd.emulate.cortex_m.CORES"
-    assert CORES["cortex-m55"].unicorn_cpu is None  # unicorn has no M55: no count, said in the run's details
-
-
 @pytest.mark.slow
 def test_emulator_on_the_mcu_student(mcu_build: Path, tmp_path: Path) -> None:
-    from test_aarch64 import _sample
+    from samples import build_sample
 
     from edgekd.emulate import EmulationRequest, emulate
 
     build = tmp_path / "build"
     shutil.copytree(mcu_build, build)
-    x, y = _sample(build, 100)
+    x, y = build_sample(build, 100)
     (run,) = emulate(EmulationRequest(build, load_target("nrf52840-dk"), x, y, timeout_s=300))
     assert run.ok, run.error
     assert run.emulator == "qemu-system-arm/mps2-an386" and run.runtime == "edgekd-c" and run.format == "c"
     assert run.bit_exact_vs_host and run.max_diff_vs_host == 0 and run.agreement == 1.0
     assert run.details["bit_exact_vs_host_gcc"] and run.details["bit_exact_vs_tflm"]
     assert run.details["ram_used_bytes"] <= 0.6 * run.details["tflm_arena_bytes"]
-    assert run.instructions and run.counted_ms and run.cpi == CORES["cortex-m4"].cpi
+    assert run.instructions and run.counted_ms and run.cpi == cortex_m_cores()["cortex-m4"].cpi
     assert (build / "c" / "nrf52840-dk.elf").is_file() and (build / "c" / "model.c").is_file()
 
 

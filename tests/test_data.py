@@ -72,7 +72,12 @@ def test_registry_and_cheap_specs(tmp_path: Path) -> None:
         ("Badminton", "Running", "Standing", "Walking"),
     )
     assert get_spec("Fashion_MNIST").name == "fashion-mnist"  # CLI-friendly spelling
-    json.dumps(d.to_dict())
+    record = json.loads(json.dumps(d.to_dict()))  # what reports store: it survives JSON unchanged
+    assert record == {"name": "digits", "kind": "image", "input_shape": [1, 8, 8], "num_classes": 10,
+                      "class_names": [str(i) for i in range(10)], "description": d.description,
+                      "source": d.source}
+    assert TaskSpec(**{**record, "input_shape": tuple(record["input_shape"]),
+                       "class_names": tuple(record["class_names"])}) == d
 
 
 def test_register_task_adds_a_task_without_test_split() -> None:
@@ -93,6 +98,41 @@ def test_register_task_adds_a_task_without_test_split() -> None:
             register_task("toy", spec=spec)(_toy)
     finally:
         TASKS.pop("toy")
+
+
+def test_training_knowledge_is_registered_with_the_task() -> None:
+    from edgekd.data.knowledge import DEFAULT_IMAGE, DEFAULT_SERIES, GENERIC_TEACHER, Augmentation, TeacherRecipe
+    from edgekd.distill import augment
+    from edgekd.distill.teachers import recipe
+
+    # the built-ins' values (students and teachers train bit-identically to before the move)
+    assert augment.Policy.for_task("digits", "image") == Augmentation(shift=1)
+    assert augment.Policy.for_task("fashion-mnist", "image") == Augmentation(shift=2, flip=True)
+    assert augment.Policy.for_task("basic-motions", "timeseries") == Augmentation(shift=10, scale=0.1)
+    assert augment.Policy.for_task("user:x.npz", "image") == DEFAULT_IMAGE == Augmentation(shift=2)
+    assert augment.Policy.for_task("user:x.npz", "timeseries") == DEFAULT_SERIES
+    assert not augment.Policy.for_task("fashion-mnist", "image", enabled=False).active
+    assert recipe("digits") == TeacherRecipe(params={"width": 32, "blocks": 1, "stages": 2}, epochs=60,
+                                             batch_size=64, augment=False)
+    assert recipe("fashion-mnist") == TeacherRecipe(epochs=15)
+    assert recipe("basic-motions") == TeacherRecipe(params={"width": 32, "blocks": 1, "stages": 2}, epochs=60,
+                                                    batch_size=8)
+    assert recipe("user:x.npz") is GENERIC_TEACHER
+
+    # a new task brings its own knowledge in its one registration
+    spec = TaskSpec("toy-knowledge", "image", (1, 4, 4), 2, ("a", "b"), "toy", "test")
+    teacher = TeacherRecipe(epochs=3, batch_size=16)
+
+    @register_task("toy-knowledge", spec=spec, augment=Augmentation(flip=True), teacher=teacher)
+    def _toy(data_dir: str | None) -> RawData:
+        raise AssertionError("not loaded")
+
+    try:
+        assert augment.Policy.for_task("toy-knowledge", "image") == Augmentation(flip=True)
+        assert recipe("toy-knowledge") is teacher
+    finally:
+        TASKS.pop("toy-knowledge")
+    assert augment.Policy.for_task("toy-knowledge", "image") == DEFAULT_IMAGE
 
 
 # --- digits -------------------------------------------------------------------------------------------

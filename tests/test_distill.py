@@ -128,11 +128,26 @@ def test_same_seed_gives_the_same_student(digits) -> None:
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
-def test_feature_distillation_runs_the_teacher_online(teacher_file: Path, digits) -> None:
+def test_feature_distillation_runs_the_teacher_online(teacher_file: Path, digits, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feature maps are not cached: the teacher runs on every training batch, and nothing lands in the cache."""
+    import math
+
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
     teacher = load_teacher(str(teacher_file), digits.spec)
-    _, record = train_student(SMALL, digits, teacher, "feature", TrainConfig(epochs=1, batch_size=64),
-                              progress=False)
-    assert "loss_hint" in record["history"][0] and record["history"][0]["loss_hint"] > 0
+    calls = []
+    handle = teacher.module.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        _, record = train_student(SMALL, digits, teacher, "feature", TrainConfig(epochs=2, batch_size=64),
+                                  progress=False)
+    finally:
+        handle.remove()
+    train_batches = [c for c in calls if c <= 64]  # validation passes use larger batches
+    assert len(train_batches) >= 2 * math.floor(len(digits.x_train) / 64)
+    assert sum(train_batches) >= 2 * len(digits.x_train) - 2 * 64
+    assert not (tmp_path / "cache" / "teacher-outputs").exists()
+    assert all(h["loss_hint"] > 0 for h in record["history"])
+    assert record["history"][1]["loss_hint"] < record["history"][0]["loss_hint"]  # the hint is being learnt
 
 
 def test_distill_end_to_end_writes_student_and_report(tmp_path: Path, teacher_file: Path) -> None:
@@ -394,8 +409,9 @@ def test_a_failed_checkpoint_write_leaves_the_old_one_and_no_temp_file(tmp_path:
 
     def disk_full(obj, f, *args, **kwargs):  # write part of the file, then run out of space
         real_save(obj, f, *args, **kwargs)
-        Path(f).write_bytes(Path(f).read_bytes()[:100])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
+        f.seek(100)
+        f.truncate()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f.name)
 
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(OSError) as err:

@@ -17,6 +17,7 @@ from edgekd.cli import main
 from edgekd.errors import EdgekdError
 from edgekd.export import export_student, load_export
 from edgekd.export.tflite import export_tflite_int8, refuse_unsupported
+from edgekd.formats.tflite import TfliteDetails
 from edgekd.students import ClassifierHead
 from edgekd.targets import load_target
 
@@ -29,20 +30,23 @@ def _cache(cost_cache: Path) -> None:
 
 
 def test_mcu_export_is_fully_integer_tflite_and_c(mcu_build: Path) -> None:
-    record, artifacts = load_export(mcu_build)
-    assert record["formats"] == ["tflite", "c"] and record["precisions"] == ["int8"]
-    keys = {a.key: a for a in artifacts}
+    record = load_export(mcu_build)
+    assert record.formats == ["tflite", "c"] and record.precisions == ["int8"]
+    keys = {a.key: a for a in record.artifacts}
     assert set(keys) == {"tflite-int8", "c-int8"}
     t = keys["tflite-int8"].details
-    assert t["fully_integer"] and t["float_islands"] == [] and t["input"]["dtype"] == "int8"
-    assert t["output"]["dtype"] == "int8" and t["channels_last"] and t["input"]["shape"] == [1, 8, 8, 1]
-    assert set(t["ops"]) <= set(load_target("nrf52840-dk").operators)
-    assert (mcu_build / "student.pt").is_file() and record["calibration"]["samples"] > 0
+    assert isinstance(t, TfliteDetails)
+    assert t.fully_integer and t.float_islands == [] and t.input.dtype == "int8"
+    assert t.output.dtype == "int8" and t.channels_last and t.input.shape == (1, 8, 8, 1)
+    assert set(t.ops) <= set(load_target("nrf52840-dk").operators)
+    assert (mcu_build / "student.pt").is_file() and record.calibration and record.calibration.samples > 0
+    # export.json keeps its keys: the typed record writes back exactly what the file holds
+    assert record.to_json() == json.loads((mcu_build / "export.json").read_text())
 
 
 def test_generated_c_array_compiles_and_holds_the_tflite_bytes(mcu_build: Path, tmp_path: Path) -> None:
     assert shutil.which("gcc"), "gcc is needed (.ci/run installs it)"
-    record, artifacts = load_export(mcu_build)
+    artifacts = load_export(mcu_build).artifacts
     c = next(a for a in artifacts if a.format == "c")
     main_c = tmp_path / "main.c"
     main_c.write_text("""#include <stdio.h>
@@ -64,28 +68,29 @@ int main(int argc, char **argv) {
     arena, length, misalign, zp = (int(v) for v in out.stdout.split())
     tflite = (mcu_build / "model_int8.tflite").read_bytes()
     assert (tmp_path / "dump.tflite").read_bytes() == tflite and length == len(tflite) and misalign == 0
-    assert arena == c.details["tensor_arena_bytes"] and arena % 16 == 0 and 1000 < arena < 64 * 1024
+    assert arena == c.details.tensor_arena_bytes and arena % 16 == 0 and 1000 < arena < 64 * 1024
     tfl = next(a for a in artifacts if a.key == "tflite-int8")
-    assert zp == tfl.details["input"]["zero_point"]
+    assert zp == tfl.details.input.zero_point
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_linux_export_has_pte_and_tflite_in_int8_and_fp32(pi_build: Path) -> None:
-    record, artifacts = load_export(pi_build)
-    keys = {a.key: a for a in artifacts}
+    keys = {a.key: a for a in load_export(pi_build).artifacts}
     assert set(keys) == {"tflite-int8", "tflite-fp32", "pte-int8", "pte-fp32"}
     for key in ("pte-int8", "pte-fp32"):
-        d = keys[key].details["delegation"]
-        assert d["delegated_nodes"] > 10 and d["portable_fallback_ops"] == {}
+        d = keys[key].details.delegation
+        assert d.delegated_nodes > 10 and d.portable_fallback_ops == {}
         assert keys[key].runtime == "executorch-xnnpack"
     assert keys["pte-int8"].bytes < keys["pte-fp32"].bytes / 2  # int8 weights
     assert keys["tflite-int8"].bytes < keys["tflite-fp32"].bytes / 2
-    assert keys["tflite-fp32"].details["input"]["dtype"] == "float32"
+    assert keys["tflite-fp32"].details.input.dtype == "float32"
 
 
+@pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
 def test_export_is_deterministic(pi_student: Path, pi_build: Path, tmp_path: Path) -> None:
     export_student("raspberry-pi-4b", pi_student, tmp_path, formats=["pte", "tflite"], precisions=["int8"])
-    _, again = load_export(tmp_path)
-    _, first = load_export(pi_build)
+    again = load_export(tmp_path).artifacts
+    first = load_export(pi_build).artifacts
     shas = {a.key: a.sha256 for a in first}
     for a in again:
         assert a.sha256 == shas[a.key], a.key
@@ -151,14 +156,14 @@ def test_qat_student_exports_its_trained_graph_to_both_formats(tmp_path: Path) -
             limit=400, families=["dscnn"], verify_int8=False, progress=False)
     record = export_student("raspberry-pi-4b", tmp_path / "s", tmp_path / "b", formats=["tflite", "pte"],
                             precisions=["int8"])
-    assert record["student"]["qat"] is True
-    keys = {a["format"]: a for a in record["artifacts"]}
-    assert keys["tflite"]["details"]["fully_integer"]
-    assert keys["pte"]["details"]["delegation"]["portable_fallback_ops"] == {}
+    assert record.student.qat is True
+    keys = {a.format: a for a in record.artifacts}
+    assert keys["tflite"].details.fully_integer
+    assert keys["pte"].details.delegation.portable_fallback_ops == {}
     from edgekd.verify import verify_build
 
-    runs = {r["runtime"]: r for r in verify_build("raspberry-pi-4b", tmp_path / "b")["runs"]}
-    assert abs(runs["executorch"]["accuracy"] - runs["litert"]["accuracy"]) < 0.03  # the same trained ranges
+    runs = {r.runtime: r for r in verify_build("raspberry-pi-4b", tmp_path / "b").runs}
+    assert abs(runs["executorch"].accuracy - runs["litert"].accuracy) < 0.03  # the same trained ranges
 
 
 # ------------------------------------------------------------------ trust: no half exports, no damaged records
@@ -172,13 +177,13 @@ def test_a_failed_export_leaves_the_folder_as_it_was(mcu_student: Path, mcu_buil
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from edgekd.export import EXPORTERS
+    from edgekd.formats import get_format
 
     def disk_full(ctx) -> list:
         assert (ctx.out_dir / "model_int8.tflite").is_file()  # the .tflite was written: fail half-way
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setitem(EXPORTERS, "c", disk_full)
+    monkeypatch.setattr(get_format("c"), "export", disk_full)
     build = tmp_path / "b"
     shutil.copytree(mcu_build, build)
     before = _files(build)
@@ -230,7 +235,7 @@ def test_every_listed_file_is_checked_before_it_is_trusted(mcu_build: Path, tmp_
         (build / name).write_text("")
     with pytest.raises(EdgekdError, match=f"{name}: {message}"):
         load_export(build)
-    assert load_export(build, check_hashes=False)[0]["target"] == "nrf52840-dk"
+    assert load_export(build, check_hashes=False).target == "nrf52840-dk"
 
 
 def test_export_refuses_an_unwritable_out_before_loading_anything(tmp_path: Path) -> None:

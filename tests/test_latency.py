@@ -50,3 +50,23 @@ def test_latency_cli_exit_codes(mcu_build: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a valid .tflite flatbuffer" in bad.output
     with pytest.raises(EdgekdError, match="no such file"):
         model_latency(load_target("nrf52840-dk"), tmp_path / "missing.tflite")
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("target", ["nrf52840-dk", "alif-ensemble-e3"])  # unicorn counts the M4, QEMU the M55
+def test_latency_counts_a_tflite_on_a_microcontroller(tmp_path: Path, target: str) -> None:
+    from tflite_builder import wide_model
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(wide_model(2)[0])
+    res = CliRunner().invoke(main, ["latency", "--target", target, str(model), "--emulator", "qemu", "--json"])
+    assert res.exit_code in (0, 1), res.output  # 1: over the budget, still counted
+    report = json.loads(res.output)
+    profile = load_target(target)
+    from edgekd.cores import CORES
+
+    core = CORES[profile.cpu.core]
+    assert report["kind"] == "counted" and report["emulator"] == f"qemu-system-arm/{profile.emulator.machine}"
+    assert report["instructions"] > report["macs"] > 0
+    assert report["ms"] == pytest.approx(report["instructions"] * core.cpi / (profile.cpu.clock_mhz * 1e3))
+    assert "edgekd's C" in report["method"] and report["estimated_ms"] > 0

@@ -91,3 +91,39 @@ def test_feature_loss_learns_a_projection_and_reduces_the_hint() -> None:
     assert parts["hint"] < first
     with pytest.raises(EdgekdError, match="feature maps"):
         loss_fn(S, T, Y)
+
+
+def test_a_new_loss_is_one_registered_class() -> None:
+    """Adding a loss is one file: a registered DistillLoss is found by name, takes --loss-arg values, and the
+    training loop runs it (here: half label loss, half squared logit distance to the teacher)."""
+    from edgekd.data import load_task
+    from edgekd.distill.losses import DistillLoss, parse_loss_args, register_loss
+    from edgekd.distill.teachers import Teacher
+    from edgekd.distill.train import TrainConfig
+    from edgekd.students import StudentConfig
+
+    @register_loss("edgekd-test-mse")
+    class MSELoss(DistillLoss):
+        def __init__(self, weight: float = 0.5, label_smoothing: float = 0.0) -> None:
+            super().__init__(label_smoothing)
+            self.weight = weight
+
+        def forward(self, student, teacher, labels, **features):
+            mse = F.mse_loss(student, teacher)
+            loss = (1 - self.weight) * self.ce(student, labels) + self.weight * mse
+            return loss, {"mse": float(mse.detach())}
+
+    try:
+        loss = build_loss("edgekd-test-mse", **parse_loss_args(["weight=1"]))
+        value, parts = loss(S, T, Y)
+        assert math.isclose(float(value), float(F.mse_loss(S, T)), rel_tol=1e-6) and loss.hparams()["weight"] == 1
+        from edgekd.distill import train_student
+
+        splits = load_task("digits", limit=200)
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+        teacher = Teacher(net, "0" * 64, "factory", "test")
+        _, record = train_student(StudentConfig("mlp", {"width": 16, "depth": 1}), splits, teacher,
+                                  "edgekd-test-mse", TrainConfig(epochs=1, batch_size=64), progress=False)
+        assert record["history"][0]["loss_mse"] > 0
+    finally:
+        LOSSES.pop("edgekd-test-mse")

@@ -97,7 +97,7 @@ def _one_line_exit_2(args: list[str]) -> str:
 
 def test_bundle_is_reproducible_and_complete(verified_build: Path, bundle: Path, tmp_path: Path) -> None:
     again = tmp_path / "again.tar.gz"
-    manifest = package_build(verified_build, again, vectors=8)
+    manifest = package_build(verified_build, again, vectors=8).manifest
     assert again.read_bytes() == bundle.read_bytes()
     with tarfile.open(bundle, "r:gz") as tar:
         names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
@@ -126,7 +126,7 @@ def test_bundle_is_reproducible_and_complete(verified_build: Path, bundle: Path,
 
 
 def test_package_verify_reruns_vectors_on_litert_and_tflm(bundle: Path) -> None:
-    result = verify_package(bundle)
+    result = verify_package(bundle).to_json()
     runtimes = {c["runtime"]: c for c in result["vectors"]}
     assert set(runtimes) == {"litert-reference", "tflm", "edgekd-c"} and result["passed"]
     assert all(c["max_diff"] == 0 for c in result["vectors"])
@@ -356,7 +356,7 @@ def test_entry_count_total_size_and_header_size_are_capped(bundle: Path, tmp_pat
     with pytest.raises(EdgekdError, match="tar headers run past 1,048,576 bytes"):
         verify_package(_with_extra_member(bundle, tmp_path / "pax.tar.gz", info, b""))
     # The total, on the real bundle (its entries add up to well over 64 KiB).
-    monkeypatch.setattr(package, "MAX_TOTAL_BYTES", 64 << 10)
+    monkeypatch.setattr(package.bundle, "MAX_TOTAL_BYTES", 64 << 10)
     with pytest.raises(EdgekdError, match="entries add up to more than 65,536 bytes"):
         verify_package(bundle)
 
@@ -434,7 +434,7 @@ def test_truncated_or_garbage_pte_is_one_line(pi_build: Path, tmp_path: Path) ->
     verify_build("raspberry-pi-4b", build, limit=20)
     good = tmp_path / "pi.tar.gz"
     package_build(build, good, vectors=4)
-    assert {c["runtime"] for c in verify_package(good)["vectors"]} >= {"executorch", "litert-reference"}
+    assert {c["runtime"] for c in verify_package(good).to_json()["vectors"]} >= {"executorch", "litert-reference"}
     prefix = "edgekd-raspberry-pi-4b-digits"
     files = _entries(good)
     pte = next(n for n in files if n.endswith("_int8.pte"))
@@ -467,7 +467,7 @@ def test_package_refuses_corrupt_records_in_one_line(verified_build: Path, tmp_p
     assert "verify.json: the verification record is not valid JSON" in _one_line_exit_2(["package", str(build),
                                                                                          "--out", out])
     (build / "verify.json").write_text(json.dumps({"emulated": [], "runs": 3}))
-    assert "verify.json: lacks 'float'" in _one_line_exit_2(["package", str(build), "--out", out])
+    assert "verify.json: lacks 'target'" in _one_line_exit_2(["package", str(build), "--out", out])
     (build / "verify.json").write_text(verify_json)
     shutil.rmtree(build / "c")
     assert "the generated C that verify.json records is gone" in _one_line_exit_2(["package", str(build),
@@ -476,3 +476,21 @@ def test_package_refuses_corrupt_records_in_one_line(verified_build: Path, tmp_p
     (build / "export.json").write_text(export_json[: len(export_json) // 2])
     assert "export.json" in _one_line_exit_2(["package", str(build), "--out", out])
     assert not Path(out).exists()
+
+
+def test_a_build_folder_is_packaged_and_its_card_states_the_layout(mcu_build: Path, tmp_path: Path) -> None:
+    """`edgekd package BUILD` on an `edgekd build --out BUILD` folder (export in BUILD/artifacts) works, and the
+    card gives one NHWC sample as height, width, channels."""
+    from edgekd.verify import verify_build
+
+    build = tmp_path / "BUILD"
+    shutil.copytree(mcu_build, build / "artifacts")
+    verify_build("nrf52840-dk", build / "artifacts", limit=20)
+    out = tmp_path / "b.tar.gz"
+    r = CliRunner().invoke(main, ["package", str(build), "--out", str(out), "--vectors", "4"])
+    assert r.exit_code == 0, r.output
+    card = _entries(out)["MODEL_CARD.md"].decode()
+    assert "Input layout: NHWC, one sample [8, 8, 1] (height, width, channels;" in card
+    assert "channels-first, [1, 8, 8])" in card
+    missing = CliRunner().invoke(main, ["package", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.tar.gz")])
+    assert missing.exit_code == 2 and "no export.json" in missing.output

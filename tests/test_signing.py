@@ -164,7 +164,7 @@ def test_bad_key_files_are_one_line_errors(tmp_path: Path, keys: tuple[Path, Pat
 def test_signed_bundle_verifies_with_its_key_and_is_reproducible(build: Path, keys: tuple[Path, Path],
                                                                  signed: Path, tmp_path: Path) -> None:
     private, public = keys
-    result = verify_package(signed, key=public)
+    result = verify_package(signed, key=public).to_json()
     assert result["passed"] and result["signed"] is True
     assert result["signature"].startswith(f"ed25519 signature valid for --key {public}")
     manifest = json.loads(_entries(signed)["manifest.json"])
@@ -175,7 +175,7 @@ def test_signed_bundle_verifies_with_its_key_and_is_reproducible(build: Path, ke
     assert again.read_bytes() == signed.read_bytes()
     r = CliRunner().invoke(main, ["package", "verify", str(signed), "--key", str(public), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["signed"] is True
-    plain = verify_package(signed, rerun=False)
+    plain = verify_package(signed, rerun=False).to_json()
     assert plain["signed"] is True and plain["signature"].startswith("not checked (no --key given)")
     text = CliRunner().invoke(main, ["package", "verify", str(signed), "--no-rerun"])
     assert "signature: not checked (no --key given): the bundle was only checked against its own manifest" \
@@ -189,7 +189,7 @@ def test_rehashed_tampering_passes_the_manifest_but_not_the_key(signed: Path, ke
     tfl = bytearray(files["model_int8.tflite"])
     tfl[len(tfl) // 2] ^= 1
     flipped = _repack(tmp_path / "flip.tar.gz", {**files, "model_int8.tflite": bytes(tfl)})
-    assert verify_package(flipped, rerun=False)["checksums"] == "ok"  # its own manifest is fooled
+    assert verify_package(flipped, rerun=False).to_json()["checksums"] == "ok"  # its own manifest is fooled
     with pytest.raises(EdgekdError, match="the signature does not match --key"):
         verify_package(flipped, key=public)
     assert "signature does not match" in _one_line_exit_2(["package", "verify", str(flipped), "--key", str(public)])
@@ -199,7 +199,7 @@ def test_rehashed_tampering_passes_the_manifest_but_not_the_key(signed: Path, ke
 
     gone = {k: v for k, v in files.items() if k != "model_data.h"}
     removed = _repack(tmp_path / "removed.tar.gz", gone, edit=drop_header)
-    assert verify_package(removed, rerun=False)["checksums"] == "ok"
+    assert verify_package(removed, rerun=False).to_json()["checksums"] == "ok"
     with pytest.raises(EdgekdError, match="the signature does not match"):
         verify_package(removed, key=public)
 
@@ -248,7 +248,7 @@ def test_wrong_key_and_unsigned_bundles(signed: Path, unsigned: Path, keys: tupl
         verify_package(signed, rerun=False, key=tmp_path / "other.pub")
     with pytest.raises(EdgekdError, match="is not signed"):
         verify_package(unsigned, rerun=False, key=public)
-    result = verify_package(unsigned)
+    result = verify_package(unsigned).to_json()
     assert result["passed"] and result["signed"] is False and result["public_key_sha256"] is None
     assert result["signature"] == "unsigned: checked only against its own manifest"
     r = CliRunner().invoke(main, ["package", "verify", str(unsigned), "--json", "--no-rerun"])

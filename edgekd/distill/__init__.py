@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,24 +20,24 @@ from edgekd.data import Splits, load_task
 from edgekd.distill import augment
 from edgekd.distill.cache import TeacherCache, check_cache_root
 from edgekd.distill.losses import LOSSES, build_loss
-from edgekd.distill.teachers import (
-    Teacher,
-    build_teacher,
-    first_line,
-    load_teacher,
-    load_weights,
-    recipe,
-    save_teacher,
-    weights_only_load,
-)
+from edgekd.distill.teachers import Teacher, build_teacher, load_teacher, recipe, save_teacher
 from edgekd.distill.train import TeacherFn, TrainConfig, accuracy, barrier, fit, is_main, predict, world
 from edgekd.errors import EdgekdError
-from edgekd.io import atomic_torch_save, check_writable, check_writable_file, write_json
+from edgekd.io import check_writable, check_writable_file, write_json
 from edgekd.logs import log
 from edgekd.students import StudentConfig, build_student, model_input_shape
+from edgekd.students.store import (  # noqa: F401  (re-exported: the names edgekd.distill always offered)
+    DATA_SEED,
+    DISTILL_JSON,
+    STUDENT_FILE,
+    STUDENT_FORMAT,
+    load_student,
+    save_student,
+)
 
-STUDENT_FORMAT = "edgekd-student/1"
-DATA_SEED = 0  # splits are fixed across training seeds so runs compare on the same validation/test data
+if TYPE_CHECKING:
+    from edgekd.planner import Candidate
+    from edgekd.targets import Target
 
 
 def versions() -> dict[str, str]:
@@ -61,77 +61,26 @@ def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: i
     splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
     spec = splits.spec
     r = recipe(spec.name)
-    cfg = TrainConfig(epochs=epochs or r["epochs"], batch_size=r["batch_size"], lr=r["lr"], seed=seed,
-                      augment=r.get("augment", True))
+    cfg = TrainConfig(epochs=epochs or r.epochs, batch_size=r.batch_size, lr=r.lr, seed=seed, augment=r.augment)
     torch.manual_seed(seed)
-    model = build_teacher(r["arch"], r["params"], spec)
+    model = build_teacher(r.arch, r.params, spec)
     policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
     result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, tuple(spec.input_shape),
                  build_loss("ce", label_smoothing=0.1), cfg, policy, label=f"teacher {spec.name}",
                  progress=progress)
     test_acc = accuracy(predict(model, splits.x_test, tuple(spec.input_shape)), splits.y_test)
-    record = {"task": spec.name, "arch": r["arch"], "params": r["params"],
+    record = {"task": spec.name, "arch": r.arch, "params": r.params,
               "param_count": sum(p.numel() for p in model.parameters()), "test_accuracy": test_acc,
               "val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds, "train": cfg.to_dict(),
               "augmentation": asdict(policy), "history": result.history, "data": splits.summary()["sizes"]}
     if is_main():
-        save_teacher(model, r["arch"], r["params"], spec, out,
+        save_teacher(model, r.arch, r.params, spec, out,
                      {k: record[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "param_count")})
         write_json(out.with_suffix(out.suffix + ".json"), record)
     barrier()
     log.debug("teacher %s: test accuracy %.4f after %d epochs (%.0f s) -> %s", spec.name, test_acc,
              result.epochs_run, result.seconds, out)
     return record | {"path": str(out)}
-
-
-# ------------------------------------------------------------------ students
-
-def save_student(model: nn.Module, config: StudentConfig, splits: Splits, path: Path,
-                 qat_state: dict[str, torch.Tensor] | None = None) -> None:
-    atomic_torch_save({"format": STUDENT_FORMAT, "family": config.family, "config": dict(config.params),
-                       "task": splits.spec.to_dict(), "input_shape": list(model_input_shape(model)),
-                       "channels_last_input": bool(model.channels_last_input),
-                       "normalization": splits.normalization,
-                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       "qat_state": qat_state}, path)
-
-
-def load_student(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a student from ``student.pt`` (or its folder); returns (module in eval mode, the saved record)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "student.pt"
-    if not path.is_file():
-        raise EdgekdError(f"{path}: no student here; run `edgekd distill ... --out DIR` first")
-    fix = "re-run `edgekd distill ... --out DIR` to write it again"
-    blob = weights_only_load(path, f"{path}: not a loadable student file", fix)
-    if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
-        raise EdgekdError(f"{path}: not an edgekd student file (no '{STUDENT_FORMAT}' marker); {fix}")
-    missing = [k for k in ("family", "config", "task", "input_shape", "state_dict") if k not in blob]
-    if missing:
-        raise EdgekdError(f"{path}: edgekd student file without {', '.join(map(repr, missing))} (damaged or "
-                          f"edited); {fix}")
-    task, family, config = blob["task"], blob["family"], blob["config"]
-    try:
-        shape, classes = tuple(int(v) for v in task["input_shape"]), int(task["num_classes"])
-        str(task["name"])
-    except (KeyError, TypeError, ValueError):
-        raise EdgekdError(f"{path}: the student's task record is damaged; {fix}") from None
-    if not isinstance(family, str) or not isinstance(config, dict):
-        raise EdgekdError(f"{path}: the student's family/config record is damaged; {fix}")
-    qat_state = blob.get("qat_state")
-    if qat_state is not None and not (isinstance(qat_state, dict) and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in qat_state.items())):
-        raise EdgekdError(f"{path}: the student's qat_state is not a state dict; {fix}")
-    try:
-        model = build_student(StudentConfig(family, config), shape, classes)
-    except EdgekdError as exc:
-        raise EdgekdError(f"{path}: {exc}; {fix}") from None
-    except Exception as exc:  # a family builder rejects bad values in many ways
-        raise EdgekdError(f"{path}: {family} cannot be built with {config} ({first_line(exc)}); {fix}") from None
-    load_weights(model, blob["state_dict"], f"{path}: the weights do not fit {family} {config}",
-                 f"the file is damaged or edited; {fix}")
-    return model.eval(), blob
 
 
 class _OnlineTeacher:
@@ -211,8 +160,10 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
                                     _feature_channels(teacher.module, teacher.feature_layer, spec.input_shape))
             extra = list(loss_fn.parameters())
             teacher_fn = online = _OnlineTeacher(teacher)
-        else:
+        elif cache is not None:
             teacher_fn = cache
+        else:  # no cache given (a Python caller): run the teacher on each batch rather than train without it
+            teacher_fn = online = _OnlineTeacher(teacher)
     try:
         result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg,
                      policy, out_dir, resume, teacher_fn, feature_layer, label, progress, extra)
@@ -224,16 +175,19 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
                    **result.to_dict()}
 
 
-def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str | Path, loss: str = "kd",
+def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_dir: str | Path, loss: str = "kd",
             epochs: int = 20, qat: bool = False, qat_epochs: int = 3, search: int = 0, resume: bool = False,
             baseline: bool = False, seed: int = 0, aug_seed: int = 0, data_dir: str | None = None,
             limit: int | None = None, teacher_weights: str | None = None, teacher_layer: str | None = None,
             loss_args: dict[str, Any] | None = None, budgets: dict[str, str | None] | None = None,
             families: list[str] | None = None, batch_size: int = 128, lr: float = 3e-3, patience: int = 0,
-            verify_int8: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Plan, train, check and save the student for ``target_name`` on ``task``; returns distill.json's content."""
+            verify_int8: bool = True, progress: bool = True, planned: list[Candidate] | None = None
+            ) -> dict[str, Any]:
+    """Plan, train, check and save the student for ``target_name`` (a name, a profile path or a loaded Target)
+    on ``task``; returns distill.json's content. ``planned``: the fitting candidates, best first, of a plan made
+    earlier (``edgekd build``'s plan.json), used instead of planning again."""
     from edgekd.planner import evaluate, explain_no_fit, plan
-    from edgekd.targets import load_target
+    from edgekd.targets import Target, load_target
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -242,14 +196,18 @@ def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str |
         raise EdgekdError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
     check_writable(out, "--out")  # before the teacher and the training, not at the save
     check_cache_root()  # EDGEKD_CACHE pointing at a file: one line now, not a traceback in the planner
-    target = load_target(target_name).with_budgets(**(budgets or {}))
+    target = target_name if isinstance(target_name, Target) else load_target(target_name)
+    target = target.with_budgets(**(budgets or {}))
     splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
     spec = splits.spec
-    t = time.perf_counter()
-    the_plan = plan(target, spec, families)
-    timings["plan"] = round(time.perf_counter() - t, 2)
-    if not the_plan.fits:
-        raise EdgekdError(explain_no_fit(the_plan))
+    fitting = planned
+    if fitting is None:
+        t = time.perf_counter()
+        the_plan = plan(target, spec, families)
+        timings["plan"] = round(time.perf_counter() - t, 2)
+        if not the_plan.fits:
+            raise EdgekdError(explain_no_fit(the_plan))
+        fitting = [c for c in the_plan.candidates if c.fits]
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
     barrier()
@@ -286,7 +244,6 @@ def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str |
                                                "on every augmented batch"}
 
     # Search: short runs of the planner's top fitting candidates, keep the best on validation.
-    fitting = [c for c in the_plan.candidates if c.fits]
     chosen = fitting[0]
     search_rows = []
     if search > 1:
@@ -366,8 +323,8 @@ def distill(target_name: str, task: str, teacher_ref: str | None, out_dir: str |
     if cache is not None:
         result["teacher_cache"].update(asdict(cache.stats))
     if is_main():
-        save_student(model, chosen.student, splits, out / "student.pt", qat_state)
-        write_json(out / "distill.json", result)
+        save_student(model, chosen.student, splits, out / STUDENT_FILE, qat_state)
+        write_json(out / DISTILL_JSON, result)
     barrier()
     return result
 

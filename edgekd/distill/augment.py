@@ -2,7 +2,8 @@
 
 Because a draw depends only on the augmentation seed and the epoch, the teacher's outputs on exactly the
 images the student sees can be computed once and cached per draw (``edgekd.distill.cache``), and a resumed
-run replays the same draws.
+run replays the same draws. Which augmentations a task takes is registered with the task
+(:class:`edgekd.data.knowledge.Augmentation`).
 """
 
 from __future__ import annotations
@@ -12,32 +13,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# Per built-in task: which augmentations keep the label (digits are not mirror-symmetric, clothes are).
-POLICIES = {
-    "fashion-mnist": {"shift": 2, "flip": True},
-    "digits": {"shift": 1, "flip": False},
-    "basic-motions": {"shift": 10, "scale": 0.1},
-}
-DEFAULT_IMAGE = {"shift": 2, "flip": False}
-DEFAULT_SERIES = {"shift": 5, "scale": 0.1}
+from edgekd.data.knowledge import Augmentation
 
-
-@dataclass(frozen=True)
-class Policy:
-    shift: int = 0  # max pixels (images) or steps (series) of translation
-    flip: bool = False  # horizontal flip
-    scale: float = 0.0  # series: amplitude scaling by 1 +- scale
-
-    @staticmethod
-    def for_task(name: str, kind: str, enabled: bool = True) -> Policy:
-        if not enabled:
-            return Policy()
-        default = DEFAULT_IMAGE if kind == "image" else DEFAULT_SERIES
-        return Policy(**POLICIES.get(name, default))
-
-    @property
-    def active(self) -> bool:
-        return bool(self.shift or self.flip or self.scale)
+#: A task's augmentation: registered with the task (``edgekd.data.register_task(augment=...)``), default per kind.
+Policy = Augmentation
+__all__ = ["Draw", "Policy", "apply", "draw"]
 
 
 @dataclass

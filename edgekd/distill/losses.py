@@ -75,6 +75,20 @@ class LabelLoss(DistillLoss):
         return loss, {"ce": float(loss.detach())}
 
 
+def parse_loss_args(items: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """``--loss-arg temperature=4`` (repeatable) as keyword arguments for :func:`build_loss`."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise EdgekdError(f"--loss-arg {item!r}: expected NAME=NUMBER, e.g. temperature=4") from None
+        if not sep:
+            raise EdgekdError(f"--loss-arg {item!r}: expected NAME=NUMBER, e.g. temperature=4")
+    return out
+
+
 def kl_div_temperature(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(p_teacher || p_student) at temperature T, scaled by T^2 so gradients keep their size (Hinton)."""
     log_p_s = F.log_softmax(student / temperature, dim=1)

@@ -8,7 +8,6 @@ emulator is one module that calls :func:`register_emulator`.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from edgekd.errors import EdgekdError
 from edgekd.targets import Target
+from edgekd.tools import require_tool
 
 CACHE_ENV = "EDGEKD_CACHE"
 EMULATOR_CACHE_ENV = "EDGEKD_EMULATOR_CACHE"
@@ -103,6 +103,7 @@ def exactness(run: dict[str, Any]) -> str:
 
 EmulatorFn = Callable[[EmulationRequest], list[EmulatedRun]]
 EMULATORS: dict[str, EmulatorFn] = {}
+__all__ = ["EMULATORS", "EmulatedRun", "EmulationRequest", "emulate", "register_emulator", "require_tool"]
 
 
 def register_emulator(kind: str) -> Callable[[EmulatorFn], EmulatorFn]:
@@ -121,15 +122,6 @@ def cache_dir() -> Path:
         return Path(os.environ[EMULATOR_CACHE_ENV])
     base = os.environ.get(CACHE_ENV)
     return (Path(base) if base else Path.home() / ".cache" / "edgekd") / "emulators"
-
-
-def require_tool(name: str, package: str) -> str:
-    """Path of executable ``name``, or a one-line error saying how to install it."""
-    path = shutil.which(name)
-    if path is None:
-        raise EdgekdError(f"{name} not found: install it with scripts/install_emulators.sh "
-                          f"(Debian package {package}), then rerun")
-    return path
 
 
 def emulate(request: EmulationRequest) -> list[EmulatedRun]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.cores import Core, aarch64_cores
 from edgekd.emulate import (
     EmulatedRun,
     EmulationRequest,
@@ -44,37 +45,8 @@ LOG_TAIL_LINES = 15
 EMPTY_WINDOWS = 1_000_000  # window ids the guest runner gives its empty (marker-only) windows
 
 
-@dataclass(frozen=True)
-class Core:
-    """What ``/proc/cpuinfo`` says on a real board with this core, and how many cycles an instruction takes.
-
-    ``cpi`` is cycles per counted guest instruction for XNNPACK inference, calibrated on MobileNet v1 1.0
-    fp32 (random weights) against XNNPACK's published times by scripts/calibrate_cpi.py
-    (docs/cpi_calibration.json). An approximation: int8 kernels, caches and memory bandwidth differ.
-    """
-
-    part: int
-    variant: int
-    revision: int
-    features: str
-    cpi: float
-    cpi_source: str
-
-
-# MIDR fields: Arm Technical Reference Manuals (MIDR_EL1 reset values); features: /proc/cpuinfo of a Pi 3B+/
-# Zero 2 W (A53), Pi 4 (A72) and Pi 5 (A76) on Raspberry Pi OS bookworm.
-CORES: dict[str, Core] = {
-    "cortex-a53": Core(0xD03, 0x0, 4, "fp asimd evtstrm crc32 cpuid", 1.94,
-                       "XNNPACK README: MobileNet v1 1.0X fp32, RPi 3+ (4x A53 1.4 GHz), 4 threads, 115 ms; "
-                       "perfect 4-thread scaling assumed (upper bound)"),
-    "cortex-a72": Core(0xD08, 0x0, 3, "fp asimd evtstrm crc32 cpuid", 2.14,
-                       "XNNPACK README: MobileNet v1 1.0X fp32, RPi 4 (4x A72 1.5 GHz), 4 threads, 75 ms; "
-                       "perfect 4-thread scaling assumed (upper bound)"),
-    "cortex-a76": Core(0xD0B, 0x4, 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
-                       "asimdrdm lrcpc dcpop asimddp", 0.87,
-                       "XNNPACK README: MobileNet v1 1.0X fp32, Pixel 3a (Kryo 360 Gold = A75-class, 2.0 GHz), "
-                       "1 thread, 88 ms"),
-}
+#: The cores this emulator stands in for (with MIDR, /proc/cpuinfo features and CPI): see :mod:`edgekd.cores`.
+CORES: dict[str, Core] = aarch64_cores()
 
 # The guest side of a LiteRT run; also run by the host Python, so both sides are the same code.
 _LITERT_RUNNER = r"""
@@ -426,7 +398,7 @@ def emulate_aarch64(req: EmulationRequest) -> list[EmulatedRun]:
     if req.count and root.plugin is None:
         log.warning("instruction counting is off: QEMU's qemu-plugin.h was not found (scripts/install_emulators.sh "
                     "installs it)")
-    _, artifacts = load_export(req.build_dir)
+    artifacts = load_export(req.build_dir).artifacts
     runs: list[EmulatedRun] = []
     with tempfile.TemporaryDirectory(prefix="edgekd-qemu-", dir=req.work_dir) as tmp:
         for art in artifacts:

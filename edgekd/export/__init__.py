@@ -1,12 +1,12 @@
-"""Exporters: turn a trained student into deployable files, one registered exporter per format.
+"""Exporters: turn a trained student into deployable files, one format plugin per format (:mod:`edgekd.formats`).
 
-``tflite`` (LiteRT / TFLite Micro), ``pte`` (ExecuTorch + XNNPACK) and ``c`` (the .tflite as a C array for
-TFLite Micro firmware). :func:`export_student` runs the ones a target needs into a build folder.
+:func:`export_student` runs the formats a target needs into a build folder and returns an :class:`ExportRecord`;
+:func:`load_export` reads one back, checked.
 """
 
-from edgekd.export import csource, pte, tflite  # noqa: F401  (registers the exporters)
-from edgekd.export.core import EXPORTERS, Artifact, ExportContext, get_exporter, register_exporter, sha256_file
-from edgekd.export.student import export_student, load_export
+from edgekd.export.records import Artifact, ExportContext, ExportRecord, check_artifacts, load_export
+from edgekd.export.student import export_student
+from edgekd.io import sha256_file
 
-__all__ = ["EXPORTERS", "Artifact", "ExportContext", "export_student", "get_exporter", "load_export",
-           "register_exporter", "sha256_file"]
+__all__ = ["Artifact", "ExportContext", "ExportRecord", "check_artifacts", "export_student", "load_export",
+           "sha256_file"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekd.export.core import Artifact, ExportContext, atomic_path, register_exporter
+from edgekd.io import atomic_path
 from edgekd.logs import log, native_quiet
 
 #: Graph nodes that are bookkeeping, not kernels: never "fallbacks" even when outside the delegate.
@@ -85,16 +85,3 @@ def export_pte(model: torch.nn.Module, input_shape: tuple[int, ...], path: str |
                     ", ".join(delegation["portable_fallback_ops"]))
     return {"delegation": delegation, "planned_memory_bytes": int(sum(plan.non_const_buffer_sizes)),
             "input_shape": [1, *input_shape], "io_dtype": "float32"}
-
-
-@register_exporter("pte")
-def pte_exporter(ctx: ExportContext) -> list[Artifact]:
-    out = []
-    for precision in ctx.precisions:
-        path = ctx.out_dir / f"model_{precision}.pte"
-        if precision == "int8":
-            details = export_pte(ctx.model, ctx.input_shape, path, ctx.calibration, ctx.qat_state)
-        else:
-            details = export_pte(ctx.model, ctx.input_shape, path)
-        out.append(ctx.artifact("pte", precision, path, "executorch-xnnpack", **details))
-    return out

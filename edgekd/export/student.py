@@ -15,42 +15,54 @@ import shutil
 import tempfile
 import time
 from contextlib import nullcontext
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
-from edgekd.export.core import EXPORTERS, Artifact, ExportContext, get_exporter
-from edgekd.io import FolderLock, check_writable, read_json, sha256_file, write_json
+from edgekd.export.records import (
+    EXPORT_JSON,
+    Calibration,
+    DataSource,
+    ExportContext,
+    ExportRecord,
+    StudentInfo,
+    load_export,
+)
+from edgekd.formats import formats as registered_formats
+from edgekd.formats import get_format
+from edgekd.io import FolderLock, check_writable, read_json
 from edgekd.logs import log
+from edgekd.students.store import DISTILL_JSON, STUDENT_FILE
 
-EXPORT_FORMAT = "edgekd-export/1"
-#: Exporters run in this order: ``c`` embeds the int8 .tflite.
-ORDER = ("tflite", "pte", "c")
+__all__ = ["STAGING_PREFIX", "export_student", "load_export", "read_data_source"]
 
 
-def read_data_source(student_dir: Path, blob: dict[str, Any]) -> dict[str, Any]:
+def read_data_source(student_dir: Path, blob: dict[str, Any]) -> DataSource:
     """Which data the student was trained on (task, data_dir, limit), from its distill.json when present."""
     record = student_dir / "distill.json"
-    source = {"task": blob["task"]["name"], "data_dir": None, "limit": None}
+    source: dict[str, Any] = {"task": blob["task"]["name"], "data_dir": None, "limit": None}
     if record.is_file():
         found = read_json(record, "distill record", fix="re-run `edgekd distill`").get("data_source", {})
         if not isinstance(found, dict):
             raise EdgekdError(f"{record}: data_source is not a JSON object; re-run `edgekd distill`")
         source |= found
-    return source
+    return DataSource.from_json(source)
 
 
 def _formats(requested: list[str] | None, target: Any) -> list[str]:
-    formats = list(requested or target.formats)
-    for fmt in formats:
-        if fmt not in EXPORTERS:
-            raise EdgekdError(f"--formats: unknown format {fmt!r}; known: {', '.join(ORDER)}")
+    """The formats to run, in the registry's order, with the formats they need (``c`` needs ``tflite``)."""
+    order = [f.name for f in registered_formats()]
+    wanted = list(requested or target.formats)
+    for fmt in wanted:
+        if fmt not in order:
+            raise EdgekdError(f"--formats: unknown format {fmt!r}; known: {', '.join(order)}")
         if fmt not in target.formats:
             raise EdgekdError(f"--formats: target {target.name} does not run {fmt!r} (its formats: "
                               f"{', '.join(target.formats)})")
-    if "c" in formats and "tflite" not in formats:
-        formats.append("tflite")  # the C array is the .tflite
-    return sorted(set(formats), key=ORDER.index)
+    for f in reversed(registered_formats()):
+        if f.name in wanted:
+            wanted += [n for n in f.needs if n not in wanted]
+    return sorted(set(wanted), key=order.index)
 
 
 #: Hidden folder inside the build folder the exporters write into before the files are moved into place.
@@ -59,9 +71,9 @@ STAGING_PREFIX = ".export-"
 
 def export_student(target_name: str | Any, student: str | Path, out_dir: str | Path,
                    formats: list[str] | None = None, precisions: list[str] | None = None, calib_size: int = 500,
-                   budgets: dict[str, str | None] | None = None, lock: bool = True) -> dict[str, Any]:
+                   budgets: dict[str, str | None] | None = None, lock: bool = True) -> ExportRecord:
     """Export the student in ``student`` for ``target_name`` (a name, a profile path or a loaded Target) into
-    ``out_dir``; returns export.json's content.
+    ``out_dir``; returns what export.json holds.
 
     ``precisions`` defaults to int8 on microcontrollers (fully integer) and int8 + fp32 on Linux targets.
     ``lock`` takes ``out_dir``'s FolderLock for the export (``edgekd build`` holds it already and passes False).
@@ -101,7 +113,7 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def _export(target: Any, student: str | Path, out: Path, fmts: list[str], precisions: list[str], calib_size: int,
-            started: float) -> dict[str, Any]:
+            started: float) -> ExportRecord:
     from edgekd.data import load_task
     from edgekd.distill import DATA_SEED, load_student, versions
     from edgekd.planner import evaluate
@@ -114,8 +126,7 @@ def _export(target: Any, student: str | Path, out: Path, fmts: list[str], precis
 
     # Refuse early, from the cost model's predicted graph, before any conversion work.
     source = read_data_source(student_dir, blob)
-    splits = load_task(source["task"], source["data_dir"], seed=DATA_SEED, limit=source["limit"],
-                       calib_size=calib_size)
+    splits = load_task(source.task, source.data_dir, seed=DATA_SEED, limit=source.limit, calib_size=calib_size)
     predicted = evaluate(config, target, splits.spec)
     if predicted.unsupported_ops:
         raise EdgekdError(f"student {config.family} {config.params}: operator(s) "
@@ -129,7 +140,7 @@ def _export(target: Any, student: str | Path, out: Path, fmts: list[str], precis
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
     try:
         if out.resolve() != student_dir.resolve():
-            for name in ("student.pt", "distill.json"):
+            for name in (STUDENT_FILE, DISTILL_JSON):
                 if (student_dir / name).is_file():
                     shutil.copyfile(student_dir / name, staging / name)
         shape = model_input_shape(model)
@@ -139,28 +150,16 @@ def _export(target: Any, student: str | Path, out: Path, fmts: list[str], precis
         timings: dict[str, float] = {}
         for fmt in fmts:
             t = time.perf_counter()
-            for artifact in get_exporter(fmt)(ctx):
+            for artifact in get_format(fmt).export(ctx):
                 ctx.done[artifact.key] = artifact
             timings[fmt] = round(time.perf_counter() - t, 2)
-        result = {
-            "format": EXPORT_FORMAT,
-            "target": target.name,
-            "task": splits.spec.name,
-            "data_source": source,
-            "student": {"family": config.family, "config": dict(config.params),
-                        "qat": blob.get("qat_state") is not None, "from": str(student_dir)},
-            "input_shape": list(shape),
-            "channels_last": ctx.channels_last,
-            "normalization": blob.get("normalization"),
-            "calibration": {"split": "calib", "samples": len(ctx.calibration), "warnings": warnings},
-            "formats": fmts,
-            "precisions": precisions,
-            "artifacts": [a.to_dict() for a in ctx.done.values()],
-            "budgets": target.budgets.to_dict(),
-            "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
-            "versions": versions(),
-        }
-        write_json(staging / "export.json", result)
+        result = ExportRecord(
+            target.name, splits.spec.name, source,
+            StudentInfo(config.family, dict(config.params), blob.get("qat_state") is not None, str(student_dir)),
+            tuple(shape), ctx.channels_last, blob.get("normalization"), list(ctx.done.values()), versions(),
+            Calibration("calib", len(ctx.calibration), warnings), fmts, precisions, target.budgets.to_dict(),
+            timings | {"total": round(time.perf_counter() - started, 2)})
+        result.write(staging)
         _swap_in(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -170,85 +169,13 @@ def _export(target: Any, student: str | Path, out: Path, fmts: list[str], precis
 def _swap_in(staging: Path, out: Path) -> None:
     """Move the staged export into ``out``. The old export.json goes first (and the verify.json that described
     the old files), the new export.json last: an interrupted swap leaves a folder with no export.json."""
-    for stale in ("export.json", "verify.json"):
+    for stale in (EXPORT_JSON, "verify.json"):
         (out / stale).unlink(missing_ok=True)
     for item in sorted(staging.iterdir()):
-        if item.name == "export.json":
+        if item.name == EXPORT_JSON:
             continue
         dest = out / item.name
         if dest.is_dir() and not dest.is_symlink():
             shutil.rmtree(dest)
         os.replace(item, dest)
-    os.replace(staging / "export.json", out / "export.json")
-
-
-#: What readers of export.json rely on: key -> type (checked so a damaged record is one line, not a KeyError).
-_RECORD_KEYS: dict[str, type | tuple[type, ...]] = {
-    "target": str, "task": str, "data_source": dict, "student": dict, "input_shape": list, "channels_last": bool,
-    "artifacts": list, "versions": dict}
-_ARTIFACT_KEYS: dict[str, type | tuple[type, ...]] = {
-    "format": str, "precision": str, "path": str, "bytes": int, "sha256": str, "runtime": str}
-_FIX = "re-run `edgekd export`"
-
-
-def _artifact(record: Path, i: int, a: Any) -> Artifact:
-    if not isinstance(a, dict):
-        raise EdgekdError(f"{record}: artifacts[{i}] is not a JSON object; {_FIX}")
-    for key, kind in _ARTIFACT_KEYS.items():
-        if not isinstance(a.get(key), kind) or isinstance(a.get(key), bool):
-            raise EdgekdError(f"{record}: artifacts[{i}].{key} is missing or not a {_type_name(kind)}; {_FIX}")
-    if not isinstance(a.get("details", {}), dict):
-        raise EdgekdError(f"{record}: artifacts[{i}].details is not a JSON object; {_FIX}")
-    for key in ("path", "details.header", "details.embeds"):
-        rel = a["path"] if key == "path" else a.get("details", {}).get(key.split(".")[1])
-        if rel is None:
-            continue
-        p = PurePosixPath(str(rel))
-        if not str(rel) or p.is_absolute() or ".." in p.parts:
-            raise EdgekdError(f"{record}: artifacts[{i}].{key} {rel!r} is outside the build folder; {_FIX}")
-    return Artifact.from_dict(a)
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    return {str: "string", int: "integer", dict: "JSON object", list: "JSON list", bool: "true/false"}.get(
-        kind if isinstance(kind, type) else kind[0], "value")
-
-
-def load_export(build_dir: str | Path, check_hashes: bool = True) -> tuple[dict[str, Any], list[Artifact]]:
-    """Read a build folder's export.json: a damaged record is one EdgekdError line, and (``check_hashes``) every
-    file it lists must be there with its recorded sha256 before anything trusts it."""
-    build = Path(build_dir)
-    record = build / "export.json"
-    if not record.is_file():
-        raise EdgekdError(f"{build}: no export.json; run `edgekd export --target T --student DIR --out {build}` first")
-    data = read_json(record, "export record", fix=_FIX)
-    if data.get("format") != EXPORT_FORMAT:
-        raise EdgekdError(f"{record}: not an edgekd export record (format {EXPORT_FORMAT!r}); {_FIX}")
-    for key, kind in _RECORD_KEYS.items():
-        if not isinstance(data.get(key), kind):
-            raise EdgekdError(f"{record}: {key!r} is missing or not a {_type_name(kind)}; {_FIX}")
-    if not isinstance(data["data_source"].get("task"), str) or not isinstance(data["student"].get("qat"), bool):
-        raise EdgekdError(f"{record}: data_source.task or student.qat is missing or of the wrong type; {_FIX}")
-    artifacts = [_artifact(record, i, a) for i, a in enumerate(data["artifacts"])]
-    if check_hashes:
-        check_artifacts(build, artifacts)
-    return data, artifacts
-
-
-def check_artifacts(build: Path, artifacts: list[Artifact]) -> None:
-    """Every artifact (and a C array's header) exists with the sha256 export.json recorded, and a C array embeds
-    this build's .tflite."""
-    for a in artifacts:
-        files = [(a.path, a.sha256)]
-        if a.format == "c" and a.details.get("header"):
-            files.append((a.details["header"], a.details.get("header_sha256")))
-        for rel, digest in files:
-            path = build / rel
-            if not path.is_file():
-                raise EdgekdError(f"{path}: listed in export.json but missing; {_FIX}")
-            if digest is not None and sha256_file(path) != digest:
-                raise EdgekdError(f"{path}: sha256 differs from export.json (modified after export); {_FIX}")
-        if a.format == "c":
-            embedded = next((b for b in artifacts if b.path == a.details.get("embeds")), None)
-            if embedded is None or embedded.sha256 != a.details.get("embeds_sha256"):
-                raise EdgekdError(f"{build / a.path}: does not embed the build's {a.details.get('embeds')}; {_FIX}")
+    os.replace(staging / EXPORT_JSON, out / EXPORT_JSON)

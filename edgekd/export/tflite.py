@@ -17,17 +17,10 @@ import numpy as np
 import torch
 
 from edgekd.errors import EdgekdError
-from edgekd.export.core import Artifact, ExportContext, atomic_path, register_exporter, sha256_file
+from edgekd.formats.tflite import QuantParams
+from edgekd.io import atomic_path, sha256_file
 from edgekd.logs import native_quiet
 from edgekd.targets import Target
-
-
-@dataclass(frozen=True)
-class QuantParams:
-    scale: float
-    zero_point: int
-    dtype: str
-    shape: tuple[int, ...]
 
 
 @dataclass
@@ -196,29 +189,3 @@ def _check_graph(graph: TfliteGraph, target: Target, what: str) -> None:
         raise EdgekdError(f"{what}: float islands ({', '.join(sorted(set(graph.float_islands)))} run in float "
                           f"between DEQUANTIZE/QUANTIZE) but {target.name} needs a fully-integer model; "
                           "change the student's layers that the quantizer leaves in float")
-
-
-def _describe(a: TfliteArtifact) -> dict[str, Any]:
-    g = a.graph
-    counts: dict[str, int] = {}
-    for op in g.ops:
-        counts[op] = counts.get(op, 0) + 1
-    return {"ops": counts, "input": asdict(g.input), "output": asdict(g.output), "float_islands": g.float_islands,
-            "fully_integer": g.fully_integer, "channels_last": a.channels_last, "tensors": g.tensor_count}
-
-
-@register_exporter("tflite")
-def tflite_exporter(ctx: ExportContext) -> list[Artifact]:
-    """int8 always (the MCU and default Linux artifact); fp32 too when asked and the target runs float."""
-    out = []
-    path = ctx.out_dir / "model_int8.tflite"
-    a = export_tflite_int8(ctx.model, ctx.input_shape, ctx.calibration, path, ctx.channels_last, ctx.qat_state)
-    refuse_unsupported(a.graph, ctx.target, path)
-    runtime = "tflm" if ctx.target.is_mcu else "litert"
-    out.append(ctx.artifact("tflite", "int8", path, runtime, **_describe(a)))
-    if "fp32" in ctx.precisions and ctx.target.quantization != "int8-full":
-        path = ctx.out_dir / "model_fp32.tflite"
-        f = export_tflite_float(ctx.model, ctx.input_shape, path, ctx.channels_last)
-        refuse_unsupported(f.graph, ctx.target, path)
-        out.append(ctx.artifact("tflite", "fp32", path, "litert", **_describe(f)))
-    return out

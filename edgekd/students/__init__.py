@@ -75,6 +75,32 @@ def families_for(kind: str, names: Iterable[str] | None = None) -> list[Family]:
     return [f for f in chosen if kind in f.kinds]
 
 
+def parse_config(family: str, text: str) -> StudentConfig:
+    """``width=16,depth=4`` for ``family``: named parameters from its grid (others take the grid's first value),
+    plus ``dropout``; a wrong name, a missing or non-numeric value, or one out of range is one EdgekdError line."""
+    fam = get_family(family)
+    params: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if key not in fam.grid and key != "dropout":
+            raise EdgekdError(f"--config: {family} has no parameter {key!r}; it has {', '.join(fam.grid)}")
+        if not sep or not value:
+            raise EdgekdError(f"--config: {item!r} needs a value, e.g. {key}={fam.grid.get(key, (0.1,))[-1]}")
+        if value.lower() == "none" and None in fam.grid.get(key, ()):
+            params[key] = None
+            continue
+        try:
+            number = float(value) if key == "dropout" else int(value)
+        except ValueError:
+            raise EdgekdError(f"--config: {key}={value!r} is not a number") from None
+        if (key == "dropout" and not 0 <= number < 1) or (key != "dropout" and number < 1):
+            raise EdgekdError(f"--config: {key}={value} is out of range")
+        params[key] = number
+    for key, values in fam.grid.items():
+        params.setdefault(key, values[0])
+    return StudentConfig(family, params)
+
+
 def build_student(config: StudentConfig, task_input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Build a student; seeds are the caller's business (``torch.manual_seed``) so builds are reproducible."""
     family = get_family(config.family)

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from edgekd.export.core import Artifact
+from edgekd.emulate import EmulatedRun
+from edgekd.export.records import Artifact
 from edgekd.targets import Target
 from edgekd.units import format_bytes
+from edgekd.verify.records import Gate, RuntimeRun
 
-
-@dataclass
-class Gate:
-    passed: bool
-    value: float
-    budget: float
-    unit: str
-    kind: str  # "measured" | "estimated" | "counted"
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["Gate", "emulator_gate", "fidelity_gate", "flash_gate", "latency_gate", "ram_gate"]
 
 
 def flash_gate(artifacts: list[Artifact], target: Target) -> Gate:
     """Every artifact (its bytes in flash, a C array counts as its .tflite) plus the runtime must fit."""
-    sizes = {a.path: int(a.details.get("flash_bytes", a.bytes)) + target.runtime_flash_bytes for a in artifacts}
+    sizes = {a.path: a.flash_bytes + target.runtime_flash_bytes for a in artifacts}
     worst = max(sizes, key=sizes.__getitem__)
     budget = target.budgets.flash_bytes
     return Gate(sizes[worst] <= budget, sizes[worst], budget, "bytes", "measured",
@@ -45,7 +35,7 @@ def ram_gate(ram: dict[str, tuple[int, str]], target: Target) -> Gate:
                 f"{format_bytes(total)} of {format_bytes(budget)}")
 
 
-def latency_gate(estimates: dict[str, Any], target: Target, emulated: list[dict[str, Any]] | None = None) -> Gate:
+def latency_gate(estimates: dict[str, Any], target: Target, emulated: list[EmulatedRun] | None = None) -> Gate:
     """Counted on the emulated core when an emulator ran (deployed kernels only), else the cost model's estimate.
 
     Counts are single-threaded instructions x the core's CPI at the profile's clock: stricter than the
@@ -54,18 +44,19 @@ def latency_gate(estimates: dict[str, Any], target: Target, emulated: list[dict[
     budget = target.budgets.latency_ms
     worst = max(estimates, key=lambda k: estimates[k].ms)
     est = estimates[worst]
-    counted = [r for r in emulated or [] if r.get("counted_ms") is not None and r.get("kernels") != "reference"]
+    counted = [r for r in emulated or [] if r.counted_ms is not None and r.kernels != "reference"]
     if counted:
-        top = max(counted, key=lambda r: r["counted_ms"])
-        return Gate(top["counted_ms"] <= budget, round(top["counted_ms"], 4), budget, "ms", "counted",
-                    f"{top['path']} ({top['runtime']}, {top['emulator']}, 1 thread): {top['instructions']:,} "
-                    f"instructions x CPI {top['cpi']:g} = {top['counted_ms']:.2f} ms of {budget:g} ms; estimate "
+        top = max(counted, key=lambda r: r.counted_ms or 0.0)
+        ms = top.counted_ms or 0.0
+        return Gate(ms <= budget, round(ms, 4), budget, "ms", "counted",
+                    f"{top.path} ({top.runtime}, {top.emulator}, 1 thread): {top.instructions or 0:,} "
+                    f"instructions x CPI {top.cpi or 0:g} = {ms:.2f} ms of {budget:g} ms; estimate "
                     f"{est.ms:.2f} ms ({worst}, {est.method})")
     return Gate(est.ms <= budget, est.ms, budget, "ms", est.kind,
                 f"{worst}: {est.ms:.2f} ms of {budget:g} ms; {est.method}")
 
 
-def emulator_gate(emulated: list[dict[str, Any]]) -> Gate:
+def emulator_gate(emulated: list[EmulatedRun]) -> Gate:
     """Every emulated run finished, and the kernels that must be bit-exact with the host are.
 
     Reference kernels and edgekd's C code are pure integer arithmetic: any difference from the host is a bug.
@@ -73,26 +64,26 @@ def emulator_gate(emulated: list[dict[str, Any]]) -> Gate:
     """
     bad = []
     for r in emulated:
-        what = f"{r['path']} ({r['runtime']}/{r['kernels']}, {r['emulator']})"
-        if not r["ok"]:
-            tail = (r.get("log_tail") or "").strip().splitlines()[-3:]
-            bad.append(f"{what}: {r['error']}" + (f" [log: {' | '.join(tail)}]" if tail else ""))
-        elif r["kernels"] in ("reference", "edgekd-c") and r["bit_exact_vs_host"] is False:
-            bad.append(f"{what}: outputs differ from the host by up to {r['max_diff_vs_host']:g} steps")
-    xnn = [r for r in emulated if r["ok"] and r["kernels"] == "xnnpack" and r["precision"] == "int8"]
-    worst_xnn = max((r["max_diff_vs_host"] or 0 for r in xnn), default=0)
+        what = f"{r.path} ({r.runtime}/{r.kernels}, {r.emulator})"
+        if not r.ok:
+            tail = (r.log_tail or "").strip().splitlines()[-3:]
+            bad.append(f"{what}: {r.error}" + (f" [log: {' | '.join(tail)}]" if tail else ""))
+        elif r.kernels in ("reference", "edgekd-c") and r.bit_exact_vs_host is False:
+            bad.append(f"{what}: outputs differ from the host by up to {r.max_diff_vs_host:g} steps")
+    xnn = [r for r in emulated if r.ok and r.kernels == "xnnpack" and r.precision == "int8"]
+    worst_xnn = max((r.max_diff_vs_host or 0 for r in xnn), default=0)
     detail = "; ".join(bad) if bad else (
         f"{len(emulated)} emulated runs finished, reference/C kernels bit-exact with the host"
         + (f", XNNPACK int8 within {worst_xnn:g} step(s) of the host" if xnn else ""))
     return Gate(not bad, len(bad), 0, "failed runs", "measured", detail)
 
 
-def fidelity_gate(runs: list[dict[str, Any]], float_accuracy: float, max_drop_pp: float, qat: bool) -> Gate:
+def fidelity_gate(runs: list[RuntimeRun], float_accuracy: float, max_drop_pp: float, qat: bool) -> Gate:
     """The largest accuracy drop vs the float student over every runtime run, in percentage points."""
-    drops = {f"{r['artifact']} on {r['runtime']}": 100 * (float_accuracy - r["accuracy"]) for r in runs}
+    drops = {f"{r.artifact} on {r.runtime}": 100 * (float_accuracy - r.accuracy) for r in runs}
     worst = max(drops, key=drops.__getitem__)
     passed = drops[worst] <= max_drop_pp
-    detail = (f"{worst}: {drops[worst]:+.2f} pp vs float ({100 * float_accuracy:.2f}%), allowed "
+    detail = (f"{worst}: {0.0 - drops[worst]:+.2f} pp vs float ({100 * float_accuracy:.2f}%), allowed "
               f"{max_drop_pp:g} pp")
     if not passed and not qat:
         detail += "; the student was not trained with QAT: re-run `edgekd distill ... --qat`"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,3 @@ def plot_layer_errors(rows: list[LayerError], path: str | Path, title: str) -> P
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
-
-
-def as_dicts(rows: list[LayerError]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in rows]

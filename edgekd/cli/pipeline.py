@@ -1,0 +1,66 @@
+"""`edgekd build`: the whole pipeline for one or more targets."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgekd.cli.shell import budget_options, csv_list, emit_json, emulator_options, handle_errors, main, task_option
+from edgekd.errors import EdgekdError
+
+
+@main.command("build")
+@click.option("--target", "target_name", help="Target name or path to a YAML profile.")
+@click.option("--targets", "targets_csv", help="Several targets, comma-separated, sharing one teacher.")
+@click.option("--all", "all_targets", is_flag=True, help="Every known target.")
+@task_option
+@click.option("--data", "data_path", type=click.Path(), help="Your data (.npz or image folder) instead of --task.")
+@click.option("--teacher", "teacher_ref", help="Teacher (.pt, .pt2); default: train the task's built-in one.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Build folder [default: builds/TARGET, or builds/ with one sub-folder per target].")
+@click.option("--fast", is_flag=True, help="Smoke build: few epochs, a sample of the data (~2 min on digits).")
+@click.option("--loss", default="kd", show_default=True, help="kd | dkd | dist | feature | ce (no teacher).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Distillation epochs [default: 20, --fast: 6].")
+@click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning.")
+@click.option("--search", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Try the planner's top N candidates with short runs.")
+@click.option("--baseline", is_flag=True, help="Also train the student without a teacher.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False),
+              help="Sign the bundle with this Ed25519 private key (edgekd keygen).")
+@click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest int8 accuracy drop vs float, percentage points.")
+@emulator_options(["auto", "qemu", "none"], "auto")
+@budget_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: bool, task: str, data_dir: str | None,
+              data_path: str | None, teacher_ref: str | None, out_dir: str | None, fast: bool, loss: str,
+              epochs: int | None, qat: bool, search: int, baseline: bool, seed: int, families: tuple[str, ...],
+              sign_key: str | None, max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float,
+              ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
+    """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
+    from edgekd.build import BuildOptions, build_many, default_out
+    from edgekd.targets import load_all, load_target
+
+    chosen = [t.name for t in load_all()] if all_targets else csv_list(targets_csv) or ([target_name] if target_name
+                                                                                       else [])
+    if not chosen:
+        raise EdgekdError("name what to build: --target NAME, --targets a,b,c or --all")
+    opts = BuildOptions(task=data_path or task, data_dir=data_dir, teacher=teacher_ref, fast=fast, loss=loss,
+                        epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
+                        families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,
+                        budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
+                        emulator=emulator, emulator_limit=emulator_limit or None, emulator_timeout_s=emulator_timeout,
+                        sign=sign_key)
+    if out_dir is None:
+        out_dir = str(default_out(load_target(chosen[0]))) if len(chosen) == 1 else "builds"
+    result = build_many(chosen, opts, out_dir)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        click.echo(result.text())
+    if not result.passed:
+        sys.exit(1)

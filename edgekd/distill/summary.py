@@ -1,0 +1,28 @@
+"""What `edgekd teacher` and `edgekd distill` print: a few lines a person reads after training (``--json``
+prints the records themselves)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.units import format_bytes
+
+
+def teacher_text(record: dict[str, Any]) -> str:
+    return (f"teacher for {record['task']}: {record['param_count']:,} params, test accuracy "
+            f"{record['test_accuracy']:.4f}, trained in {record['train_seconds']:.0f} s -> {record['path']}")
+
+
+def distill_text(result: dict[str, Any], out_dir: str) -> str:
+    """Student accuracies (float, int8, no-teacher twin, teacher), then flash and RAM against the budgets."""
+    s = result["student"]
+    first = (f"student {s['family']} {s['config']}: float {s['accuracy_float']:.4f}"
+             + (f", int8 {s['accuracy_int8']:.4f}" if s["accuracy_int8"] is not None else "")
+             + (f", no teacher {s['accuracy_no_teacher']:.4f}" if s["accuracy_no_teacher"] is not None else "")
+             + (f"; teacher {result['teacher']['test_accuracy']:.4f}" if result["teacher"].get("path") else ""))
+    m = result["measured"] or result["predicted"]
+    b = result["budgets"]
+    sizes = (f"flash {format_bytes(m['flash_bytes'])} / {format_bytes(b['flash_bytes'])}, RAM "
+             f"{format_bytes(m['ram_bytes'])} / {format_bytes(b['ram_bytes'])} "
+             f"({'measured' if result['measured'] else 'predicted'}); fits: {result['fits']}")
+    return "\n".join([first, sizes, f"wrote {out_dir}/student.pt and {out_dir}/distill.json"])

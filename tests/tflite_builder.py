@@ -1,0 +1,166 @@
+"""Shared by tests/test_codegen.py and tests/test_cortex_m.py: int8 .tflite models written directly with the
+flatbuffer object API (random weights, per-channel scales, zero points, activations, strides and paddings), so
+each case builds in milliseconds, and TFLite Micro's reference outputs for them."""
+
+from __future__ import annotations
+
+import flatbuffers
+import numpy as np
+
+
+class ModelBuilder:
+    """A tiny graph writer over LiteRT's schema object API (single subgraph, int8 activations)."""
+
+    def __init__(self) -> None:
+        from ai_edge_litert import schema_py_generated as schema
+        self.s = schema
+        self.tensors: list = []
+        self.buffers: list = [schema.BufferT()]
+        self.ops: list = []
+        self.codes: list[int] = []
+
+    def tensor(self, shape: tuple[int, ...], dtype: str = "INT8", scale: float | list[float] | None = None,
+               zp: int | list[int] = 0, data: np.ndarray | None = None, qdim: int = 0) -> int:
+        s = self.s
+        t = s.TensorT()
+        t.shape = np.array(shape, dtype=np.int32)
+        t.type = getattr(s.TensorType, dtype)
+        t.name = f"t{len(self.tensors)}"
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
+            self.buffers.append(b)
+            t.buffer = len(self.buffers) - 1
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            scales = [scale] if isinstance(scale, float) else list(scale)
+            zps = [zp] * len(scales) if isinstance(zp, int) else list(zp)
+            q.scale = np.array(scales, dtype=np.float32)
+            q.zeroPoint = np.array(zps, dtype=np.int64)
+            q.quantizedDimension = qdim
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, kind: str, inputs: list[int], outputs: list[int], options: str | None = None,
+           **fields: object) -> None:
+        s = self.s
+        code = getattr(s.BuiltinOperator, kind)
+        if code not in self.codes:
+            self.codes.append(code)
+        o = s.OperatorT()
+        o.opcodeIndex = self.codes.index(code)
+        o.inputs = np.array(inputs, dtype=np.int32)
+        o.outputs = np.array(outputs, dtype=np.int32)
+        if options:
+            opts = getattr(s, f"{options}T")()
+            for k, v in fields.items():
+                setattr(opts, k, v)
+            o.builtinOptionsType = getattr(s.BuiltinOptions, options)
+            o.builtinOptions = opts
+        self.ops.append(o)
+
+    def build(self, inputs: list[int], outputs: list[int]) -> bytes:
+        s = self.s
+        m = s.ModelT()
+        m.version = 3
+        m.operatorCodes = []
+        for code in self.codes:
+            c = s.OperatorCodeT()
+            c.builtinCode = code
+            c.deprecatedBuiltinCode = min(code, 127)
+            c.version = 1
+            m.operatorCodes.append(c)
+        g = s.SubGraphT()
+        g.tensors, g.operators = self.tensors, self.ops
+        g.inputs, g.outputs = np.array(inputs, dtype=np.int32), np.array(outputs, dtype=np.int32)
+        m.subgraphs = [g]
+        m.buffers = self.buffers
+        b = flatbuffers.Builder(1024)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+def tflm_outputs(model: bytes, x: np.ndarray) -> np.ndarray:
+    """TFLite Micro's reference kernels, in process (a generous arena: nothing here is near the limit).
+
+    Its depthwise kernel crashes the process on a missing bias, so every depthwise model here has one.
+    """
+    from tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(model, arena_size=1 << 21)
+    out = []
+    for row in x:
+        it.set_input(row[None], 0)
+        it.invoke()
+        out.append(it.get_output(0).reshape(-1).copy())
+    return np.stack(out)
+
+
+def random_act(rng: np.random.Generator) -> int:
+    return int(rng.choice([0, 1, 3]))  # NONE, RELU, RELU6
+
+
+def random_scales(rng: np.random.Generator, n: int) -> list[float]:
+    return [float(v) for v in rng.uniform(0.002, 0.02, size=n)]
+
+
+def output_scale(in_scale: float, w_scales: list[float], fan_in: int) -> float:
+    return float(in_scale * np.mean(w_scales) * 70 * 70 * np.sqrt(fan_in) / 50)
+
+
+def conv_model(rng: np.random.Generator, depthwise: bool, cin: int | None = None, mult: int | None = None,
+               cout: int | None = None, k: int | None = None, stride: int | None = None,
+               padding: int | None = None) -> tuple[bytes, tuple[int, ...]]:
+    """A random CONV_2D / DEPTHWISE_CONV_2D model; the keyword arguments pin a dimension (k: square kernel)."""
+    h, w = (int(v) for v in rng.integers(3, 10, size=2))
+    cin = cin if cin is not None else int(rng.integers(1, 6))
+    mult = mult if mult is not None else (int(rng.integers(1, 3)) if depthwise else 1)
+    cout = cin * mult if depthwise else (cout if cout is not None else int(rng.integers(1, 9)))
+    kh, kw = (k, k) if k is not None else (int(v) for v in rng.integers(1, 4, size=2))
+    stride = stride if stride is not None else int(rng.integers(1, 3))
+    dilation = int(rng.choice([1, 1, 2]))
+    padding = padding if padding is not None else int(rng.integers(0, 2))  # 0 SAME, 1 VALID
+    eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if padding == 1:
+        h, w = max(h, eff_h), max(w, eff_w)
+        oh, ow = (h - eff_h) // stride + 1, (w - eff_w) // stride + 1
+    else:
+        oh, ow = (h + stride - 1) // stride, (w + stride - 1) // stride
+    in_scale, in_zp = float(rng.uniform(0.01, 0.05)), int(rng.integers(-30, 30))
+    w_scales = random_scales(rng, cout)
+    out_scale = output_scale(in_scale, w_scales, kh * kw * (1 if depthwise else cin))
+    b = ModelBuilder()
+    x = b.tensor((1, h, w, cin), scale=in_scale, zp=in_zp)
+    wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
+    wt = b.tensor(wshape, scale=w_scales, zp=0, data=rng.integers(-127, 128, size=wshape, dtype=np.int8),
+                  qdim=3 if depthwise else 0)
+    bias = b.tensor((cout,), "INT32", scale=[in_scale * s for s in w_scales], zp=0,
+                    data=rng.integers(-3000, 3000, size=cout).astype(np.int32))
+    y = b.tensor((1, oh, ow, cout), scale=out_scale, zp=int(rng.integers(-20, 20)))
+    if depthwise:
+        b.op("DEPTHWISE_CONV_2D", [x, wt, bias], [y], "DepthwiseConv2DOptions", padding=padding, strideW=stride,
+             strideH=stride, depthMultiplier=mult, fusedActivationFunction=random_act(rng), dilationWFactor=dilation,
+             dilationHFactor=dilation)
+    else:
+        b.op("CONV_2D", [x, wt, bias], [y], "Conv2DOptions", padding=padding, strideW=stride, strideH=stride,
+             fusedActivationFunction=random_act(rng), dilationWFactor=dilation, dilationHFactor=dilation)
+    return b.build([x], [y]), (1, h, w, cin)
+
+
+# Shapes that reach the kernels' blocked paths (pairs of pixels and filters for 1x1 convs, groups of four
+# channels for depthwise convs, and their tails); tests/test_cortex_m.py runs the same models on the boards,
+# where the DSP-extension paths take them.
+WIDE_CASES = [
+    dict(depthwise=False, cin=12, cout=7, k=1, stride=1, padding=1),
+    dict(depthwise=False, cin=10, cout=8, k=1, stride=2, padding=0),
+    dict(depthwise=False, cin=16, cout=6, k=3, stride=1, padding=0),
+    dict(depthwise=True, cin=8, mult=1, k=3, stride=1, padding=0),
+    dict(depthwise=True, cin=6, mult=1, k=3, stride=2, padding=0),
+    dict(depthwise=True, cin=12, mult=1, k=2, stride=1, padding=1),
+    dict(depthwise=True, cin=1, mult=8, k=3, stride=2, padding=0),
+    dict(depthwise=True, cin=2, mult=6, k=3, stride=1, padding=0),
+]
+
+
+def wide_model(case: int) -> tuple[bytes, tuple[int, ...]]:
+    return conv_model(np.random.default_rng(500 + case), **WIDE_CASES[case])  # type: ignore[arg-type]
