@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import one_line_exit_2
 from click.testing import CliRunner
 
 import edgekd.package as package
@@ -83,14 +84,6 @@ def _gz(raw: bytes) -> bytes:
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
         gz.write(raw)
     return out.getvalue()
-
-
-def _one_line_exit_2(args: list[str]) -> str:
-    r = CliRunner().invoke(main, args)
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgekd: error: "), lines
-    return lines[0]
 
 
 # ------------------------------------------------------------------ building and rerunning
@@ -188,7 +181,7 @@ def test_verify_never_compiles_bundle_c(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgekdError, match="c/model.c differs from the C edgekd generates from model_int8.tflite; "
                                           "the bundle was modified"):
         verify_package(evil)
-    line = _one_line_exit_2(["package", "verify", str(evil), "--json"])
+    line = one_line_exit_2(["package", "verify", str(evil), "--json"])
     assert "c/model.c differs" in line and not marker.exists()
 
     # The same for the TFLite Micro array, an added source, and a changed linker script.
@@ -229,7 +222,7 @@ def test_tampered_missing_and_extra_files_are_rejected(bundle: Path, tmp_path: P
     gone = _rewrite(bundle, tmp_path / "missing.tar.gz", lambda n, d: None if n == "model_data.h" else d)
     with pytest.raises(EdgekdError, match="missing: model_data.h"):
         verify_package(gone)
-    assert "missing: model_data.h" in _one_line_exit_2(["package", "verify", str(gone)])
+    assert "missing: model_data.h" in one_line_exit_2(["package", "verify", str(gone)])
 
 
 def _with_extra_member(bundle: Path, out: Path, info: tarfile.TarInfo, data: bytes | None = None) -> Path:
@@ -303,7 +296,7 @@ def test_trailing_bytes_and_extra_gzip_members_are_rejected(bundle: Path, tmp_pa
     with pytest.raises(EdgekdError, match="ends early|truncated|checksum"):
         verify_package(tmp_path / "short.tar.gz")
     (tmp_path / "plain.tar").write_bytes(gzip.decompress(data))
-    assert "not a gzip file" in _one_line_exit_2(["package", "verify", str(tmp_path / "plain.tar")])
+    assert "not a gzip file" in one_line_exit_2(["package", "verify", str(tmp_path / "plain.tar")])
 
 
 _HUGE = """
@@ -389,7 +382,7 @@ def test_damaged_manifests_are_one_line_errors(bundle: Path, tmp_path: Path) -> 
         with pytest.raises(EdgekdError, match=pattern):
             verify_package(_manifest_bytes(bundle, tmp_path, json.dumps(changed).encode()))
     assert m["artifacts"][0]["format"] == "tflite"
-    line = _one_line_exit_2(["package", "verify", str(_manifest_bytes(bundle, tmp_path, good[:100]))])
+    line = one_line_exit_2(["package", "verify", str(_manifest_bytes(bundle, tmp_path, good[:100]))])
     assert "manifest.json is not valid JSON" in line
 
 
@@ -422,7 +415,7 @@ def test_truncated_or_garbage_tflite_is_one_line(bundle: Path, tmp_path: Path) -
                        lambda n, d, change=change: change(d) if n == "model_int8.tflite" else d, rehash=True)
         with pytest.raises(EdgekdError, match=pattern):
             verify_package(bad)
-    assert "model_int8.tflite" in _one_line_exit_2(["package", "verify", str(bad)])
+    assert "model_int8.tflite" in one_line_exit_2(["package", "verify", str(bad)])
 
 
 @pytest.mark.slow
@@ -464,17 +457,17 @@ def test_package_refuses_corrupt_records_in_one_line(verified_build: Path, tmp_p
     out = str(tmp_path / "x.tar.gz")
     verify_json = (build / "verify.json").read_text()
     (build / "verify.json").write_text(verify_json[:200])
-    assert "verify.json: the verification record is not valid JSON" in _one_line_exit_2(["package", str(build),
+    assert "verify.json: the verification record is not valid JSON" in one_line_exit_2(["package", str(build),
                                                                                          "--out", out])
     (build / "verify.json").write_text(json.dumps({"emulated": [], "runs": 3}))
-    assert "verify.json: lacks 'target'" in _one_line_exit_2(["package", str(build), "--out", out])
+    assert "verify.json: lacks 'target'" in one_line_exit_2(["package", str(build), "--out", out])
     (build / "verify.json").write_text(verify_json)
     shutil.rmtree(build / "c")
-    assert "the generated C that verify.json records is gone" in _one_line_exit_2(["package", str(build),
+    assert "the generated C that verify.json records is gone" in one_line_exit_2(["package", str(build),
                                                                                   "--out", out])
     export_json = (build / "export.json").read_text()
     (build / "export.json").write_text(export_json[: len(export_json) // 2])
-    assert "export.json" in _one_line_exit_2(["package", str(build), "--out", out])
+    assert "export.json" in one_line_exit_2(["package", str(build), "--out", out])
     assert not Path(out).exists()
 
 

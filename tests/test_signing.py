@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import one_line_exit_2
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -90,14 +91,6 @@ def _fast_gz(raw: bytes) -> bytes:
     return GZIP_HEADER + z.compress(raw) + z.flush() + struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
 
 
-def _one_line_exit_2(args: list[str]) -> str:
-    r = CliRunner().invoke(main, args)
-    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgekd: error: "), lines
-    return lines[0]
-
-
 # ------------------------------------------------------------------ keys
 
 def test_keygen_writes_a_private_0600_key_and_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -118,7 +111,7 @@ def test_keygen_writes_a_private_0600_key_and_refuses_to_overwrite(tmp_path: Pat
     with pytest.raises(EdgekdError, match="already exists"):  # one of the pair is enough to refuse
         keygen(key)
     assert key.read_bytes() == before
-    line = _one_line_exit_2(["keygen", "--out", str(key)])
+    line = one_line_exit_2(["keygen", "--out", str(key)])
     assert "already exists" in line
     r = CliRunner().invoke(main, ["keygen", "--out", str(key), "--force", "--json"])
     assert r.exit_code == 0, r.output
@@ -146,7 +139,7 @@ def test_bad_key_files_are_one_line_errors(tmp_path: Path, keys: tuple[Path, Pat
                          (huge, "is not a key file")):
         with pytest.raises(EdgekdError, match=pattern):
             verify_package(unsigned, rerun=False, key=key)
-        line = _one_line_exit_2(["package", "verify", str(unsigned), "--key", str(key)])
+        line = one_line_exit_2(["package", "verify", str(unsigned), "--key", str(key)])
         assert str(key) in line
     out = tmp_path / "x.tar.gz"
     for key, pattern in ((public, "is a public key; signing needs the private key"),
@@ -154,7 +147,7 @@ def test_bad_key_files_are_one_line_errors(tmp_path: Path, keys: tuple[Path, Pat
                          (tmp_path / "nope", "no such key file")):
         with pytest.raises(EdgekdError, match=pattern):
             package_build(build, out, vectors=4, sign=key)
-        assert pattern.split(";")[0] in _one_line_exit_2(["package", str(build), "--out", str(out), "--sign",
+        assert pattern.split(";")[0] in one_line_exit_2(["package", str(build), "--out", str(out), "--sign",
                                                           str(key)])
     assert not out.exists()
 
@@ -192,7 +185,7 @@ def test_rehashed_tampering_passes_the_manifest_but_not_the_key(signed: Path, ke
     assert verify_package(flipped, rerun=False).to_json()["checksums"] == "ok"  # its own manifest is fooled
     with pytest.raises(EdgekdError, match="the signature does not match --key"):
         verify_package(flipped, key=public)
-    assert "signature does not match" in _one_line_exit_2(["package", "verify", str(flipped), "--key", str(public)])
+    assert "signature does not match" in one_line_exit_2(["package", "verify", str(flipped), "--key", str(public)])
 
     def drop_header(m: dict) -> None:  # the C array's artifact names its header: drop that record too
         m["artifacts"] = [a for a in m["artifacts"] if a["format"] != "c"]
