@@ -14,8 +14,8 @@ def build_sample(build: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     from edgekd.export.student import load_export
     from edgekd.students import to_model_input
 
-    export, _ = load_export(build)
-    src = export["data_source"]
-    splits = load_task(src["task"], src["data_dir"], seed=DATA_SEED, limit=src["limit"])
-    x = to_model_input(splits.x_test[:n], tuple(export["input_shape"])).numpy()
+    export = load_export(build)
+    src = export.data_source
+    splits = load_task(src.task, src.data_dir, seed=DATA_SEED, limit=src.limit)
+    x = to_model_input(splits.x_test[:n], tuple(export.input_shape)).numpy()
     return x, splits.y_test[:n]
