@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from edgekd.cli.shell import budget_options, csv_list, emit_json, emulator_options, handle_errors, main, task_option
+from edgekd.cli.shell import (
+    budget_options,
+    csv_list,
+    emulator_options,
+    finish,
+    handle_errors,
+    main,
+    task_option,
+)
 from edgekd.errors import EdgekdError
 
 
@@ -58,9 +64,4 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
     if out_dir is None:
         out_dir = str(default_out(load_target(chosen[0]))) if len(chosen) == 1 else "builds"
     result = build_many(chosen, opts, out_dir)
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        click.echo(result.text())
-    if not result.passed:
-        sys.exit(1)
+    finish(result, as_json)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from edgekd.cli.shell import emit_json, handle_errors, main
+from edgekd.cli.shell import emit_json, finish, handle_errors, main
 
 
 class _DefaultGroup(click.Group):
@@ -55,12 +53,7 @@ def package_verify(bundle: str, no_rerun: bool, key: str | None, as_json: bool) 
     from edgekd.package import verify_package
 
     result = verify_package(bundle, rerun=not no_rerun, key=key)
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        click.echo(result.text())
-    if not result.passed:
-        sys.exit(1)
+    finish(result, as_json)
 
 
 @main.command("keygen")

@@ -147,3 +147,10 @@ def emulator_options(choices: list[str], default: str | None) -> Any:
                                  + ("; auto = when the profile names a QEMU machine and QEMU is installed."
                                     if "auto" in choices else "."))(fn)
     return wrap
+
+
+def finish(result: Any, as_json: bool) -> None:
+    """Print a verb's typed result (``to_json()`` with --json, else ``text()``); exit 1 when it did not pass."""
+    emit_json(result.to_json()) if as_json else click.echo(result.text())
+    if not result.passed:
+        sys.exit(1)

@@ -9,6 +9,9 @@ Every run pins a real core (``-cpu cortex-a72``, never ``max``: its SME paths ga
 sees stand-in ``/proc/cpuinfo`` and ``/sys/devices/system/cpu`` for that core: LiteRT's and ExecuTorch's CPU
 detection reads them, segfaults on the x86 host's, and silently drops XNNPACK on empty ones. Whether XNNPACK
 really ran is checked (LiteRT's execution plan has its DELEGATE node).
+
+One module (just over 400 lines) because provisioning, the stand-in CPU files and the guest runs share one
+cached root layout; the core data itself lives in ``edgekd/cores.py``.
 """
 
 from __future__ import annotations
