@@ -180,6 +180,7 @@ def test_distill_with_qat_exports_a_fully_integer_model(tmp_path: Path, teacher_
     assert m["flash_bytes"] <= result["budgets"]["flash_bytes"] and m["ram_bytes"] <= result["budgets"]["ram_bytes"]
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_distill_refuses_when_nothing_fits(tmp_path: Path, teacher_file: Path) -> None:
     result = CliRunner().invoke(main, ["distill", "--target", "nrf52840-dk", "--task", "digits", "--teacher",
                                        str(teacher_file), "--out", str(tmp_path / "x"), "--ram-budget", "1KB"])
@@ -188,6 +189,7 @@ def test_distill_refuses_when_nothing_fits(tmp_path: Path, teacher_file: Path) -
     assert not (tmp_path / "x" / "student.pt").exists()
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_distill_needs_a_teacher_for_kd(tmp_path: Path) -> None:
     with pytest.raises(EdgekdError, match="needs --teacher"):
         distill("nrf52840-dk", "digits", None, tmp_path, loss="kd", epochs=1, limit=200, progress=False)
@@ -299,6 +301,7 @@ def test_student_output_of_digits_is_well_formed(digits) -> None:
     assert np.isfinite(model(torch.from_numpy(digits.x_test[:5])).detach().numpy()).all()
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_search_tries_the_top_candidates_and_keeps_the_best(tmp_path: Path, teacher_file: Path) -> None:
     result = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path, loss="kd", epochs=4, search=2,
                      limit=400, families=["dscnn"], verify_int8=False, progress=False)
@@ -468,6 +471,7 @@ def test_distill_out_that_cannot_be_written_fails_before_loading_the_teacher(
                 progress=False)
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_feature_search_leaves_no_hooks_on_teacher_or_student(tmp_path: Path, teacher_file: Path, digits,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import edgekd.distill as distill_module

@@ -173,6 +173,7 @@ def _files(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".edgekd.lock"}
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_a_failed_export_leaves_the_folder_as_it_was(mcu_student: Path, mcu_build: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import errno

@@ -134,6 +134,7 @@ def test_package_verify_reruns_vectors_on_litert_and_tflm(bundle: Path) -> None:
     assert text.exit_code == 0 and "signature: unsigned: checked only against its own manifest" in text.output
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_same_build_repackaged_after_reverify_is_byte_identical(verified_build: Path, tmp_path: Path) -> None:
     """verify re-measures host latency; none of it reaches the bundle, so the bundle does not change."""
     from edgekd.verify import verify_build
@@ -235,6 +236,7 @@ def _with_extra_member(bundle: Path, out: Path, info: tarfile.TarInfo, data: byt
     return out
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_entries_escaping_the_bundle_folder_are_rejected(bundle: Path, tmp_path: Path) -> None:
     def add(name: str, kind: bytes = tarfile.REGTYPE) -> Path:
         evil = tarfile.TarInfo(name)
@@ -360,6 +362,7 @@ def _manifest_bytes(bundle: Path, tmp_path: Path, data: bytes) -> Path:
     return _rewrite(bundle, tmp_path / "m.tar.gz", lambda n, d: data if n == "manifest.json" else d)
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_damaged_manifests_are_one_line_errors(bundle: Path, tmp_path: Path) -> None:
     good = _entries(bundle)["manifest.json"]
     for data, pattern in ((good[:len(good) // 2], "is not valid JSON"),

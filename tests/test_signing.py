@@ -210,6 +210,7 @@ def test_rehashed_tampering_passes_the_manifest_but_not_the_key(signed: Path, ke
         verify_package(orphan)
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_every_byte_of_a_signed_bundle_is_covered(signed: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
     """Flip bytes all over the uncompressed tar (headers, data, padding) and re-gzip it the way edgekd does, so
     the gzip layer cannot be what notices: every change is refused with the key; and so is any gzip byte."""

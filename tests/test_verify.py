@@ -106,6 +106,7 @@ def test_linux_build_runs_pte_on_executorch(pi_build: Path) -> None:
     assert r.passed, {k: g.detail for k, g in r.gates.items() if g is not None and not g.passed}
 
 
+@pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
 def test_verify_exit_codes(mcu_build: Path, tmp_path: Path) -> None:
     ok = CliRunner().invoke(main, ["verify", "--target", "nrf52840-dk", str(mcu_build), "--limit", "30"])
     assert ok.exit_code == 0, ok.output
