@@ -49,11 +49,22 @@ def weights_sha256(student: Path) -> str:
 
 @pytest.fixture(scope="module")
 def api_build(tmp_path_factory: pytest.TempPathFactory, warm_cost_cache: Path) -> Iterator[tuple[Report, Path]]:
-    """The README's Python example, with the pinned build's options (no emulator: the same on every machine)."""
+    """The README's Python example, with the pinned build's options (no emulator: the same on every machine).
+
+    One torch thread, as when the hashes were pinned: float sums in the training kernels are ordered by thread
+    count, so bit-identical students need the same count (CI runs with two)."""
+    import torch
+
     out = tmp_path_factory.mktemp("api") / "b"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDGEKD_CACHE", str(warm_cost_cache))
-        yield build("nrf52840-dk", task="digits", fast=True, emulator="none", out=out), out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("EDGEKD_CACHE", str(warm_cost_cache))
+            report = build("nrf52840-dk", task="digits", fast=True, emulator="none", out=out)
+    finally:
+        torch.set_num_threads(threads)
+    yield report, out
 
 
 @pytest.mark.slow
