@@ -34,7 +34,6 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full; free space or choose ano
                        errno.EFBIG: "the file is larger than this file system or `ulimit -f` allows; free space or "
                                     "choose another --out",
                        errno.ENOTDIR: "a file is in the way of a folder on this path; choose another path",
-                       errno.EEXIST: "a file is in the way of a folder on this path; choose another path",
                        errno.ENAMETOOLONG: "the path is too long",
                        errno.EMFILE: "too many open files; raise `ulimit -n`"}
 
