@@ -1,13 +1,17 @@
-"""Calibrate the cycles-per-instruction factors that turn QEMU instruction counts into "counted" milliseconds.
+"""Fit the Cortex-A cycle model's constants (edgekd/emulate/timing_a.py) on a few published XNNPACK figures.
 
-    .venv/bin/python scripts/calibrate_cpi.py            # ~3 min: converts MobileNet v1, runs it on 3 cores
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/calibrate_cpi.py     # counts come from scripts/bench_cortex_a.py
 
-XNNPACK's README publishes MobileNet v1 1.0X fp32 (224x224, random weights) times on real boards. This script
-builds the same network with random weights, converts it to an fp32 .tflite, counts the instructions of one
-invoke under qemu-aarch64 (LiteRT + XNNPACK, one thread) on each core, and solves
-CPI = published seconds x clock x threads / counted instructions. Multi-threaded publications (Raspberry Pi)
-assume perfect scaling over the 4 threads, so their single-thread cycles and CPI are upper bounds.
-Writes docs/cpi_calibration.json; edgekd/emulate/aarch64.py's CORES table carries the rounded results.
+Fits, in this order, and only on the rows marked "fit" in scripts/bench_cortex_a.py's PUBLISHED:
+1. TAU_CYCLES, the serial cycles per operator on more than one thread: XNNPACK's README gives the Pixel 3a's
+   MobileNet v1/v2/v3-Large/v3-Small fp32 times on 1 and 2 threads; with ``t2 = (t1 - S) / 2 + S``,
+   ``S = 2 t2 - t1``; pooled over the four models, divided by their operators, at 2.0 GHz.
+2. Per core, the float factor on MobileNet v1 fp32 and the integer factor on MobileNet v1 int8 (measured
+   single-thread cycles / modelled cycles; a multi-thread publication is turned into single-thread time with
+   step 1's model). The Cortex-A76 has no published int8 figure: its integer factor is its float factor times
+   the A72's integer/float ratio.
+Everything else in docs/bench_cortex_a.json is out of sample. Writes docs/cpi_calibration.json; timing_a's
+FACTORS and TAU_CYCLES carry the rounded results (tests/test_aarch64.py keeps them equal).
 """
 
 from __future__ import annotations
@@ -15,84 +19,69 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
-
-import numpy as np
-import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from edgekd.emulate.aarch64 import provision, run_litert_script, stand_in_root  # noqa: E402
-from edgekd.export.tflite import export_tflite_float  # noqa: E402
-from edgekd.targets import load_target  # noqa: E402
+from bench_cortex_a import PIXEL3A, PUBLISHED, README, count  # noqa: E402
 
-XNNPACK_README = "https://github.com/google/XNNPACK/blob/master/README.md (Performance, 2020)"
-# (our profile whose stand-in core runs the count, QEMU core, published board, its clock, threads, ms)
-ANCHORS = [
-    ("raspberry-pi-3b-plus", "cortex-a53", "Raspberry Pi 3B+ (BCM2837B0, 4x Cortex-A53)", 1400, 4, 115.0),
-    ("raspberry-pi-4b", "cortex-a72", "Raspberry Pi 4 (BCM2711, 4x Cortex-A72)", 1500, 4, 75.0),
-    ("raspberry-pi-5", "cortex-a76", "Pixel 3a (Snapdragon 670, Kryo 360 Gold = Cortex-A75-class)", 2000, 1, 88.0),
-]
-
-
-def mobilenet_v1(width: float = 1.0, classes: int = 1000) -> nn.Module:
-    """MobileNet v1 (Howard et al. 2017): a 3x3 stem then 13 depthwise-separable blocks, ReLU6, BatchNorm."""
-    def c(n: int) -> int:
-        return int(n * width)
-
-    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
-                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
-
-    plan = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)] + \
-        [(512, 512, 1)] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
-    layers: list[nn.Module] = [nn.Conv2d(3, c(32), 3, 2, 1, bias=False), nn.BatchNorm2d(c(32)), nn.ReLU6()]
-    for cin, cout, stride in plan:
-        layers += block(c(cin), c(cout), stride)
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c(1024), classes)]
-    return nn.Sequential(*layers)
+from edgekd.emulate import timing_a  # noqa: E402
+from edgekd.io import write_json  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=str(Path.home() / ".cache" / "edgekd" / "bench_cortex_a"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "cpi_calibration.json"))
-    ap.add_argument("--invokes", type=int, default=3)
     args = ap.parse_args()
-    torch.manual_seed(0)
-    model = mobilenet_v1().eval()
-    root = provision()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="edgekd-cpi-") as tmp:
-        work = Path(tmp)
-        tflite = work / "mobilenet_v1_1.0_224_fp32.tflite"
-        print("converting MobileNet v1 1.0 (random weights) to fp32 .tflite ...", flush=True)
-        export_tflite_float(model, (3, 224, 224), tflite)
-        x = np.random.default_rng(0).standard_normal((args.invokes, 224, 224, 3)).astype(np.float32)
-        for profile, cpu, board, mhz, threads, ms in ANCHORS:
-            target = load_target(profile)
-            view = stand_in_root(root, target)
-            run = run_litert_script(tflite, x, "xnnpack", work, 1800, (root, view, cpu))
-            if not run.ok:
-                raise SystemExit(f"{cpu}: {run.error}\n{run.log}")
-            steady = run.instructions[1:] or run.instructions
-            insns = int(np.median(steady))
-            cycles = ms * 1e-3 * mhz * 1e6 * threads
-            row = {"qemu_cpu": cpu, "published_board": board, "clock_mhz": mhz, "threads": threads,
-                   "published_ms": ms, "single_thread_cycles": cycles, "counted_instructions": insns,
-                   "cpi": round(cycles / insns, 3), "xnnpack_delegate": bool(run.info.get("delegated")),
-                   "invoke_counts": run.instructions}
-            print(f"{cpu:11s} {insns / 1e6:8.1f} M instructions  CPI {row['cpi']:.3f}  ({board}, {ms} ms, "
-                  f"{threads} thread(s))", flush=True)
-            results.append(row)
-    doc = {"model": "MobileNet v1 1.0, 224x224, fp32, random weights (torch seed 0), LiteRT + XNNPACK, 1 thread",
-           "source": XNNPACK_README,
-           "method": "CPI = published ms x clock x threads / counted instructions per invoke (median of invokes "
-                     "after the first); multi-threaded publications assume perfect 4-thread scaling (upper bound)",
-           "cores": results}
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    fit = [r for r in PUBLISHED if r[7].startswith("fit")]
+    counts = {(m, p, c): count(work, m, p, c) for m, p, _, c, *_ in fit}
+
+    pixel_rows = [r for r in PUBLISHED if r[3] == "cortex-a76" and r[2] == PIXEL3A]
+    counts |= {(m, p, c): count(work, m, p, c) for m, p, _, c, *_ in pixel_rows}
+    pixel = {(m, th): ms for m, p, _, c, _, th, ms, role in pixel_rows}
+    serial_ms = sum(2 * pixel[(m, 2)] - pixel[(m, 1)] for m, th in pixel if th == 2)
+    operators = sum(counts[(m, "fp32", "cortex-a76")]["ops"] for m, th in pixel if th == 2)
+    tau = serial_ms * 1e-3 * 2000e6 / operators
+    timing_a.TAU_CYCLES = round(tau, -2)
+
+    factors: dict[str, dict[str, float]] = {}
+    rows = []
+    for m, p, device, cpu, mhz, th, ms, role in fit:
+        if role != "fit":
+            continue
+        c = counts[(m, p, cpu)]
+        serial = c["ops"] * timing_a.TAU_CYCLES / (mhz * 1e3) if th > 1 else 0.0
+        single_ms = (ms - serial) * th + serial if th > 1 else ms
+        table = timing_a.timing_for(cpu)
+        modelled, busiest = table.modelled(c["classes"])
+        factor = single_ms * mhz * 1e3 / modelled
+        if p == "fp32":
+            factors.setdefault(cpu, {})["float"] = round(factor, 3)
+        else:  # int8 kernels still run some float (XNNPACK's fp32 requantization): solve the weighted mean
+            fl = sum(c["classes"].get(k, 0) * sum(table.costs[k].values()) for k in timing_a.FLOAT_CLASSES)
+            it = sum(c["classes"].get(k, 0) * sum(table.costs[k].values()) for k in timing_a.INTEGER_CLASSES)
+            factors[cpu]["integer"] = round((factor * (fl + it) - fl * factors[cpu]["float"]) / it, 3)
+        rows.append({"model": m, "precision": p, "device": device, "qemu_cpu": cpu, "clock_mhz": mhz,
+                     "threads": th, "published_ms": ms, "single_thread_ms": round(single_ms, 2),
+                     "modelled_cycles": round(modelled), "busiest_group": busiest, "factor": round(factor, 4),
+                     "instructions": c["classes"]["total"], "operators": c["ops"]})
+    ratio = factors["cortex-a72"]["integer"] / factors["cortex-a72"]["float"]
+    factors["cortex-a76"]["integer"] = round(factors["cortex-a76"]["float"] * ratio, 3)
+    doc = {"source": README,
+           "method": "fit rows of scripts/bench_cortex_a.py (role fit / fit-threads): TAU from the Pixel 3a 1/2-thread "
+                     "pairs, then per core factor = published single-thread cycles / modelled cycles",
+           "tau_cycles_per_operator": timing_a.TAU_CYCLES, "tau_serial_ms_pooled": serial_ms,
+           "tau_operators_pooled": operators, "factors": factors,
+           "a76_integer_factor": f"cortex-a76 float factor x the A72's integer/float ratio ({ratio:.3f}); no "
+                                 "published A76-class int8 figure to fit on",
+           "fit_rows": rows}
+    write_json(Path(args.out), doc)
+    print(json.dumps({"tau": timing_a.TAU_CYCLES, "factors": factors}, indent=1))
     print(f"wrote {args.out}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ from click.testing import CliRunner
 from samples import build_sample
 
 from edgekd.cli import main
-from edgekd.emulate import EmulatedRun, EmulationRequest, emulate
-from edgekd.emulate.aarch64 import CORES, counted_ms, provision, run_guest, stand_in_root
+from edgekd.emulate import EmulatedRun, EmulationRequest, emulate, timing_a
+from edgekd.emulate.aarch64 import GuestRun, _read_counts, counted_time, provision, run_guest, stand_in_root
 from edgekd.errors import EdgekdError
 from edgekd.targets import load_target, parse_target
 from edgekd.verify import verify_build
@@ -77,13 +78,21 @@ def test_float_models_match_the_host_within_tolerance(pi_runs: list) -> None:
             assert r.details["diff_unit"] == "absolute"
 
 
-def test_counted_latency_is_instructions_times_cpi_at_the_clock(pi_runs: list) -> None:
+def test_counted_latency_comes_from_the_instruction_classes(pi_runs: list) -> None:
     target = load_target("raspberry-pi-4b")
     for r in pi_runs:
-        assert r.instructions > 100_000
-        assert r.cpi == CORES["cortex-a72"].cpi
-        assert r.counted_ms == pytest.approx(r.instructions * r.cpi / (target.cpu.clock_mhz * 1e3))
+        classes = r.details["instruction_classes"]
+        assert r.instructions == classes["total"] > 100_000
+        pred = timing_a.predict(classes, "cortex-a72", target.cpu.clock_mhz)
+        assert r.counted_ms == pytest.approx(pred.single_thread_ms)
+        assert r.cpi == pytest.approx(pred.cycles / r.instructions, rel=1e-3)
+        assert "Cortex-A72 Software Optimization Guide" in r.details["cpi_source"]
         assert r.details["counted_invokes"] == 40
+        if r.format == "tflite":  # the operator count is known: the 4-core figure is modelled too
+            assert 0 < r.details["counted_ms_4_threads"] <= r.counted_ms + 1e-4  # tiny: serial parts dominate
+    by = {(r.path, r.kernels): r for r in pi_runs}
+    int8, fp32 = by[("model_int8.tflite", "xnnpack")], by[("model_fp32.tflite", "xnnpack")]
+    assert int8.details["instruction_classes"]["imull"] > 0 and fp32.details["instruction_classes"]["fmul_q"] > 0
 
 
 def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
@@ -102,11 +111,69 @@ def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
     assert np.array_equal(a.outputs, b.outputs)
 
 
-def test_counted_ms_drops_the_first_invoke() -> None:
-    target = load_target("raspberry-pi-5")
-    n, ms = counted_ms([10_000_000, 1_000_000, 1_000_002, 999_998], CORES["cortex-a76"], target)
-    assert n == 1_000_000
-    assert ms == pytest.approx(1e6 * CORES["cortex-a76"].cpi / 2.4e9 * 1e3)
+def test_counted_time_drops_the_first_invoke_and_says_what_it_models() -> None:
+    target = load_target("google-pixel-8")  # a Cortex-A715: QEMU runs it as the A76, timed as the A76
+    base = {"total": 1_000_000, "fmul_q": 400_000, "vld": 200_000, "alu": 100_000}
+    invokes = [base | {"total": 10_000_000}, base, base | {"total": 1_000_002}, base | {"total": 999_998}]
+    run = GuestRun(True, None, [c["total"] for c in invokes], 0, "", {}, classes=invokes)
+    counted = counted_time(run, "cortex-a76", target, operators=30)
+    assert counted.instructions == 1_000_000
+    pred = timing_a.predict(base, "cortex-a76", 2370)
+    assert counted.ms == pytest.approx(pred.single_thread_ms)
+    assert counted.threads == 4
+    assert counted.threads_ms == pytest.approx(timing_a.threads_ms(pred.single_thread_ms, 4, 30, 2370))
+    assert "cortex-a715 runs as qemu cortex-a76 and is timed as the cortex-a76" in counted.source
+    assert counted_time(GuestRun(True, None, [], 0, "", {}), "cortex-a76", target, 30) is None
+
+
+@pytest.fixture(scope="module")
+def mix_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A static aarch64 program running a loop of known instructions 1000 times between the marker syscalls."""
+    gcc = shutil.which("aarch64-linux-gnu-gcc")
+    if gcc is None:
+        pytest.fail("aarch64-linux-gnu-gcc not found: run scripts/install_emulators.sh")
+    src = tmp_path_factory.mktemp("mix") / "mix.c"
+    src.write_text(MIX_C)
+    out = src.with_suffix("")
+    subprocess.run([gcc, "-O1", "-static", "-march=armv8.2-a+dotprod", str(src), "-o", str(out)], check=True)
+    return out
+
+
+# One line per instruction and the class insn_class.c must give it; the loop runs 1000 times.
+MIX = [("fmla v0.4s, v1.4s, v2.4s", "fmul_q"), ("fmla v3.2s, v1.2s, v2.s[1]", "fmul_d"),
+       ("fmul v3.4s, v1.4s, v2.s[0]", "fmul_q"), ("smlal v4.8h, v5.8b, v6.8b", "imull"),
+       ("smlal2 v4.4s, v5.8h, v6.h[2]", "imull"), ("smull v4.8h, v5.8b, v6.8b", "imull"),
+       ("sadalp v7.4s, v8.8h", "vacc_q"), ("sdot v9.4s, v10.16b, v11.4b[0]", "dot_q"),
+       ("sdot v9.4s, v10.16b, v11.16b", "dot_q"), ("mul v12.4s, v13.4s, v14.4s", "imul_q"),
+       ("sqrdmulh v12.4s, v13.4s, v14.4s", "imul_q"), ("add v15.4s, v15.4s, v16.4s", "vint_q"),
+       ("sxtl v15.8h, v16.8b", "vint_d"), ("fadd v17.4s, v17.4s, v16.4s", "fp_q"),
+       ("fmax v17.4s, v17.4s, v16.4s", "fp_q"), ("ld1 {v18.16b, v19.16b, v20.16b, v21.16b}, [%0]", "vld:4"),
+       ("ldp q22, q23, [%0]", "vld:2"), ("ldr q24, [%0]", "vld"), ("ld1r {v25.4s}, [%0]", "vld"),
+       ("st1 {v25.16b}, [%0]", "vst"), ("stp q22, q23, [%0]", "vst:2"), ("ldr x9, [%0]", "ld"),
+       ("ldrsw x9, [%0]", "ld"), ("ldp x9, x10, [%0]", "ld"), ("str x9, [%0]", "st"),
+       ("madd x10, x10, x11, x12", "mul"), ("add x13, x13, #1", "alu"), ("subs %1, %1, #1", "alu"),
+       ("b.ne 1b", "branch")]
+MIX_C = ("#include <unistd.h>\n#include <sys/syscall.h>\nstatic unsigned char buf[256] __attribute__((aligned(16)));\n"
+         "int main(void) {\n  unsigned char *p = buf;\n  long n = 1000;\n  syscall(0xED6E, 1, 0);\n"
+         "  __asm__ volatile(\"1:\\n\"\n" + "".join(f'    "{line}\\n"\n' for line, _ in MIX) +
+         '    : "+r"(p), "+r"(n) : : "x9", "x10", "x11", "x12", "x13", "memory", "cc", '
+         + ", ".join(f'"v{i}"' for i in range(26)) + ");\n  syscall(0xED6E, 2, 0);\n  return 0;\n}\n")
+
+
+def test_instruction_classes_of_a_known_loop(root, mix_binary: Path, tmp_path: Path) -> None:
+    """Each class count is 1000 x the loop's instructions of that class (plus the marker syscall's few)."""
+    out = tmp_path / "counts"
+    subprocess.run(["qemu-aarch64", "-cpu", "cortex-a76", "-plugin", f"{root.plugin},out={out}", str(mix_binary)],
+                   check=True, timeout=60)
+    _, _, classes = _read_counts(out)
+    want: dict[str, int] = {}
+    for _, cls in MIX:
+        name, _, weight = cls.partition(":")
+        want[name] = want.get(name, 0) + 1000 * int(weight or 1)
+    got = classes[0]
+    for name in timing_a.CLASSES:
+        assert want.get(name, 0) <= got[name] <= want.get(name, 0) + 30, (name, got[name], want.get(name, 0))
+    assert 1000 * len(MIX) <= got["total"] <= 1000 * len(MIX) + 60
 
 
 def test_stand_in_cpu_files_describe_the_profile(root) -> None:
@@ -205,7 +272,8 @@ def test_latency_counts_a_tflite_on_the_emulated_core(pi_build: Path) -> None:
     report = json.loads(res.output)
     assert report["kind"] == "counted" and report["emulator"] == "qemu-aarch64/cortex-a76"
     assert report["instructions"] > 10_000 and report["estimated_ms"] > 0
-    assert report["ms"] == pytest.approx(report["instructions"] * CORES["cortex-a76"].cpi / 2.4e6)
+    assert 0 < report["counted_threads_ms"] <= report["ms"] and report["counted_threads"] == 4
+    assert "counted by class" in report["method"] and "Cortex-A76 Software Optimization Guide" in report["method"]
     res = CliRunner().invoke(main, ["latency", "--target", "esp32-s3-devkitc-1", str(pi_build / "model_int8.tflite"),
                                     "--emulator", "qemu"])
     assert res.exit_code == 2 and "has no QEMU machine" in res.output

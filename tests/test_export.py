@@ -148,6 +148,87 @@ def test_small_calibration_set_is_warned_about(mcu_student: Path, tmp_path: Path
     assert any("only 50 samples" in w for w in record["calibration"]["warnings"])
 
 
+class _InvertedResidual(nn.Module):
+    """A MobileNet-v2 block: expand 1x1 + ReLU6, depthwise 3x3 + ReLU6, linear 1x1, then ``x + y`` with no ReLU.
+    Inside a submodule, as in MobileNet v2: that is where litert-torch's ``add`` pattern misses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(8, 16, 1), nn.BatchNorm2d(16), nn.ReLU6(),
+                                  nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU6(),
+                                  nn.Conv2d(16, 8, 1), nn.BatchNorm2d(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class _ResidualNet(nn.Module):
+    input_shape = (3, 12, 12)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6())
+        self.blocks = nn.Sequential(_InvertedResidual(), _InvertedResidual())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+def _residual_export(tmp_path: Path, name: str, qat: bool = False) -> object:
+    torch.manual_seed(0)
+    model = _ResidualNet().eval()
+    calib = np.random.default_rng(0).normal(size=(8, 3, 12, 12)).astype(np.float32)
+    state = None
+    if qat:
+        from edgekd.distill.qat import prepare_qat
+
+        prepared = prepare_qat(model)
+        with torch.no_grad():
+            prepared(torch.from_numpy(calib))  # observers see data: the trained-graph path without training
+        state = prepared.state_dict()
+    return export_tflite_int8(model, (3, 12, 12), calib, tmp_path / name, qat_state=state)
+
+
+def test_residual_adds_are_quantized_in_ptq_and_qat_exports(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A residual ``x + y`` without a following ReLU stays int8 (issue 19): no DEQUANTIZE/ADD/QUANTIZE island."""
+    for art in (_residual_export(tmp_path, "ptq.tflite"), _residual_export(tmp_path, "qat.tflite", qat=True)):
+        assert art.graph.ops.count("ADD") == 2
+        assert art.graph.float_islands == [] and art.graph.fully_integer
+        assert "DEQUANTIZE" not in art.graph.ops and art.graph.ops.count("QUANTIZE") == 0
+    # litert-torch's own quantizer leaves this add in float under torch 2.13: the test would catch a regression.
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+
+    import edgekd.distill.qat as qat
+
+    monkeypatch.setattr(qat, "ResidualAddQuantizer", PT2EQuantizer)
+    stock = _residual_export(tmp_path, "stock.tflite")
+    assert "ADD" in stock.graph.float_islands and "DEQUANTIZE" in stock.graph.ops
+
+
+@pytest.mark.parametrize("family", ["dscnn", "resnet"])
+def test_students_without_float_adds_export_the_same_bytes(family: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The residual-add annotation touches only adds the stock quantizer left in float: a dscnn (no add) and a
+    resnet (ADD followed by ReLU, annotated by ``add_relu``) export byte-identical files with either quantizer."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+
+    import edgekd.distill.qat as qat
+    from edgekd.students import build_student, parse_config
+
+    calib = np.random.default_rng(0).normal(size=(8, 1, 16, 16)).astype(np.float32)
+
+    def export(name: str) -> str:
+        torch.manual_seed(0)
+        model = build_student(parse_config(family, ""), (1, 16, 16), 10).eval()
+        return export_tflite_int8(model, (1, 16, 16), calib, tmp_path / name).sha256
+
+    new = export("new.tflite")
+    monkeypatch.setattr(qat, "ResidualAddQuantizer", PT2EQuantizer)
+    assert export("stock.tflite") == new
+
+
 @pytest.mark.slow
 def test_qat_student_exports_its_trained_graph_to_both_formats(tmp_path: Path) -> None:
     from edgekd.distill import distill

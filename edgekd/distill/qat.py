@@ -24,8 +24,43 @@ from edgekd.distill.train import TrainConfig, accuracy, fit, predict, set_traini
 from edgekd.students import model_input_shape
 
 
-class FoldedQATQuantizer(PT2EQuantizer):
-    """litert-torch's PT2E quantizer without the conv+BN QAT patterns (BN is folded before QAT)."""
+class ResidualAddQuantizer(PT2EQuantizer):
+    """litert-torch's PT2E quantizer that also quantizes residual adds not followed by a ReLU.
+
+    Under torch 2.13 litert-torch 0.10's ``add`` annotator finds adds through ``source_fn_stack`` partitions,
+    which ``x + y`` in a module's forward no longer yields, so an ``aten.add.Tensor`` of two activations
+    without a following ReLU stays in float: a DEQUANTIZE / ADD / QUANTIZE island in the .tflite (MobileNet v2
+    style blocks). Adds the stock patterns did annotate (``add_relu``) are left exactly as they were.
+    """
+
+    def _annotate_all_static_patterns(self, model: torch.fx.GraphModule, quantization_config: Any,
+                                      filter_fn: Any = None) -> torch.fx.GraphModule:
+        from litert_torch.quantize.pt2e_quantizer_utils import (
+            QuantizationAnnotation,
+            get_input_act_qspec,
+            get_output_act_qspec,
+        )
+
+        super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
+        if quantization_config is None:
+            return model
+        for node in model.graph.nodes:
+            if node.op != "call_function" or node.target != torch.ops.aten.add.Tensor:
+                continue
+            if "quantization_annotation" in node.meta or (filter_fn is not None and not filter_fn(node)):
+                continue
+            inputs = [a for a in node.args[:2] if isinstance(a, torch.fx.Node) and a.op != "get_attr"]
+            if len(inputs) != 2:
+                continue  # only activation + activation: a residual, not a bias or a constant
+            qspec = get_input_act_qspec(quantization_config)
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={a: qspec for a in inputs}, output_qspec=get_output_act_qspec(quantization_config),
+                _annotated=True)
+        return model
+
+
+class FoldedQATQuantizer(ResidualAddQuantizer):
+    """The residual-add quantizer without the conv+BN QAT patterns (BN is folded before QAT)."""
 
     STATIC_QAT_ONLY_OPS: list[str] = []
 

@@ -3,7 +3,7 @@
 Provisioning (once, cached under ``~/.cache/edgekd/aarch64``): an arm64 Debian root extracted by mmdebstrap
 (no chroot, no binfmt), the aarch64 wheels of the same ai-edge-litert / numpy / executorch versions the host
 uses, a torch-free ExecuTorch runner cross-built with aarch64-linux-gnu-g++ against the executorch wheel, and
-edgekd's QEMU plugin that counts instructions between marker syscalls (native/insn_window.c).
+edgekd's QEMU plugin that counts instructions by class between marker syscalls (native/insn_class.c).
 
 Every run pins a real core (``-cpu cortex-a72``, never ``max``: its SME paths gave wrong int8 outputs) and
 sees stand-in ``/proc/cpuinfo`` and ``/sys/devices/system/cpu`` for that core: LiteRT's and ExecuTorch's CPU
@@ -11,7 +11,8 @@ detection reads them, segfaults on the x86 host's, and silently drops XNNPACK on
 really ran is checked (LiteRT's execution plan has its DELEGATE node).
 
 One module (just over 400 lines) because provisioning, the stand-in CPU files and the guest runs share one
-cached root layout; the core data itself lives in ``edgekd/cores.py``.
+cached root layout; the core data itself lives in ``edgekd/cores.py`` and the cycle model that turns counted
+instruction classes into time in ``edgekd/emulate/timing_a.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from edgekd.emulate import (
     model_inputs,
     register_emulator,
     require_tool,
+    timing_a,
 )
 from edgekd.emulate.qemu_plugin import NATIVE, build_plugin
 from edgekd.errors import EdgekdError
@@ -48,7 +50,7 @@ LOG_TAIL_LINES = 15
 EMPTY_WINDOWS = 1_000_000  # window ids the guest runner gives its empty (marker-only) windows
 
 
-#: The cores this emulator stands in for (with MIDR, /proc/cpuinfo features and CPI): see :mod:`edgekd.cores`.
+#: The cores this emulator stands in for (MIDR, /proc/cpuinfo features): :mod:`edgekd.cores`; their timing: timing_a.
 CORES: dict[str, Core] = aarch64_cores()
 
 # The guest side of a LiteRT run; also run by the host Python, so both sides are the same code.
@@ -110,7 +112,7 @@ def provision(base: Path | None = None) -> Root:
     root = base / f"root-{key}"
     if not (root / ".edgekd-ready").is_file():
         _provision_root(root, versions)
-    plugin = build_plugin(cache_dir() / "plugins")
+    plugin = build_plugin(cache_dir() / "plugins", "insn_class.c")
     return Root(root, root / "opt" / "site", root / "opt" / "executorch" / "pte_runner", plugin)
 
 
@@ -215,7 +217,8 @@ def stand_in_root(root: Root, target: Target) -> Path:
 
 @dataclass
 class GuestRun:
-    """Raw outputs of one emulated process, its per-invoke instruction counts, and what it printed."""
+    """Raw outputs of one emulated process, its per-invoke instruction counts (total and by class), and what it
+    printed."""
 
     ok: bool
     outputs: np.ndarray | None
@@ -224,6 +227,7 @@ class GuestRun:
     log: str
     info: dict[str, Any]
     error: str | None = None
+    classes: list[dict[str, int]] = field(default_factory=list)
 
 
 def run_guest(root: Root, view: Path, cpu: str, argv: list[str], outputs: Path, counts: Path | None,
@@ -248,9 +252,9 @@ def run_guest(root: Root, view: Path, cpu: str, argv: list[str], outputs: Path, 
     for line in proc.stdout.splitlines():
         if line.startswith("EDGEKD "):
             info = json.loads(line[len("EDGEKD "):])
-    windows, overhead = _read_counts(counts) if counts is not None and counts.is_file() else ([], 0)
+    windows, overhead, classes = _read_counts(counts) if counts is not None and counts.is_file() else ([], 0, [])
     y = np.load(outputs) if outputs.suffix == ".npy" else np.fromfile(outputs, "<f4")
-    return GuestRun(True, y, windows, overhead, _tail(text), info)
+    return GuestRun(True, y, windows, overhead, _tail(text), info, classes=classes)
 
 
 def _text(data: bytes | str | None) -> str:
@@ -263,20 +267,33 @@ def _tail(text: str) -> str:
     return log_tail(text, LOG_TAIL_LINES)
 
 
-def _read_counts(path: Path) -> tuple[list[int], int]:
-    """Per-invoke counts minus the marker overhead (the smallest empty window, ids from EMPTY_WINDOWS)."""
-    invokes: dict[int, int] = {}
-    empty: list[int] = []
+def _read_counts(path: Path) -> tuple[list[int], int, list[dict[str, int]]]:
+    """Per-invoke counts and class counts minus the marker overhead (the smallest empty window, ids from
+    EMPTY_WINDOWS). Reads insn_class.c's lines (``ID TOTAL C0 C1 ...`` after a ``classes`` header) and
+    insn_window.c's (``ID TOTAL``)."""
+    names: list[str] = []
+    invokes: dict[int, list[int]] = {}
+    empty: list[list[int]] = []
     for line in path.read_text().splitlines():
-        window, count = line.split()
-        if window == "total":
+        fields = line.split()
+        if fields[0] == "classes":
+            names = fields[1:]
             continue
-        if int(window) >= EMPTY_WINDOWS:
-            empty.append(int(count))
+        if fields[0] == "total":
+            continue
+        values = [int(v) for v in fields[1:]]
+        if int(fields[0]) >= EMPTY_WINDOWS:
+            empty.append(values)
         else:
-            invokes[int(window)] = int(count)
-    overhead = min(empty) if empty else 0
-    return [max(v - overhead, 0) for _, v in sorted(invokes.items())], overhead
+            invokes[int(fields[0])] = values
+    base = min(empty, key=lambda v: v[0]) if empty else None
+    totals, classes = [], []
+    for _, values in sorted(invokes.items()):
+        net = [max(v - b, 0) for v, b in zip(values, base, strict=True)] if base else values
+        totals.append(net[0])
+        if names:
+            classes.append({"total": net[0], **dict(zip(names, net[1:], strict=True))})
+    return totals, (base[0] if base else 0), classes
 
 
 def _compare(host: np.ndarray, emu: np.ndarray, integer: bool) -> dict[str, Any]:
@@ -289,13 +306,45 @@ def _compare(host: np.ndarray, emu: np.ndarray, integer: bool) -> dict[str, Any]
             "exactly_equal": bool((diff == 0).all())}
 
 
-def counted_ms(instructions: list[int], core: Core, target: Target) -> tuple[int | None, float | None]:
-    """Median instructions per invoke (first invoke dropped: one-time XNNPACK setup) and the counted time."""
-    if not instructions:
-        return None, None
-    steady = instructions[1:] or instructions
-    median = int(np.median(steady))
-    return median, median * core.cpi / (target.cpu.clock_mhz * 1e6) * 1e3
+@dataclass
+class CountedTime:
+    """The counted time of one steady invoke: instructions, class counts, and the cycle model's figures."""
+
+    instructions: int
+    classes: dict[str, int]
+    ms: float  # one thread, the profile's clock
+    threads: int  # the profile's cores
+    threads_ms: float | None  # on all of them ((t1 - S) / N + S), when the operator count is known
+    cpi: float  # effective cycles per counted instruction
+    busiest: str  # the busiest pipe group (or issue)
+    source: str  # what is modelled, in one line
+
+    def details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cpi_source": self.source, "instruction_classes": self.classes,
+                               "busiest_pipe_group": self.busiest}
+        if self.threads_ms is not None:
+            out[f"counted_ms_{self.threads}_threads"] = round(self.threads_ms, 4)
+        return out
+
+
+def counted_time(run: GuestRun, cpu: str, target: Target, operators: int | None) -> CountedTime | None:
+    """The median steady invoke (the first, XNNPACK's one-time set-up, dropped) timed by the class model
+    (:mod:`edgekd.emulate.timing_a`) at the profile's clock; the N-thread figure needs the operator count."""
+    if not run.instructions or not run.classes:
+        return None
+    steady = run.classes[1:] or run.classes
+    median = sorted(steady, key=lambda c: c["total"])[len(steady) // 2]
+    threads, mhz = target.cpu.count, target.cpu.clock_mhz
+    pred = timing_a.predict(median, cpu, mhz, threads, operators or 0)
+    table = timing_a.timing_for(cpu)
+    core = target.cpu.core
+    runs_as = f"{core} runs as qemu {cpu} and is timed as the {pred.core}; " if core != pred.core else ""
+    source = (f"edgekd.emulate.timing_a: {runs_as}instruction classes x pipe occupancy from the {table.source} "
+              f"(busiest: {pred.busiest}) x factor {pred.factor:.3f} fitted on MobileNet v1 "
+              f"(docs/cpi_calibration.json); 1 thread")
+    multi = timing_a.threads_ms(pred.single_thread_ms, threads, operators, mhz) if operators else None
+    return CountedTime(median["total"], median, pred.single_thread_ms, threads, multi, round(pred.cpi, 4),
+                       pred.busiest, source)
 
 
 def run_litert_script(model: Path, x: np.ndarray, kernels: str, work: Path, timeout: float,
@@ -378,10 +427,13 @@ def _result(req: EmulationRequest, art: dict[str, Any], runtime: str, kernels: s
     run.accuracy = float((emu_f.argmax(1) == req.y).mean())
     run.host_accuracy = float((host_f.argmax(1) == req.y).mean())
     run.agreement = float((emu_f.argmax(1) == host_f.argmax(1)).mean())
-    run.instructions, run.counted_ms = counted_ms(g.instructions, core, req.target)
-    run.cpi = core.cpi if run.instructions is not None else None
-    run.details = {**cmp, "cpi_source": core.cpi_source, "marker_overhead_instructions": g.overhead,
-                   "counted_invokes": len(g.instructions), "diff_unit": "int8 steps" if integer else "absolute"}
+    ops = art["details"].get("ops") if art["format"] == "tflite" else None
+    counted = counted_time(g, cpu, req.target, sum(ops.values()) if isinstance(ops, dict) else None)
+    run.details = {**cmp, "marker_overhead_instructions": g.overhead, "counted_invokes": len(g.instructions),
+                   "diff_unit": "int8 steps" if integer else "absolute"}
+    if counted is not None:
+        run.instructions, run.counted_ms, run.cpi = counted.instructions, counted.ms, counted.cpi
+        run.details |= counted.details()
     if runtime == "litert":
         run.details["xnnpack_delegate"] = bool(g.info.get("delegated"))
         if expect_delegate and not g.info.get("delegated"):

@@ -1,9 +1,10 @@
-"""edgekd's QEMU TCG plugin (native/insn_window.c), built on first use against QEMU's ``qemu-plugin.h``.
+"""edgekd's QEMU TCG plugins (native/*.c), built on first use against QEMU's ``qemu-plugin.h``.
 
 Debian ships no header for the plugin API; scripts/install_emulators.sh takes it from the same QEMU release's
-source tarball. The plugin adds each translated block's length to a counter when the block executes (the method
-of QEMU's tests/plugin/insn.c) and writes the counter between marker syscalls (user mode) and at exit (both
-modes), so it serves qemu-aarch64 and qemu-system-arm alike.
+source tarball. ``insn_window.c`` adds each translated block's length to a counter when the block executes (the
+method of QEMU's tests/plugin/insn.c) and writes the counter between marker syscalls (user mode) and at exit
+(both modes), so it serves qemu-aarch64 and qemu-system-arm alike. ``insn_class.c`` (aarch64 guests) does the
+same per instruction class, for the Cortex-A cycle model (:mod:`edgekd.emulate.timing_a`).
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ def plugin_header() -> Path | None:
     return None
 
 
-def build_plugin(dest: Path) -> Path | None:
-    """Compile the instruction-counting plugin into ``dest`` (cached by source hash); None without gcc/header."""
+def build_plugin(dest: Path, source: str = "insn_window.c") -> Path | None:
+    """Compile a counting plugin (``native/<source>``) into ``dest`` (cached by source hash); None without
+    gcc or the header."""
     header = plugin_header()
     gcc = shutil.which("gcc")
     if header is None or gcc is None:
         return None
-    src = NATIVE / "insn_window.c"
-    out = dest / f"insn_window-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}.so"
+    src = NATIVE / source
+    out = dest / f"{src.stem}-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}.so"
     if not out.is_file():
         dest.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp.so")

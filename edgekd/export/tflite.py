@@ -78,11 +78,13 @@ def inspect_tflite(path: str | Path) -> TfliteGraph:
 
 def _quantize_and_convert(model: torch.nn.Module, sample: torch.Tensor, calibration: np.ndarray) -> Any:
     import litert_torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
+    from edgekd.distill.qat import ResidualAddQuantizer
+
+    quantizer = ResidualAddQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
                                                                              is_dynamic=False))
     captured = torch.export.export(model, (sample,)).module()
     prepared = prepare_pt2e(captured, quantizer)
