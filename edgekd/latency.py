@@ -41,6 +41,9 @@ class LatencyReport:
     estimated_ms: float | None = None
     instructions: int | None = None
     emulator: str | None = None
+    cycles: int | None = None  # a microcontroller's modelled cycles (edgekd.emulate.timing_m), when counted
+    counted_threads: int | None = None  # Cortex-A: the profile's cores, and the modelled time on all of them
+    counted_threads_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,20 +98,25 @@ def _student_layers(folder: Path, precision: str) -> tuple[str, list[costmodel.L
     return precision, report.layers
 
 
+def _exported_tflite(folder: Path) -> Path | None:
+    """The int8 .tflite an export record in ``folder`` names (None without a record or such an artifact)."""
+    record = folder / EXPORT_JSON
+    if not record.is_file():
+        return None
+    try:
+        arts = json.loads(record.read_text())["artifacts"]
+        tfl = next((a for a in arts if a["format"] == "tflite" and a["precision"] == "int8"), None)
+        return None if tfl is None else folder / str(tfl["path"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgekdError(f"{record}: not a readable export record ({type(exc).__name__}: {exc}); "
+                          "re-run `edgekd export`") from None
+
+
 def _layers_of(model: Path) -> tuple[str, list[costmodel.Layer]]:
     if model.is_dir():
-        record = model / EXPORT_JSON
-        if record.is_file():
-            try:
-                arts = json.loads(record.read_text())["artifacts"]
-                tfl = next((a for a in arts if a["format"] == "tflite" and a["precision"] == "int8"), None)
-                if tfl is not None:
-                    tfl = model / str(tfl["path"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise EdgekdError(f"{record}: not a readable export record ({type(exc).__name__}: {exc}); "
-                                  "re-run `edgekd export`") from None
-            if tfl is not None:
-                return tflite_layers(tfl)
+        tfl = _exported_tflite(model)
+        if tfl is not None:
+            return tflite_layers(tfl)
         if (model / STUDENT_FILE).is_file():
             return _student_layers(model, "int8")
         raise EdgekdError(f"{model}: neither a build folder (export.json) nor a student folder (student.pt)")
@@ -145,13 +153,15 @@ def _counted(target: Target, model: Path, emulator: str, timeout_s: float, estim
     from edgekd.verify import check_emulator
 
     check_emulator(target, emulator)
-    if target.emulator.kind == "qemu-system-arm" and model.suffix == ".tflite":
-        return _counted_on_board(target, model, timeout_s, estimate_ms, dtype, macs, ops)
+    if target.emulator.kind == "qemu-system-arm":
+        tfl = _exported_tflite(model) if model.is_dir() else model
+        if tfl is not None and tfl.suffix == ".tflite":
+            return _counted_on_board(target, tfl, timeout_s, estimate_ms, dtype, macs, ops)
     if target.emulator.kind != "qemu-aarch64" or model.suffix != ".tflite":
         raise EdgekdError(f"{model}: counting a single file runs .tflite models on qemu-aarch64 and "
                           f"qemu-system-arm targets; for {target.name} run `edgekd verify --target {target.name} "
                           "BUILD --emulator qemu`")
-    cpu, core = aarch64.core_of(target)
+    cpu, _ = aarch64.core_of(target)
     graph = inspect_tflite(model)
     rng = np.random.default_rng(0)
     shape = (4, *graph.input.shape[1:])
@@ -166,15 +176,17 @@ def _counted(target: Target, model: Path, emulator: str, timeout_s: float, estim
                                         (root, aarch64.stand_in_root(root, target), cpu))
     if not run.ok:
         raise EdgekdError(f"{model}: {run.error}; last lines: {' | '.join(run.log.splitlines()[-3:])}")
-    insns, ms = aarch64.counted_ms(run.instructions, core, target)
-    if ms is None:
+    counted = aarch64.counted_time(run, cpu, target, len(graph.ops))
+    if counted is None:
         raise EdgekdError("no instruction counts: QEMU's plugin header is missing (run scripts/install_emulators.sh)")
     budget = target.budgets.latency_ms
-    method = (f"{insns:,} instructions per invoke counted on qemu-aarch64/{cpu} (LiteRT + XNNPACK, 1 thread) x CPI "
-              f"{core.cpi:g} at {target.cpu.clock_mhz:g} MHz ({core.cpi_source}); cost-model estimate "
+    method = (f"{counted.instructions:,} instructions per invoke counted by class on qemu-aarch64/{cpu} (LiteRT + "
+              f"XNNPACK, 1 thread) at {target.cpu.clock_mhz:g} MHz: {counted.source}; on all {counted.threads} "
+              f"cores {counted.threads_ms:.3f} ms (modelled: {aarch64.timing_a.TAU_SOURCE}); cost-model estimate "
               f"{estimate_ms:.3f} ms")
-    return LatencyReport(target.name, str(model), ms, "counted", method, budget, ms <= budget, dtype, macs, ops,
-                         estimate_ms, insns, f"qemu-aarch64/{cpu}")
+    return LatencyReport(target.name, str(model), counted.ms, "counted", method, budget, counted.ms <= budget, dtype,
+                         macs, ops, estimate_ms, counted.instructions, f"qemu-aarch64/{cpu}",
+                         counted_threads=counted.threads, counted_threads_ms=counted.threads_ms)
 
 
 def _counted_on_board(target: Target, model: Path, timeout_s: float, estimate_ms: float, dtype: str, macs: int,
@@ -189,8 +201,12 @@ def _counted_on_board(target: Target, model: Path, timeout_s: float, estimate_ms
         raise EdgekdError(f"{model}: {counted.note or 'no instruction count'}")
     machine = target.emulator.machine
     budget = target.budgets.latency_ms
+    if counted.cycles is not None:
+        timing = f"{counted.cycles:,} cycles from {counted.cycle_model}"
+    else:
+        timing = f"x CPI {counted.cpi:g} ({counted.cpi_source})"
     method = (f"{counted.instructions:,} instructions per invoke of edgekd's C counted for qemu-system-arm/{machine} "
-              f"({counted.counter}) x CPI {counted.cpi:g} at {target.cpu.clock_mhz:g} MHz ({counted.cpi_source}); "
-              f"cost-model estimate {estimate_ms:.3f} ms")
+              f"({counted.counter}); {timing}; at {target.cpu.clock_mhz:g} MHz; cost-model estimate "
+              f"{estimate_ms:.3f} ms")
     return LatencyReport(target.name, str(model), ms, "counted", method, budget, ms <= budget, dtype, macs, ops,
-                         estimate_ms, counted.instructions, f"qemu-system-arm/{machine}")
+                         estimate_ms, counted.instructions, f"qemu-system-arm/{machine}", counted.cycles)

@@ -176,8 +176,9 @@ def test_pad_standalone_and_folded_into_conv(tmp_path: Path) -> None:
             b.op("CONV_2D", [p, wt, -1], [out], "Conv2DOptions", padding=1, strideW=2, strideH=2)
         result = assert_bit_exact(b.build([x], [out]), shape, tmp_path / str(fold), rng)
         assert result.ops == (["PAD+CONV_2D"] if fold else ["PAD"])
-        if fold:  # the padded copy (8*7*3 bytes) never exists
-            assert result.arena_bytes < 6 * 6 * 3 + 8 * 7 * 3
+        if fold:  # the padded copy (8*7*3 bytes) never exists: only the input, the output and the kernel's scratch
+            sizes = sorted(b["bytes"] for b in result.plan.to_dict()["buffers"].values())
+            assert 8 * 7 * 3 not in sizes and 6 * 6 * 3 in sizes and 5 * 28 + 3 in sizes  # 28: 3x3x3 taps to 4s
 
 
 @pytest.mark.parametrize("kind", ["RELU", "RELU6"])
@@ -221,7 +222,8 @@ def test_small_network_chain(tmp_path: Path) -> None:
     b.op("SOFTMAX", [logits], [y], "SoftmaxOptions", beta=1.0)
     result = assert_bit_exact(b.build([x], [y]), (1, 12, 12, 2), tmp_path, rng, n=10)
     # in place: the two biggest tensors (input 288 B, conv 1152 B) do not need 1440 B side by side
-    assert result.arena_bytes < 288 + 1152
+    scratch = sum(b["bytes"] for k, b in result.plan.to_dict()["buffers"].items() if k.startswith("scratch"))
+    assert result.arena_bytes < 288 + 1152 + scratch  # the conv's working columns come on top of in-place planning
     assert result.plan.in_place
 
 
@@ -377,3 +379,44 @@ def test_latency_refuses_a_flatbuffer_that_parses_but_is_inconsistent(tmp_path: 
     path.write_bytes(_fc_model(**model))
     message = _cli_one_line(["latency", "--target", "nrf52840-dk", str(path)])
     assert message.startswith(f"{path}: not a valid .tflite flatbuffer (truncated or corrupt: ")
+
+
+@pytest.mark.parametrize(("act", "out_scale_factor", "kernel"), [
+    (0, 1.0, "ek_conv_mm_q8"),    # no activation, shifts negative: SMMULR requantization, SSAT clamp
+    (3, 1.0, "ek_conv_mm_q"),     # RELU6: act_max below 127
+    (1, 1e-3, "ek_conv_mm"),      # output scale so small the multipliers exceed one (left shifts): TFLite's path
+])
+def test_requantization_modes_bit_exact(tmp_path: Path, act: int, out_scale_factor: float, kernel: str) -> None:
+    """The requantization kernel is chosen when the C is generated; every choice equals TFLite Micro."""
+    rng = np.random.default_rng(1400 + act)
+    b = ModelBuilder()
+    x = b.tensor((1, 5, 6, 12), scale=0.03, zp=-7)
+    s = random_scales(rng, 9)
+    w = b.tensor((9, 3, 3, 12), scale=s, data=rng.integers(-127, 128, size=(9, 3, 3, 12), dtype=np.int8))
+    bias = b.tensor((9,), "INT32", scale=[0.03 * v for v in s], data=rng.integers(-2000, 2000, 9).astype(np.int32))
+    y = b.tensor((1, 5, 6, 9), scale=output_scale(0.03, s, 108) * out_scale_factor, zp=5)
+    b.op("CONV_2D", [x, w, bias], [y], "Conv2DOptions", padding=0, strideW=1, strideH=1, fusedActivationFunction=act)
+    result = assert_bit_exact(b.build([x], [y]), (1, 5, 6, 12), tmp_path, rng)
+    assert f"{kernel}(&op0" in (result.out_dir / "model.c").read_text()
+
+
+def test_matrix_product_layout_and_scratch(tmp_path: Path) -> None:
+    """Filters are laid out offline (taps to a multiple of 4, odd channel counts padded with a zero filter) and
+    the kernel's working columns are planned in the arena for its step only."""
+    rng = np.random.default_rng(1401)
+    model, shape = conv_model(rng, depthwise=False, cin=5, cout=7, k=3, stride=1, padding=0)
+    result = assert_bit_exact(model, shape, tmp_path, rng)
+    src = (result.out_dir / "model.c").read_text()
+    assert "static const int8_t op0_filter[384]" in src  # 8 filters (7 + a zero one) x 48 taps (45 to 4s)
+    buffers = result.plan.to_dict()["buffers"]
+    assert buffers["scratch0"]["bytes"] == 5 * 48 + 3 and buffers["scratch0"]["live"] == [0, 0]
+
+
+def test_kws_dscnn_bit_exact_on_the_host(tmp_path: Path) -> None:
+    """Issue 14's keyword-spotting DS-CNN through the portable C (the DSP paths run on the boards:
+    tests/test_cortex_m.py)."""
+    from tflite_builder import kws_dscnn_model
+
+    rng = np.random.default_rng(1402)
+    result = assert_bit_exact(kws_dscnn_model(), (1, 49, 10, 1), tmp_path, rng, n=4)
+    assert result.ops.count("CONV_2D") == 4 and "PAD" not in result.ops

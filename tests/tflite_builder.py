@@ -164,3 +164,78 @@ WIDE_CASES = [
 
 def wide_model(case: int) -> tuple[bytes, tuple[int, ...]]:
     return conv_model(np.random.default_rng(500 + case), **WIDE_CASES[case])  # type: ignore[arg-type]
+
+
+def _layer(b: ModelBuilder, rng: np.random.Generator, x: int, in_scale: float, kind: str, out_hw: tuple[int, int],
+           cin: int, cout: int, k: tuple[int, int], stride: int, padding: int, act: int = 1) -> tuple[int, float]:
+    """One CONV_2D / DEPTHWISE_CONV_2D with random int8 weights, per-channel scales and an int32 bias."""
+    depthwise = kind == "DEPTHWISE_CONV_2D"
+    w_scales = random_scales(rng, cout)
+    fan_in = k[0] * k[1] * (1 if depthwise else cin)
+    out_scale = output_scale(in_scale, w_scales, fan_in) / 2  # keeps the ReLU outputs spread over int8
+    wshape = (1, *k, cout) if depthwise else (cout, *k, cin)
+    wt = b.tensor(wshape, scale=w_scales, data=rng.integers(-127, 128, size=wshape, dtype=np.int8),
+                  qdim=3 if depthwise else 0)
+    bias = b.tensor((cout,), "INT32", scale=[in_scale * s for s in w_scales],
+                    data=rng.integers(-3000, 3000, size=cout).astype(np.int32))
+    y = b.tensor((1, *out_hw, cout), scale=out_scale, zp=-128 if act else int(rng.integers(-20, 20)))
+    if depthwise:
+        b.op(kind, [x, wt, bias], [y], "DepthwiseConv2DOptions", padding=padding, strideW=stride, strideH=stride,
+             depthMultiplier=cout // cin, fusedActivationFunction=act)
+    else:
+        b.op(kind, [x, wt, bias], [y], "Conv2DOptions", padding=padding, strideW=stride, strideH=stride,
+             fusedActivationFunction=act)
+    return y, out_scale
+
+
+def kws_dscnn_model(seed: int = 14, blocks: int = 4) -> bytes:
+    """A keyword-spotting DS-CNN shaped like MLPerf Tiny's (49x10x1 MFCCs; PAD + 10x4 stride-2 depthwise to 64
+    channels, as the TFLite converter writes the first conv; 4 x (3x3 depthwise + 1x1 conv, 64 channels);
+    average pool over 25x5; fully connected to 12): 2,656,768 MACs, random int8 weights."""
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder()
+    x = b.tensor((1, 49, 10, 1), scale=0.05, zp=10)
+    paddings = b.tensor((4, 2), "INT32", data=np.array([[0, 0], [4, 5], [1, 1], [0, 0]], dtype=np.int32))
+    padded = b.tensor((1, 58, 12, 1), scale=0.05, zp=10)
+    b.op("PAD", [x, paddings], [padded])
+    h, s = _layer(b, rng, padded, 0.05, "DEPTHWISE_CONV_2D", (25, 5), 1, 64, (10, 4), 2, 1)
+    for _ in range(blocks):
+        h, s = _layer(b, rng, h, s, "DEPTHWISE_CONV_2D", (25, 5), 64, 64, (3, 3), 1, 0)
+        h, s = _layer(b, rng, h, s, "CONV_2D", (25, 5), 64, 64, (1, 1), 1, 0)
+    pooled = b.tensor((1, 1, 1, 64), scale=s, zp=-128)
+    b.op("AVERAGE_POOL_2D", [h], [pooled], "Pool2DOptions", padding=1, strideW=1, strideH=1, filterWidth=5,
+         filterHeight=25)
+    flat = b.tensor((1, 64), scale=s, zp=-128)
+    shape = b.tensor((2,), "INT32", data=np.array([1, 64], dtype=np.int32))
+    b.op("RESHAPE", [pooled, shape], [flat])
+    w_scales = random_scales(rng, 12)
+    wt = b.tensor((12, 64), scale=w_scales, data=rng.integers(-127, 128, size=(12, 64), dtype=np.int8))
+    bias = b.tensor((12,), "INT32", scale=[s * v for v in w_scales],
+                    data=rng.integers(-3000, 3000, 12).astype(np.int32))
+    y = b.tensor((1, 12), scale=output_scale(s, w_scales, 64), zp=3)
+    b.op("FULLY_CONNECTED", [flat, wt, bias], [y], "FullyConnectedOptions")
+    return b.build([x], [y])
+
+
+ISSUE14_LAYERS = {  # (input H x W, in channels, out channels, stride, output H x W): issue 14's ResNet rows
+    "conv 3x3 24->24 on 8x8": ((8, 8), 24, 24, 1, (8, 8)),
+    "conv 3x3 stride 2, 24->48, out 3x3": ((6, 6), 24, 48, 2, (3, 3)),
+    "conv 3x3 48->48 on 3x3": ((3, 3), 48, 48, 1, (3, 3)),
+}
+
+
+def issue14_layer_model(kind: str) -> bytes:
+    """One layer shape of issue 14's table as a model: a SAME 3x3 CONV_2D, or (ADD 8x8x24) a 1x1 conv whose
+    output is added to its input (edgekd-c takes one model input), random int8 weights."""
+    rng = np.random.default_rng(24 if kind == "ADD 8x8x24" else len(kind))
+    b = ModelBuilder()
+    if kind == "ADD 8x8x24":
+        x = b.tensor((1, 8, 8, 24), scale=0.04, zp=-128)
+        h, _ = _layer(b, rng, x, 0.04, "CONV_2D", (8, 8), 24, 24, (1, 1), 1, 0)
+        y = b.tensor((1, 8, 8, 24), scale=0.06, zp=-128)
+        b.op("ADD", [x, h], [y], "AddOptions", fusedActivationFunction=1)
+        return b.build([x], [y])
+    hw, cin, cout, stride, out = ISSUE14_LAYERS[kind]
+    x = b.tensor((1, *hw, cin), scale=0.04, zp=-128)
+    y, _ = _layer(b, rng, x, 0.04, "CONV_2D", out, cin, cout, (3, 3), stride, 0)
+    return b.build([x], [y])

@@ -3,7 +3,9 @@
 The layer is three template files under ``edgekd/codegen/board/``: ``startup.S`` (a reset handler that enables
 the FPU/MVE before any code that may use it, copies ``.data``, zeroes ``.bss``), ``board.c`` (vector table,
 semihosting I/O, stack high-water mark) and ``board.ld`` (the linker script). The linker script's FLASH and RAM
-regions are the profile's *budgets*, so a model that does not fit fails at link time with the overflow in bytes.
+regions are the profile's *budgets*, so a model that does not fit fails at link time with the overflow in bytes;
+they are laid over memory the QEMU machine really maps (:data:`MEMORY_MAPS`), moving to a larger bank when the
+one at the usual address is too small, and a budget no bank holds is refused naming the limit.
 Test vectors never touch the budgeted regions: the harness reads them with semihosting (SYS_OPEN/SYS_READ) into
 a ``.testio`` region of the board's spare RAM and writes the outputs back the same way.
 
@@ -27,7 +29,7 @@ from edgekd.io import atomic_path, atomic_write_text, read_json
 from edgekd.targets import Target
 from edgekd.tools import require_tool
 
-FLASH_ORIGIN = 0x00000000
+FLASH_ORIGIN = 0x00000000  # where every board's reset vector table is read from
 RAM_ORIGIN = 0x20000000
 DEFAULT_STACK = 1024
 STACK_PAINT = 0xA5A5A5A5
@@ -35,8 +37,63 @@ FAULT_STATUS = 99
 TESTIO_ORIGIN = {name: board.testio_origin for name, board in BOARDS.items()}
 TESTIO_BYTES = 1 << 20
 
-_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+_PLACEHOLDER = re.compile(r"@([A-Z0-9_]+)@")
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+
+
+KiB, MiB = 1 << 10, 1 << 20
+VECTORS_BYTES = 64  # board.c's 16-entry vector table: all that must sit at 0x0 when FLASH lies elsewhere
+
+
+@dataclass(frozen=True)
+class Bank:
+    """A block of memory a QEMU machine really maps (name as QEMU's source and ``info mtree`` call it)."""
+
+    name: str
+    origin: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.size
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Where a machine can hold code/constants (``flash``) and data (``ram``): banks in order of preference; the
+    first one that holds the whole budget is used. Figures from QEMU 7.2's ``hw/arm/mps2.c`` (``mps.ssram1`` at
+    0x0, ``mps.ssram23`` at 0x20000000, 4 MiB each, aliased above) and ``hw/arm/mps2-tz.c`` (``an547_raminfo``
+    plus the SSE-300's 512 KiB ITCM and DTCM in ``hw/arm/armsse.c``), checked with ``info mtree -f``."""
+
+    flash: tuple[Bank, ...]
+    ram: tuple[Bank, ...]
+
+
+_MPS2 = MemoryMap(flash=(Bank("mps.ssram1", 0x00000000, 4 * MiB),), ram=(Bank("mps.ssram23", 0x20000000, 4 * MiB),))
+MEMORY_MAPS: dict[str, MemoryMap] = {
+    "mps2-an385": _MPS2,
+    "mps2-an386": _MPS2,
+    "mps2-an500": _MPS2,
+    # The AN547 maps only 512 KiB (ITCM) at 0x0 and 512 KiB (DTCM) at 0x20000000; larger budgets go to the QSPI
+    # flash (a ROM in QEMU, 8 MiB) and to "sram 2" above the 1 MiB test-vector region at its start.
+    "mps3-an547": MemoryMap(flash=(Bank("sse300-itcm", 0x00000000, 512 * KiB), Bank("QSPI", 0x28000000, 8 * MiB)),
+                            ram=(Bank("sse300-dtcm", 0x20000000, 512 * KiB),
+                                 Bank("sram 2", 0x21000000 + (1 << 20), 3 * MiB))),
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The linker script's regions for one target: FLASH and RAM are exactly the budgets, placed over banks the
+    machine maps; ``boot`` is the vector table's own region at 0x0 when FLASH had to go elsewhere."""
+
+    flash: Bank
+    ram: Bank
+    testio: Bank
+    boot: Bank | None = None
+
+    def flash_regions(self) -> tuple[Bank, ...]:
+        return (self.boot, self.flash) if self.boot else (self.flash,)
 
 
 class _Budgets(Protocol):
@@ -103,14 +160,46 @@ def machine_of(target: BoardTarget) -> str:
     return machine
 
 
+def _place(target: BoardTarget, machine: str, what: str, budget: int, banks: tuple[Bank, ...],
+           reserve: int = 0) -> Bank:
+    for bank in banks:
+        if budget <= bank.size + reserve:
+            return Bank(bank.name, bank.origin, budget - reserve)
+    big = max(banks, key=lambda b: b.size)
+    raise EdgekdError(f"target {target.name}: its {what} budget of {budget} bytes is larger than the "
+                      f"{big.size} bytes QEMU's {machine} maps for it ({big.name} at 0x{big.origin:08x}); "
+                      f"lower the {what} budget (--{what}-budget) or emulate on a larger machine")
+
+
+def board_layout(target: BoardTarget) -> Layout:
+    """Lay the budgeted FLASH and RAM over memory the profile's QEMU machine really has, or refuse naming the
+    limit (a region larger than the memory under it links fine and then faults at run time)."""
+    machine = machine_of(target)
+    memory = MEMORY_MAPS[machine]
+    testio = Bank("testio", TESTIO_ORIGIN[machine], TESTIO_BYTES)
+    flash_budget = target.budgets.flash_bytes
+    if flash_budget <= memory.flash[0].size or len(memory.flash) == 1:
+        flash = _place(target, machine, "flash", flash_budget, memory.flash[:1])
+    else:  # the vector table stays at 0x0, the rest of the budget goes to a larger bank
+        flash = _place(target, machine, "flash", flash_budget, memory.flash[1:], VECTORS_BYTES)
+    boot = None if flash.origin == FLASH_ORIGIN else Bank(memory.flash[0].name, FLASH_ORIGIN, VECTORS_BYTES)
+    ram = _place(target, machine, "ram", target.budgets.ram_bytes, memory.ram)
+    for region in (flash, ram, *([boot] if boot else [])):
+        if region.origin < testio.end and testio.origin < region.end:
+            raise AssertionError(f"{machine}: {region.name} overlaps the test-vector region")
+    return Layout(flash, ram, testio, boot)
+
+
 def write_board_sources(out_dir: Path, target: BoardTarget,
                         stack_bytes: int = DEFAULT_STACK) -> tuple[Path, Path, Path]:
     """Write ``startup.S``, ``board.c`` and ``<board>.ld`` for ``target`` into ``out_dir`` (atomically)."""
-    machine = machine_of(target)
+    lay = board_layout(target)
+    boot = f"\n  BOOT (rx)   : ORIGIN = 0x{lay.boot.origin:08x}, LENGTH = {lay.boot.size}" if lay.boot else ""
     linker = fill(template("board.ld"), {
-        "NAME": target.name, "FLASH_ORIGIN": f"{FLASH_ORIGIN:08x}", "FLASH": str(target.budgets.flash_bytes),
-        "RAM_ORIGIN": f"{RAM_ORIGIN:08x}", "RAM": str(target.budgets.ram_bytes),
-        "TESTIO": f"{TESTIO_ORIGIN[machine]:08x}", "TESTIO_LEN": str(TESTIO_BYTES), "STACK": str(stack_bytes)})
+        "NAME": target.name, "FLASH_ORIGIN": f"{lay.flash.origin:08x}", "FLASH": str(lay.flash.size),
+        "RAM_ORIGIN": f"{lay.ram.origin:08x}", "RAM": str(lay.ram.size), "TESTIO": f"{lay.testio.origin:08x}",
+        "TESTIO_LEN": str(lay.testio.size), "BOOT_REGION": boot, "VECTORS_IN": "BOOT" if lay.boot else "FLASH",
+        "STACK": str(stack_bytes)})
     board = fill(template("board.c"), {"FAULT_STATUS": str(FAULT_STATUS), "PAINT": f"0x{STACK_PAINT:08X}"})
     startup = fill(template("startup.S"), {})
     paths = Path(out_dir) / "startup.S", Path(out_dir) / "board.c", Path(out_dir) / f"{target.name}.ld"
@@ -160,8 +249,9 @@ def build_board(src_dir: str | Path, target: Target, elf: str | Path | None = No
             raise EdgekdError(f"arm-none-eabi-gcc failed for {name}: {proc.stderr.strip()[-1500:]}")
     sections = elf_sections(elf)
     sizes = {name: size for name, (_, size) in sections.items()}
-    flash = sum(size for name, (addr, size) in sections.items()
-                if FLASH_ORIGIN <= addr < RAM_ORIGIN and name != ".testio") + sizes.get(".data", 0)
+    regions = board_layout(target).flash_regions()
+    flash = sum(size for addr, size in sections.values()
+                if any(r.origin <= addr < r.end for r in regions)) + sizes.get(".data", 0)
     ram = sum(size for name, (addr, size) in sections.items() if name in (".data", ".bss", ".stack"))
     record = src_dir / "codegen.json"
     arena = int(read_json(record, "codegen record").get("arena_bytes", 0)) if record.is_file() else 0

@@ -36,6 +36,7 @@ class Step:
     tmp_bytes: int = 0
     macs: int = 0
     takes_tmp: bool = True
+    scratch_bytes: int = 0  # arena bytes the kernel needs during this step only (its ``scratch`` field)
     operands: list[int | str] = field(default_factory=list)  # kernel arguments: tensors, or constant array names
 
     def __post_init__(self) -> None:
@@ -110,6 +111,49 @@ def _folded_bias(bias: np.ndarray | None, in_offset: int, filters: np.ndarray) -
     return folded.astype(np.int32)
 
 
+def _requant_tables(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int],
+                    out_offset: int, act_max: int,
+                    table_bias: np.ndarray | None = None) -> tuple[int, dict[str, tuple[str, np.ndarray]]]:
+    """Requantization mode and per-channel tables: qp [out_c][3] = bias, multiplier, rounding constant; shift.
+
+    Mode 1 (2 when act_max is 127: SSAT clamps) is exact when every shift is in [-22, -1] (the rounding constant
+    2^(r-1) + out_offset * 2^r stays in int32) and every accumulator, bias + sum((x + offset) * w) with
+    |x + offset| <= 255, is below 2^30 in magnitude (so 2 * acc does not overflow for SMMULR); else mode 0.
+    ``table_bias`` replaces the bias in qp (a folded bias: the accumulator, and so the bound, is the same)."""
+    out_c = filters.shape[0]
+    b = bias.astype(np.int64) if bias is not None else np.zeros(out_c, np.int64)
+    bound = np.abs(b) + 255 * np.abs(filters.astype(np.int64)).sum(axis=1)
+    fast = int(all(-22 <= s <= -1 for s in shifts) and int(bound.max(initial=0)) < (1 << 30))
+    if fast and act_max == 127:
+        fast = 2
+    r = np.array([-s for s in shifts], np.int64)
+    rnd = (1 << (r - 1)) + out_offset * (1 << r) if fast else np.zeros(out_c, np.int64)
+    tb = b if table_bias is None else table_bias.astype(np.int64)
+    qp = np.stack([tb, np.array(mults, np.int64), rnd], axis=1).reshape(-1)
+    return fast, {"qp": ("int32_t", qp), "shift": ("int8_t", r if fast else np.array(shifts, np.int64))}
+
+
+def _mm_step(name: str, fields: dict[str, int], filters: np.ndarray, bias: np.ndarray | None, mults: list[int],
+             shifts: list[int], inputs: list[int], output: int, overlap: dict[int, int], tmp_bytes: int,
+             macs: int) -> Step:
+    """A layer as one matrix product (``ek_conv_mm*``): ``filters`` [out_c][taps] is laid out offline for the
+    kernel (taps padded to a multiple of 4, pairs of output channels interleaved per 4 taps); the bias with the
+    input offset folded in (bias + offset * sum(w): exact for padding taps too, which hold the zero point),
+    multiplier and rounding constant go in one per-channel table; the requantization mode
+    (:func:`_requant_tables`) picks the kernel."""
+    out_c, taps = filters.shape
+    k4 = -(-taps // 4) * 4
+    padded = np.zeros((out_c + out_c % 2, k4), np.int8)
+    padded[:out_c, :taps] = filters
+    laid = padded.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    folded = _folded_bias(bias, fields["in_offset"], filters)  # the columns hold raw x, padding the zero point
+    fast, arrays = _requant_tables(filters, bias, mults, shifts, fields["out_offset"], fields["act_max"], folded)
+    arrays["filter"] = ("int8_t", laid)
+    kernel = ("ek_conv_mm", "ek_conv_mm_q", "ek_conv_mm_q8")[fast]
+    return Step(name, kernel, "ek_mm_t", {**fields, "k4": k4}, arrays, inputs, output, overlap, tmp_bytes, macs,
+                scratch_bytes=5 * k4 + 3)
+
+
 def _conv_like(g: Graph, op: Operator, x: Tensor, y: Tensor, pads: tuple[int, int, int, int] | None) -> Step:
     """CONV_2D / DEPTHWISE_CONV_2D; ``pads`` = (top, left, bottom, right) of a folded PAD whose input is ``x``."""
     what = f"{op.kind} #{op.index}"
@@ -153,14 +197,26 @@ def _conv_like(g: Graph, op: Operator, x: Tensor, y: Tensor, pads: tuple[int, in
     arrays: dict[str, tuple[str, np.ndarray]] = {"filter": ("int8_t", flat.astype(np.int8)),
                                                  "mult": ("int32_t", np.array(mults, np.int64)),
                                                  "shift": ("int8_t", np.array(shifts, np.int64))}
+    distance = _row_distance(out_h, out_w * out_c, in_h, in_w * in_c,
+                             lambda r: (r + 1) * sh - pad_top)
+    name = ("PAD+" if pads else "") + op.kind
+    if (filter_in_c == in_c and not depthwise) or (depthwise and in_c == 1):  # a matrix product per pixel
+        mm = {k: v for k, v in fields.items() if k != "filter_in_c"}
+        filters = (wdata.reshape(kh * kw, out_c).T if depthwise else wdata.reshape(out_c, -1)).astype(np.int8)
+        return _mm_step(name, mm, filters, bias, mults, shifts, [x.index], y.index, {x.index: distance},
+                        2 * out_w * out_c, macs)
+    if depthwise and filter_in_c == 1:
+        fast, tables = _requant_tables(wdata.reshape(kh * kw, out_c).T, bias, mults, shifts, y.zero_point, act_max)
+        if fast:
+            dw = {k: v for k, v in fields.items() if k != "filter_in_c"}
+            return Step(name, ("ek_dw_q", "ek_dw_q8")[fast - 1], "ek_mm_t", dw,
+                        {"filter": ("int8_t", flat.astype(np.int8)), **tables}, [x.index], y.index,
+                        {x.index: distance}, out_w * out_c, macs)
     pointwise = not depthwise and kh == kw == 1 and pad_top == pad_left == 0 and filter_in_c == in_c
     if pointwise:  # every input is in bounds: fold the input offset into the bias
         arrays["kbias"] = ("int32_t", _folded_bias(bias, -x.zero_point, wdata.reshape(out_c, -1)))
     elif bias is not None:
         arrays["bias"] = ("int32_t", bias)
-    distance = _row_distance(out_h, out_w * out_c, in_h, in_w * in_c,
-                             lambda r: (r + 1) * sh - pad_top)
-    name = ("PAD+" if pads else "") + op.kind
     kernel = "ek_depthwise" if depthwise else "ek_conv2d"
     return Step(name, kernel, "ek_conv_t", fields, arrays, [x.index], y.index, {x.index: distance},
                 out_w * out_c, macs)
@@ -209,6 +265,14 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
     if per_channel and any(z != 0 for z in w.zero_points):
         raise EdgekdError(f"{what}: per-channel filter zero points must be 0")
     bias = _bias(g, op, out_c)
+    if batches == 1 and w.zero_point == 0 and not any(w.zero_points):  # a 1x1 conv on one pixel
+        fields_mm = dict(in_h=1, in_w=1, in_c=in_c, out_h=1, out_w=1, out_c=out_c, k_h=1, k_w=1, stride_h=1,
+                         stride_w=1, dil_h=1, dil_w=1, pad_top=0, pad_left=0, in_offset=-x.zero_point,
+                         out_offset=y.zero_point, act_min=act_min, act_max=act_max)
+        copies = 1 if per_channel else out_c  # per-tensor: the one multiplier for every channel
+        return _mm_step("FULLY_CONNECTED", fields_mm, wdata.astype(np.int8), bias, list(mults) * copies,
+                        list(shifts) * copies, [x.index], y.index, {x.index: y.size - x.size}, 2 * y.size,
+                        in_c * out_c)
     fields = dict(batches=batches, in_c=in_c, out_c=out_c, in_offset=-x.zero_point,
                   filter_offset=-w.zero_point, out_offset=y.zero_point, act_min=act_min, act_max=act_max,
                   per_channel=int(per_channel))
@@ -277,8 +341,10 @@ def _add(g: Graph, op: Operator) -> Step:
     if not inputs:
         raise EdgekdError(f"{what}: both inputs are constants; fold them before export")
     overlap = {t: 0 for t in inputs if g.tensors[t].size == y.size}
-    return Step("ADD", "ek_add", "ek_add_t", fields, arrays, inputs, y.index, overlap, 0, y.size,
-                takes_tmp=False, operands=operands)
+    flat = da == db == out and params["left_shift"] <= 22 and all(
+        params[k] <= 0 for k in ("in1_shift", "in2_shift", "out_shift"))  # ek_add_flat's exactness conditions
+    return Step("ADD", "ek_add_flat" if flat else "ek_add", "ek_add_t", fields, arrays, inputs, y.index, overlap,
+                0, y.size, takes_tmp=False, operands=operands)
 
 
 def _softmax(g: Graph, op: Operator) -> Step:

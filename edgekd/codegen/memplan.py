@@ -4,7 +4,8 @@ Buffers live from the step that writes them to the last step that reads them (th
 in, the model output to the copy out). Steps run in order; each new output takes the position that keeps the
 arena smallest among: over an input it reads for the last time (at ``input - distance``, the kernel's safe
 in-place distance), or just above / below any live buffer. Offsets float while planning and are shifted to
-start at 0 at the end. A kernel whose output overlaps its input gets a row buffer, planned the same way.
+start at 0 at the end. A kernel whose output overlaps its input gets a row buffer, planned the same way, and
+a kernel that needs working memory (``Step.scratch_bytes``) gets it for its own step only.
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ def plan_memory(lowered: Lowered, sizes: dict[int, int]) -> Plan:
                 tmp = Buffer(f"tmp{k}", step.tmp_bytes, k, k)
                 tmp.offset = _place(tmp, list(buffers.values()), {})
                 buffers[tmp.key] = tmp
+        if step.scratch_bytes:
+            scratch = Buffer(f"scratch{k}", step.scratch_bytes, k, k)
+            scratch.offset = _place(scratch, list(buffers.values()), {})
+            buffers[scratch.key] = scratch
     base = min(b.offset for b in buffers.values())
     for b in buffers.values():
         b.offset -= base
-    arena = max(b.offset + b.size for b in buffers.values())
+    arena = -(-max(b.offset + b.size for b in buffers.values()) // 4) * 4  # whole words, as the linker places it
     return Plan(arena, buffers, in_place)

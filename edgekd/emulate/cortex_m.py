@@ -6,9 +6,10 @@ megabytes of memory, so QEMU itself would not catch an overrun: the linker does.
 semihosting, through a ``.testio`` region outside the budgets.
 
 QEMU 7.2 has no cycle counter. Instructions per invoke are counted with the ``unicorn`` engine
-(:mod:`edgekd.emulate.count`), or with edgekd's QEMU TCG plugin for cores unicorn lacks (the M55), and turned
-into *counted* milliseconds with the core's cycles-per-instruction figure from :mod:`edgekd.cores`: an
-approximation, not a measurement.
+(:mod:`edgekd.emulate.count`), or with edgekd's QEMU TCG plugin for cores unicorn lacks (the M55). On the
+Cortex-M4 and M7 the executed instruction stream is charged by edgekd's per-class cycle model
+(:mod:`edgekd.emulate.timing_m`); other cores turn instructions into time with the core's cycles-per-instruction
+figure from :mod:`edgekd.cores`. Either way *counted* milliseconds are a model, not a measurement.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.codegen.board import FAULT_STATUS, BoardBuild, build_board, core_spec, machine_of
+from edgekd.codegen.board import FAULT_STATUS, BoardBuild, board_layout, build_board, core_spec, machine_of
 from edgekd.emulate import EmulatedRun, EmulationRequest, log_tail, model_inputs, register_emulator, require_tool
 from edgekd.emulate.count import count_instructions
+from edgekd.emulate.timing_m import CYCLE_MODEL_CORES, time_invoke
 from edgekd.errors import EdgekdError
 from edgekd.targets import Target
 
@@ -51,9 +53,14 @@ class InvokeCount:
     cpi: float
     cpi_source: str
     clock_mhz: float
+    cycles: int | None = None  # from edgekd's per-class cycle model (Cortex-M4/M7), else None
+    cycle_model: str | None = None
 
     @property
     def ms(self) -> float | None:
+        """Counted time: modelled cycles at the profile clock, else instructions x the core's CPI."""
+        if self.cycles is not None:
+            return self.cycles / (self.clock_mhz * 1e3)
         if self.instructions is None:
             return None
         return self.instructions * self.cpi / (self.clock_mhz * 1e6) * 1e3
@@ -146,7 +153,14 @@ def count_invoke(build: BoardBuild, target: Target, sample: np.ndarray, output_s
         return counted
     counted.counter = "unicorn (budgeted flash and RAM mapped only)"
     try:
-        counted.instructions = count_instructions(build, target, sample)
+        if target.cpu.core in CYCLE_MODEL_CORES:
+            timed = time_invoke(build, target, sample)
+            counted.instructions, counted.cycles = timed.instructions, timed.cycles
+            counted.cpi = round(timed.cpi, 3)
+            counted.cycle_model = (f"edgekd.emulate.timing_m ({target.cpu.core} TRM timings per instruction class; "
+                                   f"flash: {timed.flash.source})")
+        else:
+            counted.instructions = count_instructions(build, target, sample)
     except Exception as e:  # noqa: BLE001  (unicorn raises its own UcError for guest faults)
         counted.note = f"no instruction count: {e}"
     return counted
@@ -183,6 +197,7 @@ def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
     target = req.target
     machine = machine_of(target)
     core_spec(target)  # a core without a build recipe fails before any tool runs
+    board_layout(target)  # so does a budget larger than the memory the QEMU machine maps
     require_tool("qemu-system-arm", "qemu-system-arm")
     require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
     artifacts = load_export(req.build_dir).artifacts
@@ -251,8 +266,11 @@ def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
         run.instructions = counted.instructions
         if counted.instructions is not None:
             run.cpi, run.counted_ms = counted.cpi, counted.ms
-            details["cpi_source"] = counted.cpi_source
+            details["cpi_source"] = counted.cycle_model or counted.cpi_source
             details["instructions_per_mac"] = round(counted.instructions / max(gen.macs, 1), 2)
+            if counted.cycles is not None:
+                details["cycles"] = counted.cycles
+                details["cycles_per_mac"] = round(counted.cycles / max(gen.macs, 1), 2)
     run.details = details
     if not run.bit_exact_vs_host and run.ok:
         log.warning("%s: board outputs differ from the host (%d bytes)", target.name, details["mismatched_outputs"])

@@ -13,6 +13,15 @@
 #define EK_DSP 0
 #endif
 
+/* Helium (MVE) paths for Armv8.1-M cores that have it (Cortex-M55, M85: -mcpu=cortex-m55 defines
+ * __ARM_FEATURE_MVE); they reorder exact integer sums only, like the DSP paths. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__GNUC__)
+#define EK_MVE 1
+#include <arm_mve.h>
+#else
+#define EK_MVE 0
+#endif
+
 #if defined(__GNUC__)
 #define EK_INLINE static inline __attribute__((always_inline))
 #else
@@ -242,6 +251,418 @@ static void ek_taps(int32_t origin, int32_t dilation, int32_t size, int32_t k, i
   if (*t1 < *t0) *t1 = *t0;
 }
 
+/* ek_out8 for a layer whose accumulators all satisfy |acc| < 2^30 and whose shifts are all negative (checked
+ * when the C is generated): (acc * m + 2^30) >> 31 is SMMULR(2 acc, m) exactly, and TFLite's rounding right shift
+ * by r >= 1 (ties away from zero) is (h - (h < 0) + 2^(r-1)) >> r. */
+EK_INLINE int32_t ek_smmulr(int32_t a, int32_t b) {
+#if EK_DSP
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* Requantize one accumulator (bias included) with its channel's qp = {bias, multiplier, round} and shift sh.
+ * mode 0: TFLite's general path (ek_out8; sh is the shift, >0 left). mode 1 / 2 (checked when generated:
+ * |acc| < 2^30, sh = r = -shift with 1 <= r <= 22): h = SMMULR(2 acc, m) is (acc m + 2^30) >> 31 exactly, then
+ * ((h - (h < 0) + round) >> r), round = 2^(r-1) + out_offset 2^r, is TFLite's rounding shift plus the output
+ * offset; mode 2 has act_max = 127, so the upper clamp is SSAT. */
+EK_INLINE int8_t ek_rq(int32_t acc, const int32_t *qp, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi,
+                       int mode) {
+  int32_t h;
+  if (mode == 0) return ek_out8(acc, qp[1], sh, out_offset, lo, hi);
+  h = ek_smmulr(acc * 2, qp[1]);
+  h = (h - (int32_t)((uint32_t)h >> 31) + qp[2]) >> sh;
+  h = h < lo ? lo : h;
+#if EK_DSP
+  if (mode == 2) return (int8_t)__ssat(h, 8);
+#endif
+  return (int8_t)(h > hi ? hi : h);
+}
+
+/* The receptive field of output pixel (oy, ox) in filter order (ky, kx, c), out-of-image taps as the input zero
+ * point, padded to k4 with it too: `stage` then holds k4 int8 values whose (x + offset) is exact. */
+static void ek_gather(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *stage) {
+  const int32_t in_c = p->in_c, zp = -p->in_offset, run = p->k_w * in_c;
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  int32_t ky, kx, c, n = 0;
+  for (ky = 0; ky < p->k_h; ++ky) {
+    const int32_t iy = iy0 + ky * p->dil_h;
+    if (iy < 0 || iy >= p->in_h) {
+      for (c = 0; c < run; ++c) stage[n++] = (int8_t)zp;
+      continue;
+    }
+    if (p->dil_w == 1 && ix0 >= 0 && ix0 + p->k_w <= p->in_w) {
+      ek_copy(stage + n, in + (iy * p->in_w + ix0) * in_c, run);
+      n += run;
+      continue;
+    }
+    for (kx = 0; kx < p->k_w; ++kx) {
+      const int32_t ix = ix0 + kx * p->dil_w;
+      const int8_t *x = in + (iy * p->in_w + ix) * in_c;
+      const int inside = ix >= 0 && ix < p->in_w;
+      for (c = 0; c < in_c; ++c) stage[n++] = inside ? x[c] : (int8_t)zp;
+    }
+  }
+  for (; n < p->k4; ++n) stage[n] = (int8_t)zp;
+}
+
+/* One pixel's column into slot 0 (col) or 1 (col + 2) of the interleaved two-pixel columns: per 4 taps the
+ * words (x0, x2), (x1, x3) of pixel 0, then of pixel 1, as int16: the pairs SXTB16 makes of a filter word. The
+ * input offset is in the folded bias (padding holds the zero point, so it folds exactly too). */
+static void ek_expand(const int8_t *x, int32_t k4, int32_t *col) {
+  int32_t g;
+#if EK_DSP
+  for (g = 0; g < k4; g += 4, col += 4) {
+    const uint32_t v = ek_ld32(x + g);
+    col[0] = ek_sx02(v);
+    col[1] = ek_sx13(v);
+  }
+#else
+  int16_t *h = (int16_t *)col;
+  for (g = 0; g < k4; g += 4, h += 8) {
+    h[0] = x[g];
+    h[1] = x[g + 2];
+    h[2] = x[g + 1];
+    h[3] = x[g + 3];
+  }
+#endif
+}
+
+/* Two pixels' columns against two output channels' interleaved filters: 8 SMLAD per 4 taps. */
+EK_INLINE void ek_mm_2x2(const int32_t *col, const int8_t *w, int32_t k4, int32_t b0, int32_t b1, int32_t *acc) {
+  int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
+  const int32_t *end = col + k4;
+#if EK_DSP
+#define EK_MM_GROUP(c, wp)                        \
+  do {                                            \
+    const uint32_t wa = ek_ld32(wp), wb = ek_ld32((wp) + 4); \
+    const int32_t x0l = (c)[0], x0h = (c)[1], x1l = (c)[2], x1h = (c)[3]; \
+    int32_t wl = ek_sx02(wa), wh = ek_sx13(wa);   \
+    a00 = __smlad(x0l, wl, a00);                  \
+    a00 = __smlad(x0h, wh, a00);                  \
+    a10 = __smlad(x1l, wl, a10);                  \
+    a10 = __smlad(x1h, wh, a10);                  \
+    wl = ek_sx02(wb);                             \
+    wh = ek_sx13(wb);                             \
+    a01 = __smlad(x0l, wl, a01);                  \
+    a01 = __smlad(x0h, wh, a01);                  \
+    a11 = __smlad(x1l, wl, a11);                  \
+    a11 = __smlad(x1h, wh, a11);                  \
+  } while (0)
+  for (; col + 8 <= end; col += 8, w += 16) { /* two groups per pass: half the loop overhead */
+    EK_MM_GROUP(col, w);
+    EK_MM_GROUP(col + 4, w + 8);
+  }
+  if (col < end) EK_MM_GROUP(col, w);
+#undef EK_MM_GROUP
+#else
+  for (; col < end; col += 4, w += 8) {
+    const int16_t *h = (const int16_t *)col;
+    a00 += h[0] * w[0] + h[1] * w[2] + h[2] * w[1] + h[3] * w[3];
+    a10 += h[4] * w[0] + h[5] * w[2] + h[6] * w[1] + h[7] * w[3];
+    a01 += h[0] * w[4] + h[1] * w[6] + h[2] * w[5] + h[3] * w[7];
+    a11 += h[4] * w[4] + h[5] * w[6] + h[6] * w[5] + h[7] * w[7];
+  }
+#endif
+  acc[0] = a00;
+  acc[1] = a01;
+  acc[2] = a10;
+  acc[3] = a11;
+}
+
+/* One pixel's column (slot 0) against two output channels' interleaved filters: 4 SMLAD per 4 taps. */
+EK_INLINE void ek_mm_1x2(const int32_t *col, const int8_t *w, int32_t k4, int32_t b0, int32_t b1, int32_t *acc) {
+  int32_t a00 = b0, a01 = b1;
+  const int32_t *end = col + k4;
+#if EK_DSP
+#define EK_MM_GROUP1(c, wp)                                                   \
+  do {                                                                        \
+    const uint32_t wa = ek_ld32(wp), wb = ek_ld32((wp) + 4);                  \
+    const int32_t x0l = (c)[0], x0h = (c)[1];                                 \
+    a00 = __smlad(x0l, ek_sx02(wa), a00);                                     \
+    a00 = __smlad(x0h, ek_sx13(wa), a00);                                     \
+    a01 = __smlad(x0l, ek_sx02(wb), a01);                                     \
+    a01 = __smlad(x0h, ek_sx13(wb), a01);                                     \
+  } while (0)
+  for (; col + 8 <= end; col += 8, w += 16) {
+    EK_MM_GROUP1(col, w);
+    EK_MM_GROUP1(col + 4, w + 8);
+  }
+  if (col < end) EK_MM_GROUP1(col, w);
+#undef EK_MM_GROUP1
+#else
+  for (; col < end; col += 4, w += 8) {
+    const int16_t *h = (const int16_t *)col;
+    a00 += h[0] * w[0] + h[1] * w[2] + h[2] * w[1] + h[3] * w[3];
+    a01 += h[0] * w[4] + h[1] * w[6] + h[2] * w[5] + h[3] * w[7];
+  }
+#endif
+  acc[0] = a00;
+  acc[1] = a01;
+}
+
+/* Every pair of output channels against the two columns; `mode` is a constant at each call (see ek_rq). */
+#if EK_MVE
+/* One pixel's raw int8 receptive field x (k4 taps) as the MVE column: per 8 taps 16 bytes, each group of 4 taps
+ * twice ([x0..3, x0..3, x4..7, x4..7]), the shape of 16 bytes of interleaved filter ([oc0 4 taps, oc1 4 taps,
+ * oc0 next 4, oc1 next 4]). After an odd last group the vector runs on into whatever follows: ek_mm_mve
+ * loads that block's filter with only 8 lanes live, the others zero, so those bytes never count. */
+static void ek_expand_mve(const int8_t *x, int32_t k4, int8_t *col) {
+  int32_t g;
+  for (g = 0; g < k4; g += 4, col += 8) {
+    uint32_t v;
+    __builtin_memcpy(&v, x + g, 4);
+    __builtin_memcpy(col, &v, 4);
+    __builtin_memcpy(col + 4, &v, 4);
+  }
+}
+
+/* 2 pixels x 2 output channels with VMLADAVA.S8 (16 int8 MACs per instruction): each 16-byte filter vector
+ * holds both channels' taps, so it is split by masks (VAND) into one per channel. The input offset is in the
+ * folded bias. a = [px0 oc0, px0 oc1, px1 oc0, px1 oc1]. */
+EK_INLINE void ek_mm_mve(const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t k4, int32_t b0, int32_t b1,
+                         int two, int32_t *a) {
+  static const int8_t mask[16] = {-1, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1, 0, 0, 0, 0};
+  const int8x16_t ma = vldrbq_s8(mask);
+  const int8x16_t mb = vmvnq_s8(ma);
+  int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1, t;
+  for (t = 0; t < k4; t += 8, c0 += 16, c1 += 16, w += 16) {
+    int8x16_t wv, x0;
+    if (t + 8 <= k4) {
+      wv = vldrbq_s8(w);
+    } else { /* 4 taps left: read only the 8 bytes they have */
+      wv = vldrbq_z_s8(w, vctp8q(8));
+    }
+    x0 = vldrbq_s8(c0);
+    a00 = vmladavaq_s8(a00, x0, vandq_s8(wv, ma));
+    a01 = vmladavaq_s8(a01, x0, vandq_s8(wv, mb));
+    if (two) {
+      const int8x16_t x1 = vldrbq_s8(c1);
+      a10 = vmladavaq_s8(a10, x1, vandq_s8(wv, ma));
+      a11 = vmladavaq_s8(a11, x1, vandq_s8(wv, mb));
+    }
+  }
+  a[0] = a00;
+  a[1] = a01;
+  a[2] = a10;
+  a[3] = a11;
+}
+#endif
+
+EK_INLINE void ek_mm_channels(const ek_mm_t *p, const int32_t *col, int8_t *da, int8_t *db, int two, int mode) {
+  const int32_t k4 = p->k4, out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  const int8_t *w = p->filter, *sh = p->shift;
+  const int32_t *qp = p->qp;
+  int32_t oc, acc[4];
+#if EK_MVE
+  const int8_t *c0 = (const int8_t *)col, *c1 = c0 + 2 * k4;
+  for (oc = 0; oc + 2 <= out_c; oc += 2, w += 2 * k4, qp += 6) {
+    ek_mm_mve(c0, c1, w, k4, qp[0], qp[3], two, acc);
+    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
+    da[oc + 1] = ek_rq(acc[1], qp + 3, sh[oc + 1], oo, lo, hi, mode);
+    if (two) {
+      db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
+      db[oc + 1] = ek_rq(acc[3], qp + 3, sh[oc + 1], oo, lo, hi, mode);
+    }
+  }
+  if (oc < out_c) {
+    ek_mm_mve(c0, c1, w, k4, qp[0], 0, two, acc);
+    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
+    if (two) db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
+  }
+  return;
+#endif
+  for (oc = 0; oc + 2 <= out_c; oc += 2, w += 2 * k4, qp += 6) {
+    if (two) {
+      ek_mm_2x2(col, w, k4, qp[0], qp[3], acc);
+      db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
+      db[oc + 1] = ek_rq(acc[3], qp + 3, sh[oc + 1], oo, lo, hi, mode);
+    } else {
+      ek_mm_1x2(col, w, k4, qp[0], qp[3], acc);
+    }
+    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
+    da[oc + 1] = ek_rq(acc[1], qp + 3, sh[oc + 1], oo, lo, hi, mode);
+  }
+  if (oc < out_c) { /* the odd channel's partner is a zero filter */
+    ek_mm_2x2(col, w, k4, qp[0], 0, acc);
+    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
+    if (two) db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
+  }
+}
+
+/* Output pixels a and b (when two) of a matrix-product layer. */
+EK_INLINE void ek_mm_pixels(const ek_mm_t *p, const int8_t *in, int32_t a, int32_t b, int two, int8_t *da,
+                            int8_t *db, int mode) {
+  const int32_t k4 = p->k4, out_w = p->out_w;
+  const int32_t ay = a / out_w, ax = a % out_w, by = b / out_w, bx = b % out_w;
+  int8_t *stage = p->scratch;
+  int32_t *col = (int32_t *)(void *)(((uintptr_t)(p->scratch + k4) + 3u) & ~(uintptr_t)3u);
+#if EK_MVE
+  if (p->k_h == 1 && p->k_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->in_c == k4) {
+    ek_expand_mve(in + (ay * p->stride_h * p->in_w + ax * p->stride_w) * k4, k4, (int8_t *)col);
+    if (two) ek_expand_mve(in + (by * p->stride_h * p->in_w + bx * p->stride_w) * k4, k4, (int8_t *)col + 2 * k4);
+  } else {
+    ek_gather(p, in, ay, ax, stage);
+    ek_expand_mve(stage, k4, (int8_t *)col);
+    if (two) {
+      ek_gather(p, in, by, bx, stage);
+      ek_expand_mve(stage, k4, (int8_t *)col + 2 * k4);
+    }
+  }
+  ek_mm_channels(p, col, da, db, two, mode);
+  return;
+#endif
+  if (p->k_h == 1 && p->k_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->in_c == k4) {
+    ek_expand(in + (ay * p->stride_h * p->in_w + ax * p->stride_w) * k4, k4, col);
+    if (two) ek_expand(in + (by * p->stride_h * p->in_w + bx * p->stride_w) * k4, k4, col + 2);
+  } else {
+    ek_gather(p, in, ay, ax, stage);
+    ek_expand(stage, k4, col);
+    if (two) {
+      ek_gather(p, in, by, bx, stage);
+      ek_expand(stage, k4, col + 2);
+    }
+  }
+  ek_mm_channels(p, col, da, db, two, mode);
+}
+
+/* Pixels in pairs in raster order (a pair may span two rows); an odd last pixel goes alone. With a row buffer
+ * (two rows, used in turn) each output row is copied out once complete, so the output may overlap the input. */
+EK_INLINE void ek_mm_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
+  const int32_t out_w = p->out_w, out_c = p->out_c, row = out_w * out_c, n = out_w * p->out_h;
+  int32_t k, copied = 0;
+  for (k = 0; k < n; k += 2) {
+    const int two = k + 1 < n;
+    int8_t *da = tmp ? tmp + ((k / out_w) & 1) * row + (k % out_w) * out_c : out + k * out_c;
+    int8_t *db = tmp ? tmp + (((k + 1) / out_w) & 1) * row + ((k + 1) % out_w) * out_c : out + (k + 1) * out_c;
+    ek_mm_pixels(p, in, k, k + 1, two, da, db, mode);
+    if (tmp) {
+      for (; copied < p->out_h && (copied + 1) * out_w <= k + 1 + two; ++copied) {
+        ek_copy(out + copied * row, tmp + (copied & 1) * row, row);
+      }
+    }
+  }
+}
+
+/* Depthwise conv, one filter per channel (multiplier 1), with the SMMULR requantization (ek_rq modes 1, 2):
+ * per output pixel the in-bounds taps are found once, then 4 channels at a time each tap is one word of input
+ * (+ offset per halfword by SXTAB16) and one of filter, four 16x16 MACs. */
+EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
+  const int32_t in_c = p->in_c, row = p->out_w * in_c, off = p->in_offset, oo = p->out_offset;
+  const int32_t lo = p->act_min, hi = p->act_max;
+  const int32_t x_step = p->dil_w * in_c, x_row = p->dil_h * p->in_w * in_c, w_row = p->k_w * in_c;
+  const int8_t *sh = p->shift;
+  int32_t oy, ox, c, ky, kx;
+#if EK_DSP
+  const int32_t off2 = (int32_t)(((uint32_t)off & 0xFFFFu) | ((uint32_t)off << 16));
+#endif
+  for (oy = 0; oy < p->out_h; ++oy) {
+    int8_t *dst = tmp ? tmp : out + oy * row;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top;
+    int32_t ky0, ky1;
+    ek_taps(iy0, p->dil_h, p->in_h, p->k_h, &ky0, &ky1);
+    for (ox = 0; ox < p->out_w; ++ox, dst += in_c) {
+      const int32_t ix0 = ox * p->stride_w - p->pad_left;
+      int32_t kx0, kx1, ny, nx;
+      const int8_t *x, *w;
+      const int32_t *qp = p->qp;
+      ek_taps(ix0, p->dil_w, p->in_w, p->k_w, &kx0, &kx1);
+      x = in + ((iy0 + ky0 * p->dil_h) * p->in_w + ix0 + kx0 * p->dil_w) * in_c;
+      w = p->filter + (ky0 * p->k_w + kx0) * in_c;
+      ny = ky1 - ky0;
+      nx = kx1 - kx0;
+      c = 0;
+#if EK_MVE
+      (void)off2;
+      for (; c + 4 <= in_c; c += 4, qp += 12) { /* 4 channels per vector: widening loads, VMUL + VADD per tap */
+        int32x4_t acc = vdupq_n_s32(0);
+        int32_t a[4];
+        const int8_t *xr = x + c, *wr = w + c;
+#define EK_DW_VTAP(xp, wp) acc = vaddq_s32(acc, vmulq_s32(vaddq_n_s32(vldrbq_s32(xp), off), vldrbq_s32(wp)))
+        if (nx == 3) {
+          for (ky = 0; ky < ny; ++ky, xr += x_row, wr += w_row) {
+            EK_DW_VTAP(xr, wr);
+            EK_DW_VTAP(xr + x_step, wr + in_c);
+            EK_DW_VTAP(xr + 2 * x_step, wr + 2 * in_c);
+          }
+        } else {
+          for (ky = 0; ky < ny; ++ky, xr += x_row, wr += w_row) {
+            const int8_t *xk = xr, *wk = wr;
+            for (kx = 0; kx < nx; ++kx, xk += x_step, wk += in_c) EK_DW_VTAP(xk, wk);
+          }
+        }
+#undef EK_DW_VTAP
+        vst1q_s32(a, acc);
+        dst[c] = ek_rq(a[0] + qp[0], qp, sh[c], oo, lo, hi, mode);
+        dst[c + 1] = ek_rq(a[1] + qp[3], qp + 3, sh[c + 1], oo, lo, hi, mode);
+        dst[c + 2] = ek_rq(a[2] + qp[6], qp + 6, sh[c + 2], oo, lo, hi, mode);
+        dst[c + 3] = ek_rq(a[3] + qp[9], qp + 9, sh[c + 3], oo, lo, hi, mode);
+      }
+#elif EK_DSP
+      for (; c + 4 <= in_c; c += 4, qp += 12) {
+        int32_t a0 = qp[0], a1 = qp[3], a2 = qp[6], a3 = qp[9];
+        const int8_t *xr = x + c, *wr = w + c;
+#define EK_DW_TAP(xp, wp)                                                                  \
+  do {                                                                                     \
+    const uint32_t xv_ = ek_ld32(xp), wv_ = ek_ld32(wp);                                   \
+    const int32_t xl_ = __sxtab16(off2, (int32_t)xv_), xh_ = ek_sxa13(off2, xv_);          \
+    const int32_t wl_ = ek_sx02(wv_), wh_ = ek_sx13(wv_);                                  \
+    a0 = __smlabb(xl_, wl_, a0);                                                           \
+    a2 = __smlatt(xl_, wl_, a2);                                                           \
+    a1 = __smlabb(xh_, wh_, a1);                                                           \
+    a3 = __smlatt(xh_, wh_, a3);                                                           \
+  } while (0)
+        if (nx == 3 && ny == 3) { /* the interior of a 3x3 filter: every tap unrolled */
+          EK_DW_TAP(xr, wr);
+          EK_DW_TAP(xr + x_step, wr + in_c);
+          EK_DW_TAP(xr + 2 * x_step, wr + 2 * in_c);
+          EK_DW_TAP(xr + x_row, wr + w_row);
+          EK_DW_TAP(xr + x_row + x_step, wr + w_row + in_c);
+          EK_DW_TAP(xr + x_row + 2 * x_step, wr + w_row + 2 * in_c);
+          EK_DW_TAP(xr + 2 * x_row, wr + 2 * w_row);
+          EK_DW_TAP(xr + 2 * x_row + x_step, wr + 2 * w_row + in_c);
+          EK_DW_TAP(xr + 2 * x_row + 2 * x_step, wr + 2 * w_row + 2 * in_c);
+        } else {
+          for (ky = 0; ky < ny; ++ky, xr += x_row, wr += w_row) {
+            const int8_t *xk = xr, *wk = wr;
+            for (kx = 0; kx < nx; ++kx, xk += x_step, wk += in_c) EK_DW_TAP(xk, wk);
+          }
+        }
+#undef EK_DW_TAP
+        dst[c] = ek_rq(a0, qp, sh[c], oo, lo, hi, mode);
+        dst[c + 1] = ek_rq(a1, qp + 3, sh[c + 1], oo, lo, hi, mode);
+        dst[c + 2] = ek_rq(a2, qp + 6, sh[c + 2], oo, lo, hi, mode);
+        dst[c + 3] = ek_rq(a3, qp + 9, sh[c + 3], oo, lo, hi, mode);
+      }
+#endif
+      for (; c < in_c; ++c, qp += 3) {
+        int32_t acc = qp[0];
+        for (ky = 0; ky < ny; ++ky) {
+          const int8_t *xk = x + ky * x_row + c, *wk = w + ky * w_row + c;
+          for (kx = 0; kx < nx; ++kx, xk += x_step, wk += in_c) acc += (*xk + off) * *wk;
+        }
+        dst[c] = ek_rq(acc, qp, sh[c], oo, lo, hi, mode);
+      }
+    }
+    if (tmp) ek_copy(out + oy * row, tmp, row);
+  }
+}
+
+void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_dw_run(p, in, out, tmp, 1); }
+
+void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_dw_run(p, in, out, tmp, 2); }
+
+/* One function per requantization mode, so a firmware links only the ones its layers use. */
+void ek_conv_mm(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 0); }
+
+void ek_conv_mm_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 1); }
+
+void ek_conv_mm_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 2); }
+
+
 /* General conv: per output pixel the in-bounds taps are found once; along a tap row the input pixels and the
  * filter taps are both contiguous when there is no dilation and no grouping, so a whole row is one dot product. */
 void ek_conv2d(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
@@ -413,7 +834,7 @@ void ek_depthwise(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp
   }
 }
 
-static void ek_pool(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int average) {
+EK_INLINE void ek_pool(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int average) {
   const int32_t row = p->out_w * p->out_c;
   int32_t oy, ox, c, y, x;
   for (oy = 0; oy < p->out_h; ++oy) {
@@ -423,7 +844,32 @@ static void ek_pool(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *t
     for (ox = 0; ox < p->out_w; ++ox) {
       const int32_t ix0 = ox * p->stride_w - p->pad_left;
       const int32_t x0 = EK_MAX(0, -ix0), x1 = EK_MIN(p->k_w, p->in_w - ix0);
-      for (c = 0; c < p->out_c; ++c) {
+      c = 0;
+#if EK_DSP
+      if (average && p->k_h * p->k_w <= 256) { /* 4 channels per word: halfword sums cannot overflow */
+        const int32_t count = (y1 - y0) * (x1 - x0), half = count / 2;
+        for (; c + 4 <= p->out_c && count > 0; c += 4) {
+          int32_t s02 = 0, s13 = 0, k, v[4];
+          for (y = y0; y < y1; ++y) {
+            const int8_t *px = in + ((iy0 + y) * p->in_w + ix0 + x0) * p->in_c + c;
+            for (x = x0; x < x1; ++x, px += p->in_c) {
+              const uint32_t w = ek_ld32(px);
+              s02 = __sxtab16(s02, (int32_t)w);
+              s13 = ek_sxa13(s13, w);
+            }
+          }
+          v[0] = (int16_t)s02;
+          v[1] = (int16_t)s13;
+          v[2] = s02 >> 16;
+          v[3] = s13 >> 16;
+          for (k = 0; k < 4; ++k) {
+            const int32_t a = v[k] > 0 ? (v[k] + half) / count : (v[k] - half) / count;
+            dst[ox * p->out_c + c + k] = ek_clamp(a, p->act_min, p->act_max);
+          }
+        }
+      }
+#endif
+      for (; c < p->out_c; ++c) {
         int32_t acc = average ? 0 : -128, count = 0;
         for (y = y0; y < y1; ++y) {
           for (x = x0; x < x1; ++x) {
@@ -512,6 +958,31 @@ void ek_add(const ek_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out
           const int32_t v = ek_scale_down(sa + sb, p->out_mult, p->out_shift) + p->out_offset;
           out[n++] = ek_clamp(v, p->act_min, p->act_max);
         }
+}
+
+/* Rounding right shift by e >= 0 (ties away from zero), as ek_rdbpot, branch-free. */
+EK_INLINE int32_t ek_rshift(int32_t x, int32_t e) {
+  const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
+  return (x >> e) + ((x & mask) > (mask >> 1) + (int32_t)((uint32_t)x >> 31) ? 1 : 0);
+}
+
+/* ADD of two same-shape tensors, one flat loop. TFLite's int8 add: left shift 20 (<= 22 checked when generated),
+ * multipliers below one, so |(x + offset) << 20| < 2^28, |a + b| < 2^29, and each ek_srdhm is SMMULR of the
+ * doubled value, exactly. */
+void ek_add_flat(const ek_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+  const int32_t n = p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3];
+  const int32_t ls = p->left_shift + 1, o1 = p->in1_offset, o2 = p->in2_offset;
+  const int32_t m1 = p->in1_mult, m2 = p->in2_mult, mo = p->out_mult;
+  const int32_t e1 = -p->in1_shift, e2 = -p->in2_shift, eo = -p->out_shift;
+  const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int32_t a = ek_rshift(ek_smmulr((int32_t)((uint32_t)(in1[i] + o1) << ls), m1), e1);
+    const int32_t b = ek_rshift(ek_smmulr((int32_t)((uint32_t)(in2[i] + o2) << ls), m2), e2);
+    int32_t v = ek_rshift(ek_smmulr((a + b) * 2, mo), eo) + oo;
+    v = v < lo ? lo : v;
+    out[i] = (int8_t)(v > hi ? hi : v);
+  }
 }
 
 /* Saturating multiply by 2^exponent (exponent > 0), gemmlowp's SaturatingRoundingMultiplyByPOT. */

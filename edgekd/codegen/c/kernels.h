@@ -26,6 +26,22 @@ typedef struct {
   const int8_t *shift;   /* per output channel exponent (>0 left, <0 right) */
 } ek_conv_t;
 
+/* CONV_2D, DEPTHWISE_CONV_2D with one input channel and FULLY_CONNECTED as one matrix product: per pair of
+ * output pixels the receptive fields (padding = the input zero point) are expanded to columns in `scratch`
+ * (int16 pairs for SMLAD, or int8 vectors for Helium), then every pair of output channels takes both columns at
+ * once (2 pixels x 2 channels per pass); the input offset is folded into the bias. */
+typedef struct {
+  int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+  int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+  int32_t k4;            /* taps per output (k_h * k_w * in_c) rounded up to a multiple of 4 */
+  int32_t in_offset, out_offset, act_min, act_max;
+  const int8_t *filter;  /* [out_c / 2][k4 / 4][2][4]: two output channels' taps interleaved per 4 taps */
+  const int32_t *qp;     /* [out_c][3]: bias + in_offset * sum(filter), multiplier (Q31), 0 or (ek_conv_mm_q*)
+                            2^(r-1) + out_offset 2^r */
+  const int8_t *shift;   /* [out_c]: shift (>0 left; ek_conv_mm) or r = -shift (ek_conv_mm_q*) */
+  int8_t *scratch;       /* 5 * k4 + 3 bytes of the arena: an int8 gather, then two int16 columns (aligned) */
+} ek_mm_t;
+
 typedef struct {
   int32_t batches, in_c, out_c;
   int32_t in_offset, filter_offset, out_offset, act_min, act_max, per_channel;
@@ -71,12 +87,19 @@ int32_t ek_dot(const int8_t *x, const int8_t *w, int32_t n);
 void ek_copy(int8_t *dst, const int8_t *src, int32_t n);
 
 void ek_conv2d(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
+void ek_conv_mm(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
+void ek_conv_mm_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);   /* SMMULR requantization */
+void ek_conv_mm_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);  /* ... and act_max 127 */
+/* Depthwise, multiplier 1, SMMULR requantization (same block; filter [k_h][k_w][in_c], no scratch). */
+void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
+void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_depthwise(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_avgpool(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_maxpool(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_fully_connected(const ek_fc_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_mean(const ek_mean_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_add(const ek_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void ek_add_flat(const ek_add_t *p, const int8_t *in1, const int8_t *in2, int8_t *out);  /* same shapes */
 void ek_softmax(const ek_softmax_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_pad(const ek_pad_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_activation(const ek_act_t *p, const int8_t *in, int8_t *out);

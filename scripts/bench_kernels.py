@@ -1,0 +1,191 @@
+"""edgekd's int8 kernels on the emulated Cortex-M4 / M7 / M55, per layer and whole model, next to CMSIS-NN.
+
+    .venv/bin/python scripts/bench_kernels.py --label after     # ~2 min on one core
+
+Models (built with tests/tflite_builder.py, random int8 weights): a keyword-spotting DS-CNN shaped like MLPerf
+Tiny's (49x10x1 input, PAD + 10x4 stride-2 depthwise to 64 channels, 4 x (3x3 depthwise + 1x1 conv, 64
+channels), average pool, fully connected 12: 2,656,768 MACs) and single-operator models with the ResNet-student
+layer shapes of issue 14's table (conv 3x3 24->24 on 8x8, conv 3x3 stride 2 24->48 out 3x3, conv 3x3 48->48 on
+3x3, ADD 8x8x24). For each: edgekd generates the C, links it into the profile's budgets, runs it on the
+profile's QEMU board over seeded random inputs and compares every output byte with the TFLite Micro
+interpreter; then one invoke is counted under unicorn (instructions) and charged by edgekd's Cortex-M4/M7 cycle
+model (edgekd/emulate/timing_m.py), per kernel call; the M55 is counted whole-model by QEMU's TCG plugin. The
+CMSIS-NN figures are the ones issue 14 reports (CMSIS-NN built -O2, same counters). ``--label`` keeps one run per
+label in docs/bench_kernels.json (``before``: the kernels before issue 14's work) and the table in
+docs/benchmarks.md shows the latest label next to ``before``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from benchdocs import replace_section  # noqa: E402
+from tflite_builder import issue14_layer_model, kws_dscnn_model, tflm_outputs  # noqa: E402
+
+from edgekd.codegen import generate_c  # noqa: E402
+from edgekd.codegen.board import build_board  # noqa: E402
+from edgekd.emulate.cortex_m import count_on_qemu, run_board  # noqa: E402
+from edgekd.emulate.timing_m import FLASH, time_invoke  # noqa: E402
+from edgekd.targets import load_target  # noqa: E402
+from edgekd.verify.tflm import min_arena  # noqa: E402
+
+# Issue 14's table: CMSIS-NN -O2 instructions per invoke (M4, M55 MVE), measured by the issue's author.
+CMSIS = {
+    "kws": (8_493_409, 1_820_005),
+    "kws: PAD + depthwise 1->64 (x64), 10x4 s2, out 25x5": (4_981 + 1_917_056, 1_609 + 318_270),
+    "kws: depthwise 3x3, 64 ch, 25x5": (561_007, 168_726),
+    "kws: pointwise 1x1 64->64, 25x5": (1_069_056, 202_948),
+    "kws: average pool 25x5, 64 ch": (48_786, 12_624),
+    "kws: fully connected 64->12": (2_331, 1_399),
+    "conv 3x3 24->24 on 8x8": (691_001, 101_825),
+    "conv 3x3 stride 2, 24->48, out 3x3": (195_875, 28_202),
+    "conv 3x3 48->48 on 3x3": (363_602, 45_169),
+    "ADD 8x8x24": (124_296, 21_219),
+}
+KWS_LAYERS = {1: "kws: PAD + depthwise 1->64 (x64), 10x4 s2, out 25x5", 2: "kws: depthwise 3x3, 64 ch, 25x5",
+              3: "kws: pointwise 1x1 64->64, 25x5", 10: "kws: average pool 25x5, 64 ch",
+              11: "kws: fully connected 64->12"}
+M4, M7, M55 = "nrf52840-dk", "stm32f746g-disco", "alif-ensemble-e3"
+MLPERF_M4_MS = 43.4  # MLPerf Tiny closed division record, DS-CNN KWS on a 120 MHz Cortex-M4 (issue 14)
+
+
+def measure(name: str, model: bytes, work: Path, samples: int) -> dict[str, Any]:
+    """Bit-exactness on each board, counted instructions and modelled cycles per kernel call."""
+    path = work / f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}.tflite"
+    path.write_bytes(model)
+    out: dict[str, Any] = {"model": name}
+    tflm_arena = min_arena(path).min_arena_bytes
+    for target_name in (M4, M7, M55):
+        target = load_target(target_name)
+        c_dir = work / f"{path.stem}-{target_name}"
+        gen = generate_c(path, c_dir)
+        build = build_board(c_dir, target)
+        x = np.random.default_rng(0).integers(-128, 128, size=(samples, *gen.input_shape[1:]), dtype=np.int8)
+        board = run_board(build, target, x, gen.output_size, timeout=300)
+        exact = bool(board.ok and np.array_equal(board.outputs, tflm_outputs(model, x)))
+        row: dict[str, Any] = {"core": target.cpu.core, "board": build.board, "bit_exact_vs_tflm": exact,
+                               "samples": samples, "flash_bytes": build.flash_bytes,
+                               "ram_bytes": gen.arena_bytes + (board.stack_used or 0),
+                               "arena_bytes": gen.arena_bytes, "stack_bytes": board.stack_used,
+                               "tflm_arena_bytes": tflm_arena, "macs": gen.macs, "ops": gen.ops}
+        if target_name == M55:
+            row["instructions"] = count_on_qemu(build, target, x[0], gen.output_size, 300)
+            row["counter"] = "qemu-system-arm TCG plugin (whole invoke)"
+        else:
+            timed = time_invoke(build, target, x[0])
+            steps = timed.segments[2:-1] if len(timed.segments) == len(gen.ops) + 3 else []
+            row.update(instructions=timed.instructions, cycles=timed.cycles, clock_mhz=target.cpu.clock_mhz,
+                       ms=round(timed.ms(target.cpu.clock_mhz), 3), counter="unicorn + edgekd cycle model",
+                       flash_model=timed.flash.source,
+                       layers=[{"op": op, "function": s.function, "instructions": s.instructions,
+                                "cycles": s.cycles} for op, s in zip(gen.ops, steps, strict=False)])
+            if target_name == M4:
+                l4 = time_invoke(build, target, x[0], FLASH["stm32l4r5-120mhz"])
+                row["at_120mhz"] = {"cycles_no_wait": timed.cycles, "ms_no_wait": round(timed.cycles / 120e3, 2),
+                                    "cycles_l4r5_flash": l4.cycles, "ms_l4r5_flash": round(l4.cycles / 120e3, 2),
+                                    "flash_model": l4.flash.source}
+        out[target_name] = row
+    return out
+
+
+def rows_of(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any] | None, dict | None]]:
+    """(table label, M4 figures, M7 figures, M55 figures) for whole models and single layers."""
+    rows = []
+    for r in results:
+        if r["model"] == "kws":
+            rows.append(("kws", r[M4], r[M7], r[M55]))
+            for i, label in KWS_LAYERS.items():
+                m4 = next((ly for k, ly in enumerate(r[M4]["layers"]) if k == i - 1), None)
+                m7 = next((ly for k, ly in enumerate(r[M7]["layers"]) if k == i - 1), None)
+                if m4:
+                    rows.append((label, m4, m7, None))
+        else:
+            layer = r[M4]["layers"][-1] if r[M4]["layers"] else r[M4]
+            m7 = r[M7]["layers"][-1] if r[M7]["layers"] else r[M7]
+            rows.append((r["model"], layer, m7, r[M55] if r["model"] != "ADD 8x8x24" else None))
+    return rows
+
+
+def table(data: dict[str, Any], label: str) -> str:
+    runs = data["runs"]
+    now, before = runs[label], runs.get("before")
+    prev = {n: m4 for n, m4, _, _ in rows_of(before["results"])} if before else {}
+    lines = ["| layer / model | edgekd M4 instr. | before | CMSIS-NN M4 | ratio | M4 cycles (model) | cycles/instr. "
+             "| edgekd M7 instr. | M7 cycles (model) | edgekd M55 instr. | CMSIS-NN M55 (MVE) | ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m4, m7, m55 in rows_of(now["results"]):
+        cm4, cm55 = CMSIS.get(name, (None, None))
+        old = prev.get(name, {}).get("instructions")
+        m55n = m55["instructions"] if m55 else None
+        lines.append(f"| {name} | {m4['instructions']:,} | {f'{old:,}' if old else '-'} | {cm4:,} | "
+                     f"{m4['instructions'] / cm4:.2f} | {m4['cycles']:,} | {m4['cycles'] / m4['instructions']:.2f} | "
+                     f"{m7['instructions']:,} | {m7['cycles']:,} | {f'{m55n:,}' if m55n else '-'} | "
+                     f"{cm55:,} | {f'{m55n / cm55:.2f}' if m55n else '-'} |")
+    kws = next(r for r in now["results"] if r["model"] == "kws")
+    m4 = kws[M4]
+    at = m4["at_120mhz"]
+    lines += ["", "| KWS DS-CNN whole model | M4 (nrf52840-dk) | M7 (stm32f746g-disco) | M55 (alif-ensemble-e3) |",
+              "|---|---|---|---|",
+              f"| bit-exact vs TFLite Micro ({m4['samples']} random inputs, on the QEMU board) | "
+              f"{'yes' if m4['bit_exact_vs_tflm'] else 'NO'} | {'yes' if kws[M7]['bit_exact_vs_tflm'] else 'NO'} | "
+              f"{'yes' if kws[M55]['bit_exact_vs_tflm'] else 'NO'} |",
+              f"| instructions / invoke | {m4['instructions']:,} | {kws[M7]['instructions']:,} | "
+              f"{kws[M55]['instructions']:,} |",
+              f"| cycles (edgekd model, no flash waits) | {m4['cycles']:,} ({m4['cycles'] / m4['macs']:.2f}/MAC) | "
+              f"{kws[M7]['cycles']:,} | - |",
+              f"| ms at the profile clock | {m4['ms']} ({m4['clock_mhz']:g} MHz) | {kws[M7]['ms']} "
+              f"({kws[M7]['clock_mhz']:g} MHz) | - |",
+              f"| ms at 120 MHz (MLPerf Tiny record {MLPERF_M4_MS} ms) | {at['ms_no_wait']} (0 wait states), "
+              f"{at['ms_l4r5_flash']} (STM32L4R5 flash model) | - | - |",
+              f"| flash (ELF) | {m4['flash_bytes']:,} | {kws[M7]['flash_bytes']:,} | {kws[M55]['flash_bytes']:,} |",
+              f"| RAM: arena + stack / TFLite Micro arena | {m4['ram_bytes']:,} / {m4['tflm_arena_bytes']:,} "
+              f"({m4['ram_bytes'] / m4['tflm_arena_bytes']:.2f}x) | {kws[M7]['ram_bytes']:,} | "
+              f"{kws[M55]['ram_bytes']:,} |"]
+    if before:
+        old = next(r for r in before["results"] if r["model"] == "kws")
+        lines.append(f"| before (same model, kernels before issue 14) | {old[M4]['instructions']:,} instr., "
+                     f"{old[M4]['cycles']:,} cycles, flash {old[M4]['flash_bytes']:,}, RAM "
+                     f"{old[M4]['ram_bytes']:,} | {old[M7]['instructions']:,} instr. | "
+                     f"{old[M55]['instructions']:,} instr. |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--label", default="after", help="which run this is (before: the kernels before issue 14)")
+    ap.add_argument("--samples", type=int, default=8, help="random inputs checked against TFLite Micro")
+    ap.add_argument("--json", default=str(ROOT / "docs" / "bench_kernels.json"))
+    ap.add_argument("--no-doc", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
+    args = ap.parse_args()
+    start = time.time()
+    models = [("kws", kws_dscnn_model()), *((k, issue14_layer_model(k)) for k in
+              ("conv 3x3 24->24 on 8x8", "conv 3x3 stride 2, 24->48, out 3x3", "conv 3x3 48->48 on 3x3",
+               "ADD 8x8x24"))]
+    with tempfile.TemporaryDirectory(prefix="edgekd-bench-kernels-") as tmp:
+        results = [measure(name, model, Path(tmp), args.samples) for name, model in models]
+    path = Path(args.json)
+    data = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    data["runs"][args.label] = {"results": results, "wall_s": round(time.time() - start, 1),
+                                "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(table(data, args.label))
+    if not args.no_doc:
+        replace_section("kernels", table(data, args.label))
+
+
+if __name__ == "__main__":
+    main()
