@@ -433,6 +433,9 @@ def test_truncated_or_garbage_pte_is_one_line(pi_build: Path, tmp_path: Path) ->
     assert {c["runtime"] for c in verify_package(good).to_json()["vectors"]} >= {"executorch", "litert-reference"}
     prefix = "edgekd-raspberry-pi-4b-digits"
     files = _entries(good)
+    # model_fp32.tflite and model_fp32.pte each keep their own expected outputs (one used to overwrite the other)
+    assert {"vectors/expected_model_fp32_f32.bin", "vectors/expected_model_fp32_pte_f32.bin",
+            "vectors/expected_model_int8_pte_f32.bin"} <= set(files)
     pte = next(n for n in files if n.endswith("_int8.pte"))
     for data, pattern in ((files[pte][: len(files[pte]) // 2], f"{pte} does not load or run on ExecuTorch"),
                           (b"\x00" * 4096, f"{pte} is not an ExecuTorch program")):
@@ -490,3 +493,17 @@ def test_a_build_folder_is_packaged_and_its_card_states_the_layout(mcu_build: Pa
     assert "channels-first, [1, 8, 8])" in card
     missing = CliRunner().invoke(main, ["package", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.tar.gz")])
     assert missing.exit_code == 2 and "no export.json" in missing.output
+
+
+def test_generated_c_that_is_not_bit_exact_is_not_bundled(verified_build: Path) -> None:
+    import dataclasses
+
+    from edgekd.package import generated_c
+    from edgekd.verify.records import load_verify
+
+    record = load_verify(verified_build)
+    files, boards = generated_c.collect(verified_build, record)
+    assert files and [b["bit_exact_vs_host"] for b in boards] == [True]
+    off = dataclasses.replace(record, emulated=[dataclasses.replace(r, bit_exact_vs_host=False)
+                                                for r in record.emulated])
+    assert generated_c.collect(verified_build, off) == ({}, [])

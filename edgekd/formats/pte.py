@@ -78,19 +78,22 @@ class Pte(Format):
     def vectors(self, build: Path, artifact: Artifact, x: np.ndarray) -> dict[str, bytes]:
         from edgekd.verify.executorch import run_pte
 
-        return {f"vectors/expected_{Path(artifact.path).stem}_f32.bin": run_pte(build / artifact.path, x)
-                .astype("<f4").tobytes()}
+        return {_expected(artifact.path): run_pte(build / artifact.path, x).astype("<f4").tobytes()}
 
     def vector_sizes(self, entry: dict[str, Any]) -> list[tuple[str, int | None, str]]:
-        return [(f"vectors/expected_{Path(entry['path']).stem}_f32.bin", None, "float32 output")]
+        return [(_expected(entry["path"]), None, "float32 output")]
 
     def rerun(self, bundle: Bundle, entry: dict[str, Any], model: Path) -> list[VectorCheck]:
         from edgekd.package.vectors import float_check, guarded, input_f32
         from edgekd.verify.executorch import run_pte
 
         got = guarded(bundle, entry["path"], "ExecuTorch", run_pte, model, input_f32(bundle))
-        return [float_check(bundle, entry["path"], "executorch", got,
-                            f"vectors/expected_{Path(entry['path']).stem}_f32.bin")]
+        return [float_check(bundle, entry["path"], "executorch", got, _expected(entry["path"]))]
+
+
+def _expected(path: str) -> str:
+    """The .pte's own expected-output file: ``_pte`` keeps it apart from the ``.tflite`` of the same stem."""
+    return f"vectors/expected_{Path(path).stem}_pte_f32.bin"
 
 
 register_format(Pte())

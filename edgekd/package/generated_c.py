@@ -8,6 +8,7 @@ compiles and runs *its regenerated copy* with the host gcc against the int8 vect
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -21,17 +22,24 @@ from edgekd.formats.base import Bundle, VectorCheck
 from edgekd.package.vectors import guarded, int8_tflite, require_identical
 from edgekd.verify.records import VerifyRecord
 
+log = logging.getLogger(__name__)
+
 # Generated-C build products that are not shipped: the host test binary and the linker map (absolute paths).
 C_SKIP_SUFFIXES = (".map",)
 C_SKIP_NAMES = ("host_runner",)
 
 
 def collect(build: Path, verify: VerifyRecord) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
-    """The generated C sources and each board's ELF, from the emulated runs verify.json records as passed."""
+    """The generated C sources and each board's ELF, from the emulated runs verify.json records as passed and
+    bit-exact with TFLite Micro: C that disagrees with its own .tflite would fail the bundle's vectors."""
     files: dict[str, bytes] = {}
     boards = []
     for r in verify.emulated:
         if r.format != "c" or not r.ok:
+            continue
+        if r.bit_exact_vs_host is not True:
+            log.warning("not bundling the generated C of %s: it was not bit-exact with TFLite Micro on %s",
+                        r.path, r.emulator)
             continue
         d = r.details
         src = build / d["source_dir"]

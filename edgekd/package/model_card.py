@@ -58,6 +58,7 @@ def model_card(manifest: dict[str, Any], sample_shape: list[int]) -> str:
             lines.append(f"| {b['elf']} | {b['emulator']} | {b['bit_exact_vs_host']} | {b['flash_bytes']:,} B | "
                          f"{b['ram_bytes']:,} B | {b['arena_bytes']:,} / {b['tflm_arena_bytes']:,} B | {ms} |")
         lines.append("")
+    lines += _layout_lines(manifest)
     lines += ["## Self-test after flashing",
               "`vectors/` holds test inputs and the outputs each artifact gave on the host (see `manifest.json` "
               "`vectors`). int8 `.tflite` outputs are from LiteRT's reference kernels, bit-exact with TFLite Micro: "
@@ -70,3 +71,32 @@ def model_card(manifest: dict[str, Any], sample_shape: list[int]) -> str:
                   f"`openssl pkeyutl -verify -pubin -inkey KEY.pub -rawin -in manifest.json -sigfile "
                   f"{SIGNATURE_ENTRY}`.", ""]
     return "\n".join(lines)
+
+
+def _layout_lines(manifest: dict[str, Any]) -> list[str]:
+    """How to use the bundle's library / device files (the layouts in manifest.json)."""
+    lay = manifest.get("layouts") or {}
+    lines: list[str] = []
+    if "library" in lay:
+        lib = lay["library"]
+        machine = manifest["generated_c"]["boards"][0]["machine"]
+        lines += ["## In your own firmware", "",
+                  "- CMake: `add_subdirectory(library)` or `find_package(edgekd CONFIG)` with `edgekd_DIR` set to "
+                  "`library/`; link `edgekd::model` and include `edgekd_model.h`: `edgekd_invoke` plus the input and "
+                  "output sizes, int8 quantization with the model's scale and zero point, the normalisation above and "
+                  f"the class names. Core flags (`edgekd::cpu`): `{' '.join(lib['cpu_flags'])}`.",
+                  f"- Arduino: copy `{lib['arduino']}` into your libraries folder; example sketch `edgekd_selftest`.",
+                  f"- On the emulated board (QEMU {machine}): `cmake -S example -B build "
+                  "-DCMAKE_TOOLCHAIN_FILE=$PWD/board/toolchain.cmake`, `cmake --build build`, then run "
+                  "`build/selftest.elf` on QEMU (command in `example/CMakeLists.txt`): it checks the vectors below.",
+                  ""]
+    if "device" in lay:
+        dev = lay["device"]
+        runner = dev.get("executorch_runner")
+        lines += ["## On the device (Raspberry Pi, phone)", "",
+                  "- `python3 device/run_vectors.py`: every file's sha256, then the vectors on LiteRT (int8 byte for "
+                  "byte) and ExecuTorch; `device/example.py`: a minimal ai-edge-litert program "
+                  "(`pip install -r device/requirements.txt`).",
+                  f"- ExecuTorch runner: `{runner}`." if runner else
+                  f"- ExecuTorch runner: {dev.get('executorch_runner_source')}.", ""]
+    return lines
