@@ -7,6 +7,15 @@ distillation, same epochs and recipe, N seeds; float accuracy and int8 accuracy 
     .venv/bin/python scripts/bench_distill.py --task fashion-mnist --targets nrf52840-dk,raspberry-pi-4b \\
         --seeds 0,1,2 --epochs 15 --teacher runs/teachers/fashion-mnist.pt
 
+Label-scarce mode (``--labels 1000``): the student keeps a stratified 1,000 of the training labels (labels seed 0,
+the same subset for every seed) and the rest of the training split as unlabelled samples, distilled from a teacher
+trained on every label; the no-teacher student ("ce") trains on the same 1,000 labels for as many optimizer steps
+as the distilled one (edgekd.distill.twin_epochs), not merely as many epochs, which would give it 2% of the steps:
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_distill.py --task fashion-mnist --targets nrf52840-dk \
+        --labels 1000 --losses ce,kd --seeds 0,1,2 --epochs 3 --teacher runs/teachers/fashion-mnist-ls0-e3.pt \
+        --out docs/bench_distill_labels1000.json --section distill-labels-1000
+
 Writes docs/bench_distill.json (every run) and the table between the markers in docs/benchmarks.md.
 Runs are resumable: a finished (target, loss, seed) already in the JSON is not run again.
 """
@@ -25,7 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchdocs import replace_section  # noqa: E402
 
-from edgekd.distill import distill, train_teacher  # noqa: E402
+from edgekd.data import load_task  # noqa: E402
+from edgekd.data.unlabelled import prepare  # noqa: E402
+from edgekd.distill import DATA_SEED, distill, train_teacher, twin_epochs  # noqa: E402
+from edgekd.distill.train import TrainConfig  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
 
 
@@ -58,10 +70,21 @@ def table(result: dict) -> str:
 
 
 def write_markdown(result: dict, section: str) -> None:
-    t = result["teacher"]
-    body = (f"Task {result['task']}, {result['epochs']} epochs per run, teacher {t['arch']} "
-            f"({t['param_count']:,} params, test accuracy {100 * t['test_accuracy']:.2f}%, trained in "
-            f"{t['train_seconds']:.0f} s on this 2-core machine). Accuracies are on the full test set; int8 is the "
+    t = result.get("teacher")
+    about = (f"teacher {t['arch']} ({t['param_count']:,} params, test accuracy {100 * t['test_accuracy']:.2f}%, "
+             f"label smoothing {t.get('label_smoothing', 0.1)}, {t.get('epochs', '?')} epochs, trained in "
+             f"{t['train_seconds']:.0f} s on this 2-core machine)" if t else "teacher not trained yet")
+    labels = result.get("labels")
+    scarce = (f" The student has {labels:,} labelled training samples and the other {result['unlabelled']:,} as "
+              f"unlabelled (the teacher saw every label); the no-teacher student (ce) trains on the same "
+              f"{labels:,} labels for as many optimizer steps ({result['ce_epochs']} epochs)."
+              if labels else "")
+    kd_epochs = result.get("distill_epochs") or result["epochs"]
+    shorter = (f" Runs with a teacher were time-boxed to {kd_epochs} epochs ({kd_epochs}/{result['epochs']} of the "
+               "no-teacher runs' optimizer steps: the comparison favours the no-teacher student)."
+               if kd_epochs != result["epochs"] else "")
+    body = (f"Task {result['task']}, {result['epochs']} epochs per run, {about}.{scarce}{shorter} Accuracies are "
+            "on the full test set; int8 is the "
             "fully-integer .tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), arena is the "
             "minimum TFLite Micro accepted (host, measured).\n\n" + table(result))
     replace_section(section, body)
@@ -77,6 +100,13 @@ def main() -> None:
     ap.add_argument("--teacher", default=None, help="teacher file; trained (and timed) when missing")
     ap.add_argument("--family", action="append", help="restrict student families")
     ap.add_argument("--limit", type=int, default=None, help="training subset (smoke runs only)")
+    ap.add_argument("--distill-epochs", type=int, default=None,
+                    help="epochs of the runs with a teacher when fewer than --epochs (time-boxed runs; recorded)")
+    ap.add_argument("--merge", action="append", default=[],
+                    help="another result file of the same benchmark whose runs are added (parallel processes)")
+    ap.add_argument("--report-only", action="store_true", help="write the JSON and the table from what is there")
+    ap.add_argument("--labels", type=int, default=None,
+                    help="label-scarce: keep this many training labels, the rest of the split is unlabelled")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_distill.json"))
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_distill"))
     ap.add_argument("--section", default="distill", help="marker name of the table in docs/benchmarks.md")
@@ -84,24 +114,46 @@ def main() -> None:
     setup()
     out = Path(args.out)
     teacher_path = Path(args.teacher or ROOT / "runs" / "teachers" / f"{args.task}.pt")
-    if not teacher_path.is_file():
+    needs_teacher = any(loss != "ce" for loss in args.losses.split(","))
+    if needs_teacher and not teacher_path.is_file():
         train_teacher(args.task, teacher_path)
-    teacher = json.loads(teacher_path.with_suffix(teacher_path.suffix + ".json").read_text())
     result = json.loads(out.read_text()) if out.is_file() else {}
-    if result.get("task") != args.task or result.get("epochs") != args.epochs or result.get("limit") != args.limit:
-        result = {"task": args.task, "epochs": args.epochs, "limit": args.limit, "runs": {}}
-    result |= {"teacher": {k: teacher[k] for k in ("arch", "param_count", "test_accuracy", "train_seconds")},
-               "losses": args.losses.split(",")}
+    if (result.get("task") != args.task or result.get("epochs") != args.epochs or result.get("limit") != args.limit
+            or result.get("labels") != args.labels):
+        result = {"task": args.task, "epochs": args.epochs, "limit": args.limit, "labels": args.labels, "runs": {}}
+    if teacher_path.is_file():
+        teacher = json.loads(teacher_path.with_suffix(teacher_path.suffix + ".json").read_text())
+        result["teacher"] = {k: teacher.get(k) for k in ("arch", "param_count", "test_accuracy", "train_seconds",
+                                                         "label_smoothing")}
+        result["teacher"] |= {"epochs": teacher["train"]["epochs"], "path": str(teacher_path)}
+    result["losses"] = sorted(set(result.get("losses", [])) | set(args.losses.split(",")),
+                              key=["ce", "kd", "dkd", "dist", "feature"].index)
+    ce_epochs = args.epochs
+    kd_epochs = args.distill_epochs or args.epochs
+    result["distill_epochs"] = kd_epochs
+    for other in args.merge:
+        more = json.loads(Path(other).read_text())
+        for target, runs in more["runs"].items():
+            mine = result["runs"].setdefault(target, [])
+            mine += [r for r in runs if not any(m["loss"] == r["loss"] and m["seed"] == r["seed"] for m in mine)]
+    if args.labels:
+        splits = prepare(load_task(args.task, seed=DATA_SEED, limit=args.limit), args.labels)
+        ce_epochs = twin_epochs(splits, TrainConfig(epochs=args.epochs))
+        result |= {"unlabelled": len(splits.x_unlabelled), "ce_epochs": ce_epochs,
+                   "sizes": splits.summary()["sizes"]}
     for target in args.targets.split(","):
         runs = result["runs"].setdefault(target, [])
         for loss in args.losses.split(","):  # loss-major: the no-teacher vs KD comparison completes first
             for seed in [int(s) for s in args.seeds.split(",")]:
-                if any(r["loss"] == loss and r["seed"] == seed for r in runs):
+                if args.report_only or any(r["loss"] == loss and r["seed"] == seed for r in runs):
                     continue
                 started = time.perf_counter()
+                tag = f"labels{args.labels}-" if args.labels else ""
                 d = distill(target, args.task, None if loss == "ce" else str(teacher_path),
-                            Path(args.runs_dir) / target / f"{loss}-seed{seed}", loss=loss, epochs=args.epochs,
-                            seed=seed, limit=args.limit, families=args.family, progress=sys.stderr.isatty())
+                            Path(args.runs_dir) / target / f"{tag}{loss}-seed{seed}", loss=loss,
+                            epochs=ce_epochs if loss == "ce" else kd_epochs, seed=seed, limit=args.limit,
+                            families=args.family, progress=sys.stderr.isatty(), labels=args.labels,
+                            quick_check=False)  # the no-teacher runs of this benchmark are the bar
                 m = d["measured"]
                 runs.append({"loss": loss, "seed": seed, "family": d["student"]["family"],
                              "config": d["student"]["config"], "params": d["student"]["params"],
@@ -109,7 +161,11 @@ def main() -> None:
                              "accuracy_int8": m["accuracy_int8"], "agreement": m["agreement_with_float"],
                              "arena_bytes": m["arena_bytes"], "tflite_bytes": m["tflite_bytes"], "fits": d["fits"],
                              "train_seconds": d["timings_s"]["train"], "timings_s": d["timings_s"],
-                             "teacher_cache": d["teacher_cache"], "wall_seconds": round(time.perf_counter() - started)})
+                             "teacher_cache": d["teacher_cache"], "epochs": d["train_config"]["epochs"],
+                             "labelled": d["training"]["labelled_samples"],
+                             "unlabelled_used": d["training"]["unlabelled_samples"],
+                             "teacher_check": d["teacher"].get("check"),
+                             "wall_seconds": round(time.perf_counter() - started)})
                 print(f"{target} {loss} seed {seed}: float {d['student']['accuracy_float']:.4f} int8 "
                       f"{m['accuracy_int8']:.4f} ({runs[-1]['wall_seconds']} s)", flush=True)
                 out.write_text(json.dumps(result, indent=2) + "\n")

@@ -48,7 +48,7 @@ def test_fast_build_writes_the_report_schema_and_skips_unchanged_stages(tmp_path
     assert set(report["student"]) >= {"family", "config", "params", "macs", "accuracy_float", "accuracy_no_teacher"}
     assert report["student"]["accuracy_no_teacher"] is None
     assert set(report["budgets"]) == {"flash_bytes", "ram_bytes", "latency_ms"}
-    assert set(report["gates"]) == {"flash", "ram", "latency", "fidelity", "emulator"}
+    assert set(report["gates"]) == {"flash", "ram", "latency", "fidelity", "emulator", "accuracy"}
     formats = {(a["format"], a["runtime"]) for a in report["artifacts"]}
     assert formats == {("tflite", "litert"), ("tflite", "tflm"), ("c", "tflm"), ("c", "edgekd-c")}
     for a in report["artifacts"]:
@@ -333,3 +333,91 @@ def test_a_second_run_into_a_busy_folder_is_refused(board_build: dict, tmp_path:
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".edgekd.lock"}
     assert after == before
     assert _rebuild(board_build, out)["skipped_stages"] == list(STAGES)  # the lock is gone with its process
+
+
+# ------------------------------------------------------------------ teachers, shipping and the accuracy gate
+
+CONSTANT_TEACHER = """
+import torch
+from torch import nn
+
+class Constant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(10))
+    def forward(self, x):
+        return self.bias.expand(len(x), 10)
+
+def constant():
+    return Constant()
+"""
+
+
+def test_build_takes_teacher_weights_and_refuses_a_chance_level_teacher(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    (tmp_path / "const_build_teacher.py").write_text(CONSTANT_TEACHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    state = {"bias": torch.tensor([4.0] + [0.0] * 9)}  # always class 0: 10% on digits
+    torch.save(state, tmp_path / "w.pt")
+    args = ["build", "--target", "nrf52840-dk", "--task", "digits", "--fast", "--epochs", "1", "--family", "dscnn",
+            "--emulator", "none", "--out", str(tmp_path / "b")]
+    r = CliRunner().invoke(main, [*args, "--teacher", "const_build_teacher:constant", "--teacher-weights",
+                                  str(tmp_path / "w.pt")])
+    assert r.exit_code == 2, r.output
+    assert "chance level" in r.output and "--allow-weak-teacher" in r.output
+    assert not (tmp_path / "b" / "report.json").exists()
+    r = CliRunner().invoke(main, [*args, "--teacher-weights", str(tmp_path / "w.pt")])
+    assert r.exit_code == 2 and "give that factory too" in r.output
+    with pytest.raises(EdgekdError, match="fraction"):
+        BuildOptions(min_accuracy=90.0)
+
+
+def test_accuracy_gate_fails_at_chance_and_below_the_bar() -> None:
+    import numpy as np
+
+    from edgekd.verify.gates import accuracy_gate
+
+    y = np.repeat(np.arange(10), 30)  # balanced: chance 10%, bar 10% + max(2, 3 * 1.73) pp
+    at_chance = accuracy_gate([], 0.10, y, 10)
+    assert not at_chance.passed and "learnt nothing" in at_chance.detail
+    assert at_chance.budget == pytest.approx(0.152, abs=1e-3)
+    assert accuracy_gate([], 0.60, y, 10).passed
+    high = accuracy_gate([], 0.60, y, 10, min_accuracy=0.9)
+    assert not high.passed and high.budget == 0.9 and "required 90.00%" in high.detail
+    assert accuracy_gate([], 0.95, y, 10, min_accuracy=0.9).passed
+    assert not accuracy_gate([], 0.12, y, 10, min_accuracy=0.05).passed  # a bar below chance never passes chance
+
+
+def test_report_says_which_student_was_shipped_and_why() -> None:
+    from edgekd.build.report import Report
+
+    report = object.__new__(Report)
+    report.distillation = {
+        "shipped": {"shipped": "no-teacher", "reason": "the no-teacher twin is better (95.10% vs 92.30%)",
+                    "distilled": {"loss": "kd", "val_accuracy": 0.923, "test_float": 0.92, "test_int8": 0.918},
+                    "no_teacher": {"loss": "ce", "val_accuracy": 0.951, "test_float": 0.95, "test_int8": 0.949}},
+        "unlabelled": {"samples": 1094, "used": 1094, "sources": ["training split without labels"]},
+        "teacher_check": {"warning": "the teacher (89.00% on validation) is not better than the twin"}}
+    text = "\n".join(report.distillation_lines())
+    assert "Shipped: the **no-teacher** student: the no-teacher twin is better" in text
+    assert "| distilled (kd) | 92.30% | 92.00% | 91.80% |" in text
+    assert "| no-teacher (ce) | 95.10% | 95.00% | 94.90% |" in text
+    assert "Unlabelled samples: 1,094 used of 1,094" in text and "Warning: the teacher" in text
+    report.distillation = None
+    assert report.distillation_lines() == []
+
+
+@pytest.mark.slow  # a real build: minutes on 2 cores
+def test_label_scarce_build_with_baseline_reports_both_students(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    opts = _opts(labels=200, baseline=True, emulator="none", epochs=10)  # 2 epochs of 200 labels: at chance
+    r = build_many(["nrf52840-dk"], opts, out).reports[0].to_json()
+    shipped = r["distillation"]["shipped"]
+    assert shipped["shipped"] in ("distilled", "no-teacher") and shipped["reason"]
+    assert 0 < shipped["distilled"]["test_int8"] <= 1 and 0 < shipped["no_teacher"]["test_int8"] <= 1
+    assert r["distillation"]["unlabelled"]["used"] == r["distillation"]["unlabelled"]["samples"] > 0
+    assert r["gates"]["accuracy"]["passed"] is True, r["gates"]["accuracy"]["detail"]
+    md = (out / "report.md").read_text()
+    assert "Shipped: the **" in md and "Unlabelled samples:" in md

@@ -505,3 +505,149 @@ def test_a_tampered_cache_entry_is_repaired_and_reported(tmp_path: Path, teacher
     assert (saved["hits"], saved["misses"], saved["repaired"]) == (1, 1, 1)
     assert np.array_equal(np.load(entry), original)
     assert again["student"]["accuracy_float"] == first["student"]["accuracy_float"]
+
+
+# ------------------------------------------------------------------ teacher checks, shipping, unlabelled data
+
+CONSTANT = """
+import torch
+from torch import nn
+
+class Constant(nn.Module):
+    '''Always answers class 0: a teacher at chance level.'''
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([5.0] + [0.0] * 9))
+    def forward(self, x):
+        return self.bias.expand(len(x), 10)
+
+def constant():
+    return Constant()
+"""
+
+
+class _Rolled(nn.Module):
+    """A trained teacher whose answers are shifted by one class: confidently wrong on every sample."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).roll(1, dims=1)
+
+
+def test_a_chance_level_teacher_is_refused_unless_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "const_teacher.py").write_text(textwrap.dedent(CONSTANT))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(main, ["distill", "--target", "nrf52840-dk", "--task", "digits", "--teacher",
+                                  "const_teacher:constant", "--out", str(tmp_path / "x"), "--limit", "400",
+                                  "--epochs", "1", "--no-int8-check"])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert "chance level" in line and "--allow-weak-teacher" in line and "--teacher-weights" in line
+    assert not (tmp_path / "x" / "student.pt").exists()
+    d = distill("nrf52840-dk", "digits", "const_teacher:constant", tmp_path / "y", epochs=1, limit=400,
+                families=["dscnn"], verify_int8=False, progress=False, allow_weak_teacher=True)
+    check = d["teacher"]["check"]
+    assert check["at_chance"] is True and check["allowed_weak"] is True
+    assert check["val_accuracy"] <= check["chance_threshold"] and check["chance"] == pytest.approx(0.1, abs=0.05)
+    # Not better than a quick no-teacher run either: said in the record.
+    assert "not better than a quick no-teacher run" in check["warning"]
+
+
+def test_a_worse_distilled_student_is_not_shipped_silently(tmp_path: Path, teacher_file: Path, digits,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    good = load_teacher(str(teacher_file), digits.spec).module
+    torch.save(good.state_dict(), tmp_path / "w.pt")
+    from edgekd.distill import teachers as teachers_module
+
+    real = teachers_module._load_factory
+
+    def rolled(ref: str, weights: str | None) -> nn.Module:
+        if ref != "rolled:teacher":
+            return real(ref, weights)
+        inner = teachers_module.build_teacher("resnet-teacher", {"width": 32, "blocks": 1, "stages": 2}, digits.spec)
+        inner.load_state_dict(torch.load(weights, weights_only=True))
+        return _Rolled(inner)
+
+    monkeypatch.setattr(teachers_module, "_load_factory", rolled)
+    d = distill("nrf52840-dk", "digits", "rolled:teacher", tmp_path / "run", epochs=20, limit=400, baseline=True,
+                families=["dscnn"], teacher_weights=str(tmp_path / "w.pt"), loss_args={"alpha": 1.0},
+                allow_weak_teacher=True, progress=False)
+    shipped = d["shipped"]
+    assert shipped["shipped"] == "no-teacher" and "teacher did not help" in shipped["reason"]
+    assert shipped["no_teacher"]["val_accuracy"] > shipped["distilled"]["val_accuracy"]
+    for who in ("distilled", "no_teacher"):
+        assert 0 <= shipped[who]["test_float"] <= 1 and 0 <= shipped[who]["test_int8"] <= 1
+    # What was written is the twin: its float accuracy, and the saved student reproduces it.
+    assert d["student"]["accuracy_float"] == shipped["no_teacher"]["test_float"]
+    model, _ = load_student(tmp_path / "run")
+    from edgekd.distill.train import accuracy, predict
+    from edgekd.students import model_input_shape
+
+    split = load_task("digits", limit=400)
+    assert accuracy(predict(model, split.x_test, model_input_shape(model)), split.y_test) == \
+        pytest.approx(shipped["no_teacher"]["test_float"])
+    assert "no-teacher twin" in (d["teacher"]["check"]["warning"] or "")
+    from edgekd.distill.summary import distill_text
+
+    assert "shipped the no-teacher student" in distill_text(d, "run")
+
+
+def test_choose_ships_the_better_student_on_validation() -> None:
+    from edgekd.distill.guard import choose
+
+    a = {"loss": "kd", "val_accuracy": 0.9, "test_float": 0.8, "test_int8": 0.79}
+    b = {"loss": "ce", "val_accuracy": 0.85, "test_float": 0.9, "test_int8": 0.9}
+    assert choose(a, b)["shipped"] == "distilled"  # validation decides, never the test set
+    assert choose(b | {"loss": "kd"}, a | {"loss": "ce"})["shipped"] == "no-teacher"
+    assert choose(a, a | {"loss": "ce"})["shipped"] == "distilled"  # a tie keeps the distilled student
+
+
+def test_unlabelled_rows_get_the_soft_loss_only() -> None:
+    loss = build_loss("kd", temperature=2.0, alpha=0.5)
+    torch.manual_seed(0)
+    s, t = torch.randn(6, 10), torch.randn(6, 10)
+    y = torch.tensor([1, 2, 3, -1, -1, -1])
+    total, parts = loss.mixed(s, t, y)
+    labelled, _ = loss(s[:3], t[:3], y[:3])
+    soft = loss.soft(s[3:], t[3:])
+    assert torch.allclose(total, 0.5 * labelled + 0.5 * soft)
+    assert parts["soft_unlabelled"] == pytest.approx(0.5 * float(soft))
+    same, _ = loss.mixed(s[:3], t[:3], y[:3])  # a fully labelled batch: the loss unchanged
+    assert torch.allclose(same, labelled)
+    with pytest.raises(EdgekdError, match="need a teacher"):
+        build_loss("ce").mixed(s, None, y)
+
+
+def test_labels_and_unlabelled_are_used_and_counted(tmp_path: Path, teacher_file: Path) -> None:
+    extra = np.random.default_rng(0).integers(0, 17, size=(50, 8, 8)).astype(np.float32)  # (N, H, W) images
+    np.savez(tmp_path / "u.npz", x=extra)
+    d = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path / "run", epochs=2, limit=400, labels=100,
+                unlabelled=str(tmp_path / "u.npz"), families=["dscnn"], verify_int8=False, progress=False)
+    unl = d["unlabelled"]
+    assert d["data"]["train"] == 100 and unl["labels_kept"] == 100
+    assert unl["samples"] == unl["used"] == d["training"]["unlabelled_samples"] == (d["data"]["unlabelled"])
+    assert unl["samples"] > 50 and any("u.npz: 50 samples" in s for s in unl["sources"])
+    assert d["data"]["val"] == 12  # ceil(100 / 9): validation shrinks with the labels
+    # The loss saw them: the soft term on unlabelled rows is logged every epoch.
+    assert all(row["loss_soft_unlabelled"] > 0 for row in d["training"]["history"])
+    # Teacher outputs for them are cached like the rest: a second seed hits every entry.
+    again = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path / "run2", epochs=2, limit=400, labels=100,
+                    unlabelled=str(tmp_path / "u.npz"), seed=1, families=["dscnn"], verify_int8=False,
+                    progress=False)
+    assert again["teacher_cache"]["hits"] == 2 and again["teacher_cache"]["misses"] == 0
+
+
+def test_twin_gets_as_many_steps_as_the_distilled_student(digits) -> None:
+    from edgekd.data.unlabelled import keep_labels
+    from edgekd.distill import twin_epochs
+
+    few = keep_labels(digits, 64)
+    cfg = TrainConfig(epochs=3, batch_size=32)
+    # (64 + rest) / 32 steps an epoch for distillation, 2 for the twin.
+    union = 64 + len(few.x_unlabelled)
+    assert twin_epochs(few, cfg) == round(3 * -(-union // 32) / 2)
+    assert twin_epochs(digits, cfg) == 3 and twin_epochs(few, cfg, distilled_on_unlabelled=False) == 3

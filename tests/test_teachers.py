@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -354,3 +355,106 @@ def test_cli_factory_that_raises_is_exit_2_and_one_line(factory_file: Path, tmp_
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().count("\n") == 0 and "the factory raised ValueError" in result.stderr
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ teachers from other frameworks (ONNX, LiteRT)
+
+def _onnx(model: nn.Module, path: Path, sample: torch.Tensor, dynamic: bool = True) -> Path:
+    torch.onnx.export(model.eval(), (sample,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}} if dynamic else None)
+    return path
+
+
+class _ChannelsLast(nn.Module):
+    """``inner`` taking NHWC input, as a model trained in TensorFlow would."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.permute(0, 3, 1, 2))
+
+
+def test_onnx_teacher_gives_the_logits_of_the_model_in_either_layout(tmp_path: Path, tiny: nn.Module) -> None:
+    first = load_teacher(str(_onnx(tiny, tmp_path / "nchw.onnx", torch.zeros(2, 1, 8, 8))), SPEC)
+    assert first.source == "onnx" and first.sha256 == sha256_file(tmp_path / "nchw.onnx")
+    assert torch.allclose(first.logits(X), tiny(X).detach(), atol=1e-5)
+    last = load_teacher(str(_onnx(_ChannelsLast(tiny), tmp_path / "nhwc.onnx", torch.zeros(2, 8, 8, 1))), SPEC)
+    assert torch.allclose(last.logits(X), tiny(X).detach(), atol=1e-5)  # edgekd transposed NCHW -> NHWC
+    fixed = load_teacher(str(_onnx(tiny, tmp_path / "b1.onnx", torch.zeros(1, 1, 8, 8), dynamic=False)), SPEC)
+    assert torch.allclose(fixed.logits(X), tiny(X).detach(), atol=1e-5)  # batch 1: run in chunks
+    np_logits = first.predict(X.numpy())
+    assert np_logits.shape == (3, 10) and np.allclose(np_logits, tiny(X).detach().numpy(), atol=1e-5)
+
+
+def test_foreign_teacher_with_the_wrong_input_is_one_line(tmp_path: Path, tiny: nn.Module) -> None:
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 10))
+    path = _onnx(wide, tmp_path / "rgb.onnx", torch.zeros(2, 3, 8, 8))
+    with pytest.raises(EdgekdError, match=r"input is \['b', 3, 8, 8\].*\(1, 8, 8\).*export the teacher") as err:
+        load_teacher(str(path), SPEC)
+    assert "\n" not in str(err.value)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(EdgekdError, match="not a model ONNX Runtime can load"):
+        load_teacher(str(tmp_path / "junk.onnx"), SPEC)
+    (tmp_path / "junk.tflite").write_bytes(b"not a model")
+    with pytest.raises(EdgekdError, match="not a model LiteRT can load"):
+        load_teacher(str(tmp_path / "junk.tflite"), SPEC)
+    good = _onnx(tiny, tmp_path / "ok.onnx", torch.zeros(2, 1, 8, 8))
+    with pytest.raises(EdgekdError, match="feature distillation is PyTorch-only"):
+        load_teacher(str(good), SPEC, feature_layer="body")
+
+
+def test_tflite_teacher_float_and_int8(tmp_path: Path, tiny: nn.Module) -> None:
+    from edgekd.export.tflite import export_tflite_float, export_tflite_int8
+
+    f32 = export_tflite_float(tiny, (1, 8, 8), tmp_path / "t.tflite").path
+    teacher = load_teacher(str(f32), SPEC)
+    assert teacher.source == "tflite" and torch.allclose(teacher.logits(X), tiny(X).detach(), atol=1e-4)
+    calib = torch.linspace(-2, 2, 64 * 64).reshape(64, 1, 8, 8).numpy()
+    q = export_tflite_int8(tiny, (1, 8, 8), calib, tmp_path / "q.tflite").path
+    int8 = load_teacher(str(q), SPEC).logits(X)  # int8 in and out, (de)quantized by edgekd
+    assert (int8 - tiny(X).detach()).abs().max() < 0.1
+
+
+def test_several_teachers_average_their_logits(tmp_path: Path, tiny: nn.Module) -> None:
+    from edgekd.distill.teachers import load_teachers
+
+    other = Tiny()
+    with torch.no_grad():
+        other.fc.weight.mul_(-1)
+    a = _onnx(tiny, tmp_path / "a.onnx", torch.zeros(2, 1, 8, 8))
+    b = _onnx(other, tmp_path / "b.onnx", torch.zeros(2, 1, 8, 8))
+    both = load_teachers([str(a), str(b)], SPEC)
+    assert both.source == "ensemble" and len(both.members) == 2 and len(both.sha256) == 64
+    assert torch.allclose(both.logits(X), (tiny(X) + other(X)).detach() / 2, atol=1e-5)
+    with pytest.raises(EdgekdError, match="an ensemble"):
+        load_teachers([str(a), str(b)], SPEC, feature_layer="body")
+
+
+@pytest.mark.slow  # three distillations of digits (~1 min on 2 cores); CI runs it
+def test_onnx_and_tflite_teachers_distil_like_the_pt_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.data import load_task
+    from edgekd.distill import distill, train_teacher
+    from edgekd.export.tflite import export_tflite_float
+
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
+    pt = tmp_path / "digits.pt"
+    train_teacher("digits", pt, epochs=10, progress=False)
+    module = load_teacher(str(pt), SPEC).module
+    onnx_path = _onnx(module, tmp_path / "digits.onnx", torch.zeros(2, 1, 8, 8))
+    tflite_path = export_tflite_float(module, (1, 8, 8), tmp_path / "digits.tflite").path
+    x = torch.from_numpy(load_task("digits").x_test)
+    for path in (onnx_path, tflite_path):  # the same function, to float rounding
+        assert (load_teacher(str(path), SPEC).logits(x) - module(x).detach()).abs().max() < 1e-3
+    accs = {}
+    for name, ref in (("pt", pt), ("onnx", onnx_path), ("tflite", tflite_path)):
+        d = distill("nrf52840-dk", "digits", str(ref), tmp_path / name, epochs=15, families=["dscnn"],
+                    verify_int8=False, progress=False)
+        accs[name] = d["student"]["accuracy_float"]
+        assert d["teacher"]["source"] == ("edgekd" if name == "pt" else name)
+    # The teachers are the same function to float rounding (checked above), yet training is chaotic: a 1e-6 change
+    # of the soft targets ends a few of digits' 359 test samples apart, as another seed does (measured: pt 97.21%,
+    # onnx 97.77%, tflite 98.33% at 15 epochs). One sample is 0.28 pp, so the issue's 0.2 pp is below the
+    # resolution here; the bound allows 5 samples (1.5 pp). The Fashion-MNIST comparison is in docs/distillation.md.
+    assert abs(accs["onnx"] - accs["pt"]) <= 0.015 and abs(accs["tflite"] - accs["pt"]) <= 0.015, accs

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from edgekd.build.context import BuildContext
+from edgekd.build.context import BuildContext, data_key
 from edgekd.build.records import DistillRecord, PlanRecord, TeacherRecord
 from edgekd.build.stages import Stages
+from edgekd.io import sha256_file
 
 
 def run(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TeacherRecord,
@@ -16,7 +17,10 @@ def run(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TeacherRec
     opts, layout = ctx.opts, ctx.layout
     key = {"target": ctx.profile, "data": ctx.data, "teacher": teacher.key, "loss": opts.loss,
            "epochs": opts.epochs, "seed": opts.seed, "qat": opts.qat, "search": opts.search,
-           "baseline": opts.baseline, "limit": opts.limit, "families": opts.families, "code": ctx.code}
+           "baseline": opts.baseline, "limit": opts.limit, "families": opts.families, "code": ctx.code,
+           "teacher_weights": sha256_file(opts.teacher_weights) if opts.teacher_weights else None,
+           "allow_weak_teacher": opts.allow_weak_teacher, "labels": opts.labels,
+           "unlabelled": data_key(opts.unlabelled, None) if opts.unlabelled else None}
     key |= stages.upstream_key("distill", teacher_stages if teacher.trained else None)
     if not teacher.trained:
         key["teacher_run"] = None
@@ -25,6 +29,8 @@ def run(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TeacherRec
                                epochs=opts.epochs, qat=opts.qat, search=opts.search, baseline=opts.baseline,
                                seed=opts.seed, data_dir=opts.data_dir, limit=opts.limit, families=opts.families,
                                budgets=opts.budgets, verify_int8=False, progress=opts.progress,
-                               planned=plan.fitting),
+                               planned=plan.fitting, teacher_weights=opts.teacher_weights,
+                               labels=opts.labels, unlabelled=opts.unlabelled,
+                               allow_weak_teacher=opts.allow_weak_teacher),
                roots=[layout.student_dir])
     return DistillRecord.read(layout.distill_json)

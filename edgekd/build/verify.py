@@ -21,10 +21,12 @@ def run(ctx: BuildContext, stages: Stages) -> VerifyRecord:
     limit = opts.eval_limit
     stages.run("verify", ctx.common_key | {"export": sha256_file(layout.export_json), "limit": limit,
                                            "max_drop": opts.max_drop_pp, "emulator": ctx.emulator,
-                                           "emulator_limit": opts.emulator_limit} | stages.upstream_key("verify"),
+                                           "emulator_limit": opts.emulator_limit,
+                                           "min_accuracy": opts.min_accuracy} | stages.upstream_key("verify"),
                [layout.verify_json],
                lambda: verify_build(ctx.target, layout.artifacts, opts.max_drop_pp, limit, budgets=opts.budgets,
                                     emulator=ctx.emulator, emulator_limit=opts.emulator_limit,
-                                    emulator_timeout_s=opts.emulator_timeout_s, lock=False),
+                                    emulator_timeout_s=opts.emulator_timeout_s, lock=False,
+                                    min_accuracy=opts.min_accuracy),
                roots=[layout.artifacts])
     return read_verify(layout.artifacts, ctx.target.name)

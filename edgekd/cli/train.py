@@ -37,7 +37,9 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
 @main.command("distill")
 @click.option("--target", "target_name", required=True, help="Target name or path to a YAML profile.")
 @task_option
-@click.option("--teacher", "teacher_ref", help="Teacher: edgekd teacher .pt, torch.export .pt2, or module:factory.")
+@click.option("--teacher", "teacher_ref", multiple=True,
+              help="Teacher: edgekd teacher .pt, torch.export .pt2, .onnx, .tflite or module:factory; repeat it for "
+                   "an ensemble (logits averaged).")
 @click.option("--teacher-weights", help="State dict for a module:factory teacher (loaded with weights_only).")
 @click.option("--teacher-layer", help="Teacher module whose output feeds feature distillation.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
@@ -58,29 +60,36 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
 @click.option("--aug-seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Augmentation stream; fixed across seeds so cached teacher outputs are reused.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a stratified subset (smoke runs).")
+@click.option("--labels", type=click.IntRange(min=1),
+              help="Keep this many training labels (stratified, seeded); the other training samples become unlabelled.")
+@click.option("--unlabelled", multiple=True, type=click.Path(),
+              help="Samples without labels (.npz with x, .npy, or an image folder): learnt from the teacher's outputs.")
+@click.option("--allow-weak-teacher", is_flag=True, help="Distil even from a teacher at chance level on validation.")
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
 @click.option("--no-int8-check", is_flag=True, help="Skip the int8 export + TFLite Micro re-check.")
 @budget_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
-def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: str | None,
+def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: tuple[str, ...],
                 teacher_weights: str | None, teacher_layer: str | None, out_dir: str, loss: str,
                 loss_arg: tuple[str, ...], epochs: int, batch_size: int, lr: float, patience: int, qat: bool,
                 qat_epochs: int, search: int, baseline: bool, resume: bool, seed: int, aug_seed: int,
-                limit: int | None, families: tuple[str, ...], no_int8_check: bool, ram_budget: str | None,
+                limit: int | None, labels: int | None, unlabelled: tuple[str, ...], allow_weak_teacher: bool,
+                families: tuple[str, ...], no_int8_check: bool, ram_budget: str | None,
                 flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """Train the student planned for TARGET from a teacher; writes OUT/student.pt and OUT/distill.json."""
     from edgekd.distill import distill
     from edgekd.distill.losses import parse_loss_args
     from edgekd.distill.summary import distill_text
 
-    result = distill(target_name, task, teacher_ref, out_dir, loss=loss, epochs=epochs, qat=qat,
+    result = distill(target_name, task, list(teacher_ref) or None, out_dir, loss=loss, epochs=epochs, qat=qat,
                      qat_epochs=qat_epochs, search=search, resume=resume, baseline=baseline, seed=seed,
                      aug_seed=aug_seed, data_dir=data_dir, limit=limit, teacher_weights=teacher_weights,
                      teacher_layer=teacher_layer, loss_args=parse_loss_args(loss_arg),
                      budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
                      families=list(families) or None, batch_size=batch_size, lr=lr, patience=patience,
-                     verify_int8=not no_int8_check, progress=not as_json)
+                     verify_int8=not no_int8_check, progress=not as_json, labels=labels,
+                     unlabelled=list(unlabelled) or None, allow_weak_teacher=allow_weak_teacher)
     from edgekd.distill.train import is_main
 
     if not is_main():  # under torchrun only rank 0 reports

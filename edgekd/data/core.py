@@ -73,6 +73,11 @@ class Splits:
     y_calib: np.ndarray
     normalization: dict
     indices: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Normalised samples without labels (``--unlabelled``, ``--labels N``): distillation learns the teacher's
+    #: outputs on them; see :mod:`edgekd.data.unlabelled`.
+    x_unlabelled: np.ndarray | None = None
+    unlabelled_sources: list[str] = field(default_factory=list)
+    labels_kept: int | None = None  # ``--labels N``: the labelled training samples kept
 
     def split_names(self) -> tuple[str, ...]:
         return ("train", "val", "test", "calib")
@@ -117,4 +122,10 @@ class Splits:
             "class_counts": counts,
             "normalization": self.normalization,
             "calibration_warnings": self.calibration_warnings(),
+            "unlabelled": self.unlabelled_summary(),
         }
+
+    def unlabelled_summary(self) -> dict:
+        """How many unlabelled samples there are and where they came from (``--labels``, ``--unlabelled``)."""
+        return {"samples": 0 if self.x_unlabelled is None else int(len(self.x_unlabelled)),
+                "sources": list(self.unlabelled_sources), "labels_kept": self.labels_kept}

@@ -8,8 +8,9 @@ it with quantization-aware training, re-checks it against the budgets and writes
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,19 @@ import torch
 from torch import nn
 
 from edgekd.data import Splits, load_task
-from edgekd.distill import augment
+from edgekd.data.unlabelled import prepare as prepare_unlabelled
+from edgekd.data.unlabelled import training_union
+from edgekd.distill import augment, guard
 from edgekd.distill.cache import TeacherCache, check_cache_root
 from edgekd.distill.losses import LOSSES, build_loss
-from edgekd.distill.teachers import Teacher, build_teacher, load_teacher, recipe, save_teacher
+from edgekd.distill.teachers import (
+    Teacher,
+    build_teacher,
+    load_teacher,
+    load_teachers,
+    recipe,
+    save_teacher,
+)
 from edgekd.distill.train import TeacherFn, TrainConfig, accuracy, barrier, fit, is_main, predict, world
 from edgekd.errors import EdgekdError
 from edgekd.io import check_writable, check_writable_file, write_json
@@ -55,23 +65,28 @@ def versions() -> dict[str, str]:
 # ------------------------------------------------------------------ teachers
 
 def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: int = 0,
-                  data_dir: str | None = None, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train the built-in teacher for ``task`` and save it to ``out`` (+ ``out``.json with its figures)."""
+                  data_dir: str | None = None, limit: int | None = None, progress: bool = True,
+                  params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the built-in teacher for ``task`` and save it to ``out`` (+ ``out``.json with its figures);
+    ``params`` overrides the recipe's architecture parameters (e.g. a narrower teacher for a quick benchmark)."""
     out = check_writable_file(out, "--out")  # before minutes of training, not at the save
     splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
     spec = splits.spec
     r = recipe(spec.name)
+    if params:
+        r = replace(r, params=r.params | params)
     cfg = TrainConfig(epochs=epochs or r.epochs, batch_size=r.batch_size, lr=r.lr, seed=seed, augment=r.augment)
     torch.manual_seed(seed)
     model = build_teacher(r.arch, r.params, spec)
     policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
     result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, tuple(spec.input_shape),
-                 build_loss("ce", label_smoothing=0.1), cfg, policy, label=f"teacher {spec.name}",
+                 build_loss("ce", label_smoothing=r.label_smoothing), cfg, policy, label=f"teacher {spec.name}",
                  progress=progress)
     test_acc = accuracy(predict(model, splits.x_test, tuple(spec.input_shape)), splits.y_test)
     record = {"task": spec.name, "arch": r.arch, "params": r.params,
               "param_count": sum(p.numel() for p in model.parameters()), "test_accuracy": test_acc,
               "val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds, "train": cfg.to_dict(),
+              "label_smoothing": r.label_smoothing,
               "augmentation": asdict(policy), "history": result.history, "data": splits.summary()["sizes"]}
     if is_main():
         save_teacher(model, r.arch, r.params, spec, out,
@@ -164,15 +179,28 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
             teacher_fn = cache
         else:  # no cache given (a Python caller): run the teacher on each batch rather than train without it
             teacher_fn = online = _OnlineTeacher(teacher)
+    x_train, y_train = training_union(splits) if teacher_fn is not None else (splits.x_train, splits.y_train)
     try:
-        result = fit(model, splits.x_train, splits.y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg,
+        result = fit(model, x_train, y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg,
                      policy, out_dir, resume, teacher_fn, feature_layer, label, progress, extra)
     finally:
         if online is not None:
             online.close()
     logits = predict(model, splits.x_test, shape)
     return model, {"loss": loss, "loss_params": loss_fn.hparams(), "test_accuracy": accuracy(logits, splits.y_test),
-                   **result.to_dict()}
+                   "labelled_samples": int(len(splits.y_train)),
+                   "unlabelled_samples": int(len(x_train) - len(splits.y_train)), **result.to_dict()}
+
+
+def twin_epochs(splits: Splits, cfg: TrainConfig, distilled_on_unlabelled: bool = True) -> int:
+    """Epochs of the no-teacher twin: as many optimizer steps as the distilled student took. With unlabelled
+    samples an epoch of distillation covers them too; the twin, trained on the labelled samples alone, would
+    otherwise get a fraction of the steps (8 instead of 422 an epoch with 1,000 of Fashion-MNIST's labels) and
+    lose for lack of training, not of a teacher."""
+    labelled = len(splits.y_train)
+    unlabelled = 0 if splits.x_unlabelled is None or not distilled_on_unlabelled else len(splits.x_unlabelled)
+    steps = math.ceil((labelled + unlabelled) / cfg.batch_size) * cfg.epochs
+    return max(cfg.epochs, round(steps / math.ceil(labelled / cfg.batch_size)))
 
 
 def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_dir: str | Path, loss: str = "kd",
@@ -181,11 +209,19 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
             limit: int | None = None, teacher_weights: str | None = None, teacher_layer: str | None = None,
             loss_args: dict[str, Any] | None = None, budgets: dict[str, str | None] | None = None,
             families: list[str] | None = None, batch_size: int = 128, lr: float = 3e-3, patience: int = 0,
-            verify_int8: bool = True, progress: bool = True, planned: list[Candidate] | None = None
-            ) -> dict[str, Any]:
+            verify_int8: bool = True, progress: bool = True, planned: list[Candidate] | None = None,
+            labels: int | None = None, unlabelled: str | Path | list[str | Path] | None = None,
+            allow_weak_teacher: bool = False, quick_check: bool = True) -> dict[str, Any]:
     """Plan, train, check and save the student for ``target_name`` (a name, a profile path or a loaded Target)
     on ``task``; returns distill.json's content. ``planned``: the fitting candidates, best first, of a plan made
-    earlier (``edgekd build``'s plan.json), used instead of planning again."""
+    earlier (``edgekd build``'s plan.json), used instead of planning again.
+
+    ``teacher_ref``: one reference or a list (an ensemble: their logits are averaged). ``labels``: keep only that
+    many labels of the training split, the rest become unlabelled; ``unlabelled``: samples without labels (see
+    :mod:`edgekd.data.unlabelled`), learnt from the teacher's soft targets. With ``baseline`` the better of the
+    distilled student and its no-teacher twin on validation is shipped (see :mod:`edgekd.distill.guard`);
+    ``quick_check=False`` skips the quick no-teacher run a teacher is compared with otherwise (benchmarks that
+    train the no-teacher students themselves)."""
     from edgekd.planner import evaluate, explain_no_fit, plan
     from edgekd.targets import Target, load_target
 
@@ -198,8 +234,15 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     check_cache_root()  # EDGEKD_CACHE pointing at a file: one line now, not a traceback in the planner
     target = target_name if isinstance(target_name, Target) else load_target(target_name)
     target = target.with_budgets(**(budgets or {}))
-    splits = load_task(task, data_dir, seed=DATA_SEED, limit=limit)
+    splits = prepare_unlabelled(load_task(task, data_dir, seed=DATA_SEED, limit=limit), labels, unlabelled)
     spec = splits.spec
+    refs = [teacher_ref] if isinstance(teacher_ref, str) else list(teacher_ref or [])
+    if teacher_weights and not any(":" in r and not Path(r).exists() for r in refs):
+        raise EdgekdError("--teacher-weights loads a state dict into a --teacher package.module:factory (or "
+                          "path/to/file.py:factory); give that factory too")
+    if splits.x_unlabelled is not None and not LOSSES[loss].needs_teacher and unlabelled is not None:
+        log.warning("--unlabelled: loss %r learns from labels only, the %d unlabelled samples are not used; give "
+                    "--teacher and a distillation loss (kd)", loss, len(splits.x_unlabelled))
     fitting = planned
     if fitting is None:
         t = time.perf_counter()
@@ -214,23 +257,35 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
 
     teacher = None
     teacher_record: dict[str, Any] = {"path": None}
-    if LOSSES[loss].needs_teacher or teacher_ref:
-        if not teacher_ref:
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, aug_seed=aug_seed, patience=patience)
+    if LOSSES[loss].needs_teacher or refs:
+        if not refs:
             raise EdgekdError(f"loss {loss!r} needs --teacher (train one: edgekd teacher --task {spec.name} "
                               "--out teacher.pt)")
         t = time.perf_counter()
-        teacher = load_teacher(teacher_ref, spec, teacher_weights, teacher_layer, splits.x_val)
+        teacher = (load_teacher(refs[0], spec, teacher_weights, teacher_layer, splits.x_val) if len(refs) == 1
+                   else load_teachers(refs, spec, teacher_weights, teacher_layer, splits.x_val))
+        teacher_val = accuracy(teacher.predict(splits.x_val), splits.y_val)
         teacher_record = teacher.describe() | {
-            "test_accuracy": accuracy(predict(teacher.module, splits.x_test, tuple(spec.input_shape)),
-                                      splits.y_test)}
+            "test_accuracy": accuracy(teacher.predict(splits.x_test), splits.y_test),
+            "check": guard.check_teacher(teacher_val, splits, " ".join(refs), allow_weak_teacher),
+            "inputs": {"shape": list(spec.input_shape), "layout": "channels-first (foreign teachers: as their "
+                       "model declares)", "normalization": {k: splits.normalization[k] for k in ("mean", "std",
+                                                                                                  "formula")}}}
+        if not baseline and quick_check:  # with --baseline the full twin is the bar, compared after training
+            quick = guard.quick_no_teacher(fitting[0].student, splits, cfg, progress)
+            teacher_record["check"]["quick_no_teacher"] = quick
+            teacher_record["check"]["warning"] = guard.compare_teacher(
+                teacher_val, quick["val_accuracy"], f"a quick no-teacher run of the student ({quick['epochs']} "
+                f"epochs on {quick['train_samples']} samples)")
         timings["teacher_eval"] = round(time.perf_counter() - t, 2)
 
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, aug_seed=aug_seed, patience=patience)
     policy = augment.Policy.for_task(spec.name, spec.kind, cfg.augment)
     cache = None
     cache_record: dict[str, Any] = {"used": False}
     if teacher is not None and not LOSSES[loss].needs_features:
-        cache = TeacherCache(teacher, splits.x_train, splits.y_train, policy, aug_seed)
+        x_union, _ = training_union(splits)
+        cache = TeacherCache(teacher, x_union, None, policy, aug_seed)
         t = time.perf_counter()
         if is_main():
             for epoch in range(epochs):
@@ -263,7 +318,37 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     model, record = train_student(chosen.student, splits, teacher, loss, cfg, out, resume, loss_args, cache,
                                   label=f"{loss} {chosen.label()}", progress=progress)
     timings["train"] = round(time.perf_counter() - t, 2)
-    float_acc = record["test_accuracy"]
+
+    baseline_record = None
+    choice = None
+    ship_loss, ship_teacher = loss, teacher
+    if baseline:
+        t = time.perf_counter()
+        twin_cfg = TrainConfig(**(cfg.to_dict() | {"epochs": twin_epochs(splits, cfg, teacher is not None)}))
+        twin, baseline_record = train_student(chosen.student, splits, None, "ce", twin_cfg, None, False, None, None,
+                                              label=f"no-teacher {chosen.label()}", progress=progress)
+        timings["baseline"] = round(time.perf_counter() - t, 2)
+        if teacher is not None:
+            teacher_record["check"]["warning"] = guard.compare_teacher(
+                teacher_record["check"]["val_accuracy"], baseline_record["best_val_accuracy"],
+                "the student's no-teacher twin")
+        if teacher is not None:  # the int8 accuracy of both, for the record of what was shipped
+            from edgekd.distill.check import int8_accuracy
+
+            t = time.perf_counter()
+            record["accuracy_int8"] = int8_accuracy(model, splits, out / "distilled_int8.tflite")
+            baseline_record["accuracy_int8"] = int8_accuracy(twin, splits, out / "no_teacher_int8.tflite")
+            timings["int8_both"] = round(time.perf_counter() - t, 2)
+        if LOSSES[loss].needs_teacher:
+            choice = guard.choose(
+                {"loss": loss, "val_accuracy": record["best_val_accuracy"], "test_float": record["test_accuracy"],
+                 "test_int8": record.get("accuracy_int8")},
+                {"loss": "ce", "val_accuracy": baseline_record["best_val_accuracy"],
+                 "test_float": baseline_record["test_accuracy"], "test_int8": baseline_record.get("accuracy_int8")})
+            if choice["shipped"] == "no-teacher":
+                model, ship_loss, ship_teacher = twin, "ce", None
+    float_acc = choice["no_teacher"]["test_float"] if choice and choice["shipped"] == "no-teacher" \
+        else record["test_accuracy"]
 
     qat_record = None
     qat_state = None
@@ -271,16 +356,10 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
         from edgekd.distill.qat import qat_finetune
 
         t = time.perf_counter()
-        qat_state, qat_record = qat_finetune(model, splits, teacher, loss, cfg, qat_epochs, loss_args, cache,
-                                             progress=progress)
+        qat_state, qat_record = qat_finetune(model, splits, ship_teacher, ship_loss, cfg, qat_epochs,
+                                             loss_args if ship_teacher is not None else None,
+                                             cache if ship_teacher is not None else None, progress=progress)
         timings["qat"] = round(time.perf_counter() - t, 2)
-
-    baseline_record = None
-    if baseline:
-        t = time.perf_counter()
-        _, baseline_record = train_student(chosen.student, splits, None, "ce", cfg, None, False, None, None,
-                                           label=f"no-teacher {chosen.label()}", progress=progress)
-        timings["baseline"] = round(time.perf_counter() - t, 2)
 
     # Budget re-check: the cost model on the trained student, and the real int8 file on TFLite Micro.
     check = evaluate(chosen.student, target, spec)
@@ -311,11 +390,15 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
         "measured": measured,
         "fits": fits,
         "teacher_cache": cache_record,
+        "shipped": choice or {"shipped": "distilled" if teacher is not None else "no-teacher",
+                              "reason": "no no-teacher twin was trained (--baseline compares and ships the better)"
+                              if teacher is not None else "trained without a teacher (loss ce)"},
+        "unlabelled": splits.unlabelled_summary() | {"used": record["unlabelled_samples"]},
         "candidates": search_rows or [c.to_dict() for c in fitting[:5]],
         "search": search,
         "train_config": cfg.to_dict(),
         "augmentation": asdict(policy),
-        "data": splits.summary()["sizes"],
+        "data": splits.summary()["sizes"] | {"unlabelled": record["unlabelled_samples"]},
         "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
         "world_size": world()[1],
         "versions": versions(),

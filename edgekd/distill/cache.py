@@ -33,6 +33,7 @@ from edgekd.io import atomic_write_bytes, cache_dir, sha256_bytes, write_json
 from edgekd.logs import log
 
 ENTRY_FORMAT = "edgekd-teacher-logits/1"
+_NO_LABELS = np.zeros(0, dtype=np.int64)
 
 
 def cache_root() -> Path:
@@ -75,7 +76,9 @@ class TeacherCache:
     def __init__(self, teacher: Teacher, x_train: np.ndarray, y_train: np.ndarray, policy: augment.Policy,
                  aug_seed: int, batch: int = 512, root: Path | None = None) -> None:
         self.teacher, self.x, self.policy, self.aug_seed, self.batch = teacher, x_train, policy, aug_seed, batch
-        key = hashlib.sha256(json.dumps({"teacher": teacher.sha256, "data": fingerprint(x_train, y_train),
+        # The images only: teacher outputs do not depend on labels, so runs that keep other labels of the same
+        # images (--labels N) share the entries.
+        key = hashlib.sha256(json.dumps({"teacher": teacher.sha256, "data": fingerprint(x_train, _NO_LABELS),
                                          "policy": asdict(policy), "aug_seed": aug_seed}).encode()).hexdigest()[:24]
         self.dir = (root or cache_root()) / key
         self.stats = CacheStats()

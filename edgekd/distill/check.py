@@ -18,6 +18,16 @@ from edgekd.verify.litert import run_litert
 from edgekd.verify.tflm import min_arena
 
 
+def int8_accuracy(model: nn.Module, splits: Splits, path: Path) -> float:
+    """Test accuracy of ``model``'s fully-integer .tflite (written to ``path``) on LiteRT's reference kernels."""
+    shape = model_input_shape(model)
+    artifact = export_tflite_int8(model, shape, to_model_input(splits.x_calib, shape).numpy(), path,
+                                  channels_last=model.channels_last_input)
+    logits = run_litert(artifact.path, to_model_input(splits.x_test, shape).numpy(), artifact.channels_last,
+                        reference=True)
+    return accuracy(logits, splits.y_test)
+
+
 def measure_int8(model: nn.Module, splits: Splits, path: Path, target: Target,
                  qat_state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     shape = model_input_shape(model)

@@ -25,4 +25,14 @@ def distill_text(result: dict[str, Any], out_dir: str) -> str:
     sizes = (f"flash {format_bytes(m['flash_bytes'])} / {format_bytes(b['flash_bytes'])}, RAM "
              f"{format_bytes(m['ram_bytes'])} / {format_bytes(b['ram_bytes'])} "
              f"({'measured' if result['measured'] else 'predicted'}); fits: {result['fits']}")
-    return "\n".join([first, sizes, f"wrote {out_dir}/student.pt and {out_dir}/distill.json"])
+    lines = [first, sizes]
+    shipped = result.get("shipped") or {}
+    if shipped.get("distilled"):
+        lines.append(f"shipped the {shipped['shipped']} student: {shipped['reason']}")
+    unl = result.get("unlabelled") or {}
+    if unl.get("samples"):
+        lines.append(f"unlabelled samples: {unl.get('used', 0):,} used of {unl['samples']:,}")
+    warning = (result["teacher"].get("check") or {}).get("warning")
+    if warning:
+        lines.append(f"warning: {warning}")
+    return "\n".join([*lines, f"wrote {out_dir}/student.pt and {out_dir}/distill.json"])

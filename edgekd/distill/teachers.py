@@ -115,14 +115,22 @@ class Teacher:
     feature_layer: str | None = None
     accuracy: float | None = None
     params: int = 0
+    members: list[dict[str, Any]] | None = None  # an ensemble's teachers
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.module(x)
+            return self.module(x).detach()
+
+    def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
+        """Logits on normalised task inputs ``x`` (N, *input_shape), batched, as float32 numpy."""
+        outs = [self.logits(torch.from_numpy(np.ascontiguousarray(x[i:i + batch], dtype=np.float32))).float()
+                for i in range(0, len(x), batch)]
+        return torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return {"path": self.path, "source": self.source, "sha256": self.sha256, "params": self.params,
-                "accuracy": self.accuracy, "feature_layer": self.feature_layer}
+        out = {"path": self.path, "source": self.source, "sha256": self.sha256, "params": self.params,
+               "accuracy": self.accuracy, "feature_layer": self.feature_layer}
+        return out | ({"members": self.members} if self.members else {})
 
 
 # ------------------------------------------------------------------ loading files safely
@@ -289,7 +297,8 @@ def _load_factory(ref: str, weights: str | None) -> nn.Module:
 
 def load_teacher(ref: str, spec: TaskSpec, weights: str | None = None, feature_layer: str | None = None,
                  probe: np.ndarray | None = None) -> Teacher:
-    """Load a teacher from an edgekd teacher file, a ``.pt2`` export or ``module:factory``; check its output."""
+    """Load a teacher from an edgekd teacher file, a ``.pt2`` export, an ``.onnx`` or ``.tflite`` file (see
+    :mod:`edgekd.distill.foreign`) or ``module:factory``; check its output."""
     path = Path(ref)
     if ":" in ref and not path.exists():
         model, source = _load_factory(ref, weights), "factory"
@@ -299,6 +308,14 @@ def load_teacher(ref: str, spec: TaskSpec, weights: str | None = None, feature_l
     elif not path.is_file():
         raise EdgekdError(f"--teacher {ref}: no such file; train one with `edgekd teacher --task {spec.name} "
                           "--out teacher.pt` or pass package.module:factory")
+    elif path.suffix.lower() in (".onnx", ".tflite"):
+        from edgekd.distill.foreign import load_foreign
+
+        if feature_layer:
+            raise EdgekdError(f"{path}: an {path.suffix} teacher gives logits only; feature distillation is "
+                              "PyTorch-only: use --teacher package.module:factory with --teacher-layer")
+        model, sha = load_foreign(path, spec), sha256_file(path)
+        source, acc, layer = path.suffix.lower().lstrip("."), None, None
     elif path.suffix == ".pt2":
         from edgekd.distill.pt2 import load_pt2
 
@@ -332,3 +349,20 @@ def load_teacher(ref: str, spec: TaskSpec, weights: str | None = None, feature_l
                           f"needs ({len(sample)}, {spec.num_classes}) logits")
     params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 0
     return Teacher(model, sha, source, str(ref), layer, acc, params)
+
+
+def load_teachers(refs: list[str], spec: TaskSpec, weights: str | None = None, feature_layer: str | None = None,
+                  probe: np.ndarray | None = None) -> Teacher:
+    """One teacher, or several as an ensemble whose logits are the mean of theirs (logit distillation only)."""
+    if len(refs) == 1:
+        return load_teacher(refs[0], spec, weights, feature_layer, probe)
+    if weights or feature_layer:
+        raise EdgekdError("--teacher-weights and --teacher-layer apply to one teacher; an ensemble of several "
+                          "--teacher gives averaged logits only")
+    from edgekd.distill.foreign import Ensemble
+
+    members = [load_teacher(ref, spec, None, None, probe) for ref in refs]
+    sha = hashlib.sha256("|".join(m.sha256 for m in members).encode()).hexdigest()
+    module = Ensemble([m.module for m in members]).eval()
+    return Teacher(module, sha, "ensemble", " + ".join(refs), None, None, sum(m.params for m in members),
+                   members=[m.describe() for m in members])

@@ -200,7 +200,7 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                 draw = augment.draw(policy, n, cfg.aug_seed, epoch)
                 set_training(model, True)
                 totals: dict[str, float] = {}
-                seen = correct = 0
+                seen = correct = labelled = 0
                 for step in range(steps_per_epoch):
                     idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                     local = idx[rank::size]
@@ -211,7 +211,7 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                         t_logits, t_feat = teacher(xb, epoch, local)
                     out = net(to_model_input(xb, input_shape).to(dev))
                     feats = {"student_feature": captured["feature"], "teacher_feature": t_feat} if feature_layer else {}
-                    loss, parts = loss_fn(out, None if t_logits is None else t_logits.to(dev), yb, **feats)
+                    loss, parts = loss_fn.mixed(out, None if t_logits is None else t_logits.to(dev), yb, **feats)
                     # Each rank's loss covers its slice; scale so DDP's gradient mean equals the full batch's.
                     (loss * len(local) * size / max(1, len(idx))).backward()
                     optimizer.step()
@@ -219,12 +219,13 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                     scheduler.step()
                     for k, v in parts.items():
                         totals[k] = totals.get(k, 0.0) + v * len(local)
-                    correct += int((out.argmax(1) == yb).sum())
+                    correct += int((out.argmax(1) == yb).sum())  # unlabelled rows (label -1) never count
                     seen += len(local)
+                    labelled += int((yb >= 0).sum())
                     bar.update(job, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss "
-                               f"{sum(totals.values()) / max(1, seen):.3f} acc {correct / max(1, seen):.3f}")
+                               f"{sum(totals.values()) / max(1, seen):.3f} acc {correct / max(1, labelled):.3f}")
                 val_acc = accuracy(predict(model, x_val, input_shape, cfg.eval_batch_size), y_val)
-                row = {"epoch": epoch + 1, "train_accuracy": correct / max(1, seen), "val_accuracy": val_acc,
+                row = {"epoch": epoch + 1, "train_accuracy": correct / max(1, labelled), "val_accuracy": val_acc,
                        "lr": scheduler.get_last_lr()[0], **{f"loss_{k}": v / max(1, seen) for k, v in totals.items()}}
                 history.append(row)
                 if val_acc > best["val"]:

@@ -25,7 +25,7 @@ from edgekd.errors import EdgekdError
 from edgekd.io import FolderLock
 from edgekd.logs import log
 from edgekd.verify.fidelity import fidelity, latency_summary
-from edgekd.verify.gates import emulator_gate, fidelity_gate, flash_gate, latency_gate, ram_gate
+from edgekd.verify.gates import accuracy_gate, emulator_gate, fidelity_gate, flash_gate, latency_gate, ram_gate
 from edgekd.verify.records import (
     VERIFY_FORMAT,
     Fidelity,
@@ -68,7 +68,8 @@ def sample_indices(n: int, limit: int | None) -> np.ndarray:
 def verify_build(target_name: str | Any, build_dir: str | Path, max_drop_pp: float = 1.0, limit: int | None = None,
                  layer_samples: int = 100, budgets: dict[str, str | None] | None = None,
                  plot: bool = True, emulator: str | None = None, emulator_limit: int | None = EMULATOR_SAMPLES,
-                 emulator_timeout_s: float = 900.0, lock: bool = True) -> VerifyRecord:
+                 emulator_timeout_s: float = 900.0, lock: bool = True,
+                 min_accuracy: float | None = None) -> VerifyRecord:
     """Verify the build in ``build_dir`` against ``target_name`` (a name, a profile path or a loaded Target);
     writes verify.json and returns what it holds.
 
@@ -76,6 +77,7 @@ def verify_build(target_name: str | Any, build_dir: str | Path, max_drop_pp: flo
     runs the artifacts on the profile's emulated core (an evenly spaced ``emulator_limit`` of the same sample;
     None for all of it), compares them with the host runtimes and counts instructions for the latency gate.
     ``lock`` takes the build folder's FolderLock while verifying (``edgekd build`` holds it and passes False).
+    ``min_accuracy`` (0..1): the accuracy gate's bar when above chance level (else the profile's, else chance).
     """
     from edgekd.export.records import EXPORT_JSON, load_export
 
@@ -83,12 +85,12 @@ def verify_build(target_name: str | Any, build_dir: str | Path, max_drop_pp: flo
         load_export(build_dir)  # says what to run first; the lock would create a folder that is not there
     with FolderLock(build_dir, flag="BUILD") if lock else nullcontext():
         return _verify(target_name, Path(build_dir), max_drop_pp, limit, layer_samples, budgets, plot, emulator,
-                       emulator_limit, emulator_timeout_s)
+                       emulator_limit, emulator_timeout_s, min_accuracy)
 
 
 def _verify(target_name: str | Any, build: Path, max_drop_pp: float, limit: int | None, layer_samples: int,
             budgets: dict[str, str | None] | None, plot: bool, emulator: str | None, emulator_limit: int | None,
-            emulator_timeout_s: float) -> VerifyRecord:
+            emulator_timeout_s: float, min_accuracy: float | None = None) -> VerifyRecord:
     from edgekd import costmodel
     from edgekd.data import load_task
     from edgekd.distill import DATA_SEED, load_student, versions
@@ -183,6 +185,8 @@ def _verify(target_name: str | Any, build: Path, max_drop_pp: float, limit: int 
         "latency": latency_gate(estimates, target, emulated),
         "fidelity": fidelity_gate(runs, float_acc, max_drop_pp, export.student.qat) if runs else None,
         "emulator": emulator_gate(emulated) if emulated else None,
+        "accuracy": accuracy_gate(runs, float_acc, y, splits.spec.num_classes,
+                                  min_accuracy if min_accuracy is not None else getattr(target, "min_accuracy", None)),
     }
     passed = all(g.passed for g in gates.values() if g is not None)
     result = VerifyRecord(

@@ -10,7 +10,7 @@ from edgekd.targets import Target
 from edgekd.units import format_bytes
 from edgekd.verify.records import Gate, RuntimeRun
 
-__all__ = ["Gate", "emulator_gate", "fidelity_gate", "flash_gate", "latency_gate", "ram_gate"]
+__all__ = ["Gate", "accuracy_gate", "emulator_gate", "fidelity_gate", "flash_gate", "latency_gate", "ram_gate"]
 
 
 def flash_gate(artifacts: list[Artifact], target: Target) -> Gate:
@@ -88,3 +88,33 @@ def fidelity_gate(runs: list[RuntimeRun], float_accuracy: float, max_drop_pp: fl
     if not passed and not qat:
         detail += "; the student was not trained with QAT: re-run `edgekd distill ... --qat`"
     return Gate(passed, round(drops[worst], 4), max_drop_pp, "pp", "measured", detail)
+
+
+def accuracy_gate(runs: list[RuntimeRun], float_accuracy: float, labels: Any, num_classes: int,
+                  min_accuracy: float | None = None) -> Gate:
+    """The worst accuracy of what ships (every runtime run, else the float student) against a bar: chance level
+    (the most common class's share of the evaluated labels plus 3 standard errors, at least 2 points; a student
+    there learnt nothing), or ``min_accuracy`` (``--min-accuracy`` or the profile's ``min_accuracy``) when it is
+    higher."""
+    import numpy as np
+
+    from edgekd.distill.guard import chance_level, chance_threshold
+
+    y = np.asarray(labels)
+    chance = chance_level(y, num_classes)
+    bar = chance_threshold(y, num_classes)
+    accs = {f"{r.artifact} on {r.runtime}": r.accuracy for r in runs} or {"float student": float_accuracy}
+    worst = min(accs, key=accs.__getitem__)
+    value = accs[worst]
+    if min_accuracy is not None and min_accuracy > bar:
+        passed = value >= min_accuracy
+        detail = (f"{worst}: {100 * value:.2f}% on {len(y):,} test samples, required {100 * min_accuracy:.2f}% "
+                  f"(chance {100 * chance:.2f}%)")
+        return Gate(passed, round(value, 6), min_accuracy, "accuracy", "measured",
+                    detail + ("" if passed else "; train longer, give more data or a better teacher"))
+    passed = value > bar
+    detail = (f"{worst}: {100 * value:.2f}% on {len(y):,} test samples, chance level {100 * chance:.2f}% (must be "
+              f"above {100 * bar:.2f}%)")
+    if not passed:
+        detail += "; the student learnt nothing: train longer (--epochs), or check the data and labels"
+    return Gate(passed, round(value, 6), round(bar, 6), "accuracy", "measured", detail)
