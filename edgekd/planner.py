@@ -48,6 +48,8 @@ class Candidate:
         return asdict(self)
 
     def label(self) -> str:
+        if self.family == "user":  # the user's own student: its reference, not its hash
+            return f"user({self.config.get('ref')})"
         return f"{self.family}(" + ", ".join(f"{k}={v}" for k, v in sorted(self.config.items())) + ")"
 
 
@@ -186,6 +188,33 @@ def evaluate(config: StudentConfig, target: Target, spec: TaskSpec, cache: _Cost
     unsupported = [op for op in cost.ops if op not in target.operators]
     return Candidate(config.family, dict(config.params), cost.params, cost.macs, predicted,
                      not over and not unsupported, over, unsupported)
+
+
+class OverBudget(EdgekdError):
+    """A named student misses a budget: a failed budget, exit 1 (README "Command line")."""
+
+    exit_code = 1
+
+
+def check_student(config: StudentConfig, target: Target, spec: TaskSpec) -> Candidate:
+    """Cost a student the user named (``--student``) and refuse it before any training: an operator the target
+    lacks is bad input (exit 2, naming the operators), a missed budget fails that budget (exit 1, naming it and
+    by how much)."""
+    cand = evaluate(config, target, spec)
+    name = config.params.get("ref", cand.label())
+    if cand.unsupported_ops:
+        ops = [op.removeprefix("UNSUPPORTED:") for op in cand.unsupported_ops]
+        raise EdgekdError(f"student {name} needs operator(s) {', '.join(ops)} that {target.name} does not run "
+                          f"(its operators: {', '.join(sorted(target.operators))}); replace those layers")
+    if cand.over:
+        p, b = cand.predicted, target.budgets.to_dict()
+        parts = [f"latency {p[k]:.1f} ms > budget {b[k]:.1f} ms" if k == "latency_ms" else
+                 f"{'flash' if k == 'flash_bytes' else 'RAM'} {format_bytes(p[k])} > budget {format_bytes(b[k])} "
+                 f"(over by {format_bytes(v)})" for k, v in cand.over.items()]
+        raise OverBudget(f"student {name} does not fit {target.name}: {'; '.join(parts)} (predicted by the cost "
+                         "model); make it smaller or raise the budget (--ram-budget, --flash-budget, "
+                         "--latency-budget)")
+    return cand
 
 
 def plan(target: Target, spec: TaskSpec, families: list[str] | None = None, progress: bool = False) -> Plan:

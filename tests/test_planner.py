@@ -236,3 +236,25 @@ def test_student_config_round_trip(nrf, digits):
     best = plan(nrf, digits).student
     assert best.student == StudentConfig(best.family, best.config)
     assert best.student.to_dict() == {"family": best.family, "config": best.config}
+
+
+def test_mbv2_is_planned_only_when_named(nrf, digits):
+    default = plan(nrf, digits)
+    assert "mbv2" not in {c.family for c in default.candidates}
+    named = plan(nrf, digits, ["mbv2"])
+    assert {c.family for c in named.candidates} == {"mbv2"} and len(named.candidates) == 24
+    assert named.student is not None and named.student.fits
+    assert named.student.macs == max(c.macs for c in named.candidates if c.fits)
+    check_budgets(named.student, named.budgets)
+
+
+def test_check_student_costs_a_named_config_like_the_planner(nrf, digits):
+    from edgekd.planner import OverBudget, check_student, evaluate
+
+    config = StudentConfig("mbv2", {"width": 8, "expand": 3, "kernel": 5, "d1": 1, "d2": 1, "d3": 1,
+                                    "resolution": None})
+    cand = check_student(config, nrf, digits)
+    assert cand == evaluate(config, nrf, digits) and cand.fits
+    with pytest.raises(OverBudget, match=r"latency .* ms > budget 0.1 ms") as exc:
+        check_student(config, nrf.with_budgets(latency="0.1ms"), digits)
+    assert exc.value.exit_code == 1

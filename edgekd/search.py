@@ -1,0 +1,574 @@
+"""Accuracy-aware, hardware-aware student search: ``edgekd search``.
+
+1. **Candidates.** Configs are drawn (seeded) from each family's search space (``Family.space``: the
+   inverted-residual ``mbv2`` family's per-stage depth, expand ratio, kernel 3/5/7, width and input resolution),
+   each costed by the cost model and checked against every budget and the target's operator set; only fitting
+   ones become trials. Today's planner pick is always trial 0, so the search is measured against it.
+2. **Successive halving** (synchronous ASHA, reduction factor ``eta``): every trial is distilled for a short run
+   of ``min_epochs`` epochs on a stratified training slice; the best 1/eta by validation accuracy (after
+   BatchNorm recalibration, :func:`recalibrated_accuracy`) are trained again for eta times longer, and so on up
+   to ``max_epochs``. Promotion is decided only when a whole rung has finished, ties broken by trial number, so
+   the result is a function of the seed alone, not of the order in which trials finish: a serial run and a Ray
+   run give the same trials, accuracies and frontier. (``scheduler="asha"`` hands the same rungs to Ray Tune's
+   ASHAScheduler instead: no rung barrier, promotions in finish order.)
+3. **Result.** The Pareto frontier of validation accuracy (at the highest fidelity each trial reached) vs
+   estimated latency and predicted RAM, within the budgets; the chosen student is the most accurate trial of the
+   last rung (then the fastest). ``frontier.json`` + ``frontier.png``; ``edgekd build --search frontier.json``
+   trains the chosen one.
+
+Trials run in this process (``executor="serial"``) or as Ray tasks (``executor="ray"``: a local Ray instance,
+or a cluster named by ``cluster``/``$RAY_ADDRESS``), each pinned to ``threads`` torch threads. Trials are
+retrained from scratch at each rung (a rung is a complete short schedule), so no checkpoint has to travel
+between nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError
+from edgekd.io import atomic_path, read_json, write_json
+from edgekd.logs import log
+from edgekd.students import StudentConfig
+
+FRONTIER_JSON = "frontier.json"
+FRONTIER_PNG = "frontier.png"
+FORMAT = "edgekd-search/1"
+
+
+@dataclass
+class SearchSettings:
+    """What a search does; everything here (and the target, task and data) decides its result."""
+
+    task: str = "digits"
+    data_dir: str | None = None
+    trials: int = 9
+    seed: int = 0
+    eta: int = 3
+    min_epochs: int = 1
+    max_epochs: int = 9
+    limit: int | None = 3000  # stratified training slice each trial trains on (None: all)
+    families: list[str] | None = None  # default: every family with a search space for the task (mbv2 ...)
+    teacher: str | None = None  # with a teacher: KD trials (cached teacher outputs); without: cross-entropy
+    loss: str = "kd"
+    threads: int = 1  # torch threads per trial
+    budget_minutes: float | None = None  # stop launching rungs after this much wall time
+    pool: int = 1  # fitting draws costed per trial; the trials are the pool's largest by MACs (TinyNAS's prior)
+    batch_size: int = 128
+    lr: float = 3e-3
+
+    def rungs(self) -> list[int]:
+        """Epochs per rung: min_epochs x eta^k up to max_epochs (the last rung is max_epochs)."""
+        out, e = [], self.min_epochs
+        while e < self.max_epochs:
+            out.append(e)
+            e *= self.eta
+        return out + [self.max_epochs]
+
+
+@dataclass
+class Trial:
+    """One candidate student: its costs and the validation accuracy of each rung it was trained in."""
+
+    id: int
+    family: str
+    config: dict[str, Any]
+    params: int
+    macs: int
+    predicted: dict[str, float]
+    origin: str  # "planner" (today's pick) or "sampled"
+    # {"epochs", "val_accuracy" (BatchNorm recalibrated), "val_accuracy_running_stats", "seconds"}
+    rungs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.rungs[-1]["val_accuracy"] if self.rungs else float("nan")
+
+    @property
+    def fidelity(self) -> int:
+        return int(self.rungs[-1]["epochs"]) if self.rungs else 0
+
+    def label(self) -> str:
+        return f"{self.family}(" + ", ".join(f"{k}={v}" for k, v in sorted(self.config.items())) + ")"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"val_accuracy": self.accuracy, "epochs": self.fidelity}
+
+
+@dataclass
+class SearchResult:
+    """frontier.json: the trials, the frontier (trial ids), the chosen student, and how the search ran."""
+
+    target: str
+    task: str
+    settings: SearchSettings
+    budgets: dict[str, float]
+    trials: list[Trial]
+    frontier: list[int]
+    chosen: int
+    candidates_costed: int
+    cut_by_budget: bool
+    executor: str
+    wall_s: float
+    timings: dict[str, float] = field(default_factory=dict)  # sample_s, executor_start_s, trials_s
+
+    @property
+    def passed(self) -> bool:
+        return True
+
+    @property
+    def best(self) -> Trial:
+        return self.trials[self.chosen]
+
+    def deterministic_json(self) -> dict[str, Any]:
+        """Everything a seed decides (no timings, no executor): equal for a serial and a Ray run."""
+        trials = [t.to_json() | {"rungs": [{k: v for k, v in r.items() if k != "seconds"} for r in t.rungs]}
+                  for t in self.trials]
+        return {"format": FORMAT, "target": self.target, "task": self.task, "settings": asdict(self.settings),
+                "budgets": self.budgets, "rungs": self.settings.rungs(), "candidates_costed": self.candidates_costed,
+                "trials": trials, "frontier": self.frontier, "chosen": trials[self.chosen] | {"id": self.chosen},
+                "cut_by_budget": self.cut_by_budget}
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.deterministic_json()
+        out["trials"] = [t.to_json() for t in self.trials]
+        out["executor"] = self.executor
+        out["wall_s"] = round(self.wall_s, 2)
+        out["timings_s"] = self.timings
+        out["trial_runs"] = sum(len(t.rungs) for t in self.trials)
+        out["trial_epochs"] = sum(int(r["epochs"]) for t in self.trials for r in t.rungs)
+        out["latency_kind"] = "estimated"
+        return out
+
+    def text(self) -> str:
+        b = self.best
+        lines = [f"search {self.task} on {self.target}: {len(self.trials)} trials ({self.candidates_costed} costed), "
+                 f"rungs {self.settings.rungs()} epochs, {self.executor}, {self.wall_s:.0f} s"
+                 + (" (cut by --budget-minutes)" if self.cut_by_budget else ""),
+                 f"{'#':>3} {'student':<64} {'epochs':>6} {'val acc':>8} {'latency':>10} {'RAM':>9} {'flash':>9}"]
+        for t in self.trials:
+            mark = "*" if t.id == self.chosen else ("f" if t.id in self.frontier else " ")
+            lines.append(f"{t.id:>3}{mark}{t.label()[:64]:<64} {t.fidelity:>6} {t.accuracy:>8.4f} "
+                         f"{t.predicted['latency_ms']:>8.2f}ms {t.predicted['ram_bytes'] / 1024:>7.1f}Ki "
+                         f"{t.predicted['flash_bytes'] / 1024:>7.1f}Ki")
+        lines.append(f"chosen (*): {b.label()}  val accuracy {b.accuracy:.4f} after {b.fidelity} epochs; frontier (f) "
+                     f"{len(self.frontier)} trials; latency estimated by the cost model")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ candidates
+
+
+def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[list[Trial], int]:
+    """Today's planner pick, then seeded draws from the families' spaces that fit every budget and operator.
+
+    With ``pool`` > 1, ``pool`` times as many fitting draws are costed and the largest by MACs become trials:
+    MCUNet's TinyNAS observation that, under the same constraints, the models using more of the compute budget
+    are the more accurate ones."""
+    from edgekd.planner import _CostCache, evaluate, plan
+    from edgekd.students import FAMILIES, families_for
+
+    names = settings.families or [f.name for f in FAMILIES.values() if f.space and f.plannable]
+    fams = families_for(spec.kind, names)
+    if not fams:
+        raise EdgekdError(f"no student family with a search space serves {spec.kind} tasks; use --family")
+    trials: list[Trial] = []
+    base = plan(target, spec)
+    if base.student is not None:
+        s = base.student
+        trials.append(Trial(0, s.family, dict(s.config), s.params, s.macs, s.predicted, "planner"))
+    rng = random.Random(settings.seed)
+    pool = sorted((f.name, json.dumps(p, sort_keys=True)) for f in fams for p in f.candidates(
+        tuple(spec.input_shape), space=True))
+    rng.shuffle(pool)
+    cache = _CostCache()
+    seen = {json.dumps(t.config, sort_keys=True) for t in trials}
+    costed = 0
+    wanted = (settings.trials - len(trials)) * max(1, settings.pool)
+    drawn: list[Any] = []
+    for family, text in pool:
+        if len(drawn) >= wanted or costed >= 40 * wanted:
+            break
+        if text in seen:
+            continue
+        costed += 1
+        cand = evaluate(StudentConfig(family, json.loads(text)), target, spec, cache)
+        if cand.fits:
+            drawn.append(cand)
+            seen.add(text)
+    cache.save()
+    if settings.pool > 1:
+        order = sorted(range(len(drawn)), key=lambda i: (-drawn[i].macs, i))[:settings.trials - len(trials)]
+        drawn = [drawn[i] for i in sorted(order)]
+    for cand in drawn[:settings.trials - len(trials)]:
+        trials.append(Trial(len(trials), cand.family, cand.config, cand.params, cand.macs, cand.predicted, "sampled"))
+    if not trials:
+        raise EdgekdError(f"no student of {', '.join(names)} fits {target.name} after costing {costed} candidates; "
+                          "raise a budget or give --family")
+    return trials, costed
+
+
+# ------------------------------------------------------------------ one trial (runs in a worker)
+
+
+def run_trial(job: dict[str, Any]) -> dict[str, float]:
+    """Distil one config for ``job["epochs"]`` epochs; returns its best validation accuracy. Pure function of
+    the job (the same job gives the same number in this process or a Ray worker with the same threads)."""
+    import torch
+
+    from edgekd.data import load_task
+    from edgekd.distill import train_student
+    from edgekd.distill.train import TrainConfig
+    from edgekd.students.store import DATA_SEED
+
+    started = time.perf_counter()
+    torch.set_num_threads(int(job["threads"]))
+    splits = load_task(job["task"], job["data_dir"], seed=DATA_SEED, limit=job["limit"])
+    teacher, cache = None, None
+    if job["teacher"]:
+        from edgekd.distill import augment
+        from edgekd.distill.cache import TeacherCache
+        from edgekd.distill.teachers import load_teacher
+
+        teacher = load_teacher(job["teacher"], splits.spec, probe=splits.x_val)
+        policy = augment.Policy.for_task(splits.spec.name, splits.spec.kind, True)
+        cache = TeacherCache(teacher, splits.x_train, splits.y_train, policy, 0)
+        for epoch in range(int(job["epochs"])):
+            cache.ensure(epoch)
+    cfg = TrainConfig(epochs=int(job["epochs"]), batch_size=int(job["batch_size"]), lr=float(job["lr"]),
+                      seed=int(job["seed"]), patience=0)
+    model, record = train_student(StudentConfig(job["family"], job["config"]), splits, teacher,
+                                  job["loss"] if teacher else "ce", cfg, None, False, None, cache,
+                                  label=f"trial {job['id']}", progress=False)
+    return {"epochs": int(job["epochs"]), "val_accuracy": recalibrated_accuracy(model, splits),
+            "val_accuracy_running_stats": float(record["best_val_accuracy"]),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def recalibrated_accuracy(model: Any, splits: Any, samples: int = 2048) -> float:
+    """Validation accuracy after re-estimating BatchNorm statistics on training samples (Once-for-All's BN
+    recalibration). A short run leaves running statistics far behind the weights, by an amount that differs by
+    architecture (deep inverted-residual stacks and 6-block DS-CNNs score at chance after one epoch, at 40-60%
+    training accuracy), so rungs would rank stale statistics instead of what the weights learnt."""
+    import numpy as np
+    import torch
+
+    from edgekd.distill.train import accuracy, predict, set_training
+    from edgekd.students import model_input_shape, to_model_input
+
+    shape = model_input_shape(model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below
+        pick = np.linspace(0, len(splits.x_train) - 1, min(samples, len(splits.x_train))).astype(int)
+        set_training(model, True)
+        with torch.no_grad():
+            for i in range(0, len(pick), 256):
+                model(to_model_input(splits.x_train[pick[i:i + 256]], shape))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+    set_training(model, False)
+    return accuracy(predict(model, splits.x_val, shape), splits.y_val)
+
+
+class SerialExecutor:
+    """Trials one after another in this process."""
+
+    name = "serial"
+
+    def map(self, jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            return [run_trial(j) for j in jobs]
+        finally:
+            torch.set_num_threads(threads)
+
+    def close(self) -> None:
+        return None
+
+
+class RayExecutor:
+    """Trials as Ray tasks of ``threads`` CPUs each, on a local Ray instance or the cluster at ``address``."""
+
+    def __init__(self, address: str | None, threads: int, workers: int | None = None) -> None:
+        if address and "RAY_AUTH_MODE" not in os.environ and (
+                os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
+            os.environ["RAY_AUTH_MODE"] = "token"  # `ray start --head` enables token auth, writes this token
+        try:
+            import ray
+        except ImportError:
+            raise EdgekdError("Ray is not installed (pip install 'ray[tune]'); run with --serial") from None
+        self.ray = ray
+        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        from edgekd.students.user import ALLOW_ENV
+
+        if os.environ.get(ALLOW_ENV):
+            env[ALLOW_ENV] = os.environ[ALLOW_ENV]
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            try:
+                if address:
+                    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
+                             logging_level="ERROR")
+                else:
+                    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                             runtime_env={"env_vars": env}, log_to_driver=False, logging_level="ERROR")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise EdgekdError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}; "
+                                  "start it with `ray start --head` (and copy its ~/.ray/auth_token here), or run "
+                                  "with --serial") from None
+        self.remote = ray.remote(num_cpus=threads, max_retries=0)(run_trial)
+        self.name = f"ray ({address or 'local instance'}, {int(ray.cluster_resources().get('CPU', 0))} CPUs, " \
+                    f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s))"
+
+    def map(self, jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
+        try:
+            return self.ray.get([self.remote.remote(j) for j in jobs])
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, EdgekdError) else None
+            if cause is not None:
+                raise EdgekdError(str(cause)) from None
+            raise
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+def make_executor(executor: str, cluster: str | None, threads: int, workers: int | None = None) -> Any:
+    if executor == "serial":
+        return SerialExecutor()
+    if executor != "ray":
+        raise EdgekdError(f"unknown executor {executor!r}; use serial or ray")
+    return RayExecutor(cluster or os.environ.get("RAY_ADDRESS") or None, threads, workers)
+
+
+# ------------------------------------------------------------------ the search
+
+
+def pareto(trials: list[Trial]) -> list[int]:
+    """Ids of trials no other trial beats on accuracy, latency and RAM at once (ties kept once, lowest id)."""
+    def key(t: Trial) -> tuple[float, float, float]:
+        return (-t.accuracy, t.predicted["latency_ms"], t.predicted["ram_bytes"])
+
+    front = []
+    for t in trials:
+        dominated = any(all(a <= b for a, b in zip(key(o), key(t), strict=True)) and (key(o) != key(t) or o.id < t.id)
+                        for o in trials if o.id != t.id)
+        if not dominated:
+            front.append(t.id)
+    return front
+
+
+def _job(trial: Trial, epochs: int, settings: SearchSettings) -> dict[str, Any]:
+    return {"id": trial.id, "family": trial.family, "config": trial.config, "epochs": epochs, "task": settings.task,
+            "data_dir": settings.data_dir, "limit": settings.limit, "seed": settings.seed,
+            "threads": settings.threads, "teacher": settings.teacher, "loss": settings.loss,
+            "batch_size": settings.batch_size, "lr": settings.lr}
+
+
+def _successive_halving(trials: list[Trial], settings: SearchSettings, runner: Any, started: float) -> bool:
+    """Synchronous rungs: train every live trial, keep the best 1/eta (ties: lower id). True when cut by time."""
+    alive = [t.id for t in trials]
+    for rung, epochs in enumerate(settings.rungs()):
+        if settings.budget_minutes is not None and time.perf_counter() - started > 60 * settings.budget_minutes \
+                and rung > 0:
+            return True
+        log.info("search rung %d: %d trial(s) x %d epoch(s) on %s", rung, len(alive), epochs, runner.name)
+        for i, res in zip(alive, runner.map([_job(trials[i], epochs, settings) for i in alive]), strict=True):
+            trials[i].rungs.append(res)
+        keep = max(1, len(alive) // settings.eta)
+        alive = sorted(sorted(alive, key=lambda i: (-trials[i].accuracy, i))[:keep])
+    return False
+
+
+def _tune_asha(trials: list[Trial], settings: SearchSettings, runner: RayExecutor, out: Path,
+               started: float) -> bool:
+    """Ray Tune's ASHAScheduler over the same rungs (time attribute: epochs). Each (trial, rung) result is the
+    same pure function as in :func:`_successive_halving`; which trials are promoted depends on finish order
+    (asynchronous), so only a one-CPU cluster reproduces a run exactly."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    rungs = settings.rungs()
+    jobs = {t.id: [_job(t, e, settings) for e in rungs] for t in trials}
+
+    def trainable(config: dict[str, Any]) -> None:
+        for job in jobs[config["trial"]]:
+            tune.report(run_trial(job))
+
+    scheduler = ASHAScheduler(time_attr="epochs", metric="val_accuracy", mode="max", max_t=settings.max_epochs,
+                              grace_period=settings.min_epochs, reduction_factor=settings.eta)
+    left = None if settings.budget_minutes is None else max(1.0, 60 * settings.budget_minutes
+                                                            - (time.perf_counter() - started))
+    tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": settings.threads}),
+                       param_space={"trial": tune.grid_search([t.id for t in trials])},
+                       tune_config=tune.TuneConfig(scheduler=scheduler, time_budget_s=left),
+                       run_config=tune.RunConfig(storage_path=str((out / "tune").resolve()), name="asha",
+                                                 verbose=0))
+    grid = tuner.fit()
+    cut = False
+    for result in grid:
+        frame = result.metrics_dataframe
+        if frame is None or result.config is None:
+            cut = True
+            continue
+        trial = trials[int(result.config["trial"])]
+        trial.rungs = [{"epochs": int(r["epochs"]), "val_accuracy": float(r["val_accuracy"]),
+                        "val_accuracy_running_stats": float(r["val_accuracy_running_stats"]),
+                        "seconds": float(r["seconds"])} for _, r in frame.sort_values("epochs").iterrows()]
+    return cut or any(not t.rungs for t in trials)
+
+
+def search(target_name: Any, settings: SearchSettings, out_dir: str | Path, executor: str = "serial",
+           cluster: str | None = None, budgets: dict[str, str | None] | None = None,
+           workers: int | None = None, scheduler: str = "sha") -> SearchResult:
+    """Search ``settings.task`` on a target (name, path or Target); writes frontier.json and frontier.png.
+
+    ``scheduler``: "sha" (synchronous successive halving, serial or on Ray, deterministic) or "asha" (Ray Tune's
+    ASHAScheduler on Ray: no rung barrier, promotions depend on finish order)."""
+    from edgekd.data import load_task
+    from edgekd.distill.cache import check_cache_root
+    from edgekd.io import check_writable
+    from edgekd.students.store import DATA_SEED
+    from edgekd.targets import Target, load_target
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    check_writable(out, "--out")
+    check_cache_root()
+    if settings.min_epochs > settings.max_epochs:
+        raise EdgekdError(f"--min-epochs {settings.min_epochs} is more than --epochs {settings.max_epochs}")
+    if settings.eta < 2:
+        raise EdgekdError("--eta must be at least 2")
+    target = target_name if isinstance(target_name, Target) else load_target(target_name)
+    target = target.with_budgets(**(budgets or {}))
+    spec = load_task(settings.task, settings.data_dir, seed=DATA_SEED, limit=10).spec
+    if settings.teacher:  # a bad teacher fails now, not in every trial
+        from edgekd.distill.teachers import load_teacher
+
+        load_teacher(settings.teacher, spec)
+    if scheduler not in ("sha", "asha"):
+        raise EdgekdError(f"unknown scheduler {scheduler!r}; use sha or asha")
+    if scheduler == "asha" and executor != "ray":
+        raise EdgekdError("--scheduler asha is Ray Tune's scheduler: run it on Ray (drop --serial)")
+    trials, costed = _sample_trials(target, spec, settings)
+    timings = {"sample_s": round(time.perf_counter() - started, 2)}
+    t = time.perf_counter()
+    runner = make_executor(executor, cluster, settings.threads, workers)
+    timings["executor_start_s"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    try:
+        if scheduler == "asha":
+            cut = _tune_asha(trials, settings, runner, out, started)
+        else:
+            cut = _successive_halving(trials, settings, runner, started)
+    finally:
+        timings["trials_s"] = round(time.perf_counter() - t, 2)
+        runner.close()
+    ran = [t for t in trials if t.rungs]
+    if not ran:
+        raise EdgekdError("the search trained no trial in time; raise --budget-minutes")
+    top = max(t.fidelity for t in ran)
+    last = [t for t in ran if t.fidelity == top]
+    chosen = min(last, key=lambda t: (-t.accuracy, t.predicted["latency_ms"], t.id)).id
+    result = SearchResult(target.name, spec.name, settings, target.budgets.to_dict(), trials, pareto(ran), chosen,
+                          costed, cut, runner.name + (", Ray Tune ASHAScheduler" if scheduler == "asha" else ""),
+                          time.perf_counter() - started, timings)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / FRONTIER_JSON, result.to_json())
+    plot_frontier(result, out / FRONTIER_PNG)
+    return result
+
+
+def load_choice(path: str | Path, target: str, task: str) -> StudentConfig:
+    """The chosen student of a search (``frontier.json`` or its folder) for ``build --search FILE``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FRONTIER_JSON
+    if not path.is_file():
+        raise EdgekdError(f"--search {path}: no search result here; run `edgekd search --target {target} --task "
+                          f"{task} --out DIR` first (or give --search N, a number of candidates)")
+    fix = "run `edgekd search` again"
+    d = read_json(path, "search result", fix=fix)
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise EdgekdError(f"{path}: not an edgekd search result (no '{FORMAT}' marker); {fix}")
+    if d.get("task") != task:
+        raise EdgekdError(f"{path}: searched for task {d.get('task')!r}, this build is for {task!r}; {fix}")
+    if d.get("target") != target:
+        log.warning("%s: searched on %s, building for %s (the student is re-checked against this target)", path,
+                    d.get("target"), target)
+    chosen = d.get("chosen")
+    if not isinstance(chosen, dict) or not isinstance(chosen.get("family"), str) or not isinstance(
+            chosen.get("config"), dict):
+        raise EdgekdError(f"{path}: the chosen student is damaged; {fix}")
+    return StudentConfig(chosen["family"], chosen["config"])
+
+
+def result_from_json(d: dict[str, Any]) -> SearchResult:
+    """A :class:`SearchResult` back from frontier.json (to re-plot or compare a finished search)."""
+    trials = [Trial(t["id"], t["family"], t["config"], t["params"], t["macs"], t["predicted"], t["origin"],
+                    t["rungs"]) for t in d["trials"]]
+    return SearchResult(d["target"], d["task"], SearchSettings(**d["settings"]), d["budgets"], trials, d["frontier"],
+                        d["chosen"]["id"], d["candidates_costed"], d["cut_by_budget"], d.get("executor", ""),
+                        d.get("wall_s", 0.0), d.get("timings_s", {}))
+
+
+def plot_frontier(result: SearchResult, path: Path) -> Path:
+    """Validation accuracy vs estimated latency (left) and predicted RAM (right); frontier joined, choice ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110)
+    front = [result.trials[i] for i in result.frontier]
+    ran = [t for t in result.trials if t.rungs]
+    best = result.best
+    for ax, key, scale, unit, budget in ((axes[0], "latency_ms", 1.0, "ms (estimated)", "latency_ms"),
+                                         (axes[1], "ram_bytes", 1 / 1024, "KiB (predicted arena + runtime)",
+                                          "ram_bytes")):
+        for origin, marker in (("sampled", "o"), ("planner", "s")):
+            pts = [t for t in ran if t.origin == origin]
+            if pts:
+                sc = ax.scatter([t.predicted[key] * scale for t in pts], [100 * t.accuracy for t in pts],
+                                c=[t.fidelity for t in pts], cmap="viridis", marker=marker, s=40,
+                                vmin=result.settings.min_epochs, vmax=result.settings.max_epochs,
+                                label="today's planner pick" if origin == "planner" else "trials")
+        line, best_so_far = [], -1.0  # this panel's 2-D frontier: more accurate than everything cheaper
+        for t in sorted(ran, key=lambda t: (t.predicted[key], -t.accuracy)):
+            if t.accuracy > best_so_far:
+                line.append(t)
+                best_so_far = t.accuracy
+        ax.step([t.predicted[key] * scale for t in line], [100 * t.accuracy for t in line], where="post",
+                color="tab:red", lw=1, label="frontier (this pair)")
+        ax.scatter([t.predicted[key] * scale for t in front], [100 * t.accuracy for t in front], s=70,
+                   facecolors="none", edgecolors="tab:orange", linewidths=1, label="frontier (accuracy, latency, RAM)")
+        ax.scatter([best.predicted[key] * scale], [100 * best.accuracy], s=180, facecolors="none",
+                   edgecolors="tab:red", linewidths=2, label=f"chosen: {best.label()[:40]}")
+        ax.axvline(result.budgets[budget] * scale, color="k", ls="--", lw=1, label="budget")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{'latency' if key == 'latency_ms' else 'RAM'}, {unit}")
+        ax.set_ylabel("validation accuracy, % (at the trial's last rung)")
+        ax.legend(fontsize=6, loc="best", framealpha=0.6)
+    fig.colorbar(sc, ax=axes, label="epochs (fidelity)")
+    fig.suptitle(f"search: {result.task} on {result.target}, {len(result.trials)} trials, seed {result.settings.seed}")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+__all__ = ["FRONTIER_JSON", "FRONTIER_PNG", "SearchResult", "SearchSettings", "Trial", "load_choice", "pareto",
+           "run_trial", "search"]

@@ -1,0 +1,225 @@
+"""`edgekd search`: successive halving over fitting students, the Pareto frontier, determinism for a seed,
+`build --search FRONTIER` and (slow) the same result on a real two-node Ray cluster started here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekd.errors import EdgekdError
+from edgekd.search import FRONTIER_JSON, FRONTIER_PNG, SearchSettings, Trial, load_choice, pareto, search
+from edgekd.targets import load_target
+
+TINY = {"task": "digits", "trials": 3, "min_epochs": 1, "max_epochs": 2, "eta": 2, "limit": 400}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(cost_cache: Path) -> Path:
+    return cost_cache
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def test_rungs():
+    assert SearchSettings(min_epochs=1, max_epochs=9, eta=3).rungs() == [1, 3, 9]
+    assert SearchSettings(min_epochs=2, max_epochs=10, eta=3).rungs() == [2, 6, 10]
+    assert SearchSettings(min_epochs=4, max_epochs=4).rungs() == [4]
+
+
+def trial(i: int, acc: float, ms: float, ram: int) -> Trial:
+    return Trial(i, "x", {}, 0, 0, {"latency_ms": ms, "ram_bytes": ram, "flash_bytes": 0}, "sampled",
+                 [{"epochs": 1, "val_accuracy": acc}])
+
+
+def test_pareto_by_hand():
+    trials = [trial(0, 0.90, 10, 100), trial(1, 0.95, 20, 100), trial(2, 0.89, 12, 100),  # 2: worse than 0 on all
+              trial(3, 0.80, 5, 300), trial(4, 0.80, 5, 50), trial(5, 0.95, 20, 100)]  # 3 loses to 4; 5 ties 1
+    assert pareto(trials) == [0, 1, 4]
+
+
+@pytest.mark.slow
+def test_search_is_deterministic_and_writes_the_frontier(tmp_path: Path):
+    nrf = load_target("nrf52840-dk")
+    a = search(nrf, SearchSettings(**TINY), tmp_path / "a")
+    b = search(nrf, SearchSettings(**TINY), tmp_path / "b")
+    assert json.dumps(a.deterministic_json()) == json.dumps(b.deterministic_json())
+    assert (tmp_path / "a" / FRONTIER_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "a" / FRONTIER_JSON).read_text())
+    assert saved["format"] == "edgekd-search/1" and saved["executor"] == "serial" and saved["rungs"] == [1, 2]
+    trials = saved["trials"]
+    assert len(trials) == 3 and trials[0]["origin"] == "planner" and trials[0]["family"] == "resnet"
+    assert {t["family"] for t in trials[1:]} == {"mbv2"}
+    for t in trials:  # every trial fits every budget, as costed by the cost model
+        assert all(t["predicted"][k] <= nrf.budgets.to_dict()[k] for k in ("flash_bytes", "ram_bytes", "latency_ms"))
+        assert 0 <= t["val_accuracy"] <= 1
+    # successive halving: 3 trials at 1 epoch, the best 3 // 2 = 1 again at 2 epochs
+    assert [len(t["rungs"]) for t in trials].count(2) == 1 and saved["trial_runs"] == 4 and saved["trial_epochs"] == 5
+    top = max(trials, key=lambda t: (t["epochs"], t["val_accuracy"]))
+    assert saved["chosen"]["id"] == top["id"] and saved["chosen"]["epochs"] == 2
+    assert saved["chosen"]["id"] in saved["frontier"]
+    other = search(nrf, SearchSettings(**(TINY | {"seed": 1})), tmp_path / "c")
+    assert [t.config for t in other.trials[1:]] != [t.config for t in a.trials[1:]]  # the seed draws the trials
+
+
+@pytest.mark.slow
+def test_build_search_trains_the_chosen_student(tmp_path: Path):
+    from edgekd.build.context import BuildContext, BuildOptions
+    from edgekd.build.plan import named_student
+
+    nrf = load_target("nrf52840-dk")
+    result = search(nrf, SearchSettings(**(TINY | {"max_epochs": 1, "trials": 2})), tmp_path / "s")
+    ctx = BuildContext.create(nrf, BuildOptions(task="digits", searched=str(tmp_path / "s")), tmp_path / "b")
+    chosen = named_student(ctx)
+    assert (chosen.family, chosen.config) == (result.best.family, result.best.config) and chosen.fits
+    assert chosen.predicted == result.best.predicted
+    assert named_student(BuildContext.create(nrf, BuildOptions(task="digits"), tmp_path / "b")) is None
+    with pytest.raises(EdgekdError, match="searched for task 'digits', this build is for 'fashion-mnist'"):
+        load_choice(tmp_path / "s", "nrf52840-dk", "fashion-mnist")
+    with pytest.raises(EdgekdError, match="no search result here; run `edgekd search"):
+        load_choice(tmp_path / "nothing", "nrf52840-dk", "digits")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(EdgekdError, match="not an edgekd search result"):
+        load_choice(tmp_path / "x.json", "nrf52840-dk", "digits")
+    with pytest.raises(EdgekdError, match="does not fit nrf52840-dk: RAM") as exc:  # re-checked at the build
+        named_student(BuildContext.create(nrf, BuildOptions(task="digits", searched=str(tmp_path / "s"),
+                                                            budgets={"ram": "4KiB"}), tmp_path / "b"))
+    assert exc.value.exit_code == 1
+
+
+@pytest.mark.slow
+def test_search_cli_json_and_bad_input(tmp_path: Path):
+    from edgekd.cli import main
+
+    r = CliRunner().invoke(main, ["search", "--target", "nrf52840-dk", "--task", "digits", "--trials", "2",
+                                  "--epochs", "1", "--limit", "300", "--serial", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["chosen"]["family"] and len(out["trials"]) == 2 and out["latency_kind"] == "estimated"
+    r = CliRunner().invoke(main, ["search", "--target", "nrf52840-dk", "--epochs", "1", "--min-epochs", "3",
+                                  "--serial", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--min-epochs 3 is more than --epochs 1" in r.stderr
+
+
+# ---------------------------------------------------------------- Ray (slow): a real local two-node cluster
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``ray start ... --block`` as our own child: terminating it stops the node's processes."""
+    ray = Path(sys.executable).with_name("ray")
+    proc = subprocess.Popen([str(ray), "start", *args, "--block", "--disable-usage-stats"], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while "Ray runtime started" not in log.read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.terminate()
+            raise RuntimeError(f"ray start {args} failed: {log.read_text()[-2000:]}")
+        time.sleep(1)
+    return proc
+
+
+@pytest.mark.slow
+def test_ray_cluster_gives_the_serial_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # `ray start --head` turns token auth on; read when ray imports
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="rk", dir="/tmp")  # Ray's socket paths must stay short
+    env = os.environ | {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token"}
+    nodes = []
+    try:
+        nodes.append(_ray_start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                                 f"--temp-dir={temp}"], tmp_path / "head.log", env))
+        nodes.append(_ray_start([f"--address=127.0.0.1:{port}", "--num-cpus=1"], tmp_path / "worker.log", env))
+        nrf = load_target("nrf52840-dk")
+        on_ray = search(nrf, SearchSettings(**TINY), tmp_path / "ray", executor="ray", cluster=f"127.0.0.1:{port}")
+        assert "2 node(s)" in on_ray.executor and "2 CPUs" in on_ray.executor
+    finally:
+        for proc in reversed(nodes):
+            proc.terminate()
+            proc.wait(timeout=60)
+    serial = search(nrf, SearchSettings(**TINY), tmp_path / "serial")
+    assert json.dumps(on_ray.deterministic_json()) == json.dumps(serial.deterministic_json())
+
+
+@pytest.mark.slow
+def test_tune_asha_on_a_local_ray_instance_reproduces_each_trial_rung(tmp_path: Path):
+    """Ray Tune's ASHAScheduler: every (trial, rung) it ran has the serial run's accuracy (which trials it
+    promotes is its own, asynchronous decision)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed")
+    nrf = load_target("nrf52840-dk")
+    serial = search(nrf, SearchSettings(**TINY), tmp_path / "serial")
+    tuned = search(nrf, SearchSettings(**TINY), tmp_path / "asha", executor="ray", workers=1, scheduler="asha")
+    assert "ASHAScheduler" in tuned.executor and (tmp_path / "asha" / "tune").is_dir()
+    runs = {(t.id, r["epochs"]): r["val_accuracy"] for t in serial.trials for r in t.rungs}
+    tuned_runs = {(t.id, r["epochs"]): r["val_accuracy"] for t in tuned.trials for r in t.rungs}
+    assert tuned_runs and all(runs.get(k, v) == v for k, v in tuned_runs.items())
+    assert all((t.id, 1) in tuned_runs for t in tuned.trials)  # every trial ran rung 0
+    with pytest.raises(EdgekdError, match="asha is Ray Tune's scheduler"):
+        search(nrf, SearchSettings(**TINY), tmp_path / "x", executor="serial", scheduler="asha")
+
+
+@pytest.mark.slow
+def test_search_distils_trials_from_a_teacher(tmp_path: Path):
+    from edgekd.distill import train_teacher
+
+    train_teacher("digits", tmp_path / "t.pt", epochs=1, progress=False)
+    nrf = load_target("nrf52840-dk")
+    settings = TINY | {"trials": 2, "max_epochs": 1}
+    kd = search(nrf, SearchSettings(**settings, teacher=str(tmp_path / "t.pt")), tmp_path / "kd")
+    ce = search(nrf, SearchSettings(**settings), tmp_path / "ce")
+    assert [t.config for t in kd.trials] == [t.config for t in ce.trials]
+    assert [t.accuracy for t in kd.trials] != [t.accuracy for t in ce.trials]  # the soft targets changed training
+    assert kd.deterministic_json()["settings"]["teacher"] == str(tmp_path / "t.pt")
+
+
+def test_pool_keeps_the_largest_fitting_draws():
+    """--pool 3: the same seeded draws as a uniform run, of which the largest by MACs become the trials."""
+    from edgekd.data import get_spec
+    from edgekd.search import _sample_trials
+
+    nrf, spec = load_target("nrf52840-dk"), get_spec("digits")
+    uniform, _ = _sample_trials(nrf, spec, SearchSettings(trials=7))
+    pooled, _ = _sample_trials(nrf, spec, SearchSettings(trials=3, pool=3))
+    assert uniform[0].origin == pooled[0].origin == "planner" and uniform[0].config == pooled[0].config
+    largest = sorted(uniform[1:], key=lambda t: -t.macs)[:2]
+    assert [t.config for t in pooled[1:]] == [t.config for t in sorted(largest, key=lambda t: t.id)]
+    assert [t.id for t in pooled] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_build_with_a_search_result_end_to_end(tmp_path: Path):
+    """`edgekd build --search DIR`: the searched student is planned, distilled, exported, verified, packaged."""
+    from edgekd.cli import main
+    from edgekd.io import read_json
+
+    nrf = load_target("nrf52840-dk")
+    result = search(nrf, SearchSettings(**(TINY | {"trials": 2, "max_epochs": 1})), tmp_path / "s")
+    out = tmp_path / "b"
+    r = CliRunner().invoke(main, ["build", "--target", "nrf52840-dk", "--task", "digits", "--fast", "--epochs", "2",
+                                  "--emulator", "none", "--search", str(tmp_path / "s"), "--out", str(out), "--json",
+                                  "--max-drop", "10"])  # 2 epochs: int8 may lose a few points, not the point here
+    assert r.exit_code == 0, r.output
+    plan = read_json(out / "plan.json")
+    assert (plan["student"]["family"], plan["student"]["config"]) == (result.best.family, result.best.config)
+    report = read_json(out / "report.json")
+    assert report["student"]["family"] == result.best.family and report["passed"]
+    assert (out / "edgekd-nrf52840-dk-digits.tar.gz").is_file()
