@@ -58,7 +58,7 @@ def _one_line_error(match: str, fn, *args, **kwargs) -> str:
 
 
 def test_registry_and_cheap_specs(tmp_path: Path) -> None:
-    assert task_names() == ["basic-motions", "digits", "fashion-mnist"]
+    assert task_names() == ["basic-motions", "digits", "fashion-mnist", "text-embedding"]
     assert set(TASKS) == set(task_names())
     d = get_spec("digits")
     assert (d.kind, d.input_shape, d.num_classes, d.class_names[0]) == ("image", (1, 8, 8), 10, "0")
@@ -754,3 +754,83 @@ def test_fashion_mnist_gzip_bomb_is_bounded(tmp_path: Path, monkeypatch: pytest.
     images.write_bytes(gzip.compress(raw + b"\0" * (4 << 20)))  # 4 MiB of zeros: 4 KiB on disk
     monkeypatch.setattr(fashion_mnist, "MAX_IDX_BYTES", 1 << 20)
     _one_line_error(f"{images} decompresses to more than 1 MiB", load_task, "fashion-mnist", data_dir=str(folder))
+
+
+# ------------------------------------------------------------------ unlabelled samples (--labels, --unlabelled)
+
+
+def test_labels_keeps_a_stratified_seeded_subset_and_the_rest_is_unlabelled() -> None:
+    from edgekd.data.unlabelled import keep_labels, training_union
+
+    full = load_task("digits")
+    few = keep_labels(full, 100)
+    assert len(few.y_train) == 100 and few.labels_kept == 100
+    assert np.bincount(few.y_train, minlength=10).min() >= 9  # stratified: about 10 of each class
+    assert len(few.x_unlabelled) == len(full.y_train) - 100
+    assert len(few.y_val) == 12 and set(few.y_val) == set(range(10))  # ceil(100 / 9), every class
+    ids = few.indices
+    assert not set(ids["train"]) & set(ids["unlabelled"])
+    assert set(ids["train"]) | set(ids["unlabelled"]) == set(full.indices["train"])
+    assert np.array_equal(few.x_test, full.x_test)  # the test split is untouched
+    assert few.summary()["unlabelled"]["samples"] == len(few.x_unlabelled)
+    again = keep_labels(full, 100)
+    assert np.array_equal(again.indices["train"], ids["train"])  # seeded: the same subset every run
+    # The union in id order does not depend on N: runs with other label counts share teacher outputs.
+    x_a, y_a = training_union(few)
+    x_b, y_b = training_union(keep_labels(full, 300))
+    assert np.array_equal(x_a, x_b) and np.array_equal(x_a, full.x_train)
+    assert (y_a >= 0).sum() == 100 and (y_b >= 0).sum() == 300 and np.array_equal(y_a[y_a >= 0], few.y_train)
+    with pytest.raises(EdgekdError, match="at least|>= the number of classes"):
+        keep_labels(full, 5)
+    with pytest.raises(EdgekdError, match="has only"):
+        keep_labels(full, 10**6)
+
+
+def test_unlabelled_npz_npy_and_image_folder(tmp_path: Path) -> None:
+    from edgekd.data.unlabelled import add_unlabelled, prepare, read_unlabelled
+
+    full = load_task("digits")
+    spec = full.spec
+    raw = np.arange(3 * 64, dtype=np.float32).reshape(3, 8, 8) % 17
+    np.savez(tmp_path / "hw.npz", x=raw)  # (N, H, W)
+    np.save(tmp_path / "nhwc.npy", raw[..., None])  # (N, H, W, C)
+    for name in ("hw.npz", "nhwc.npy"):
+        x, _ = read_unlabelled(tmp_path / name, spec)
+        assert x.shape == (3, 1, 8, 8) and np.array_equal(x[:, 0], raw)
+    folder = tmp_path / "imgs"
+    (folder / "day1").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 16 * i, np.uint8)).save(folder / "day1" / f"{i}.png")
+    x, what = read_unlabelled(folder, spec)
+    assert x.shape == (4, 1, 8, 8) and x.dtype == np.uint8 and "4 images" in what
+    # Normalised like the task's own samples, ids after every source row.
+    more = add_unlabelled(full, tmp_path / "hw.npz")
+    mean, std = full.normalization["mean"][0], full.normalization["std"][0]
+    assert np.allclose(more.x_unlabelled[:, 0], (raw - mean) / std, atol=1e-5)
+    assert more.indices["unlabelled"].min() > max(v.max() for v in full.indices.values())
+    both = prepare(full, labels=100, unlabelled=[tmp_path / "hw.npz", folder])
+    assert len(both.x_unlabelled) == len(full.y_train) - 100 + 3 + 4 and len(both.unlabelled_sources) == 3
+
+
+@pytest.mark.parametrize("content, match", [
+    ("wrong-shape", r"samples have shape \(3, 5, 5\).*needs \(1, 8, 8\)"),
+    ("no-x", "no array 'x'"),
+    ("junk", "not an .npz archive"),
+    ("missing", "no such file or folder"),
+    ("nan", "NaN"),
+])
+def test_bad_unlabelled_input_is_one_line(tmp_path: Path, content: str, match: str) -> None:
+    from edgekd.data.unlabelled import read_unlabelled
+
+    path = tmp_path / "u.npz"
+    if content == "wrong-shape":
+        np.savez(path, x=np.zeros((2, 3, 5, 5), np.float32))
+    elif content == "no-x":
+        np.savez(path, y=np.zeros(2))
+    elif content == "junk":
+        path.write_bytes(b"not a zip")
+    elif content == "nan":
+        np.savez(path, x=np.full((2, 8, 8), np.nan, np.float32))
+    with pytest.raises(EdgekdError, match=match) as err:
+        read_unlabelled(path, get_spec("digits"))
+    assert "\n" not in str(err.value)

