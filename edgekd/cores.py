@@ -18,8 +18,8 @@ keyword spotting ran in 99.8 ms on a 120 MHz Cortex-M4 (NUCLEO-L4R5ZI, CMSIS-NN)
 Cortex-M7 (STM32H7A3, X-CUBE-AI); those libraries use SIMD (SMLAD) and are several times faster per MAC than
 these portable kernels, so counted times are an upper-side estimate of what this C would take.
 
-Cortex-A CPI is cycles per counted guest instruction for XNNPACK inference, calibrated on MobileNet v1 1.0
-fp32 (random weights) against XNNPACK's published times by scripts/calibrate_cpi.py (docs/cpi_calibration.json).
+Cortex-A cores carry no CPI: their counted time comes from the executed instruction classes and each core's
+pipe throughputs (:mod:`edgekd.emulate.timing_a`, fitted by scripts/calibrate_cpi.py).
 MIDR fields: Arm Technical Reference Manuals (MIDR_EL1 reset values); features: ``/proc/cpuinfo`` of a Pi 3B+/
 Zero 2 W (A53), Pi 4 (A72) and Pi 5 (A76) on Raspberry Pi OS bookworm.
 """
@@ -90,13 +90,10 @@ def _m(name: str, arch: str, flags: tuple[str, ...] = (), fpu: bool = False, cpi
     return Core(name, MCU, arch, flags, fpu, cpi, _M_CPI_SOURCE if cpi else "", qemu, unicorn)
 
 
-def _a(name: str, arch: str, midr: Midr | None = None, features: str = "", cpi: float | None = None,
-       source: str = "") -> Core:
-    return Core(name, LINUX, arch, cpi=cpi, cpi_source=source, qemu_cpu=name if midr else None, midr=midr,
-                features=features)
+def _a(name: str, arch: str, midr: Midr | None = None, features: str = "") -> Core:
+    return Core(name, LINUX, arch, qemu_cpu=name if midr else None, midr=midr, features=features)
 
 
-_XNNPACK = "XNNPACK README: MobileNet v1 1.0X fp32, "
 _TABLE = (
     _m("cortex-m0plus", "armv6-m", ("-mcpu=cortex-m0plus", "-mfloat-abi=soft"), False, 1.4, "UC_CPU_ARM_CORTEX_M0"),
     _m("cortex-m3", "armv7-m", ("-mcpu=cortex-m3", "-mfloat-abi=soft"), False, round(1.3 * 3.42 / 3.34, 2),
@@ -111,14 +108,11 @@ _TABLE = (
     _m("cortex-m85", "armv8.1-m.main"),
     _m("xtensa-lx7", "xtensa"),
     _m("riscv32", "riscv32"),
-    _a("cortex-a53", "armv8-a", Midr(0xD03, 0x0, 4), "fp asimd evtstrm crc32 cpuid", 1.94,
-       _XNNPACK + "RPi 3+ (4x A53 1.4 GHz), 4 threads, 115 ms; perfect 4-thread scaling assumed (upper bound)"),
+    _a("cortex-a53", "armv8-a", Midr(0xD03, 0x0, 4), "fp asimd evtstrm crc32 cpuid"),
     _a("cortex-a55", "armv8.2-a"),
-    _a("cortex-a72", "armv8-a", Midr(0xD08, 0x0, 3), "fp asimd evtstrm crc32 cpuid", 2.14,
-       _XNNPACK + "RPi 4 (4x A72 1.5 GHz), 4 threads, 75 ms; perfect 4-thread scaling assumed (upper bound)"),
+    _a("cortex-a72", "armv8-a", Midr(0xD08, 0x0, 3), "fp asimd evtstrm crc32 cpuid"),
     _a("cortex-a76", "armv8.2-a", Midr(0xD0B, 0x4, 1), "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
-       "asimdhp cpuid asimdrdm lrcpc dcpop asimddp", 0.87,
-       _XNNPACK + "Pixel 3a (Kryo 360 Gold = A75-class, 2.0 GHz), 1 thread, 88 ms"),
+       "asimdhp cpuid asimdrdm lrcpc dcpop asimddp"),
     _a("cortex-a78", "armv8.2-a"),
     _a("cortex-a510", "armv9-a"),
     _a("cortex-a520", "armv9-a"),
@@ -149,5 +143,5 @@ def cortex_m_cores() -> dict[str, Core]:
 
 
 def aarch64_cores() -> dict[str, Core]:
-    """Cores the qemu-aarch64 emulator can stand in for (QEMU has the model, the table has its MIDR and CPI)."""
+    """Cores the qemu-aarch64 emulator can stand in for (QEMU has the model, the table has its MIDR)."""
     return {c.name: c for c in _TABLE if c.midr is not None and c.qemu_cpu}

@@ -65,6 +65,10 @@ _VIEWS = {"aten.view.default", "aten.reshape.default", "aten.flatten.using_ints"
           "aten.squeeze.dim", "aten.squeeze.dims", "aten.squeeze.default", "aten._unsafe_view.default"}
 _ACTIVATIONS = {"aten.relu.default": "RELU", "aten.relu_.default": "RELU", "aten.relu6.default": "RELU6",
                 "aten.hardtanh.default": "RELU6", "aten.hardtanh_.default": "RELU6"}
+#: Layers a text student's app runs itself (a copy of int8 table rows, edgekd.text.model): flash, not operators.
+APP_OPS = {"TOKEN_LOOKUP"}
+_SEQUENCE_OPS = {"aten.embedding.default", "aten.permute.default", "aten.transpose.int", "aten.matmul.default",
+                 "aten.bmm.default", "aten.layer_norm.default", "aten.chunk.default", "aten.split.Tensor"}
 _BATCHNORMS = {"aten.batch_norm.default", "aten._native_batch_norm_legit_no_training.default"}
 _ELEMENTWISE = {"aten.add.Tensor": "ADD", "aten.add_.Tensor": "ADD", "aten.mul.Tensor": "MUL",
                 "aten.sub.Tensor": "SUB", "aten.sigmoid.default": "LOGISTIC", "aten.tanh.default": "TANH",
@@ -126,7 +130,8 @@ class CostReport:
 
     @property
     def ops(self) -> list[str]:
-        return sorted({layer.op for layer in self.layers})
+        """Operators the interpreter must provide (not the app-side token lookup of text students)."""
+        return sorted({layer.op for layer in self.layers} - APP_OPS)
 
     @property
     def model_bytes(self) -> int:
@@ -203,6 +208,7 @@ class _GraphLowering:
         self.nhwc: dict[int, bool] = {}  # buffer index -> stored channels-last
         self.constants = 0
         self.channels_last_input = channels_last_input
+        self.pieces: dict[Any, list[int]] = {}  # split/chunk node -> one buffer per output
 
     # -- buffers and ops
     def new_buffer(self, shape: tuple[int, ...], nhwc: bool) -> int:
@@ -264,8 +270,13 @@ class _GraphLowering:
         shape = _shape(node)
         src = node.args[0] if node.args else None
         if target == "<built-in function getitem>":
-            if src in self.buffer_of and node.args[1] == 0:
+            if src in self.pieces:  # one output of a split/chunk (text transformer's q, k, v)
+                self.buffer_of[node] = self.pieces[src][node.args[1]]
+            elif src in self.buffer_of and node.args[1] == 0:
                 self.buffer_of[node] = self.buffer_of[src]
+            return
+        if target in _SEQUENCE_OPS:
+            self.lower_sequence(node, name, shape, target)
             return
         if target in _ALIAS or target in _BATCHNORMS and self._fusable(src):
             self.buffer_of[node] = self.buffer_of[src]
@@ -309,6 +320,42 @@ class _GraphLowering:
         inputs = [self.buffer_of[a] for a in node.args if a in self.buffer_of]
         self.buffer_of[node] = self.emit(f"UNSUPPORTED:{target}", name, inputs, shape, False,
                                          note="no TFLite lowering known for this op")
+
+    def lower_sequence(self, node: Any, name: str, shape: tuple[int, ...], target: str) -> None:
+        """Ops of the text students (issue 16): the app's token-table lookup, channels-last relabel, TRANSPOSE,
+        LayerNorm as the converter decomposes it (float in litert-torch 0.10), BATCH_MATMUL, SLICE for chunk."""
+        src = node.args[0]
+        if target == "aten.embedding.default":  # (table, ids): the table is looked up by the app beside the body
+            table = _shape(src)
+            self.buffer_of[node] = self.emit("TOKEN_LOOKUP", name, [self.buffer_of[node.args[1]]], shape, False,
+                                             params=math.prod(table), int8_weight_bytes=math.prod(table) + 4,
+                                             fp32_weight_bytes=4 * math.prod(table), note="token embedding table")
+            return
+        buf = self.buffer_of[src]
+        if target == "aten.permute.default":
+            if list(node.args[1]) == [0, 3, 1, 2] and len(shape) == 4 and not self.nhwc[buf]:
+                self.buffer_of[node] = buf  # (N, 1, L, E) rows seen as NCHW (N, E, 1, L): channels-last as stored
+                self.nhwc[buf] = True
+                return
+            self.buffer_of[node] = self.emit("TRANSPOSE", name, [buf], shape, False, constants=1)
+        elif target == "aten.transpose.int":
+            self.buffer_of[node] = self.emit("TRANSPOSE", name, [buf], shape, False, constants=1)
+        elif target in ("aten.matmul.default", "aten.bmm.default"):
+            other = self.buffer_of[node.args[1]]
+            depth = _shape(src)[-1]
+            self.buffer_of[node] = self.emit("BATCH_MATMUL", name, [buf, other], shape, False,
+                                             macs=math.prod(shape) * depth)
+        elif target == "aten.layer_norm.default":
+            width = shape[-1]
+            for op in ("MEAN", "SQUARED_DIFFERENCE", "MEAN", "ADD", "RSQRT", "MUL", "SUB", "MUL"):
+                buf = self.emit(op, name, [buf], shape, False, constants=1)
+            self.buffer_of[node] = self.emit("ADD", name, [buf], shape, False, constants=1, params=2 * width,
+                                             fp32_weight_bytes=8 * width, int8_weight_bytes=8 * width,
+                                             note="LayerNorm: stays float in litert-torch 0.10")
+        else:  # aten.chunk / aten.split: one SLICE per output
+            outs = node.meta.get("val") or []
+            self.pieces[node] = [self.emit("SLICE", name, [buf], tuple(int(d) for d in o.shape), False, constants=2)
+                                 for o in outs]
 
     def _fusable(self, src: Any) -> bool:
         """An activation/BN fuses into a conv, linear or add whose only consumer it is."""
@@ -438,7 +485,8 @@ def export_graph(model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.
     model.eval()
     try:
         with torch.no_grad():
-            return torch.export.export(model, (torch.zeros(1, *input_shape),))
+            dtype = getattr(model, "input_dtype", torch.float32)  # text students take int64 token ids
+            return torch.export.export(model, (torch.zeros(1, *input_shape, dtype=dtype),))
     except Exception as exc:  # torch.export raises many types; all mean "not exportable"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgekdError(f"model cannot be exported with torch.export for input {input_shape}: {first}") from None

@@ -7,11 +7,12 @@
 #   mmdebstrap         the arm64 Debian root the aarch64 runs use (extract only: no chroot, no binfmt)
 #   g++-aarch64-linux-gnu  cross-builds the torch-free ExecuTorch runner for the aarch64 root
 #   curl, xz-utils     fetch QEMU's plugin header (qemu-plugin.h) from Debian's qemu source archive
+#   cmake              builds a bundle's library/ and example/ the way a user's firmware would (tests)
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(qemu-user qemu-system-arm gcc-arm-none-eabi mmdebstrap arch-test gcc g++-aarch64-linux-gnu curl xz-utils
-      ca-certificates)
+      ca-certificates cmake)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

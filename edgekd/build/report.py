@@ -39,6 +39,9 @@ class Report:
     skipped_stages: list[str]
     versions: dict[str, Any]
     folder: Path | None = field(default=None, compare=False)  # where it was built (not in report.json)
+    #: distill.json's "shipped" (which student and why), "unlabelled" and the teacher check, as report.json's
+    #: "distillation"; None for a record written before edgekd recorded them.
+    distillation: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ report.json
     def to_json(self) -> dict[str, Any]:
@@ -46,7 +49,8 @@ class Report:
                 "student": self.distill.student.to_json(), "artifacts": self.artifacts, "budgets": self.budgets,
                 "gates": self.gates, "passed": self.passed, "bundle": self.bundle,
                 "evaluated_on": self.evaluated_on, "candidates": self.distill.candidates,
-                "timings_s": dict(self.timings_s), "skipped_stages": self.skipped_stages, "versions": self.versions}
+                "timings_s": dict(self.timings_s), "skipped_stages": self.skipped_stages, "versions": self.versions,
+                "distillation": self.distillation}
 
     @property
     def emulated(self) -> list[dict[str, Any]]:
@@ -76,6 +80,9 @@ class Report:
                          + (f", {failed} FAILED" if failed else "")
                          + f", {exact} of {len(int8)} int8 runs bit-exact with the host"
                          + (f", counted latency up to {max(counted):.2f} ms" if counted else ""))
+        shipped = (self.distillation or {}).get("shipped") or {}
+        if shipped.get("distilled"):
+            lines.append(f"  shipped the {shipped['shipped']} student: {shipped['reason']}")
         if self.failed_gates:
             lines.append(f"  failed gates: {', '.join(self.failed_gates)}")
         lines.append(f"  report: {where}/report.md (+ report.json), bundle: {where}/{self.bundle}"
@@ -96,9 +103,34 @@ class Report:
                 + (f"; teacher {100 * t.accuracy:.2f}%" if t.accuracy else "")
                 + f". Evaluated on {self.evaluated_on['test']:,} of {self.evaluated_on['of']:,} test samples.")
 
+    def distillation_lines(self) -> list[str]:
+        """report.md's account of the distillation: which student was shipped and why, with both students' test
+        accuracies; how many unlabelled samples were used; the teacher check's warning."""
+        d = self.distillation or {}
+        lines = []
+        shipped = d.get("shipped") or {}
+        if shipped.get("reason"):
+            lines.append(f"Shipped: the **{shipped['shipped']}** student: {shipped['reason']}.")
+        if shipped.get("distilled") and shipped.get("no_teacher"):
+            lines += ["", "| student | validation | test float | test int8 (LiteRT reference) |", "|---|---|---|---|"]
+            for name in ("distilled", "no_teacher"):
+                r = shipped[name]
+                int8 = f"{100 * r['test_int8']:.2f}%" if r.get("test_int8") is not None else "-"
+                lines.append(f"| {name.replace('_', '-')} ({r['loss']}) | {100 * r['val_accuracy']:.2f}% | "
+                             f"{100 * r['test_float']:.2f}% | {int8} |")
+        unl = d.get("unlabelled") or {}
+        if unl.get("samples"):
+            lines.append(f"\nUnlabelled samples: {unl.get('used', 0):,} used of {unl['samples']:,} ("
+                         + "; ".join(unl.get("sources", [])) + ").")
+        check = d.get("teacher_check") or {}
+        if check.get("warning"):
+            lines.append(f"\nWarning: {check['warning']}.")
+        return lines + [""] if lines else []
+
     def markdown(self) -> str:
         lines = [f"# edgekd build: {self.target} / {self.task}", "",
                  f"**{'PASSED' if self.passed else 'FAILED'}** - bundle `{self.bundle}`", "", self.summary_line(), "",
+                 *self.distillation_lines(),
                  "| artifact | runtime | bytes | accuracy | agreement | arena | latency on target | host ms |",
                  "|---|---|---|---|---|---|---|---|"]
         for a in self.artifacts:
@@ -200,7 +232,18 @@ def make_report(layout: BuildLayout, target: Any, export: ExportRecord, verify: 
     return Report(target.name, export.task, dist, entries, verify.budgets,
                   {k: g.to_dict() if g else None for k, g in verify.gates.items()}, verify.passed, bundle.name,
                   {"test": verify.samples.test, "of": verify.samples.of, "layers": verify.samples.layers},
-                  dict(timings), list(skipped), export.versions, layout.root)
+                  dict(timings), list(skipped), export.versions, layout.root, _distillation(layout))
+
+
+def _distillation(layout: BuildLayout) -> dict[str, Any] | None:
+    """What distill.json says about the distillation itself (absent from records of older edgekd versions)."""
+    from edgekd.io import read_json
+
+    d = read_json(layout.distill_json, "distill record")
+    if not isinstance(d, dict) or "shipped" not in d:
+        return None
+    return {"shipped": d.get("shipped"), "unlabelled": d.get("unlabelled"),
+            "teacher_check": (d.get("teacher") or {}).get("check")}
 
 
 def _c_entry(a: Artifact, entries: list[dict[str, Any]], est: Any, prefix: str) -> dict[str, Any]:

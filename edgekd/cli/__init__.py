@@ -6,7 +6,7 @@ Exit codes: 0 success, 1 a budget or gate failed, 2 bad input (one line on stder
 internal error (one line naming the log with the traceback).
 """
 
-from edgekd.cli import artifacts, design, pipeline, release, targets, train  # noqa: F401  (register the verbs)
+from edgekd.cli import artifacts, design, pipeline, release, search, targets, train  # noqa: F401  (register the verbs)
 from edgekd.cli.shell import main
 
 __all__ = ["main"]

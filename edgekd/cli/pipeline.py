@@ -22,15 +22,27 @@ from edgekd.errors import EdgekdError
 @click.option("--all", "all_targets", is_flag=True, help="Every known target.")
 @task_option
 @click.option("--data", "data_path", type=click.Path(), help="Your data (.npz or image folder) instead of --task.")
-@click.option("--teacher", "teacher_ref", help="Teacher (.pt, .pt2); default: train the task's built-in one.")
+@click.option("--teacher", "teacher_ref",
+              help="Teacher (.pt, .pt2, .onnx, .tflite, module:factory); default: train the task's built-in one.")
+@click.option("--teacher-weights", help="State dict for a module:factory teacher (loaded with weights_only).")
+@click.option("--allow-weak-teacher", is_flag=True, help="Distil even from a teacher at chance level on validation.")
+@click.option("--labels", type=click.IntRange(min=1),
+              help="Keep this many training labels (stratified, seeded); the other training samples become unlabelled.")
+@click.option("--unlabelled", type=click.Path(exists=True),
+              help="Samples without labels (.npz with x, .npy, or an image folder): learnt from the teacher's outputs.")
+@click.option("--min-accuracy", type=click.FloatRange(min=0, max=100),
+              help="Accuracy gate: fail below this test accuracy, in percent (default: fail at chance level).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Build folder [default: builds/TARGET, or builds/ with one sub-folder per target].")
 @click.option("--fast", is_flag=True, help="Smoke build: few epochs, a sample of the data (~2 min on digits).")
 @click.option("--loss", default="kd", show_default=True, help="kd | dkd | dist | feature | ce (no teacher).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Distillation epochs [default: 20, --fast: 6].")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning.")
-@click.option("--search", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Try the planner's top N candidates with short runs.")
+@click.option("--search", "search_arg", default="0", show_default=True,
+              help="N: try the planner's top N candidates with short runs; or an `edgekd search` folder / "
+                   "frontier.json: train its chosen student.")
+@click.option("--student", "student_ref", help="Your own student: file.py:factory, package.module:factory or a "
+                                                "torch.export .pt2; costed and checked before training.")
 @click.option("--baseline", is_flag=True, help="Also train the student without a teacher.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
@@ -43,8 +55,11 @@ from edgekd.errors import EdgekdError
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: bool, task: str, data_dir: str | None,
-              data_path: str | None, teacher_ref: str | None, out_dir: str | None, fast: bool, loss: str,
-              epochs: int | None, qat: bool, search: int, baseline: bool, seed: int, families: tuple[str, ...],
+              data_path: str | None, teacher_ref: str | None, teacher_weights: str | None, allow_weak_teacher: bool,
+              labels: int | None, unlabelled: str | None, min_accuracy: float | None, out_dir: str | None,
+              fast: bool, loss: str,
+              epochs: int | None, qat: bool, search_arg: str, student_ref: str | None, baseline: bool, seed: int,
+              families: tuple[str, ...],
               sign_key: str | None, max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float,
               ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
@@ -55,8 +70,12 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
                                                                                        else [])
     if not chosen:
         raise EdgekdError("name what to build: --target NAME, --targets a,b,c or --all")
+    search, searched = (int(search_arg), None) if search_arg.strip().isdigit() else (0, search_arg)
     opts = BuildOptions(task=data_path or task, data_dir=data_dir, teacher=teacher_ref, fast=fast, loss=loss,
+                        teacher_weights=teacher_weights, allow_weak_teacher=allow_weak_teacher, labels=labels,
+                        unlabelled=unlabelled, min_accuracy=None if min_accuracy is None else min_accuracy / 100,
                         epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
+                        student=student_ref, searched=searched,
                         families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,
                         budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
                         emulator=emulator, emulator_limit=emulator_limit or None, emulator_timeout_s=emulator_timeout,

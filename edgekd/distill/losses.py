@@ -60,6 +60,32 @@ class DistillLoss(nn.Module):
                 **features: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    def soft(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """The term for samples without a label: match the teacher's soft targets (KL at the loss's temperature)."""
+        return kl_div_temperature(student, teacher, float(getattr(self, "temperature", 1.0)))
+
+    def mixed(self, student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor,
+              **features: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of a batch whose unlabelled rows have label -1: the full loss on labelled rows, :meth:`soft`
+        on the others, each weighted by its share of the batch (so a batch's loss scale does not depend on it)."""
+        if labels is None or labels.dim() != 1 or labels.is_floating_point() or bool((labels >= 0).all()):
+            return self(student, teacher, labels, **features)  # fully labelled, or targets that are not classes
+        known = labels >= 0
+        if teacher is None:
+            raise EdgekdError(f"loss {self.name!r}: unlabelled samples need a teacher")
+        n = len(labels)
+        share = float(known.sum()) / n
+        parts: dict[str, float] = {}
+        total = student.new_zeros(())
+        if share > 0:
+            feats = {k: v[known] for k, v in features.items() if v is not None}
+            loss, labelled = self(student[known], teacher[known], labels[known], **feats)
+            total = total + share * loss
+            parts = {k: share * v for k, v in labelled.items()}
+        soft = self.soft(student[~known], teacher[~known])
+        parts["soft_unlabelled"] = (1 - share) * float(soft.detach())
+        return total + (1 - share) * soft, parts
+
     def hparams(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"
                 and isinstance(v, int | float | str | bool)}
@@ -209,3 +235,6 @@ class FeatureKD(HintonKD):
         hint = F.mse_loss(F.layer_norm(proj, proj.shape[1:]), F.layer_norm(ft.detach(), ft.shape[1:]))
         parts["hint"] = float(hint.detach())
         return total + self.hint_weight * hint, parts
+
+
+from edgekd.distill import embed_losses  # noqa: E402,F401  (embedding losses: cosine, relational; issue 16)

@@ -43,11 +43,16 @@ class Family:
     grid: dict[str, tuple[Any, ...]]  # search space: every combination is a candidate
     channels_last_input: bool = True
     describe: str = ""
+    plannable: bool = True  # the planner enumerates its grid (the user's own student is named, never planned)
+    space: dict[str, tuple[Any, ...]] | None = None  # what `edgekd search` samples from (default: the grid)
+    default: bool = True  # planned without --family (False: only when named, or by `edgekd search`)
 
-    def candidates(self, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-        keys = sorted(self.grid)
+    def candidates(self, input_shape: tuple[int, ...], space: bool = False) -> list[dict[str, Any]]:
+        """Every combination of the grid (or of the search ``space``) that is distinct for this input."""
+        grid = self.space or self.grid if space else self.grid
+        keys = sorted(grid)
         out = []
-        for values in itertools.product(*(self.grid[k] for k in keys)):
+        for values in itertools.product(*(grid[k] for k in keys)):
             params = dict(zip(keys, values, strict=True))
             res = params.get("resolution")
             if res is not None and (len(input_shape) != 3 or res >= max(input_shape[1:])):
@@ -71,8 +76,8 @@ def get_family(name: str) -> Family:
 
 
 def families_for(kind: str, names: Iterable[str] | None = None) -> list[Family]:
-    chosen = [get_family(n) for n in names] if names else list(FAMILIES.values())
-    return [f for f in chosen if kind in f.kinds]
+    chosen = [get_family(n) for n in names] if names else [f for f in FAMILIES.values() if f.default]
+    return [f for f in chosen if kind in f.kinds and f.plannable]
 
 
 def parse_config(family: str, text: str) -> StudentConfig:
@@ -199,4 +204,13 @@ class ClassifierHead(nn.Module):
         return self.fc(self.dropout(F.adaptive_avg_pool2d(x, 1).flatten(1)))
 
 
-from edgekd.students import cnn1d, dscnn, mlp, resnet  # noqa: E402,F401  (register the families)
+from edgekd.students import (  # noqa: E402,F401  (register the families; text_*: issue 16)
+    cnn1d,
+    dscnn,
+    mbv2,
+    mlp,
+    resnet,
+    text_conv,
+    text_transformer,
+    user,
+)
