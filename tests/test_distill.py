@@ -537,6 +537,7 @@ class _Rolled(nn.Module):
         return self.inner(x).roll(1, dims=1)
 
 
+@pytest.mark.slow
 def test_a_chance_level_teacher_is_refused_unless_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "const_teacher.py").write_text(textwrap.dedent(CONSTANT))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -557,6 +558,7 @@ def test_a_chance_level_teacher_is_refused_unless_allowed(tmp_path: Path, monkey
     assert "not better than a quick no-teacher run" in check["warning"]
 
 
+@pytest.mark.slow
 def test_a_worse_distilled_student_is_not_shipped_silently(tmp_path: Path, teacher_file: Path, digits,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     good = load_teacher(str(teacher_file), digits.spec).module
@@ -622,6 +624,7 @@ def test_unlabelled_rows_get_the_soft_loss_only() -> None:
         build_loss("ce").mixed(s, None, y)
 
 
+@pytest.mark.slow
 def test_labels_and_unlabelled_are_used_and_counted(tmp_path: Path, teacher_file: Path) -> None:
     extra = np.random.default_rng(0).integers(0, 17, size=(50, 8, 8)).astype(np.float32)  # (N, H, W) images
     np.savez(tmp_path / "u.npz", x=extra)

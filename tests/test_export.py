@@ -190,6 +190,7 @@ def _residual_export(tmp_path: Path, name: str, qat: bool = False) -> object:
     return export_tflite_int8(model, (3, 12, 12), calib, tmp_path / name, qat_state=state)
 
 
+@pytest.mark.slow
 def test_residual_adds_are_quantized_in_ptq_and_qat_exports(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A residual ``x + y`` without a following ReLU stays int8 (issue 19): no DEQUANTIZE/ADD/QUANTIZE island."""
@@ -207,6 +208,7 @@ def test_residual_adds_are_quantized_in_ptq_and_qat_exports(tmp_path: Path,
     assert "ADD" in stock.graph.float_islands and "DEQUANTIZE" in stock.graph.ops
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["dscnn", "resnet"])
 def test_students_without_float_adds_export_the_same_bytes(family: str, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
