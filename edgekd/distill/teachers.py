@@ -231,21 +231,25 @@ def _load_edgekd(path: Path, spec: TaskSpec) -> tuple[nn.Module, str, float | No
     return model, getattr(model, "feature_layer", None), blob.get("test_accuracy")
 
 
-def _module_from_file(ref: str, file: Path) -> Any:
-    """Import ``file`` (named by the user) as a module of its own; nothing else is imported or run."""
+def module_from_file(ref: str, file: Path, option: str = "--teacher", reuse: bool = False) -> Any:
+    """Import ``file`` (named by the user with ``option``) as a module of its own; nothing else is imported or
+    run. ``reuse`` returns the module this process already imported from that file instead of running it again."""
     if not file.is_file():
-        raise EdgekdError(f"--teacher {ref}: no such file {file}")
-    name = f"edgekd_user_teacher_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}"
+        raise EdgekdError(f"{option} {ref}: no such file {file}")
+    kind = option.lstrip("-")
+    name = f"edgekd_user_{kind}_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}"
+    if reuse and name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
-        raise EdgekdError(f"--teacher {ref}: {file} cannot be loaded as a Python module; give a .py file")
+        raise EdgekdError(f"{option} {ref}: {file} cannot be loaded as a Python module; give a .py file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look their module up here
     try:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:  # the user's file can fail in any way
         sys.modules.pop(name, None)
-        raise EdgekdError(f"--teacher {ref}: running {file} raised {first_line(exc)}") from None
+        raise EdgekdError(f"{option} {ref}: running {file} raised {first_line(exc)}") from None
     return module
 
 
@@ -254,7 +258,7 @@ def _import_factory(ref: str) -> Callable[[], Any]:
     if not module_ref or not attr.isidentifier():
         raise EdgekdError(f"--teacher {ref}: expected package.module:factory or path/to/file.py:factory")
     if module_ref.endswith(".py") or "/" in module_ref or os.sep in module_ref:
-        module = _module_from_file(ref, Path(module_ref))
+        module = module_from_file(ref, Path(module_ref))
     else:
         try:
             module = importlib.import_module(module_ref)

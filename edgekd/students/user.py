@@ -18,23 +18,18 @@ import hashlib
 import importlib
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from edgekd.distill.teachers import first_line, module_from_file
 from edgekd.errors import EdgekdError
 from edgekd.students import Family, StudentConfig, register_family
 
 FAMILY = "user"
 ALLOW_ENV = "EDGEKD_STUDENT_CODE"  # ";"-separated references whose code may be imported (":" is in each one)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def allowed_refs() -> set[str]:
@@ -62,21 +57,7 @@ def _import(ref: str) -> tuple[Any, Path | None]:
     module_ref, attr = _split(ref)
     if _is_file_ref(module_ref):
         file = Path(module_ref)
-        if not file.is_file():
-            raise EdgekdError(f"--student {ref}: no such file {file}")
-        name = f"edgekd_user_student_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}"
-        spec = importlib.util.spec_from_file_location(name, file)
-        if spec is None or spec.loader is None:
-            raise EdgekdError(f"--student {ref}: {file} cannot be loaded as a Python module; give a .py file")
-        module = sys.modules.get(name)
-        if module is None:
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except (Exception, SystemExit) as exc:  # the user's file can fail in any way
-                sys.modules.pop(name, None)
-                raise EdgekdError(f"--student {ref}: running {file} raised {_first_line(exc)}") from None
+        module = module_from_file(ref, file, option="--student", reuse=True)
     else:
         try:
             module = importlib.import_module(module_ref)
@@ -85,7 +66,7 @@ def _import(ref: str) -> tuple[Any, Path | None]:
                               f"(--student path/to/{module_ref.rsplit('.', 1)[-1]}.py:{attr}) or add its folder "
                               "to PYTHONPATH") from None
         except (Exception, SystemExit) as exc:  # the user's module ran and failed
-            raise EdgekdError(f"--student {ref}: importing {module_ref!r} raised {_first_line(exc)}") from None
+            raise EdgekdError(f"--student {ref}: importing {module_ref!r} raised {first_line(exc)}") from None
         file = Path(module.__file__) if getattr(module, "__file__", None) else None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -142,7 +123,7 @@ def _build(params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int
         try:
             model = factory()
         except (Exception, SystemExit) as exc:  # a user factory can fail in any way
-            raise EdgekdError(f"--student {ref}: the factory raised {_first_line(exc)}") from None
+            raise EdgekdError(f"--student {ref}: the factory raised {first_line(exc)}") from None
         if not isinstance(model, nn.Module):
             raise EdgekdError(f"--student {ref}: the factory returned {type(model).__name__}, not a torch.nn.Module")
     model.input_shape = tuple(task_shape)  # type: ignore[assignment]
@@ -176,7 +157,7 @@ def student_config(ref: str, task_shape: tuple[int, ...], num_classes: int) -> S
     except Exception as exc:  # a user model can fail in any way
         hint = " (export the .pt2 with a dynamic batch dimension)" if params["kind"] == "pt2" else ""
         raise EdgekdError(f"--student {ref}: fails on a batch of inputs of shape {tuple(task_shape)}{hint}: "
-                          f"{_first_line(exc)}") from None
+                          f"{first_line(exc)}") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise EdgekdError(f"--student {ref}: outputs {got} for a batch of 2, but the task needs (2, {num_classes}) "
