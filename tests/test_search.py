@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -137,8 +136,6 @@ def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Po
 
 @pytest.mark.slow
 def test_ray_cluster_gives_the_serial_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip("ray is not installed")
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # `ray start --head` turns token auth on; read when ray imports
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="rk", dir="/tmp")  # Ray's socket paths must stay short
@@ -163,8 +160,6 @@ def test_ray_cluster_gives_the_serial_result(tmp_path: Path, monkeypatch: pytest
 def test_tune_asha_on_a_local_ray_instance_reproduces_each_trial_rung(tmp_path: Path):
     """Ray Tune's ASHAScheduler: every (trial, rung) it ran has the serial run's accuracy (which trials it
     promotes is its own, asynchronous decision)."""
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip("ray is not installed")
     nrf = load_target("nrf52840-dk")
     serial = search(nrf, SearchSettings(**TINY), tmp_path / "serial")
     tuned = search(nrf, SearchSettings(**TINY), tmp_path / "asha", executor="ray", workers=1, scheduler="asha")
