@@ -197,7 +197,7 @@ def _copy(board_build: dict, tmp_path: Path) -> Path:
 
 def _rebuild(board_build: dict, out: Path) -> dict:
     """The fixture's build again, as the library call (same options as BOARD_FLAGS)."""
-    opts = BuildOptions(fast=True, epochs=2, families=["dscnn"], emulator="none", progress=False)
+    opts = BuildOptions(fast=True, epochs=4, families=["dscnn"], emulator="none", progress=False)
     return build_many([str(board_build["profile"])], opts, out).reports[0].to_json()
 
 
