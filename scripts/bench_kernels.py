@@ -1,6 +1,7 @@
 """edgekd's int8 kernels on the emulated Cortex-M4 / M7 / M55, per layer and whole model, next to CMSIS-NN.
 
-    .venv/bin/python scripts/bench_kernels.py --label after     # ~2 min on one core
+    .venv/bin/python scripts/bench_kernels.py --label after     # ~2-4 min on one core
+    .venv/bin/python scripts/bench_kernels.py --label after --keep-as after-v1   # keep the last run to compare
 
 Models (built with tests/tflite_builder.py, random int8 weights): a keyword-spotting DS-CNN shaped like MLPerf
 Tiny's (49x10x1 input, PAD + 10x4 stride-2 depthwise to 64 channels, 4 x (3x3 depthwise + 1x1 conv, 64
@@ -12,7 +13,8 @@ interpreter; then one invoke is counted under unicorn (instructions) and charged
 model (edgekd/emulate/timing_m.py), per kernel call; the M55 is counted whole-model by QEMU's TCG plugin. The
 CMSIS-NN figures are the ones issue 14 reports (CMSIS-NN built -O2, same counters). ``--label`` keeps one run per
 label in docs/bench_kernels.json (``before``: the kernels before issue 14's work) and the table in
-docs/benchmarks.md shows the latest label next to ``before``.
+docs/benchmarks.md shows the latest label next to ``before`` (instructions) and, with ``--keep-as``, next to the
+run it replaced (M4 cycles per layer).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from edgekd.codegen import generate_c  # noqa: E402
 from edgekd.codegen.board import build_board  # noqa: E402
 from edgekd.emulate.cortex_m import count_on_qemu, run_board  # noqa: E402
 from edgekd.emulate.timing_m import FLASH, time_invoke  # noqa: E402
+from edgekd.io import atomic_path  # noqa: E402
 from edgekd.targets import load_target  # noqa: E402
 from edgekd.verify.tflm import min_arena  # noqa: E402
 
@@ -120,19 +123,26 @@ def rows_of(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], di
     return rows
 
 
-def table(data: dict[str, Any], label: str) -> str:
+def table(data: dict[str, Any], label: str, previous: str | None = None) -> str:
+    """The docs table for run ``label``, next to ``before`` (instructions) and ``previous`` (M4 cycles)."""
     runs = data["runs"]
     now, before = runs[label], runs.get("before")
     prev = {n: m4 for n, m4, _, _ in rows_of(before["results"])} if before else {}
-    lines = ["| layer / model | edgekd M4 instr. | before | CMSIS-NN M4 | ratio | M4 cycles (model) | cycles/instr. "
+    last = {n: m4 for n, m4, _, _ in rows_of(runs[previous]["results"])} if previous in runs else {}
+    shown = previous if last else None
+    lines = ["| layer / model | edgekd M4 instr. | before | CMSIS-NN M4 | ratio | M4 cycles (model) | "
+             + (f"M4 cycles ({shown}) | " if shown else "") + "cycles/instr. "
              "| edgekd M7 instr. | M7 cycles (model) | edgekd M55 instr. | CMSIS-NN M55 (MVE) | ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if shown else "")]
     for name, m4, m7, m55 in rows_of(now["results"]):
         cm4, cm55 = CMSIS.get(name, (None, None))
         old = prev.get(name, {}).get("instructions")
+        was = last.get(name, {}).get("cycles")
         m55n = m55["instructions"] if m55 else None
         lines.append(f"| {name} | {m4['instructions']:,} | {f'{old:,}' if old else '-'} | {cm4:,} | "
-                     f"{m4['instructions'] / cm4:.2f} | {m4['cycles']:,} | {m4['cycles'] / m4['instructions']:.2f} | "
+                     f"{m4['instructions'] / cm4:.2f} | {m4['cycles']:,} | "
+                     + (f"{f'{was:,}' if was else '-'} | " if shown else "")
+                     + f"{m4['cycles'] / m4['instructions']:.2f} | "
                      f"{m7['instructions']:,} | {m7['cycles']:,} | {f'{m55n:,}' if m55n else '-'} | "
                      f"{cm55:,} | {f'{m55n / cm55:.2f}' if m55n else '-'} |")
     kws = next(r for r in now["results"] if r["model"] == "kws")
@@ -155,6 +165,13 @@ def table(data: dict[str, Any], label: str) -> str:
               f"| RAM: arena + stack / TFLite Micro arena | {m4['ram_bytes']:,} / {m4['tflm_arena_bytes']:,} "
               f"({m4['ram_bytes'] / m4['tflm_arena_bytes']:.2f}x) | {kws[M7]['ram_bytes']:,} | "
               f"{kws[M55]['ram_bytes']:,} |"]
+    if shown:
+        was = next(r for r in runs[previous]["results"] if r["model"] == "kws")
+        lines.append(f"| {shown} (same model, earlier issue-14 kernels) | {was[M4]['instructions']:,} instr., "
+                     f"{was[M4]['cycles']:,} cycles = {was[M4]['at_120mhz']['ms_no_wait']} ms at 120 MHz "
+                     f"({was[M4]['at_120mhz']['ms_l4r5_flash']} ms L4R5 flash), flash {was[M4]['flash_bytes']:,} | "
+                     f"{was[M7]['instructions']:,} instr., {was[M7]['cycles']:,} cycles | "
+                     f"{was[M55]['instructions']:,} instr. |")
     if before:
         old = next(r for r in before["results"] if r["model"] == "kws")
         lines.append(f"| before (same model, kernels before issue 14) | {old[M4]['instructions']:,} instr., "
@@ -170,6 +187,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8, help="random inputs checked against TFLite Micro")
     ap.add_argument("--json", default=str(ROOT / "docs" / "bench_kernels.json"))
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
+    ap.add_argument("--keep-as", default=None,
+                    help="first keep the stored run of --label under this label (the table compares with it)")
     args = ap.parse_args()
     start = time.time()
     models = [("kws", kws_dscnn_model()), *((k, issue14_layer_model(k)) for k in
@@ -179,12 +198,17 @@ def main() -> None:
         results = [measure(name, model, Path(tmp), args.samples) for name, model in models]
     path = Path(args.json)
     data = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    if args.keep_as and args.label in data["runs"]:
+        data["runs"][args.keep_as] = data["runs"][args.label]
     data["runs"][args.label] = {"results": results, "wall_s": round(time.time() - start, 1),
-                                "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    print(table(data, args.label))
+                                "date": time.strftime("%Y-%m-%d", time.gmtime()), "previous": args.keep_as
+                                or data["runs"].get(args.label, {}).get("previous")}
+    with atomic_path(path) as tmp_json:
+        Path(tmp_json).write_text(json.dumps(data, indent=1) + "\n")
+    previous = data["runs"][args.label]["previous"]
+    print(table(data, args.label, previous))
     if not args.no_doc:
-        replace_section("kernels", table(data, args.label))
+        replace_section("kernels", table(data, args.label, previous))
 
 
 if __name__ == "__main__":

@@ -412,6 +412,23 @@ def test_matrix_product_layout_and_scratch(tmp_path: Path) -> None:
     assert buffers["scratch0"]["bytes"] == 5 * 48 + 3 and buffers["scratch0"]["live"] == [0, 0]
 
 
+def test_depthwise_layout_and_scratch(tmp_path: Path) -> None:
+    """Depthwise, multiplier 1: channels padded to groups of 4 with zero weights (filter, per-channel tables) and
+    the padded window of k_h input rows an output row reads planned in the arena for its step only."""
+    import re
+
+    rng = np.random.default_rng(1403)
+    model, shape = conv_model(rng, depthwise=True, cin=6, mult=1, k=3, stride=1, padding=0)
+    result = assert_bit_exact(model, shape, tmp_path, rng)
+    src = (result.out_dir / "model.c").read_text()
+    assert re.search(r"ek_dw_q8?\(&op0", src)
+    assert "static const int8_t op0_filter[72]" in src and "static const int32_t op0_qp[24]" in src  # 8 lanes
+    fields = dict(re.findall(r"\.(out_w|dil_w|stride_w) = (-?\d+)", src))
+    span = (int(fields["out_w"]) - 1) * int(fields["stride_w"]) + 2 * int(fields["dil_w"]) + 1
+    buffers = result.plan.to_dict()["buffers"]
+    assert buffers["scratch0"]["bytes"] == 3 * span * 8 and buffers["scratch0"]["live"] == [0, 0]
+
+
 def test_kws_dscnn_bit_exact_on_the_host(tmp_path: Path) -> None:
     """Issue 14's keyword-spotting DS-CNN through the portable C (the DSP paths run on the boards:
     tests/test_cortex_m.py)."""

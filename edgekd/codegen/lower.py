@@ -5,7 +5,9 @@ buffers it reads and writes, and how far its output may overlap an input it read
 (``overlap``: the planner may place the output at ``input_offset - distance`` or lower). A kernel that writes
 each output row only after reading what that row needs has a distance computed from its geometry here.
 PAD feeding a convolution is folded into that convolution's padding (the kernels treat out-of-image pixels as
-the input zero point, which is exactly PAD's fill value), so the padded copy never exists.
+the input zero point, which is exactly PAD's fill value), so the padded copy never exists. How each kernel
+wants its constants laid out (weights, requantization tables) is :mod:`edgekd.codegen.layout`'s job; the rest
+(~420 lines) stays one module because every operator's lowering shares the tensor checks and the row geometry.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekd.codegen import fixedpoint as fp
+from edgekd.codegen import layout
 from edgekd.codegen.graph import Graph, Operator, Tensor
 from edgekd.errors import EdgekdError
 
@@ -101,55 +104,12 @@ def _bias(g: Graph, op: Operator, channels: int) -> np.ndarray | None:
     return b.data.astype(np.int32)
 
 
-def _folded_bias(bias: np.ndarray | None, in_offset: int, filters: np.ndarray) -> np.ndarray:
-    """``bias + in_offset * sum(filter row)``: sum((x + off) * w) = sum(x * w) + off * sum(w), exactly."""
-    folded = filters.astype(np.int64).sum(axis=1) * in_offset
-    if bias is not None:
-        folded = folded + bias.astype(np.int64)
-    if np.abs(folded).max(initial=0) >= 1 << 31:
-        raise EdgekdError("folded bias exceeds int32; the model's weights or zero points are out of int8 range")
-    return folded.astype(np.int32)
-
-
-def _requant_tables(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int],
-                    out_offset: int, act_max: int,
-                    table_bias: np.ndarray | None = None) -> tuple[int, dict[str, tuple[str, np.ndarray]]]:
-    """Requantization mode and per-channel tables: qp [out_c][3] = bias, multiplier, rounding constant; shift.
-
-    Mode 1 (2 when act_max is 127: SSAT clamps) is exact when every shift is in [-22, -1] (the rounding constant
-    2^(r-1) + out_offset * 2^r stays in int32) and every accumulator, bias + sum((x + offset) * w) with
-    |x + offset| <= 255, is below 2^30 in magnitude (so 2 * acc does not overflow for SMMULR); else mode 0.
-    ``table_bias`` replaces the bias in qp (a folded bias: the accumulator, and so the bound, is the same)."""
-    out_c = filters.shape[0]
-    b = bias.astype(np.int64) if bias is not None else np.zeros(out_c, np.int64)
-    bound = np.abs(b) + 255 * np.abs(filters.astype(np.int64)).sum(axis=1)
-    fast = int(all(-22 <= s <= -1 for s in shifts) and int(bound.max(initial=0)) < (1 << 30))
-    if fast and act_max == 127:
-        fast = 2
-    r = np.array([-s for s in shifts], np.int64)
-    rnd = (1 << (r - 1)) + out_offset * (1 << r) if fast else np.zeros(out_c, np.int64)
-    tb = b if table_bias is None else table_bias.astype(np.int64)
-    qp = np.stack([tb, np.array(mults, np.int64), rnd], axis=1).reshape(-1)
-    return fast, {"qp": ("int32_t", qp), "shift": ("int8_t", r if fast else np.array(shifts, np.int64))}
-
-
 def _mm_step(name: str, fields: dict[str, int], filters: np.ndarray, bias: np.ndarray | None, mults: list[int],
              shifts: list[int], inputs: list[int], output: int, overlap: dict[int, int], tmp_bytes: int,
              macs: int) -> Step:
-    """A layer as one matrix product (``ek_conv_mm*``): ``filters`` [out_c][taps] is laid out offline for the
-    kernel (taps padded to a multiple of 4, pairs of output channels interleaved per 4 taps); the bias with the
-    input offset folded in (bias + offset * sum(w): exact for padding taps too, which hold the zero point),
-    multiplier and rounding constant go in one per-channel table; the requantization mode
-    (:func:`_requant_tables`) picks the kernel."""
-    out_c, taps = filters.shape
-    k4 = -(-taps // 4) * 4
-    padded = np.zeros((out_c + out_c % 2, k4), np.int8)
-    padded[:out_c, :taps] = filters
-    laid = padded.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
-    folded = _folded_bias(bias, fields["in_offset"], filters)  # the columns hold raw x, padding the zero point
-    fast, arrays = _requant_tables(filters, bias, mults, shifts, fields["out_offset"], fields["act_max"], folded)
-    arrays["filter"] = ("int8_t", laid)
-    kernel = ("ek_conv_mm", "ek_conv_mm_q", "ek_conv_mm_q8")[fast]
+    """A layer as one matrix product (``ek_conv_mm*``, constants from :func:`layout.mm_layout`)."""
+    kernel, k4, arrays = layout.mm_layout(filters, bias, mults, shifts, fields["in_offset"], fields["out_offset"],
+                                          fields["act_max"])
     return Step(name, kernel, "ek_mm_t", {**fields, "k4": k4}, arrays, inputs, output, overlap, tmp_bytes, macs,
                 scratch_bytes=5 * k4 + 3)
 
@@ -206,15 +166,17 @@ def _conv_like(g: Graph, op: Operator, x: Tensor, y: Tensor, pads: tuple[int, in
         return _mm_step(name, mm, filters, bias, mults, shifts, [x.index], y.index, {x.index: distance},
                         2 * out_w * out_c, macs)
     if depthwise and filter_in_c == 1:
-        fast, tables = _requant_tables(wdata.reshape(kh * kw, out_c).T, bias, mults, shifts, y.zero_point, act_max)
-        if fast:
-            dw = {k: v for k, v in fields.items() if k != "filter_in_c"}
-            return Step(name, ("ek_dw_q", "ek_dw_q8")[fast - 1], "ek_mm_t", dw,
-                        {"filter": ("int8_t", flat.astype(np.int8)), **tables}, [x.index], y.index,
-                        {x.index: distance}, out_w * out_c, macs)
+        span = (out_w - 1) * sw + (kw - 1) * dw + 1  # padded input columns an output row reads
+        dw_fast = layout.dw_layout(wdata.reshape(kh, kw, out_c), bias, mults, shifts, -x.zero_point,
+                                   y.zero_point, act_max, span)
+        if dw_fast:
+            kernel, scratch, dw_arrays = dw_fast
+            return Step(name, kernel, "ek_mm_t", {k: v for k, v in fields.items() if k != "filter_in_c"},
+                        dw_arrays, [x.index], y.index, {x.index: distance}, out_w * out_c, macs,
+                        scratch_bytes=scratch)
     pointwise = not depthwise and kh == kw == 1 and pad_top == pad_left == 0 and filter_in_c == in_c
     if pointwise:  # every input is in bounds: fold the input offset into the bias
-        arrays["kbias"] = ("int32_t", _folded_bias(bias, -x.zero_point, wdata.reshape(out_c, -1)))
+        arrays["kbias"] = ("int32_t", layout.folded_bias(bias, -x.zero_point, wdata.reshape(out_c, -1)))
     elif bias is not None:
         arrays["bias"] = ("int32_t", bias)
     kernel = "ek_depthwise" if depthwise else "ek_conv2d"
@@ -280,7 +242,7 @@ def _fully_connected(g: Graph, op: Operator) -> Step:
                                                  "mult": ("int32_t", np.array(mults, np.int64)),
                                                  "shift": ("int8_t", np.array(shifts, np.int64))}
     if w.zero_point == 0:
-        arrays["kbias"] = ("int32_t", _folded_bias(bias, -x.zero_point, wdata.astype(np.int64)))
+        arrays["kbias"] = ("int32_t", layout.folded_bias(bias, -x.zero_point, wdata.astype(np.int64)))
     elif bias is not None:
         arrays["bias"] = ("int32_t", bias)
     return Step("FULLY_CONNECTED", "ek_fully_connected", "ek_fc_t", fields, arrays, [x.index], y.index,

@@ -22,6 +22,14 @@
 #define EK_MVE 0
 #endif
 
+/* Hand-scheduled inline assembly for the hottest DSP loops (GCC-compatible compilers, optimised builds: at -O0
+ * the frame pointer leaves too few registers for them); the C paths below stay for every other build. */
+#if EK_DSP && !EK_MVE && defined(__OPTIMIZE__)
+#define EK_ASM 1
+#else
+#define EK_ASM 0
+#endif
+
 #if defined(__GNUC__)
 #define EK_INLINE static inline __attribute__((always_inline))
 #else
@@ -97,13 +105,22 @@ EK_INLINE int8_t ek_out8(int32_t acc, int32_t mult, int32_t shift, int32_t out_o
 void ek_copy(int8_t *dst, const int8_t *src, int32_t n) {
   int32_t i = 0;
   if (dst == src) return;
-  if (dst < src) {
+  if (dst < src || dst >= src + n) { /* forward: each chunk is read whole before it is written, so safe */
 #if EK_DSP
-    if (src - dst >= 4) {
-      for (; i + 4 <= n; i += 4) {
-        const uint32_t v = ek_ld32(src + i);
-        __builtin_memcpy(dst + i, &v, 4);
-      }
+    for (; i + 16 <= n; i += 16) {
+      uint32_t v0, v1, v2, v3;
+      __builtin_memcpy(&v0, src + i, 4);
+      __builtin_memcpy(&v1, src + i + 4, 4);
+      __builtin_memcpy(&v2, src + i + 8, 4);
+      __builtin_memcpy(&v3, src + i + 12, 4);
+      __builtin_memcpy(dst + i, &v0, 4);
+      __builtin_memcpy(dst + i + 4, &v1, 4);
+      __builtin_memcpy(dst + i + 8, &v2, 4);
+      __builtin_memcpy(dst + i + 12, &v3, 4);
+    }
+    for (; i + 4 <= n; i += 4) {
+      const uint32_t v = ek_ld32(src + i);
+      __builtin_memcpy(dst + i, &v, 4);
     }
 #endif
     for (; i < n; ++i) dst[i] = src[i];
@@ -269,17 +286,62 @@ EK_INLINE int32_t ek_smmulr(int32_t a, int32_t b) {
  * |acc| < 2^30, sh = r = -shift with 1 <= r <= 22): h = SMMULR(2 acc, m) is (acc m + 2^30) >> 31 exactly, then
  * ((h - (h < 0) + round) >> r), round = 2^(r-1) + out_offset 2^r, is TFLite's rounding shift plus the output
  * offset; mode 2 has act_max = 127, so the upper clamp is SSAT. */
-EK_INLINE int8_t ek_rq(int32_t acc, const int32_t *qp, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi,
-                       int mode) {
+EK_INLINE int8_t ek_rqv(int32_t acc, int32_t m, int32_t rnd, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi,
+                        int mode) {
   int32_t h;
-  if (mode == 0) return ek_out8(acc, qp[1], sh, out_offset, lo, hi);
-  h = ek_smmulr(acc * 2, qp[1]);
-  h = (h - (int32_t)((uint32_t)h >> 31) + qp[2]) >> sh;
+  if (mode == 0) return ek_out8(acc, m, sh, out_offset, lo, hi);
+  h = ek_smmulr(acc * 2, m);
+  h = (h - (int32_t)((uint32_t)h >> 31) + rnd) >> sh;
   h = h < lo ? lo : h;
 #if EK_DSP
   if (mode == 2) return (int8_t)__ssat(h, 8);
 #endif
   return (int8_t)(h > hi ? hi : h);
+}
+
+EK_INLINE int8_t ek_rq(int32_t acc, const int32_t *qp, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi,
+                       int mode) {
+  return ek_rqv(acc, qp[1], qp[2], sh, out_offset, lo, hi, mode);
+}
+
+/* Requantize n channels of accumulators held in memory, buf[k * ps] for pixel a (and buf[k * ps + 1] for pixel
+ * b when two), into da[k] (db[k]): one tight loop per layer chunk instead of a few outputs between MAC loops,
+ * so the channel's constants are loaded once for both pixels and nothing is spilled. */
+#if EK_MVE
+/* Four channels of mode 1 / 2 at once: VQRDMULH(acc, m) is SMMULR(2 acc, m) exactly (m >= 0, so it never
+ * saturates), then the same rounding shift (VSHL by -r truncates), clamp and a narrowing byte store. */
+EK_INLINE void ek_rq4_mve(int32x4_t acc, int32x4_t m, int32x4_t rnd, int32x4_t nr, int32_t lo, int32_t hi,
+                          int8_t *d) {
+  int32x4_t h = vqrdmulhq_s32(acc, m);
+  h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(h), 31)));
+  h = vshlq_s32(vaddq_s32(h, rnd), nr);
+  vstrbq_s32(d, vminq_s32(vmaxq_s32(h, vdupq_n_s32(lo)), vdupq_n_s32(hi)));
+}
+#endif
+
+EK_INLINE void ek_rq_run(const int32_t *buf, int32_t n, int32_t ps, const int32_t *qp, const int8_t *sh, int32_t oo,
+                         int32_t lo, int32_t hi, int mode, int8_t *da, int8_t *db, int two) {
+  int32_t k = 0;
+#if EK_MVE
+  if (mode != 0) {
+    static const uint32_t off_m[4] = {1, 4, 7, 10}, off_r[4] = {2, 5, 8, 11};
+    const uint32x4_t om = vld1q_u32(off_m), orr = vld1q_u32(off_r);
+    const uint32x4_t ob = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
+    for (; k + 4 <= n; k += 4) {
+      const int32_t *q = qp + 3 * k, *b = buf + ps * k;
+      const int32x4_t m = vldrwq_gather_shifted_offset_s32(q, om), rnd = vldrwq_gather_shifted_offset_s32(q, orr);
+      const int32x4_t nr = vnegq_s32(vldrbq_s32(sh + k));
+      ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b, ob), m, rnd, nr, lo, hi, da + k);
+      if (two) ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b + 1, ob), m, rnd, nr, lo, hi, db + k);
+    }
+  }
+#endif
+  for (; k < n; ++k) {
+    const int32_t *q = qp + 3 * k;
+    const int32_t m = q[1], rnd = q[2], r = sh[k], a0 = buf[ps * k], a1 = two ? buf[ps * k + 1] : 0;
+    da[k] = ek_rqv(a0, m, rnd, r, oo, lo, hi, mode);
+    if (two) db[k] = ek_rqv(a1, m, rnd, r, oo, lo, hi, mode);
+  }
 }
 
 /* The receptive field of output pixel (oy, ox) in filter order (ky, kx, c), out-of-image taps as the input zero
@@ -331,32 +393,63 @@ static void ek_expand(const int8_t *x, int32_t k4, int32_t *col) {
 #endif
 }
 
-/* Two pixels' columns against two output channels' interleaved filters: 8 SMLAD per 4 taps. */
+/* Two pixels' columns against two output channels' interleaved filters: 8 SMLAD per 4 taps. On the DSP cores
+ * the loop is scheduled by hand (GCC splits the six loads of a group into short runs and keeps fewer values in
+ * registers): per group of 4 taps the six words are loaded back to back (the M4 pipelines neighbouring loads),
+ * then 4 SXTB16 and 8 SMLAD; four groups per pass. */
+#if EK_ASM
+#define EK_MM_ASM_GROUP(co, wo)                                                                     \
+  "ldr %[x0l], [%[c], #" #co "]\n\tldr %[x0h], [%[c], #" #co "+4]\n\t"                            \
+  "ldr %[x1l], [%[c], #" #co "+8]\n\tldr %[x1h], [%[c], #" #co "+12]\n\t"                         \
+  "ldr %[wa], [%[w], #" #wo "]\n\tldr %[wb], [%[w], #" #wo "+4]\n\t"                              \
+  "sxtb16 %[t], %[wa]\n\tsmlad %[a00], %[x0l], %[t], %[a00]\n\tsmlad %[a10], %[x1l], %[t], %[a10]\n\t" \
+  "sxtb16 %[wa], %[wa], ror #8\n\tsmlad %[a00], %[x0h], %[wa], %[a00]\n\t"                       \
+  "smlad %[a10], %[x1h], %[wa], %[a10]\n\t"                                                        \
+  "sxtb16 %[t], %[wb]\n\tsmlad %[a01], %[x0l], %[t], %[a01]\n\tsmlad %[a11], %[x1l], %[t], %[a11]\n\t" \
+  "sxtb16 %[wb], %[wb], ror #8\n\tsmlad %[a01], %[x0h], %[wb], %[a01]\n\t"                       \
+  "smlad %[a11], %[x1h], %[wb], %[a11]\n\t"
+#define EK_MM_ASM_OPERANDS                                                                          \
+  [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(col), [w] "+r"(w),   \
+  [x0l] "=&r"(x0l), [x0h] "=&r"(x0h), [x1l] "=&r"(x1l), [x1h] "=&r"(x1h), [wa] "=&r"(wa), [wb] "=&r"(wb), \
+  [t] "=&r"(t)
+#endif
+
 EK_INLINE void ek_mm_2x2(const int32_t *col, const int8_t *w, int32_t k4, int32_t b0, int32_t b1, int32_t *acc) {
   int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
   const int32_t *end = col + k4;
-#if EK_DSP
-#define EK_MM_GROUP(c, wp)                        \
-  do {                                            \
-    const uint32_t wa = ek_ld32(wp), wb = ek_ld32((wp) + 4); \
-    const int32_t x0l = (c)[0], x0h = (c)[1], x1l = (c)[2], x1h = (c)[3]; \
-    int32_t wl = ek_sx02(wa), wh = ek_sx13(wa);   \
-    a00 = __smlad(x0l, wl, a00);                  \
-    a00 = __smlad(x0h, wh, a00);                  \
-    a10 = __smlad(x1l, wl, a10);                  \
-    a10 = __smlad(x1h, wh, a10);                  \
-    wl = ek_sx02(wb);                             \
-    wh = ek_sx13(wb);                             \
-    a01 = __smlad(x0l, wl, a01);                  \
-    a01 = __smlad(x0h, wh, a01);                  \
-    a11 = __smlad(x1l, wl, a11);                  \
-    a11 = __smlad(x1h, wh, a11);                  \
-  } while (0)
-  for (; col + 8 <= end; col += 8, w += 16) { /* two groups per pass: half the loop overhead */
-    EK_MM_GROUP(col, w);
-    EK_MM_GROUP(col + 4, w + 8);
+#if EK_ASM
+  int32_t x0l, x0h, x1l, x1h, wa, wb, t;
+  if (col + 16 <= end) {
+    const int32_t *last = end - 16;
+    __asm__ volatile("1:\n\t" EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) EK_MM_ASM_GROUP(32, 16)
+                     EK_MM_ASM_GROUP(48, 24) "adds %[c], #64\n\tadds %[w], #32\n\tcmp %[c], %[last]\n\tbls 1b"
+                     : EK_MM_ASM_OPERANDS : [last] "r"(last) : "cc", "memory");
   }
-  if (col < end) EK_MM_GROUP(col, w);
+  if (col + 8 <= end) {
+    __asm__ volatile(EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) "adds %[c], #32\n\tadds %[w], #16"
+                     : EK_MM_ASM_OPERANDS : : "memory");
+  }
+  if (col < end) {
+    __asm__ volatile(EK_MM_ASM_GROUP(0, 0) : EK_MM_ASM_OPERANDS : : "memory");
+  }
+#elif EK_DSP
+#define EK_MM_GROUP(c, wp)                                                \
+  do {                                                                    \
+    const uint32_t wa = ek_ld32(wp), wb = ek_ld32((wp) + 4);              \
+    const int32_t x0l = (c)[0], x0h = (c)[1], x1l = (c)[2], x1h = (c)[3]; \
+    int32_t wl = ek_sx02(wa), wh = ek_sx13(wa);                           \
+    a00 = __smlad(x0l, wl, a00);                                          \
+    a00 = __smlad(x0h, wh, a00);                                          \
+    a10 = __smlad(x1l, wl, a10);                                          \
+    a10 = __smlad(x1h, wh, a10);                                          \
+    wl = ek_sx02(wb);                                                     \
+    wh = ek_sx13(wb);                                                     \
+    a01 = __smlad(x0l, wl, a01);                                          \
+    a01 = __smlad(x0h, wh, a01);                                          \
+    a11 = __smlad(x1l, wl, a11);                                          \
+    a11 = __smlad(x1h, wh, a11);                                          \
+  } while (0)
+  for (; col < end; col += 4, w += 8) EK_MM_GROUP(col, w);
 #undef EK_MM_GROUP
 #else
   for (; col < end; col += 4, w += 8) {
@@ -402,6 +495,7 @@ EK_INLINE void ek_mm_1x2(const int32_t *col, const int8_t *w, int32_t k4, int32_
 #endif
   acc[0] = a00;
   acc[1] = a01;
+  acc[2] = acc[3] = 0; /* no second pixel */
 }
 
 /* Every pair of output channels against the two columns; `mode` is a constant at each call (see ek_rq). */
@@ -452,6 +546,59 @@ EK_INLINE void ek_mm_mve(const int8_t *c0, const int8_t *c1, const int8_t *w, in
 }
 #endif
 
+#if EK_ASM
+/* Two pixels x every full pair of output channels with ek_rq mode 2, in one hand-scheduled loop (k4 a multiple
+ * of 8): per pair the folded biases, the 2x2 product of ek_mm_2x2 (four groups per pass, then two), the four
+ * requantizations sharing each channel's constants, and per pixel the two outputs packed (BFI), clamped below by
+ * SSUB8 + SEL and stored as one halfword. Table and output pointers live on the stack between pairs. */
+EK_INLINE void ek_mm_2x2_q8(const int32_t *col, const int8_t *w, int32_t k4, const int32_t *qp, const int8_t *sh,
+                            int8_t *da, int8_t *db, int32_t pairs, uint32_t lo4) {
+  int32_t a00, a01, a10, a11, x0l, x0h, x1l, x1h, wa, wb, t, c;
+  const int32_t *last32 = col + k4 - 32, *last16 = col + k4 - 16, *end = col + k4;
+  int8_t *da_end = da + 2 * pairs;
+#define EK_MM_RQ(a, b, j)                                                                           \
+  "ldr %[x0l], [%[c], #" #j "*12+4]\n\tldr %[x0h], [%[c], #" #j "*12+8]\n\tldrsb %[x1l], [%[wb], #" #j "]\n\t" \
+  "lsl %[" #a "], %[" #a "], #1\n\tlsl %[" #b "], %[" #b "], #1\n\t"                               \
+  "smmulr %[" #a "], %[" #a "], %[x0l]\n\tsmmulr %[" #b "], %[" #b "], %[x0l]\n\t"                 \
+  "sub %[" #a "], %[" #a "], %[" #a "], lsr #31\n\tsub %[" #b "], %[" #b "], %[" #b "], lsr #31\n\t" \
+  "add %[" #a "], %[" #a "], %[x0h]\n\tadd %[" #b "], %[" #b "], %[x0h]\n\t"                       \
+  "asr %[" #a "], %[" #a "], %[x1l]\n\tasr %[" #b "], %[" #b "], %[x1l]\n\t"                       \
+  "ssat %[" #a "], #8, %[" #a "]\n\tssat %[" #b "], #8, %[" #b "]\n\t"
+  __asm__ volatile("1:\n\t"
+                   "ldr %[t], %[qp]\n\tldr %[a00], [%[t], #0]\n\tldr %[a01], [%[t], #12]\n\t"
+                   "ldr %[c], %[col]\n\tmov %[a10], %[a00]\n\tmov %[a11], %[a01]\n\t"
+                   "ldr %[t], %[last32]\n\tcmp %[c], %[t]\n\tbhi 5f\n"
+                   "2:\n\t" EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) EK_MM_ASM_GROUP(32, 16)
+                   EK_MM_ASM_GROUP(48, 24) EK_MM_ASM_GROUP(64, 32) EK_MM_ASM_GROUP(80, 40) EK_MM_ASM_GROUP(96, 48)
+                   EK_MM_ASM_GROUP(112, 56) "adds %[c], #128\n\tadds %[w], #64\n\tldr %[t], %[last32]\n\t"
+                   "cmp %[c], %[t]\n\tbls 2b\n"
+                   "5:\n\tldr %[t], %[last16]\n\tcmp %[c], %[t]\n\tbhi 3f\n\t"
+                   EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) EK_MM_ASM_GROUP(32, 16) EK_MM_ASM_GROUP(48, 24)
+                   "adds %[c], #64\n\tadds %[w], #32\n"
+                   "3:\n\tldr %[t], %[end]\n\tcmp %[c], %[t]\n\tbhs 4f\n\t"
+                   EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) "adds %[c], #32\n\tadds %[w], #16\n"
+                   "4:\n\tldr %[c], %[qp]\n\tldr %[wb], %[sh]\n\t"
+                   EK_MM_RQ(a00, a10, 0) EK_MM_RQ(a01, a11, 1)
+                   "bfi %[a00], %[a01], #8, #8\n\tbfi %[a10], %[a11], #8, #8\n\tldr %[t], %[lo4]\n\t"
+                   "ssub8 %[x0l], %[a00], %[t]\n\tsel %[a00], %[a00], %[t]\n\t"
+                   "ssub8 %[x0l], %[a10], %[t]\n\tsel %[a10], %[a10], %[t]\n\t"
+                   "adds %[c], #24\n\tadds %[wb], #2\n\tstr %[c], %[qp]\n\tstr %[wb], %[sh]\n\t"
+                   "ldr %[t], %[da]\n\tldr %[x1h], %[db]\n\tstrh %[a00], [%[t]], #2\n\tstrh %[a10], [%[x1h]], #2\n\t"
+                   "str %[t], %[da]\n\tstr %[x1h], %[db]\n\t"
+                   "ldr %[x0l], %[da_end]\n\tcmp %[t], %[x0l]\n\tblo 1b"
+                   : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [c] "=&r"(c),
+                     [w] "+r"(w), [x0l] "=&r"(x0l), [x0h] "=&r"(x0h), [x1l] "=&r"(x1l), [x1h] "=&r"(x1h),
+                     [wa] "=&r"(wa), [wb] "=&r"(wb), [t] "=&r"(t), [qp] "+m"(qp), [sh] "+m"(sh),
+                     [da] "+m"(da), [db] "+m"(db)
+                   : [col] "m"(col), [last32] "m"(last32), [last16] "m"(last16), [end] "m"(end), [lo4] "m"(lo4), [da_end] "m"(da_end)
+                   : "cc", "memory");
+#undef EK_MM_RQ
+}
+#endif
+
+/* Output channels per requantization pass (even: channel pairs never straddle two chunks). */
+#define EK_RQ_CHUNK 32
+
 EK_INLINE void ek_mm_channels(const ek_mm_t *p, const int32_t *col, int8_t *da, int8_t *db, int two, int mode) {
   const int32_t k4 = p->k4, out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
   const int8_t *w = p->filter, *sh = p->shift;
@@ -459,37 +606,62 @@ EK_INLINE void ek_mm_channels(const ek_mm_t *p, const int32_t *col, int8_t *da, 
   int32_t oc, acc[4];
 #if EK_MVE
   const int8_t *c0 = (const int8_t *)col, *c1 = c0 + 2 * k4;
-  for (oc = 0; oc + 2 <= out_c; oc += 2, w += 2 * k4, qp += 6) {
-    ek_mm_mve(c0, c1, w, k4, qp[0], qp[3], two, acc);
-    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
-    da[oc + 1] = ek_rq(acc[1], qp + 3, sh[oc + 1], oo, lo, hi, mode);
-    if (two) {
-      db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
-      db[oc + 1] = ek_rq(acc[3], qp + 3, sh[oc + 1], oo, lo, hi, mode);
+  for (oc = 0; oc < out_c; oc += EK_RQ_CHUNK) {
+    const int32_t n = EK_MIN(EK_RQ_CHUNK, out_c - oc);
+    int32_t buf[2 * EK_RQ_CHUNK], k;
+    for (k = 0; k < n; k += 2, w += 2 * k4) {
+      const int32_t *q = qp + 3 * (oc + k);
+      ek_mm_mve(c0, c1, w, k4, q[0], k + 1 < n ? q[3] : 0, two, acc);
+      buf[2 * k] = acc[0];
+      buf[2 * k + 1] = acc[2];
+      buf[2 * k + 2] = acc[1];
+      buf[2 * k + 3] = acc[3];
     }
-  }
-  if (oc < out_c) {
-    ek_mm_mve(c0, c1, w, k4, qp[0], 0, two, acc);
-    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
-    if (two) db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
+    ek_rq_run(buf, n, 2, qp + 3 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
   }
   return;
 #endif
-  for (oc = 0; oc + 2 <= out_c; oc += 2, w += 2 * k4, qp += 6) {
-    if (two) {
-      ek_mm_2x2(col, w, k4, qp[0], qp[3], acc);
-      db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
-      db[oc + 1] = ek_rq(acc[3], qp + 3, sh[oc + 1], oo, lo, hi, mode);
-    } else {
-      ek_mm_1x2(col, w, k4, qp[0], qp[3], acc);
-    }
-    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
-    da[oc + 1] = ek_rq(acc[1], qp + 3, sh[oc + 1], oo, lo, hi, mode);
+  oc = 0;
+#if EK_ASM
+  if (mode == 2 && two && (k4 & 7) == 0 && out_c >= 2) { /* every full pair of channels in one loop */
+    const int32_t pairs = out_c >> 1;
+    const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)EK_MAX(lo, -128) * 0x01010101u;
+    ek_mm_2x2_q8(col, w, k4, qp, sh, da, db, pairs, lo4);
+    oc = 2 * pairs;
+    w += oc * k4;
   }
-  if (oc < out_c) { /* the odd channel's partner is a zero filter */
-    ek_mm_2x2(col, w, k4, qp[0], 0, acc);
-    da[oc] = ek_rq(acc[0], qp, sh[oc], oo, lo, hi, mode);
-    if (two) db[oc] = ek_rq(acc[2], qp, sh[oc], oo, lo, hi, mode);
+#endif
+  if (!two) { /* one pixel (a fully connected layer, an odd last pixel): each pair straight to its outputs */
+    for (; oc + 2 <= out_c; oc += 2, w += 2 * k4) {
+      const int32_t *q = qp + 3 * oc;
+      ek_mm_1x2(col, w, k4, q[0], q[3], acc);
+      da[oc] = ek_rq(acc[0], q, sh[oc], oo, lo, hi, mode);
+      da[oc + 1] = ek_rq(acc[1], q + 3, sh[oc + 1], oo, lo, hi, mode);
+    }
+    if (oc < out_c) { /* the odd channel's partner is a zero filter */
+      ek_mm_1x2(col, w, k4, qp[3 * oc], 0, acc);
+      da[oc] = ek_rq(acc[0], qp + 3 * oc, sh[oc], oo, lo, hi, mode);
+    }
+    return;
+  }
+  for (; oc < out_c; oc += EK_RQ_CHUNK) { /* accumulators of a chunk of channels, then its outputs */
+    const int32_t n = EK_MIN(EK_RQ_CHUNK, out_c - oc);
+    int32_t buf[2 * EK_RQ_CHUNK], k;
+    for (k = 0; k + 2 <= n; k += 2, w += 2 * k4) {
+      const int32_t *q = qp + 3 * (oc + k);
+      ek_mm_2x2(col, w, k4, q[0], q[3], acc);
+      buf[2 * k] = acc[0];
+      buf[2 * k + 1] = acc[2];
+      buf[2 * k + 2] = acc[1];
+      buf[2 * k + 3] = acc[3];
+    }
+    if (k < n) { /* the odd last channel's partner is a zero filter */
+      ek_mm_2x2(col, w, k4, qp[3 * (oc + k)], 0, acc);
+      buf[2 * k] = acc[0];
+      buf[2 * k + 1] = acc[2];
+      w += 2 * k4;
+    }
+    ek_rq_run(buf, n, 2, qp + 3 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
   }
 }
 
@@ -538,7 +710,11 @@ EK_INLINE void ek_mm_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t
     const int two = k + 1 < n;
     int8_t *da = tmp ? tmp + ((k / out_w) & 1) * row + (k % out_w) * out_c : out + k * out_c;
     int8_t *db = tmp ? tmp + (((k + 1) / out_w) & 1) * row + ((k + 1) % out_w) * out_c : out + (k + 1) * out_c;
-    ek_mm_pixels(p, in, k, k + 1, two, da, db, mode);
+    if (two) { /* two as a constant in each copy: the requantization loop is specialised */
+      ek_mm_pixels(p, in, k, k + 1, 1, da, db, mode);
+    } else {
+      ek_mm_pixels(p, in, k, k, 0, da, da, mode);
+    }
     if (tmp) {
       for (; copied < p->out_h && (copied + 1) * out_w <= k + 1 + two; ++copied) {
         ek_copy(out + copied * row, tmp + (copied & 1) * row, row);
@@ -547,104 +723,223 @@ EK_INLINE void ek_mm_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t
   }
 }
 
-/* Depthwise conv, one filter per channel (multiplier 1), with the SMMULR requantization (ek_rq modes 1, 2):
- * per output pixel the in-bounds taps are found once, then 4 channels at a time each tap is one word of input
- * (+ offset per halfword by SXTAB16) and one of filter, four 16x16 MACs. */
-EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
-  const int32_t in_c = p->in_c, row = p->out_w * in_c, off = p->in_offset, oo = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
-  const int32_t x_step = p->dil_w * in_c, x_row = p->dil_h * p->in_w * in_c, w_row = p->k_w * in_c;
-  const int8_t *sh = p->shift;
-  int32_t oy, ox, c, ky, kx;
-#if EK_DSP
-  const int32_t off2 = (int32_t)(((uint32_t)off & 0xFFFFu) | ((uint32_t)off << 16));
-#endif
-  for (oy = 0; oy < p->out_h; ++oy) {
-    int8_t *dst = tmp ? tmp : out + oy * row;
-    const int32_t iy0 = oy * p->stride_h - p->pad_top;
-    int32_t ky0, ky1;
-    ek_taps(iy0, p->dil_h, p->in_h, p->k_h, &ky0, &ky1);
-    for (ox = 0; ox < p->out_w; ++ox, dst += in_c) {
-      const int32_t ix0 = ox * p->stride_w - p->pad_left;
-      int32_t kx0, kx1, ny, nx;
-      const int8_t *x, *w;
-      const int32_t *qp = p->qp;
-      ek_taps(ix0, p->dil_w, p->in_w, p->k_w, &kx0, &kx1);
-      x = in + ((iy0 + ky0 * p->dil_h) * p->in_w + ix0 + kx0 * p->dil_w) * in_c;
-      w = p->filter + (ky0 * p->k_w + kx0) * in_c;
-      ny = ky1 - ky0;
-      nx = kx1 - kx0;
-      c = 0;
-#if EK_MVE
-      (void)off2;
-      for (; c + 4 <= in_c; c += 4, qp += 12) { /* 4 channels per vector: widening loads, VMUL + VADD per tap */
-        int32x4_t acc = vdupq_n_s32(0);
-        int32_t a[4];
-        const int8_t *xr = x + c, *wr = w + c;
-#define EK_DW_VTAP(xp, wp) acc = vaddq_s32(acc, vmulq_s32(vaddq_n_s32(vldrbq_s32(xp), off), vldrbq_s32(wp)))
-        if (nx == 3) {
-          for (ky = 0; ky < ny; ++ky, xr += x_row, wr += w_row) {
-            EK_DW_VTAP(xr, wr);
-            EK_DW_VTAP(xr + x_step, wr + in_c);
-            EK_DW_VTAP(xr + 2 * x_step, wr + 2 * in_c);
-          }
-        } else {
-          for (ky = 0; ky < ny; ++ky, xr += x_row, wr += w_row) {
-            const int8_t *xk = xr, *wk = wr;
-            for (kx = 0; kx < nx; ++kx, xk += x_step, wk += in_c) EK_DW_VTAP(xk, wk);
-          }
+/* Depthwise conv, one filter per channel (multiplier 1), with the SMMULR requantization (ek_rq modes 1, 2).
+ * Per output row the k_h input rows it reads are copied into `scratch` with their padding (the input zero point,
+ * so the input offset folds exactly into the bias, qp[0]) and regrouped by 4 channels: [column][group][k_h][4].
+ * Every output pixel then has the same in-bounds window, and a group's taps under one filter column are
+ * consecutive words. The filter is laid out at generation time to match, [group][k_w][k_h][4], so a group's
+ * whole filter is consecutive words too. Channels are padded to a multiple of 4 with zero weights. */
+static void ek_dw_fill(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t span, int32_t groups) {
+  const int32_t in_c = p->in_c, kh = p->k_h, gstep = kh * 4, zp = -p->in_offset;
+  const uint32_t zp4 = (uint32_t)(uint8_t)zp * 0x01010101u;
+  int32_t ky, col, g;
+  for (ky = 0; ky < kh; ++ky) {
+    const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+    int8_t *dst = p->scratch + ky * 4;
+    for (col = 0; col < span; ++col, dst += groups * gstep) {
+      const int32_t ix = col - p->pad_left;
+      int8_t *d = dst;
+      if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+        for (g = 0; g < groups; ++g, d += gstep) __builtin_memcpy(d, &zp4, 4);
+      } else {
+        const int8_t *src = in + (iy * p->in_w + ix) * in_c;
+        const int32_t full = in_c >> 2;
+        for (g = 0; g + 4 <= full; g += 4, d += 4 * gstep, src += 16) { /* loads, then stores, in runs */
+          uint32_t v0, v1, v2, v3;
+          __builtin_memcpy(&v0, src, 4);
+          __builtin_memcpy(&v1, src + 4, 4);
+          __builtin_memcpy(&v2, src + 8, 4);
+          __builtin_memcpy(&v3, src + 12, 4);
+          __builtin_memcpy(d, &v0, 4);
+          __builtin_memcpy(d + gstep, &v1, 4);
+          __builtin_memcpy(d + 2 * gstep, &v2, 4);
+          __builtin_memcpy(d + 3 * gstep, &v3, 4);
         }
-#undef EK_DW_VTAP
-        vst1q_s32(a, acc);
-        dst[c] = ek_rq(a[0] + qp[0], qp, sh[c], oo, lo, hi, mode);
-        dst[c + 1] = ek_rq(a[1] + qp[3], qp + 3, sh[c + 1], oo, lo, hi, mode);
-        dst[c + 2] = ek_rq(a[2] + qp[6], qp + 6, sh[c + 2], oo, lo, hi, mode);
-        dst[c + 3] = ek_rq(a[3] + qp[9], qp + 9, sh[c + 3], oo, lo, hi, mode);
+        for (; g < full; ++g, d += gstep, src += 4) {
+          uint32_t v;
+          __builtin_memcpy(&v, src, 4);
+          __builtin_memcpy(d, &v, 4);
+        }
+        if (g < groups) { /* a last, partial group: the missing channels have zero weights */
+          int32_t k;
+          for (k = 0; k < 4; ++k) d[k] = (int8_t)(k < (in_c & 3) ? src[k] : zp);
+        }
       }
-#elif EK_DSP
-      for (; c + 4 <= in_c; c += 4, qp += 12) {
-        int32_t a0 = qp[0], a1 = qp[3], a2 = qp[6], a3 = qp[9];
-        const int8_t *xr = x + c, *wr = w + c;
+    }
+  }
+}
+
+/* One output pixel's 4 channels of group data x (the window's first column) and filter w: acc[k] += taps. */
+EK_INLINE void ek_dw_group(const int8_t *x, const int8_t *w, int32_t kh, int32_t kw, int32_t col_step,
+                           int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], kx, ky;
+#if EK_DSP
 #define EK_DW_TAP(xp, wp)                                                                  \
   do {                                                                                     \
     const uint32_t xv_ = ek_ld32(xp), wv_ = ek_ld32(wp);                                   \
-    const int32_t xl_ = __sxtab16(off2, (int32_t)xv_), xh_ = ek_sxa13(off2, xv_);          \
-    const int32_t wl_ = ek_sx02(wv_), wh_ = ek_sx13(wv_);                                  \
+    const int32_t xl_ = ek_sx02(xv_), xh_ = ek_sx13(xv_), wl_ = ek_sx02(wv_), wh_ = ek_sx13(wv_); \
     a0 = __smlabb(xl_, wl_, a0);                                                           \
     a2 = __smlatt(xl_, wl_, a2);                                                           \
     a1 = __smlabb(xh_, wh_, a1);                                                           \
     a3 = __smlatt(xh_, wh_, a3);                                                           \
   } while (0)
-        if (nx == 3 && ny == 3) { /* the interior of a 3x3 filter: every tap unrolled */
-          EK_DW_TAP(xr, wr);
-          EK_DW_TAP(xr + x_step, wr + in_c);
-          EK_DW_TAP(xr + 2 * x_step, wr + 2 * in_c);
-          EK_DW_TAP(xr + x_row, wr + w_row);
-          EK_DW_TAP(xr + x_row + x_step, wr + w_row + in_c);
-          EK_DW_TAP(xr + x_row + 2 * x_step, wr + w_row + 2 * in_c);
-          EK_DW_TAP(xr + 2 * x_row, wr + 2 * w_row);
-          EK_DW_TAP(xr + 2 * x_row + x_step, wr + 2 * w_row + in_c);
-          EK_DW_TAP(xr + 2 * x_row + 2 * x_step, wr + 2 * w_row + 2 * in_c);
-        } else {
-          for (ky = 0; ky < ny; ++ky, xr += x_row, wr += w_row) {
-            const int8_t *xk = xr, *wk = wr;
-            for (kx = 0; kx < nx; ++kx, xk += x_step, wk += in_c) EK_DW_TAP(xk, wk);
-          }
-        }
+#if EK_ASM
+  if (kh == 3 && kw == 3) { /* scheduled by hand: loads in runs, no spills (GCC spills the accumulators) */
+    int32_t xa, wa, xb, wb, t0, t1;
+#define EK_DW_ASM_TAP(xv, wv)                                                                       \
+  "sxtb16 %[t0], %[" #xv "]\n\tsxtb16 %[t1], %[" #wv "]\n\t"                                       \
+  "smlabb %[a0], %[t0], %[t1], %[a0]\n\tsmlatt %[a2], %[t0], %[t1], %[a2]\n\t"                     \
+  "sxtb16 %[" #xv "], %[" #xv "], ror #8\n\tsxtb16 %[" #wv "], %[" #wv "], ror #8\n\t"             \
+  "smlabb %[a1], %[" #xv "], %[" #wv "], %[a1]\n\tsmlatt %[a3], %[" #xv "], %[" #wv "], %[a3]\n\t"
+#define EK_DW_ASM_COLUMN(wo)                                                                        \
+  "ldr %[xa], [%[x], #0]\n\tldr %[wa], [%[w], #" #wo "]\n\t"                                       \
+  "ldr %[xb], [%[x], #4]\n\tldr %[wb], [%[w], #" #wo "+4]\n\t"                                     \
+  EK_DW_ASM_TAP(xa, wa) EK_DW_ASM_TAP(xb, wb)                                                      \
+  "ldr %[xa], [%[x], #8]\n\tldr %[wa], [%[w], #" #wo "+8]\n\tadd %[x], %[cs]\n\t"                  \
+  EK_DW_ASM_TAP(xa, wa)
+    __asm__(EK_DW_ASM_COLUMN(0) EK_DW_ASM_COLUMN(12) EK_DW_ASM_COLUMN(24)
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [xa] "=&r"(xa),
+              [wa] "=&r"(wa), [xb] "=&r"(xb), [wb] "=&r"(wb), [t0] "=&r"(t0), [t1] "=&r"(t1)
+            : [w] "r"(w), [cs] "r"(col_step)
+            : "memory");
+#undef EK_DW_ASM_COLUMN
+#undef EK_DW_ASM_TAP
+  } else
+#endif
+  {
+    for (kx = 0; kx < kw; ++kx, x += col_step) {
+      for (ky = 0; ky < kh; ++ky, w += 4) EK_DW_TAP(x + 4 * ky, w);
+    }
+  }
 #undef EK_DW_TAP
-        dst[c] = ek_rq(a0, qp, sh[c], oo, lo, hi, mode);
-        dst[c + 1] = ek_rq(a1, qp + 3, sh[c + 1], oo, lo, hi, mode);
-        dst[c + 2] = ek_rq(a2, qp + 6, sh[c + 2], oo, lo, hi, mode);
-        dst[c + 3] = ek_rq(a3, qp + 9, sh[c + 3], oo, lo, hi, mode);
+#else
+  for (kx = 0; kx < kw; ++kx, x += col_step) {
+    for (ky = 0; ky < kh; ++ky, w += 4) {
+      const int8_t *xt = x + 4 * ky;
+      a0 += xt[0] * w[0];
+      a1 += xt[1] * w[1];
+      a2 += xt[2] * w[2];
+      a3 += xt[3] * w[3];
+    }
+  }
+#endif
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+#if EK_ASM
+/* The full groups of one output pixel of a 3x3 depthwise layer with ek_rq mode 2, in one hand-scheduled loop:
+ * per group of 4 channels the folded biases, 9 taps (ek_dw_group), the requantization, then the four outputs
+ * packed into one word (BFI), clamped below by SSUB8 + SEL against lo4 (lo in every byte; SSAT clamped above)
+ * and stored at once. The accumulators never leave registers; the table and output pointers live on the
+ * stack between groups (every register is taken during the taps). */
+EK_INLINE void ek_dw3x3_q8(const int8_t *x, const int8_t *w, int32_t col_step, const int32_t *qp, const int8_t *sh,
+                           int8_t *dst, int32_t groups, uint32_t lo4) {
+  int32_t a0, a1, a2, a3, xa, wa, xb, wb, t0, t1;
+  int8_t *end = dst + 4 * groups;
+#define EK_DW_ASM_TAP(xv, wv)                                                                       \
+  "sxtb16 %[t0], %[" #xv "]\n\tsxtb16 %[t1], %[" #wv "]\n\t"                                       \
+  "smlabb %[a0], %[t0], %[t1], %[a0]\n\tsmlatt %[a2], %[t0], %[t1], %[a2]\n\t"                     \
+  "sxtb16 %[" #xv "], %[" #xv "], ror #8\n\tsxtb16 %[" #wv "], %[" #wv "], ror #8\n\t"             \
+  "smlabb %[a1], %[" #xv "], %[" #wv "], %[a1]\n\tsmlatt %[a3], %[" #xv "], %[" #wv "], %[a3]\n\t"
+#define EK_DW_ASM_COLUMN(wo, next)                                                                  \
+  "ldr %[xa], [%[x], #0]\n\tldr %[wa], [%[w], #" #wo "]\n\t"                                       \
+  "ldr %[xb], [%[x], #4]\n\tldr %[wb], [%[w], #" #wo "+4]\n\t"                                     \
+  EK_DW_ASM_TAP(xa, wa) EK_DW_ASM_TAP(xb, wb)                                                      \
+  "ldr %[xa], [%[x], #8]\n\tldr %[wa], [%[w], #" #wo "+8]\n\t" next                                \
+  EK_DW_ASM_TAP(xa, wa)
+#define EK_DW_ASM_RQ(a, j)                                                                          \
+  "ldr %[t0], [%[xb], #" #j "*12+4]\n\tldr %[t1], [%[xb], #" #j "*12+8]\n\tldrsb %[wa], [%[wb], #" #j "]\n\t" \
+  "lsl %[" #a "], %[" #a "], #1\n\tsmmulr %[" #a "], %[" #a "], %[t0]\n\t"                         \
+  "sub %[" #a "], %[" #a "], %[" #a "], lsr #31\n\tadd %[" #a "], %[" #a "], %[t1]\n\t"            \
+  "asr %[" #a "], %[" #a "], %[wa]\n\tssat %[" #a "], #8, %[" #a "]\n\t"
+  __asm__ volatile("1:\n\t"
+                   "ldr %[t0], %[qp]\n\tldr %[a0], [%[t0], #0]\n\tldr %[a1], [%[t0], #12]\n\t"
+                   "ldr %[a2], [%[t0], #24]\n\tldr %[a3], [%[t0], #36]\n\t"
+                   EK_DW_ASM_COLUMN(0, "add %[x], %[cs]\n\t") EK_DW_ASM_COLUMN(12, "add %[x], %[cs]\n\t")
+                   EK_DW_ASM_COLUMN(24, "")
+                   "ldr %[xb], %[qp]\n\tldr %[wb], %[sh]\n\t"
+                   EK_DW_ASM_RQ(a0, 0) EK_DW_ASM_RQ(a1, 1) EK_DW_ASM_RQ(a2, 2) EK_DW_ASM_RQ(a3, 3)
+                   "bfi %[a0], %[a1], #8, #8\n\tbfi %[a0], %[a2], #16, #8\n\tbfi %[a0], %[a3], #24, #8\n\t"
+                   "ldr %[t0], %[lo4]\n\tldr %[t1], %[dst]\n\t"
+                   "ssub8 %[xa], %[a0], %[t0]\n\tsel %[a0], %[a0], %[t0]\n\tstr %[a0], [%[t1]], #4\n\t"
+                   "adds %[xb], #48\n\tadds %[wb], #4\n\tstr %[t1], %[dst]\n\tstr %[xb], %[qp]\n\tstr %[wb], %[sh]\n\t"
+                   "sub %[x], %[x], %[cs], lsl #1\n\tadds %[x], #12\n\tadds %[w], #36\n\t"
+                   "ldr %[t0], %[end]\n\tcmp %[t1], %[t0]\n\tblo 1b"
+                   : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "+r"(x), [w] "+r"(w),
+                     [xa] "=&r"(xa), [wa] "=&r"(wa), [xb] "=&r"(xb), [wb] "=&r"(wb), [t0] "=&r"(t0),
+                     [t1] "=&r"(t1), [qp] "+m"(qp), [sh] "+m"(sh), [dst] "+m"(dst)
+                   : [cs] "r"(col_step), [lo4] "m"(lo4), [end] "m"(end)
+                   : "cc", "memory");
+#undef EK_DW_ASM_RQ
+#undef EK_DW_ASM_COLUMN
+#undef EK_DW_ASM_TAP
+}
+#endif
+
+EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
+  const int32_t in_c = p->in_c, row = p->out_w * in_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  const int32_t kh = p->k_h, kw = p->k_w, groups = (in_c + 3) / 4, gstep = kh * 4;
+  const int32_t span = (p->out_w - 1) * p->stride_w + (kw - 1) * p->dil_w + 1;
+  const int32_t col_bytes = groups * gstep, px_step = p->stride_w * col_bytes, tap_col = p->dil_w * col_bytes;
+  const int32_t wstep = kh * kw * 4;
+  const int8_t *sh = p->shift;
+#if EK_ASM
+  const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)EK_MAX(lo, -128) * 0x01010101u;
+#endif
+  int32_t oy, ox, g;
+  for (oy = 0; oy < p->out_h; ++oy) {
+    int8_t *dst = tmp ? tmp : out + oy * row;
+    ek_dw_fill(p, in, oy, span, groups);
+    for (ox = 0; ox < p->out_w; ++ox, dst += in_c) {
+      const int8_t *x = p->scratch + ox * px_step, *w = p->filter;
+      const int32_t *qp = p->qp;
+      g = 0;
+#if EK_ASM
+      if (mode == 2 && kh == 3 && kw == 3 && in_c >= 4) { /* the full groups in one loop */
+        g = in_c >> 2;
+        ek_dw3x3_q8(x, w, tap_col, qp, sh, dst, g, lo4);
+        x += g * gstep;
+        w += g * wstep;
+        qp += 12 * g;
       }
 #endif
-      for (; c < in_c; ++c, qp += 3) {
-        int32_t acc = qp[0];
-        for (ky = 0; ky < ny; ++ky) {
-          const int8_t *xk = x + ky * x_row + c, *wk = w + ky * w_row + c;
-          for (kx = 0; kx < nx; ++kx, xk += x_step, wk += in_c) acc += (*xk + off) * *wk;
+      for (; g < groups; ++g, x += gstep, w += wstep, qp += 12) {
+        const int32_t c = 4 * g;
+#if EK_MVE
+        int32_t acc[4] = {qp[0], qp[3], qp[6], qp[9]}, kx, ky;
+        int32x4_t v = vld1q_s32(acc); /* the folded biases */
+        const int8_t *xk = x, *wk = w;
+        for (kx = 0; kx < kw; ++kx, xk += tap_col) {
+          for (ky = 0; ky < kh; ++ky, wk += 4) v = vaddq_s32(v, vmulq_s32(vldrbq_s32(xk + 4 * ky), vldrbq_s32(wk)));
         }
-        dst[c] = ek_rq(acc, qp, sh[c], oo, lo, hi, mode);
+        if (mode != 0 && c + 4 <= in_c) { /* the four channels' requantization as vectors too */
+          static const uint32_t off_m[4] = {1, 4, 7, 10}, off_r[4] = {2, 5, 8, 11};
+          ek_rq4_mve(v, vldrwq_gather_shifted_offset_s32(qp, vld1q_u32(off_m)),
+                     vldrwq_gather_shifted_offset_s32(qp, vld1q_u32(off_r)), vnegq_s32(vldrbq_s32(sh + c)), lo, hi,
+                     dst + c);
+          continue;
+        }
+        vst1q_s32(acc, v);
+#else
+        int32_t acc[4];
+        acc[0] = qp[0];
+        acc[1] = qp[3];
+        acc[2] = qp[6];
+        acc[3] = qp[9];
+        ek_dw_group(x, w, kh, kw, tap_col, acc);
+#endif
+        if (c + 4 <= in_c) {
+          dst[c] = ek_rq(acc[0], qp, sh[c], oo, lo, hi, mode);
+          dst[c + 1] = ek_rq(acc[1], qp + 3, sh[c + 1], oo, lo, hi, mode);
+          dst[c + 2] = ek_rq(acc[2], qp + 6, sh[c + 2], oo, lo, hi, mode);
+          dst[c + 3] = ek_rq(acc[3], qp + 9, sh[c + 3], oo, lo, hi, mode);
+        } else {
+          int32_t k;
+          for (k = 0; c + k < in_c; ++k) dst[c + k] = ek_rq(acc[k], qp + 3 * k, sh[c + k], oo, lo, hi, mode);
+        }
       }
     }
     if (tmp) ek_copy(out + oy * row, tmp, row);

@@ -39,7 +39,8 @@ typedef struct {
   const int32_t *qp;     /* [out_c][3]: bias + in_offset * sum(filter), multiplier (Q31), 0 or (ek_conv_mm_q*)
                             2^(r-1) + out_offset 2^r */
   const int8_t *shift;   /* [out_c]: shift (>0 left; ek_conv_mm) or r = -shift (ek_conv_mm_q*) */
-  int8_t *scratch;       /* 5 * k4 + 3 bytes of the arena: an int8 gather, then two int16 columns (aligned) */
+  int8_t *scratch;       /* ek_conv_mm*: 5 * k4 + 3 bytes of the arena, an int8 gather, then two int16 columns
+                            (aligned); ek_dw_q*: the padded input window (below) */
 } ek_mm_t;
 
 typedef struct {
@@ -90,7 +91,10 @@ void ek_conv2d(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_conv_mm(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_conv_mm_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);   /* SMMULR requantization */
 void ek_conv_mm_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);  /* ... and act_max 127 */
-/* Depthwise, multiplier 1, SMMULR requantization (same block; filter [k_h][k_w][in_c], no scratch). */
+/* Depthwise, multiplier 1, SMMULR requantization (same block): filter [ceil(in_c / 4)][k_w][k_h][4] (channels
+ * padded with zero weights), qp / shift padded to match, bias with the input offset folded in; scratch holds the
+ * padded k_h input rows of one output row as [column][channel group][k_h][4] (k_h * span * 4 ceil(in_c / 4)
+ * bytes, span = (out_w - 1) * stride_w + (k_w - 1) * dil_w + 1). */
 void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
 void ek_depthwise(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t *tmp);
