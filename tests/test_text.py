@@ -288,8 +288,14 @@ def test_int8_export_is_fully_integer_matches_the_runtimes_and_ships_vectors(tmp
     assert arts.files["token_table.bin"]["bytes"] == 512 * 16
     assert check_vectors(tmp_path / "a") == 5
     again = export_text_student(model, tok, calib, SENTENCES, tmp_path / "b", pte=False, tflm=False)
-    for name in ("student.tflite", "token_table.bin", "vectors.json"):  # same inputs -> same bytes
+    for name in ("student.tflite", "token_table.bin"):  # same inputs -> same bytes
         assert again.files[name]["sha256"] == arts.files[name]["sha256"], name
+    # vectors.json also records the .pte's and TFLite Micro's outputs when they ran; the rest is the same
+    ran = json.loads((tmp_path / "a" / "vectors.json").read_text())
+    assert all(len(v["pte_embedding"]) == 384 and len(v["tflm_int8_embedding"]) == 384 for v in ran["vectors"])
+    for v in ran["vectors"]:
+        del v["pte_embedding"], v["tflm_int8_embedding"]
+    assert ran == json.loads((tmp_path / "b" / "vectors.json").read_text())
     vec = json.loads((tmp_path / "a" / "vectors.json").read_text())
     vec["vectors"][0]["int8_embedding"][0] += 1
     (tmp_path / "a" / "vectors.json").write_text(json.dumps(vec))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -141,3 +142,17 @@ def score(s_train: np.ndarray, s_eval: np.ndarray, t_train: np.ndarray, t_eval: 
         student_params=student_params,
         student_macs=student_macs, teacher_params=teacher.params,
         teacher_macs=teacher_macs if teacher_macs is not None else teacher.macs(tokens), tokens=tokens)
+
+
+def save_text_student(model: TextStudent, config: StudentConfig, path: str | Path) -> None:
+    """``student.pt`` in the student store's format (``edgekd.students.store.load_student`` rebuilds it): the
+    family, config, the text task's spec and the weights, loadable with ``weights_only``."""
+    from edgekd.io import atomic_torch_save
+    from edgekd.students.store import STUDENT_FORMAT
+    from edgekd.text.task import SPEC
+
+    atomic_torch_save({"format": STUDENT_FORMAT, "family": config.family, "config": dict(config.params),
+                       "task": SPEC.to_dict(), "input_shape": [model.max_len], "channels_last_input": True,
+                       "normalization": None,
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "qat_state": None},
+                      path)

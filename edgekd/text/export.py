@@ -57,6 +57,12 @@ def int8_rows(table_q: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return table_q[ids][:, None]
 
 
+def pte_rows(table_q: np.ndarray, ids: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """(N, E, 1, L) float ``.pte`` inputs: the int8 rows dequantized and transposed (the ``.pte``'s NCHW)."""
+    rows_f = (table_q.astype(np.float32) - zero_point) * scale
+    return np.ascontiguousarray(np.transpose(rows_f[ids], (0, 2, 1))[:, :, None, :])
+
+
 def _run_litert_int8(path: Path, x: np.ndarray, reference: bool) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -117,14 +123,15 @@ def export_text_student(model: TextStudent, tokenizer: Tokenizer, calib_texts: l
         fidelity[name] = {"cosine_vs_float": mean_cosine(y, ref), "max_abs_err": float(np.abs(y - ref).max()),
                           "max_step_diff_vs_ref": int(np.abs(runs[name].astype(int) - raw_ref.astype(int)).max())}
     delegation: dict[str, Any] = {}
+    pte_out: np.ndarray | None = None
     if pte:
         from edgekd.export.pte import export_pte
         from edgekd.verify.executorch import run_pte
 
-        rows_f = ((table_q.astype(np.float32) - g.input.zero_point) * g.input.scale)
         info = export_pte(model.body, model.body_input_shape, out / "student.pte", calibration=calib)
         delegation = info["delegation"]
-        y = run_pte(out / "student.pte", np.transpose(rows_f[ids], (0, 2, 1))[:, :, None, :])
+        y = run_pte(out / "student.pte", pte_rows(table_q, ids, g.input.scale, g.input.zero_point))
+        pte_out = y
         fidelity["executorch-xnnpack"] = {"cosine_vs_float": mean_cosine(y, ref),
                                           "max_abs_err": float(np.abs(y - ref).max())}
     n_vec = min(8, len(check_texts))
@@ -134,7 +141,10 @@ def export_text_student(model: TextStudent, tokenizer: Tokenizer, calib_texts: l
                     "-> int8 embedding; dequantize: scale * (q - zero_point)",
         "output_scale": g.output.scale, "output_zero_point": g.output.zero_point,
         "vectors": [{"text": check_texts[i], "ids": ids[i].tolist(), "int8_embedding": raw_ref[i].astype(int).tolist(),
-                     "float_student": [round(float(v), 6) for v in ref[i]]} for i in range(n_vec)]})
+                     "float_student": [round(float(v), 6) for v in ref[i]]}
+                    | ({"pte_embedding": [float(v) for v in pte_out[i]]} if pte_out is not None else {})
+                    | ({"tflm_int8_embedding": runs["tflm"][i].astype(int).tolist()} if "tflm" in runs else {})
+                    for i in range(n_vec)]})
     files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(out.iterdir())
              if p.is_file()}
     return TextArtifacts(str(out), files, g.ops, g.float_islands, g.fully_integer, g.input.scale,
