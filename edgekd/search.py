@@ -6,11 +6,11 @@
    ones become trials. Today's planner pick is always trial 0, so the search is measured against it.
 2. **Successive halving** (synchronous ASHA, reduction factor ``eta``): every trial is distilled for a short run
    of ``min_epochs`` epochs on a stratified training slice; the best 1/eta by validation accuracy (after
-   BatchNorm recalibration, :func:`recalibrated_accuracy`) are trained again for eta times longer, and so on up
-   to ``max_epochs``. Promotion is decided only when a whole rung has finished, ties broken by trial number, so
-   the result is a function of the seed alone, not of the order in which trials finish: a serial run and a Ray
-   run give the same trials, accuracies and frontier. (``scheduler="asha"`` hands the same rungs to Ray Tune's
-   ASHAScheduler instead: no rung barrier, promotions in finish order.)
+   BatchNorm recalibration, :func:`edgekd.search_exec.recalibrated_accuracy`) are trained again for eta times
+   longer, and so on up to ``max_epochs``. Promotion is decided only when a whole rung has finished, ties broken
+   by trial number, so the result is a function of the seed alone, not of the order in which trials finish: a
+   serial run and a Ray run give the same trials, accuracies and frontier. (``scheduler="asha"`` hands the same
+   rungs to Ray Tune's ASHAScheduler instead: no rung barrier, promotions in finish order.)
 3. **Result.** The Pareto frontier of validation accuracy (at the highest fidelity each trial reached) vs
    estimated latency and predicted RAM, within the budgets; the chosen student is the most accurate trial of the
    last rung (then the fastest). ``frontier.json`` + ``frontier.png``; ``edgekd build --search frontier.json``
@@ -19,13 +19,12 @@
 Trials run in this process (``executor="serial"``) or as Ray tasks (``executor="ray"``: a local Ray instance,
 or a cluster named by ``cluster``/``$RAY_ADDRESS``), each pinned to ``threads`` torch threads. Trials are
 retrained from scratch at each rung (a rung is a complete short schedule), so no checkpoint has to travel
-between nodes.
+between nodes. Where trials run (this process, Ray tasks, Ray Tune) is :mod:`edgekd.search_exec`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,8 @@ from typing import Any
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, read_json, write_json
 from edgekd.logs import log
+from edgekd.search_exec import make_executor, run_trial, trial_job, tune_asha
+from edgekd.search_space import check_space, in_space, parse_space
 from edgekd.students import StudentConfig
 
 FRONTIER_JSON = "frontier.json"
@@ -62,6 +63,9 @@ class SearchSettings:
     pool: int = 1  # fitting draws costed per trial; the trials are the pool's largest by MACs (TinyNAS's prior)
     batch_size: int = 128
     lr: float = 3e-3
+    #: Narrows the families' spaces: only draws whose parameter takes one of these values (``--space
+    #: resolution=none,24``: no input shrunk below 24 px).
+    space: dict[str, list[Any]] | None = None
 
     def rungs(self) -> list[int]:
         """Epochs per rung: min_epochs x eta^k up to max_epochs (the last rung is max_epochs)."""
@@ -178,6 +182,7 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[li
     fams = families_for(spec.kind, names)
     if not fams:
         raise EdgekdError(f"no student family with a search space serves {spec.kind} tasks; use --family")
+    check_space(settings.space or {}, fams)
     trials: list[Trial] = []
     base = plan(target, spec)
     if base.student is not None:
@@ -185,7 +190,7 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[li
         trials.append(Trial(0, s.family, dict(s.config), s.params, s.macs, s.predicted, "planner"))
     rng = random.Random(settings.seed)
     pool = sorted((f.name, json.dumps(p, sort_keys=True)) for f in fams for p in f.candidates(
-        tuple(spec.input_shape), space=True))
+        tuple(spec.input_shape), space=True) if in_space(p, settings.space or {}))
     rng.shuffle(pool)
     cache = _CostCache()
     seen = {json.dumps(t.config, sort_keys=True) for t in trials}
@@ -214,146 +219,6 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[li
     return trials, costed
 
 
-# ------------------------------------------------------------------ one trial (runs in a worker)
-
-
-def run_trial(job: dict[str, Any]) -> dict[str, float]:
-    """Distil one config for ``job["epochs"]`` epochs; returns its best validation accuracy. Pure function of
-    the job (the same job gives the same number in this process or a Ray worker with the same threads)."""
-    import torch
-
-    from edgekd.data import load_task
-    from edgekd.distill import train_student
-    from edgekd.distill.train import TrainConfig
-    from edgekd.students.store import DATA_SEED
-
-    started = time.perf_counter()
-    torch.set_num_threads(int(job["threads"]))
-    splits = load_task(job["task"], job["data_dir"], seed=DATA_SEED, limit=job["limit"])
-    teacher, cache = None, None
-    if job["teacher"]:
-        from edgekd.distill import augment
-        from edgekd.distill.cache import TeacherCache
-        from edgekd.distill.teachers import load_teacher
-
-        teacher = load_teacher(job["teacher"], splits.spec, probe=splits.x_val)
-        policy = augment.Policy.for_task(splits.spec.name, splits.spec.kind, True)
-        cache = TeacherCache(teacher, splits.x_train, splits.y_train, policy, 0)
-        for epoch in range(int(job["epochs"])):
-            cache.ensure(epoch)
-    cfg = TrainConfig(epochs=int(job["epochs"]), batch_size=int(job["batch_size"]), lr=float(job["lr"]),
-                      seed=int(job["seed"]), patience=0)
-    model, record = train_student(StudentConfig(job["family"], job["config"]), splits, teacher,
-                                  job["loss"] if teacher else "ce", cfg, None, False, None, cache,
-                                  label=f"trial {job['id']}", progress=False)
-    return {"epochs": int(job["epochs"]), "val_accuracy": recalibrated_accuracy(model, splits),
-            "val_accuracy_running_stats": float(record["best_val_accuracy"]),
-            "seconds": round(time.perf_counter() - started, 2)}
-
-
-def recalibrated_accuracy(model: Any, splits: Any, samples: int = 2048) -> float:
-    """Validation accuracy after re-estimating BatchNorm statistics on training samples (Once-for-All's BN
-    recalibration). A short run leaves running statistics far behind the weights, by an amount that differs by
-    architecture (deep inverted-residual stacks and 6-block DS-CNNs score at chance after one epoch, at 40-60%
-    training accuracy), so rungs would rank stale statistics instead of what the weights learnt."""
-    import numpy as np
-    import torch
-
-    from edgekd.distill.train import accuracy, predict, set_training
-    from edgekd.students import model_input_shape, to_model_input
-
-    shape = model_input_shape(model)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if norms:
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches below
-        pick = np.linspace(0, len(splits.x_train) - 1, min(samples, len(splits.x_train))).astype(int)
-        set_training(model, True)
-        with torch.no_grad():
-            for i in range(0, len(pick), 256):
-                model(to_model_input(splits.x_train[pick[i:i + 256]], shape))
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-    set_training(model, False)
-    return accuracy(predict(model, splits.x_val, shape), splits.y_val)
-
-
-class SerialExecutor:
-    """Trials one after another in this process."""
-
-    name = "serial"
-
-    def map(self, jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
-        import torch
-
-        threads = torch.get_num_threads()
-        try:
-            return [run_trial(j) for j in jobs]
-        finally:
-            torch.set_num_threads(threads)
-
-    def close(self) -> None:
-        return None
-
-
-class RayExecutor:
-    """Trials as Ray tasks of ``threads`` CPUs each, on a local Ray instance or the cluster at ``address``."""
-
-    def __init__(self, address: str | None, threads: int, workers: int | None = None) -> None:
-        if address and "RAY_AUTH_MODE" not in os.environ and (
-                os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
-            os.environ["RAY_AUTH_MODE"] = "token"  # `ray start --head` enables token auth, writes this token
-        try:
-            import ray
-        except ImportError:
-            raise EdgekdError("Ray is not installed (pip install 'ray[tune]'); run with --serial") from None
-        self.ray = ray
-        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        from edgekd.students.user import ALLOW_ENV
-
-        if os.environ.get(ALLOW_ENV):
-            env[ALLOW_ENV] = os.environ[ALLOW_ENV]
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            try:
-                if address:
-                    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
-                             logging_level="ERROR")
-                else:
-                    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                             runtime_env={"env_vars": env}, log_to_driver=False, logging_level="ERROR")
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise EdgekdError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}; "
-                                  "start it with `ray start --head` (and copy its ~/.ray/auth_token here), or run "
-                                  "with --serial") from None
-        self.remote = ray.remote(num_cpus=threads, max_retries=0)(run_trial)
-        self.name = f"ray ({address or 'local instance'}, {int(ray.cluster_resources().get('CPU', 0))} CPUs, " \
-                    f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s))"
-
-    def map(self, jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
-        try:
-            return self.ray.get([self.remote.remote(j) for j in jobs])
-        except self.ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, EdgekdError) else None
-            if cause is not None:
-                raise EdgekdError(str(cause)) from None
-            raise
-
-    def close(self) -> None:
-        if self.started_here:
-            self.ray.shutdown()
-
-
-def make_executor(executor: str, cluster: str | None, threads: int, workers: int | None = None) -> Any:
-    if executor == "serial":
-        return SerialExecutor()
-    if executor != "ray":
-        raise EdgekdError(f"unknown executor {executor!r}; use serial or ray")
-    return RayExecutor(cluster or os.environ.get("RAY_ADDRESS") or None, threads, workers)
-
-
 # ------------------------------------------------------------------ the search
 
 
@@ -371,13 +236,6 @@ def pareto(trials: list[Trial]) -> list[int]:
     return front
 
 
-def _job(trial: Trial, epochs: int, settings: SearchSettings) -> dict[str, Any]:
-    return {"id": trial.id, "family": trial.family, "config": trial.config, "epochs": epochs, "task": settings.task,
-            "data_dir": settings.data_dir, "limit": settings.limit, "seed": settings.seed,
-            "threads": settings.threads, "teacher": settings.teacher, "loss": settings.loss,
-            "batch_size": settings.batch_size, "lr": settings.lr}
-
-
 def _successive_halving(trials: list[Trial], settings: SearchSettings, runner: Any, started: float) -> bool:
     """Synchronous rungs: train every live trial, keep the best 1/eta (ties: lower id). True when cut by time."""
     alive = [t.id for t in trials]
@@ -386,49 +244,11 @@ def _successive_halving(trials: list[Trial], settings: SearchSettings, runner: A
                 and rung > 0:
             return True
         log.info("search rung %d: %d trial(s) x %d epoch(s) on %s", rung, len(alive), epochs, runner.name)
-        for i, res in zip(alive, runner.map([_job(trials[i], epochs, settings) for i in alive]), strict=True):
+        for i, res in zip(alive, runner.map([trial_job(trials[i], epochs, settings) for i in alive]), strict=True):
             trials[i].rungs.append(res)
         keep = max(1, len(alive) // settings.eta)
         alive = sorted(sorted(alive, key=lambda i: (-trials[i].accuracy, i))[:keep])
     return False
-
-
-def _tune_asha(trials: list[Trial], settings: SearchSettings, runner: RayExecutor, out: Path,
-               started: float) -> bool:
-    """Ray Tune's ASHAScheduler over the same rungs (time attribute: epochs). Each (trial, rung) result is the
-    same pure function as in :func:`_successive_halving`; which trials are promoted depends on finish order
-    (asynchronous), so only a one-CPU cluster reproduces a run exactly."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    rungs = settings.rungs()
-    jobs = {t.id: [_job(t, e, settings) for e in rungs] for t in trials}
-
-    def trainable(config: dict[str, Any]) -> None:
-        for job in jobs[config["trial"]]:
-            tune.report(run_trial(job))
-
-    scheduler = ASHAScheduler(time_attr="epochs", metric="val_accuracy", mode="max", max_t=settings.max_epochs,
-                              grace_period=settings.min_epochs, reduction_factor=settings.eta)
-    left = None if settings.budget_minutes is None else max(1.0, 60 * settings.budget_minutes
-                                                            - (time.perf_counter() - started))
-    tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": settings.threads}),
-                       param_space={"trial": tune.grid_search([t.id for t in trials])},
-                       tune_config=tune.TuneConfig(scheduler=scheduler, time_budget_s=left),
-                       run_config=tune.RunConfig(storage_path=str((out / "tune").resolve()), name="asha",
-                                                 verbose=0))
-    grid = tuner.fit()
-    cut = False
-    for result in grid:
-        frame = result.metrics_dataframe
-        if frame is None or result.config is None:
-            cut = True
-            continue
-        trial = trials[int(result.config["trial"])]
-        trial.rungs = [{"epochs": int(r["epochs"]), "val_accuracy": float(r["val_accuracy"]),
-                        "val_accuracy_running_stats": float(r["val_accuracy_running_stats"]),
-                        "seconds": float(r["seconds"])} for _, r in frame.sort_values("epochs").iterrows()]
-    return cut or any(not t.rungs for t in trials)
 
 
 def search(target_name: Any, settings: SearchSettings, out_dir: str | Path, executor: str = "serial",
@@ -471,7 +291,7 @@ def search(target_name: Any, settings: SearchSettings, out_dir: str | Path, exec
     t = time.perf_counter()
     try:
         if scheduler == "asha":
-            cut = _tune_asha(trials, settings, runner, out, started)
+            cut = tune_asha(trials, settings, runner, out, started)
         else:
             cut = _successive_halving(trials, settings, runner, started)
     finally:
@@ -570,5 +390,5 @@ def plot_frontier(result: SearchResult, path: Path) -> Path:
     return path
 
 
-__all__ = ["FRONTIER_JSON", "FRONTIER_PNG", "SearchResult", "SearchSettings", "Trial", "load_choice", "pareto",
-           "run_trial", "search"]
+__all__ = ["FRONTIER_JSON", "FRONTIER_PNG", "SearchResult", "SearchSettings", "Trial", "check_space", "load_choice",
+           "pareto", "parse_space", "run_trial", "search"]

@@ -10,10 +10,12 @@ Three parts, each resumable (a part already in the JSON is not run again); run w
 train the chosen student and today's planner pick with the same recipe and epochs (no teacher, the "ce" row of
 the distillation table) on a larger slice (``--final-limit``), and test both on the test samples that load
 keeps, float and int8 (the real fully-integer .tflite on LiteRT's reference kernels, via
-``edgekd.distill.distill``). ``frontiers`` writes docs/search/<target>-digits-frontier.png (``replot`` redraws
-every figure from the JSON). ``ray`` starts a head and a second worker node on this machine with ``ray start``
-(1 CPU each), runs the same search serially and on the cluster, and checks the results are equal.
-Writes docs/bench_search.json.
+``edgekd.distill.distill``). ``lastrung`` trains a finished fmnist part's planner pick for the last rung, on
+the same slice, when the search cut it earlier. ``frontiers`` writes docs/search/<target>-digits-frontier.png
+(``replot`` redraws every figure from the JSON). ``bnlag``: the top 4 planner candidates after one short
+epoch, scored on running vs recalibrated BatchNorm statistics (``distill --search N``'s ranking). ``ray``
+starts a head and a second worker node on this machine with ``ray start`` (1 CPU each), runs the same search
+serially and on the cluster, and checks the results are equal. Writes docs/bench_search.json.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgekd.distill import distill  # noqa: E402
 from edgekd.search import SearchSettings, search  # noqa: E402
+from edgekd.search_space import parse_space  # noqa: E402
 from edgekd.targets import load_target  # noqa: E402
 
 OUT = ROOT / "docs" / "bench_search.json"
@@ -56,7 +59,8 @@ def fmnist(args: argparse.Namespace, data: dict) -> None:
     name = f"pool{args.pool}{args.tag}"
     work = Path(args.work) / f"fmnist-{name}"
     settings = SearchSettings(task="fashion-mnist", trials=args.trials, seed=0, eta=3, min_epochs=args.min_epochs,
-                              max_epochs=args.search_epochs, limit=args.limit, pool=args.pool)
+                              max_epochs=args.search_epochs, limit=args.limit, pool=args.pool,
+                              space=parse_space(args.space))
     t = time.perf_counter()
     result = search("nrf52840-dk", settings, work / "search")
     search_s = time.perf_counter() - t
@@ -148,6 +152,45 @@ def ray_part(args: argparse.Namespace, data: dict) -> None:
                    "cpu_count": os.cpu_count()}
 
 
+def lastrung(args: argparse.Namespace, data: dict) -> None:
+    """Train a finished fmnist part's planner pick (trial 0) for the last rung on the same slice, when the search
+    cut it earlier: would a longer first rung have kept it? (``--tag`` names the part, like ``fmnist``.)"""
+    from edgekd.search import result_from_json
+    from edgekd.search_exec import run_trial, trial_job
+
+    part = data[f"fmnist_pool{args.pool}{args.tag}"]
+    result = result_from_json(part["frontier"])
+    planner = result.trials[0]
+    part["planner_last_rung"] = run_trial(trial_job(planner, result.settings.max_epochs, result.settings))
+
+
+def bnlag(args: argparse.Namespace, data: dict) -> None:
+    """``distill --search N``'s regime in a ``--fast`` build (1 short epoch on a 3,000-sample slice): the planner's
+    top 4 for nrf52840-dk scored on running BatchNorm statistics vs recalibrated, and the pick each gives."""
+    import torch
+
+    from edgekd.data import load_task
+    from edgekd.distill import train_student
+    from edgekd.distill.train import TrainConfig
+    from edgekd.planner import plan
+    from edgekd.search_exec import search_score
+    from edgekd.students.store import DATA_SEED
+
+    torch.set_num_threads(1)
+    out = {}
+    for task in ("digits", "fashion-mnist"):
+        splits = load_task(task, None, seed=DATA_SEED, limit=args.limit)
+        fitting = [c for c in plan(load_target("nrf52840-dk"), splits.spec).candidates if c.fits][:4]
+        rows = []
+        for cand in fitting:
+            model, rec = train_student(cand.student, splits, None, "ce", TrainConfig(epochs=1, seed=0, patience=0),
+                                       None, False, None, None, label=cand.label(), progress=False)
+            rows.append({"student": cand.label(), **search_score(model, splits, rec)})
+        out[task] = {"rows": rows, "pick_running": max(rows, key=lambda r: r["val_accuracy_running_stats"])["student"],
+                     "pick_recalibrated": max(rows, key=lambda r: r["val_accuracy"])["student"]}
+    data["bnlag"] = {"limit": args.limit, "epochs": 1, "loss": "ce", "seed": 0, "tasks": out}
+
+
 def replot(args: argparse.Namespace, data: dict) -> None:
     """Re-draw docs/search/*.png from the frontiers in the JSON (after a change to the plot only)."""
     from edgekd.search import plot_frontier, result_from_json
@@ -162,7 +205,7 @@ def replot(args: argparse.Namespace, data: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["fmnist", "frontiers", "ray", "replot"])
+    ap.add_argument("part", choices=["fmnist", "frontiers", "ray", "replot", "lastrung", "bnlag"])
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--min-epochs", type=int, default=1)
     ap.add_argument("--search-epochs", type=int, default=3)
@@ -170,14 +213,18 @@ def main() -> None:
     ap.add_argument("--final-epochs", type=int, default=10)
     ap.add_argument("--final-limit", type=int, default=10000, help="training slice of the final comparison")
     ap.add_argument("--pool", type=int, default=1, help="fitting draws per trial (largest MACs kept)")
+    ap.add_argument("--space", action="append", default=[], help="narrow the space, e.g. resolution=none,24")
     ap.add_argument("--tag", default="", help="suffix of the fmnist part's JSON key and figure (e.g. _min3)")
     ap.add_argument("--work", default="/tmp/edgekd-bench-search")
     args = ap.parse_args()
     FIGS.mkdir(parents=True, exist_ok=True)
     data = load()
-    {"fmnist": fmnist, "frontiers": frontiers, "ray": ray_part, "replot": replot}[args.part](args, data)
+    {"fmnist": fmnist, "frontiers": frontiers, "ray": ray_part, "replot": replot, "lastrung": lastrung,
+     "bnlag": bnlag}[args.part](
+        args, data)
     if args.part != "replot":
-        key = f"fmnist_pool{args.pool}{args.tag}" if args.part == "fmnist" else args.part
+        key = f"fmnist_pool{args.pool}{args.tag}" if args.part in ("fmnist", "lastrung") else args.part
+        key += "_lastrung" if args.part == "lastrung" else ""
         data.setdefault("commands", {})[key] = "OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py " + \
             " ".join(sys.argv[1:])
     save(data)

@@ -218,3 +218,53 @@ def test_build_with_a_search_result_end_to_end(tmp_path: Path):
     report = read_json(out / "report.json")
     assert report["student"]["family"] == result.best.family and report["passed"]
     assert (out / "edgekd-nrf52840-dk-digits.tar.gz").is_file()
+
+
+def test_distill_search_ranks_candidates_on_recalibrated_statistics(tmp_path: Path):
+    """`distill --search N` scores each short run like `edgekd search` does: after re-estimating BatchNorm
+    statistics (the running ones lag the weights after a short run), and keeps the best of those scores."""
+    import torch
+
+    from edgekd.data import load_task
+    from edgekd.distill import distill, train_student
+    from edgekd.distill.train import TrainConfig
+    from edgekd.search_exec import recalibrated_accuracy
+    from edgekd.students import StudentConfig
+    from edgekd.students.store import DATA_SEED
+
+    torch.set_num_threads(1)
+    result = distill("nrf52840-dk", "digits", None, tmp_path / "d", loss="ce", epochs=4, search=3, limit=600,
+                     verify_int8=False, progress=False)
+    rows = result["candidates"]
+    assert len(rows) == 3 and all(r["epochs"] == 1 for r in rows)
+    best = max(rows, key=lambda r: (r["val_accuracy"], r["macs"]))
+    assert (result["student"]["family"], result["student"]["config"]) == (best["family"], best["config"])
+    # one epoch on 600 samples: the running statistics are far behind; the ranking used the recalibrated score
+    assert max(r["val_accuracy"] - r["val_accuracy_running_stats"] for r in rows) > 0.1
+    splits = load_task("digits", None, seed=DATA_SEED, limit=600)
+    row = rows[1]
+    model, rec = train_student(StudentConfig(row["family"], row["config"]), splits, None, "ce",
+                               TrainConfig(epochs=1, seed=0, patience=0), None, False, None, None, progress=False)
+    assert rec["best_val_accuracy"] == row["val_accuracy_running_stats"]  # the same run, retrained here
+    assert recalibrated_accuracy(model, splits) == row["val_accuracy"]
+
+
+@pytest.mark.slow  # costs ~40 Fashion-MNIST candidates: a minute on 2 shared cores
+def test_space_narrows_the_draws_and_refuses_unknown_values():
+    """--space resolution=none,24: every sampled trial keeps the input at 24 px or more."""
+    from edgekd.data import get_spec
+    from edgekd.search import _sample_trials
+    from edgekd.search_space import parse_space
+
+    space = parse_space(["resolution=none,24", "kernel=3,5"])
+    assert space == {"resolution": [None, 24], "kernel": [3, 5]}
+    nrf, spec = load_target("nrf52840-dk"), get_spec("fashion-mnist")
+    trials, _ = _sample_trials(nrf, spec, SearchSettings(task="fashion-mnist", trials=5, space=space))
+    assert len(trials) == 5 and trials[0].origin == "planner"
+    assert all(t.config["resolution"] in (None, 24) and t.config["kernel"] in (3, 5) for t in trials[1:])
+    with pytest.raises(EdgekdError, match=r"--space resolution=30: choose among 12, 16, 20, 24, None"):
+        _sample_trials(nrf, spec, SearchSettings(task="fashion-mnist", space={"resolution": [30]}))
+    with pytest.raises(EdgekdError, match="--space colour: no searched family has that parameter"):
+        _sample_trials(nrf, spec, SearchSettings(task="fashion-mnist", space={"colour": [1]}))
+    with pytest.raises(EdgekdError, match="expected KEY=V1,V2"):
+        parse_space(["resolution"])

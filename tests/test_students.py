@@ -440,3 +440,30 @@ def test_fitting_user_student_is_built_end_to_end(user_file: Path, tmp_path: Pat
     runs = {(a["format"], a["runtime"]) for a in report.to_json()["artifacts"]}
     assert {("tflite", "litert"), ("tflite", "tflm"), ("c", "tflm")} <= runs
     assert (tmp_path / "b" / str(report.bundle)).is_file()  # the bundle, named relative to the build folder
+
+
+def test_distill_takes_a_user_student_with_builds_checks(user_file: Path, tmp_path: Path):
+    """`edgekd distill --student`: refused before training like `build --student` (exit 2 operator, exit 1
+    budget, exit 2 with --search N); a fitting one is distilled and saved as the `user` family."""
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+    from edgekd.io import read_json
+
+    out = tmp_path / "d"
+    base = ["distill", "--target", "nrf52840-dk", "--task", "digits", "--loss", "ce", "--out", str(out)]
+    r = CliRunner().invoke(main, [*base, "--student", f"{user_file}:sigmoid"])
+    assert r.exit_code == 2 and "needs operator(s) LOGISTIC that nrf52840-dk does not run" in r.stderr, r.output
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    r = CliRunner().invoke(main, [*base, "--student", f"{user_file}:good", "--ram-budget", "2KiB"])
+    assert r.exit_code == 1 and "> budget 2.0 KiB" in r.stderr, r.output
+    r = CliRunner().invoke(main, [*base, "--student", f"{user_file}:good", "--search", "3"])
+    assert r.exit_code == 2 and "there is one student" in r.stderr
+    assert not out.exists()  # nothing trained, nothing written
+    r = CliRunner().invoke(main, [*base, "--student", f"{user_file}:good", "--epochs", "6", "--limit", "600",
+                                  "--lr", "0.02", "--no-int8-check", "--json"])
+    assert r.exit_code == 0, r.output
+    saved = read_json(out / "distill.json")
+    assert saved["student"]["family"] == "user" and saved["student"]["config"]["ref"] == f"{user_file.resolve()}:good"
+    assert saved["student"]["params"] == 8 * 9 + 8 * 16 * 9 + 2 * (8 + 16) + 16 * 10 + 10 and saved["fits"]
+    assert 0.2 < saved["student"]["accuracy_float"] <= 1 and (out / "student.pt").is_file()  # above chance (0.1)

@@ -165,6 +165,39 @@ def student_config(ref: str, task_shape: tuple[int, ...], num_classes: int) -> S
     return config
 
 
+def named_candidate(ref: str, target: Any, task: str, data_dir: str | None = None) -> Any:
+    """``--student REF`` for ``target`` (budgets applied) as a planner ``Candidate``, refused before any training
+    the way ``edgekd build`` refuses it: an operator the target lacks is exit 2, a missed budget exit 1."""
+    from edgekd.data import get_spec
+    from edgekd.planner import check_student
+
+    spec = get_spec(task, data_dir)
+    return check_student(student_config(ref, tuple(spec.input_shape), spec.num_classes), target, spec)
+
+
+def distill_student(student: str | None, target_name: Any, task: str, teacher_ref: Any, out_dir: str | Path,
+                    search: int = 0, budgets: dict[str, str | None] | None = None, data_dir: str | None = None,
+                    families: list[str] | None = None, **options: Any) -> dict[str, Any]:
+    """``edgekd distill [--student REF]``: :func:`edgekd.distill.distill` of the planner's student, or of the
+    user's own (costed and checked first, so a student that cannot run on the target never trains)."""
+    from edgekd.distill import distill
+    from edgekd.targets import Target, load_target
+
+    if student is None:
+        return distill(target_name, task, teacher_ref, out_dir, search=search, budgets=budgets, data_dir=data_dir,
+                       families=families, **options)
+    if search > 1:
+        raise EdgekdError(f"--search {search} tries the planner's top candidates; with --student there is one "
+                          "student: drop one of them")
+    if families:
+        raise EdgekdError("--family picks among the planner's families; with --student there is one student: drop "
+                          "--family")
+    target = target_name if isinstance(target_name, Target) else load_target(target_name)
+    target = target.with_budgets(**(budgets or {}))
+    cand = named_candidate(student, target, task, data_dir)
+    return distill(target, task, teacher_ref, out_dir, data_dir=data_dir, planned=[cand], **options)
+
+
 register_family(Family(
     name=FAMILY,
     kinds=("image", "timeseries"),
