@@ -16,6 +16,11 @@ as the distilled one (edgekd.distill.twin_epochs), not merely as many epochs, wh
         --labels 1000 --losses ce,kd --seeds 0,1,2 --epochs 3 --teacher runs/teachers/fashion-mnist-ls0-e3.pt \
         --out docs/bench_distill_labels1000.json --section distill-labels-1000
 
+Function matching (issue 15): a loss written ``kd+mixup`` or ``kd+cutmix`` distils with ``--mix`` (the student
+and the teacher see the same mixed images, edgekd.distill.mix); ``--losses ce,kd,kd+mixup,kd+cutmix`` compares them.
+``--reuse-ce FILE`` takes the no-teacher runs of an earlier result file of the same task, labels and optimizer
+steps instead of training them again (recorded per run as ``reused_from``).
+
 Writes docs/bench_distill.json (every run) and the table between the markers in docs/benchmarks.md.
 Runs are resumable: a finished (target, loss, seed) already in the JSON is not run again.
 """
@@ -39,6 +44,14 @@ from edgekd.data.unlabelled import prepare  # noqa: E402
 from edgekd.distill import DATA_SEED, distill, train_teacher, twin_epochs  # noqa: E402
 from edgekd.distill.train import TrainConfig  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
+
+ORDER = ["ce", "kd", "kd+mixup", "kd+cutmix", "dkd", "dist", "feature"]
+
+
+def loss_and_mix(name: str) -> tuple[str, str]:
+    """``kd+mixup`` -> (``kd``, ``mixup``); ``kd`` -> (``kd``, ``none``)."""
+    loss, _, mix = name.partition("+")
+    return loss, mix or "none"
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -83,6 +96,14 @@ def write_markdown(result: dict, section: str) -> None:
     shorter = (f" Runs with a teacher were time-boxed to {kd_epochs} epochs ({kd_epochs}/{result['epochs']} of the "
                "no-teacher runs' optimizer steps: the comparison favours the no-teacher student)."
                if kd_epochs != result["epochs"] else "")
+    reused = sorted({r["reused_from"] for runs in result["runs"].values() for r in runs if r.get("reused_from")})
+    if reused:
+        shorter += (f" The no-teacher runs were not rerun: they are those of {', '.join(reused)} (same student, "
+                    "labels and optimizer steps, trained by an earlier session).")
+    if any("+" in loss for loss in result["losses"]):
+        shorter += (" kd+mixup / kd+cutmix: function matching (`--mix`): each epoch half the training samples are "
+                    "shown mixed with a random partner and learn the teacher's output on the mixed image (no label "
+                    "term).")
     body = (f"Task {result['task']}, {result['epochs']} epochs per run, {about}.{scarce}{shorter} Accuracies are "
             "on the full test set; int8 is the "
             "fully-integer .tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), arena is the "
@@ -107,6 +128,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="write the JSON and the table from what is there")
     ap.add_argument("--labels", type=int, default=None,
                     help="label-scarce: keep this many training labels, the rest of the split is unlabelled")
+    ap.add_argument("--reuse-ce", default=None,
+                    help="earlier result file: reuse its no-teacher (ce) runs of the same task, labels and epochs")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_distill.json"))
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_distill"))
     ap.add_argument("--section", default="distill", help="marker name of the table in docs/benchmarks.md")
@@ -115,6 +138,9 @@ def main() -> None:
     out = Path(args.out)
     teacher_path = Path(args.teacher or ROOT / "runs" / "teachers" / f"{args.task}.pt")
     needs_teacher = any(loss != "ce" for loss in args.losses.split(","))
+    for name in args.losses.split(","):
+        if loss_and_mix(name)[0] not in ORDER or loss_and_mix(name)[1] not in ("none", "mixup", "cutmix"):
+            ap.error(f"--losses: unknown entry {name!r}; known: {', '.join(ORDER)}")
     if needs_teacher and not teacher_path.is_file():
         train_teacher(args.task, teacher_path)
     result = json.loads(out.read_text()) if out.is_file() else {}
@@ -127,7 +153,7 @@ def main() -> None:
                                                          "label_smoothing")}
         result["teacher"] |= {"epochs": teacher["train"]["epochs"], "path": str(teacher_path)}
     result["losses"] = sorted(set(result.get("losses", [])) | set(args.losses.split(",")),
-                              key=["ce", "kd", "dkd", "dist", "feature"].index)
+                              key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
     ce_epochs = args.epochs
     kd_epochs = args.distill_epochs or args.epochs
     result["distill_epochs"] = kd_epochs
@@ -141,6 +167,15 @@ def main() -> None:
         ce_epochs = twin_epochs(splits, TrainConfig(epochs=args.epochs))
         result |= {"unlabelled": len(splits.x_unlabelled), "ce_epochs": ce_epochs,
                    "sizes": splits.summary()["sizes"]}
+    if args.reuse_ce:
+        old = json.loads(Path(args.reuse_ce).read_text())
+        if (old.get("task"), old.get("labels"), old.get("limit")) != (args.task, args.labels, args.limit):
+            ap.error(f"--reuse-ce {args.reuse_ce}: another task, --labels or --limit")
+        for target, old_runs in old["runs"].items():
+            mine = result["runs"].setdefault(target, [])
+            mine += [r | {"reused_from": str(args.reuse_ce)} for r in old_runs if r["loss"] == "ce"
+                     and r["epochs"] == ce_epochs and not any(m["loss"] == "ce" and m["seed"] == r["seed"]
+                                                              for m in mine)]
     for target in args.targets.split(","):
         runs = result["runs"].setdefault(target, [])
         for loss in args.losses.split(","):  # loss-major: the no-teacher vs KD comparison completes first
@@ -149,8 +184,9 @@ def main() -> None:
                     continue
                 started = time.perf_counter()
                 tag = f"labels{args.labels}-" if args.labels else ""
+                base_loss, mix = loss_and_mix(loss)
                 d = distill(target, args.task, None if loss == "ce" else str(teacher_path),
-                            Path(args.runs_dir) / target / f"{tag}{loss}-seed{seed}", loss=loss,
+                            Path(args.runs_dir) / target / f"{tag}{loss}-seed{seed}", loss=base_loss, mix=mix,
                             epochs=ce_epochs if loss == "ce" else kd_epochs, seed=seed, limit=args.limit,
                             families=args.family, progress=sys.stderr.isatty(), labels=args.labels,
                             quick_check=False)  # the no-teacher runs of this benchmark are the bar

@@ -150,6 +150,7 @@ def test_feature_distillation_runs_the_teacher_online(teacher_file: Path, digits
     assert record["history"][1]["loss_hint"] < record["history"][0]["loss_hint"]  # the hint is being learnt
 
 
+@pytest.mark.slow  # two distill() runs, 39 s on shared cores; CI runs it (quick: cache and resume tests)
 def test_distill_end_to_end_writes_student_and_report(tmp_path: Path, teacher_file: Path) -> None:
     out = tmp_path / "run"
     result = distill("nrf52840-dk", "digits", str(teacher_file), out, loss="kd", epochs=2, baseline=True,
@@ -493,6 +494,7 @@ def test_feature_search_leaves_no_hooks_on_teacher_or_student(tmp_path: Path, te
     assert all(not m._forward_hooks for m in [*student.modules(), *teacher.module.modules()])
 
 
+@pytest.mark.slow  # two distill() runs, 26 s on shared cores; CI runs it (quick: tests/test_cache.py)
 def test_a_tampered_cache_entry_is_repaired_and_reported(tmp_path: Path, teacher_file: Path) -> None:
     first = distill("nrf52840-dk", "digits", str(teacher_file), tmp_path / "a", loss="kd", epochs=2, limit=400,
                     families=["dscnn"], verify_int8=False, progress=False)

@@ -23,6 +23,8 @@ from edgekd.data.unlabelled import training_union
 from edgekd.distill import augment, guard
 from edgekd.distill.cache import TeacherCache, check_cache_root
 from edgekd.distill.losses import LOSSES, build_loss
+from edgekd.distill.mix import DEFAULT_MIX, build_mix
+from edgekd.distill.online import OnlineTeacher, feature_channels
 from edgekd.distill.teachers import (
     Teacher,
     build_teacher,
@@ -98,55 +100,6 @@ def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: i
     return record | {"path": str(out)}
 
 
-class _OnlineTeacher:
-    """Teacher run on each augmented batch, capturing the feature map of ``teacher.feature_layer``.
-
-    Use it as a context manager (or call ``close``): the hook is removed on exit, since the teacher is shared by
-    every run of a ``--search`` (and QAT), and hooks left behind would pile up on it, each running on every
-    forward.
-    """
-
-    def __init__(self, teacher: Teacher) -> None:
-        self.teacher = teacher
-        self.captured: dict[str, torch.Tensor] = {}
-        self._handle = None
-        if teacher.feature_layer:
-            self._handle = dict(teacher.module.named_modules())[teacher.feature_layer].register_forward_hook(
-                lambda m, i, o: self.captured.__setitem__("feature", o))
-
-    def __call__(self, x_aug: torch.Tensor, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.teacher.logits(x_aug)
-        return logits, self.captured.get("feature")
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-
-    def __enter__(self) -> _OnlineTeacher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-_online_teacher = _OnlineTeacher  # the name edgekd.distill.qat imports
-
-
-def _feature_channels(module: nn.Module, layer: str, shape: tuple[int, ...]) -> int:
-    out: dict[str, torch.Tensor] = {}
-    handle = dict(module.named_modules())[layer].register_forward_hook(lambda m, i, o: out.__setitem__("f", o))
-    was = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, *shape))
-    finally:
-        module.train(was)
-        handle.remove()
-    return int(out["f"].shape[1])
-
-
 def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None, loss: str,
                   cfg: TrainConfig, out_dir: Path | None = None, resume: bool = False,
                   loss_args: dict[str, Any] | None = None, cache: TeacherCache | None = None,
@@ -163,7 +116,7 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
     teacher_fn: TeacherFn | None = None
     feature_layer = None
     extra: list[nn.Parameter] = []
-    online: _OnlineTeacher | None = None
+    online: OnlineTeacher | None = None
     if loss_fn.needs_teacher:
         assert teacher is not None
         if loss_fn.needs_features:
@@ -171,14 +124,14 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
                 raise EdgekdError("loss 'feature' needs a teacher layer: built-in teachers have one, for your own "
                                   "teacher pass --teacher-layer NAME")
             feature_layer = model.feature_layer
-            loss_fn.init_projection(_feature_channels(model, feature_layer, shape),
-                                    _feature_channels(teacher.module, teacher.feature_layer, spec.input_shape))
+            loss_fn.init_projection(feature_channels(model, feature_layer, shape),
+                                    feature_channels(teacher.module, teacher.feature_layer, spec.input_shape))
             extra = list(loss_fn.parameters())
-            teacher_fn = online = _OnlineTeacher(teacher)
+            teacher_fn = online = OnlineTeacher(teacher)
         elif cache is not None:
             teacher_fn = cache
         else:  # no cache given (a Python caller): run the teacher on each batch rather than train without it
-            teacher_fn = online = _OnlineTeacher(teacher)
+            teacher_fn = online = OnlineTeacher(teacher)
     x_train, y_train = training_union(splits) if teacher_fn is not None else (splits.x_train, splits.y_train)
     try:
         result = fit(model, x_train, y_train, splits.x_val, splits.y_val, shape, loss_fn, cfg,
@@ -190,6 +143,24 @@ def train_student(config: StudentConfig, splits: Splits, teacher: Teacher | None
     return model, {"loss": loss, "loss_params": loss_fn.hparams(), "test_accuracy": accuracy(logits, splits.y_test),
                    "labelled_samples": int(len(splits.y_train)),
                    "unlabelled_samples": int(len(x_train) - len(splits.y_train)), **result.to_dict()}
+
+
+def _ship_evidence(model: nn.Module, twin: nn.Module, splits: Splits, teacher: Teacher, teacher_val: float,
+                   x_ship: Any) -> dict[str, Any]:
+    """What :func:`guard.choose` weighs: the paired comparison of both students on validation, and their
+    agreement with the teacher on the held-out unlabelled samples ``x_ship`` (None: there are none)."""
+    shape = model_input_shape(model)
+    d_pred = predict(model, splits.x_val, shape).argmax(1)
+    t_pred = predict(twin, splits.x_val, shape).argmax(1)
+    evidence: dict[str, Any] = {"validation": guard.paired(d_pred == splits.y_val, t_pred == splits.y_val),
+                                "teacher_val": teacher_val, "agreement": None}
+    if x_ship is not None:
+        ref = teacher.predict(x_ship).argmax(1)
+        evidence["agreement"] = {
+            "samples": int(len(x_ship)),
+            "distilled": float((predict(model, x_ship, shape).argmax(1) == ref).mean()),
+            "no_teacher": float((predict(twin, x_ship, shape).argmax(1) == ref).mean())}
+    return evidence
 
 
 def twin_epochs(splits: Splits, cfg: TrainConfig, distilled_on_unlabelled: bool = True) -> int:
@@ -211,7 +182,7 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
             families: list[str] | None = None, batch_size: int = 128, lr: float = 3e-3, patience: int = 0,
             verify_int8: bool = True, progress: bool = True, planned: list[Candidate] | None = None,
             labels: int | None = None, unlabelled: str | Path | list[str | Path] | None = None,
-            allow_weak_teacher: bool = False, quick_check: bool = True) -> dict[str, Any]:
+            allow_weak_teacher: bool = False, quick_check: bool = True, mix: str = DEFAULT_MIX) -> dict[str, Any]:
     """Plan, train, check and save the student for ``target_name`` (a name, a profile path or a loaded Target)
     on ``task``; returns distill.json's content. ``planned``: the fitting candidates, best first, of a plan made
     earlier (``edgekd build``'s plan.json), used instead of planning again.
@@ -221,7 +192,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     :mod:`edgekd.data.unlabelled`), learnt from the teacher's soft targets. With ``baseline`` the better of the
     distilled student and its no-teacher twin on validation is shipped (see :mod:`edgekd.distill.guard`);
     ``quick_check=False`` skips the quick no-teacher run a teacher is compared with otherwise (benchmarks that
-    train the no-teacher students themselves)."""
+    train the no-teacher students themselves). ``mix``: function matching with the teacher (``mixup``, ``cutmix``
+    or ``none``, :mod:`edgekd.distill.mix`)."""
     from edgekd.planner import evaluate, explain_no_fit, plan
     from edgekd.targets import Target, load_target
 
@@ -230,11 +202,15 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     out = Path(out_dir)
     if loss not in LOSSES:
         raise EdgekdError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
+    mixer = build_mix(mix)  # an unknown name is one line now, not after the teacher
     check_writable(out, "--out")  # before the teacher and the training, not at the save
     check_cache_root()  # EDGEKD_CACHE pointing at a file: one line now, not a traceback in the planner
     target = target_name if isinstance(target_name, Target) else load_target(target_name)
     target = target.with_budgets(**(budgets or {}))
     splits = prepare_unlabelled(load_task(task, data_dir, seed=DATA_SEED, limit=limit), labels, unlabelled)
+    x_ship = None  # unlabelled samples no student trains on: evidence for the ship decision (guard.choose)
+    if baseline and LOSSES[loss].needs_teacher:
+        splits, x_ship = guard.hold_out_unlabelled(splits)
     spec = splits.spec
     refs = [teacher_ref] if isinstance(teacher_ref, str) else list(teacher_ref or [])
     if teacher_weights and not any(":" in r and not Path(r).exists() for r in refs):
@@ -257,7 +233,10 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
 
     teacher = None
     teacher_record: dict[str, Any] = {"path": None}
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, aug_seed=aug_seed, patience=patience)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, aug_seed=aug_seed, patience=patience,
+                      mix=mix if LOSSES[loss].needs_teacher else "none")
+    if mixer is not None and not LOSSES[loss].needs_teacher:
+        log.warning("--mix %s: loss %r has no teacher to match on mixed images; training without mixing", mix, loss)
     if LOSSES[loss].needs_teacher or refs:
         if not refs:
             raise EdgekdError(f"loss {loss!r} needs --teacher (train one: edgekd teacher --task {spec.name} "
@@ -285,7 +264,7 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     cache_record: dict[str, Any] = {"used": False}
     if teacher is not None and not LOSSES[loss].needs_features:
         x_union, _ = training_union(splits)
-        cache = TeacherCache(teacher, x_union, None, policy, aug_seed)
+        cache = TeacherCache(teacher, x_union, None, policy, aug_seed, mix=cfg.mix)
         t = time.perf_counter()
         if is_main():
             for epoch in range(epochs):
@@ -304,12 +283,14 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     if search > 1:
         t = time.perf_counter()
         short = TrainConfig(**(cfg.to_dict() | {"epochs": max(1, epochs // 4), "patience": 0}))
+        from edgekd.search_exec import search_score
+
         for cand in fitting[:search]:
-            _, rec = train_student(cand.student, splits, teacher, loss, short, None, False, loss_args, cache,
-                                   label=f"search {cand.label()}", progress=progress)
+            short_model, rec = train_student(cand.student, splits, teacher, loss, short, None, False, loss_args,
+                                             cache, label=f"search {cand.label()}", progress=progress)
             search_rows.append({"family": cand.family, "config": cand.config, "params": cand.params,
-                                "macs": cand.macs, "predicted": cand.predicted,
-                                "val_accuracy": rec["best_val_accuracy"], "epochs": short.epochs})
+                                "macs": cand.macs, "predicted": cand.predicted, "epochs": short.epochs,
+                                **search_score(short_model, splits, rec)})
         best_row = max(search_rows, key=lambda r: (r["val_accuracy"], r["macs"]))
         chosen = next(c for c in fitting if c.family == best_row["family"] and c.config == best_row["config"])
         timings["search"] = round(time.perf_counter() - t, 2)
@@ -344,7 +325,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
                 {"loss": loss, "val_accuracy": record["best_val_accuracy"], "test_float": record["test_accuracy"],
                  "test_int8": record.get("accuracy_int8")},
                 {"loss": "ce", "val_accuracy": baseline_record["best_val_accuracy"],
-                 "test_float": baseline_record["test_accuracy"], "test_int8": baseline_record.get("accuracy_int8")})
+                 "test_float": baseline_record["test_accuracy"], "test_int8": baseline_record.get("accuracy_int8")},
+                _ship_evidence(model, twin, splits, teacher, teacher_record["check"]["val_accuracy"], x_ship))
             if choice["shipped"] == "no-teacher":
                 model, ship_loss, ship_teacher = twin, "ce", None
     float_acc = choice["no_teacher"]["test_float"] if choice and choice["shipped"] == "no-teacher" \
@@ -393,11 +375,14 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
         "shipped": choice or {"shipped": "distilled" if teacher is not None else "no-teacher",
                               "reason": "no no-teacher twin was trained (--baseline compares and ships the better)"
                               if teacher is not None else "trained without a teacher (loss ce)"},
-        "unlabelled": splits.unlabelled_summary() | {"used": record["unlabelled_samples"]},
+        "unlabelled": splits.unlabelled_summary() | {
+            "used": record["unlabelled_samples"], "held_out_for_ship_decision": 0 if x_ship is None else len(x_ship)},
         "candidates": search_rows or [c.to_dict() for c in fitting[:5]],
         "search": search,
         "train_config": cfg.to_dict(),
         "augmentation": asdict(policy),
+        "function_matching": (build_mix(cfg.mix).describe() | {"applies_to": "the distilled student, not its twin"}
+                              if cfg.mix != "none" else {"name": "none"}),
         "data": splits.summary()["sizes"] | {"unlabelled": record["unlabelled_samples"]},
         "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
         "world_size": world()[1],

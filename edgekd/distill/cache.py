@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from edgekd.distill import augment
+from edgekd.distill import mix as mixing
 from edgekd.distill.teachers import Teacher
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_write_bytes, cache_dir, sha256_bytes, write_json
@@ -74,12 +75,17 @@ class TeacherCache:
     """Per-epoch teacher logits for one (teacher, training set, augmentation) combination."""
 
     def __init__(self, teacher: Teacher, x_train: np.ndarray, y_train: np.ndarray, policy: augment.Policy,
-                 aug_seed: int, batch: int = 512, root: Path | None = None) -> None:
+                 aug_seed: int, batch: int = 512, root: Path | None = None, mix: str = "none") -> None:
         self.teacher, self.x, self.policy, self.aug_seed, self.batch = teacher, x_train, policy, aug_seed, batch
+        self.mix = mixing.build_mix(mix)
         # The images only: teacher outputs do not depend on labels, so runs that keep other labels of the same
-        # images (--labels N) share the entries.
-        key = hashlib.sha256(json.dumps({"teacher": teacher.sha256, "data": fingerprint(x_train, _NO_LABELS),
-                                         "policy": asdict(policy), "aug_seed": aug_seed}).encode()).hexdigest()[:24]
+        # images (--labels N) share the entries. A mix is part of the images the teacher sees (no mix: the key
+        # entries of earlier versions).
+        what = {"teacher": teacher.sha256, "data": fingerprint(x_train, _NO_LABELS), "policy": asdict(policy),
+                "aug_seed": aug_seed}
+        if self.mix is not None:
+            what["mix"] = self.mix.describe()
+        key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:24]
         self.dir = (root or cache_root()) / key
         self.stats = CacheStats()
         self._epoch = -1
@@ -92,10 +98,14 @@ class TeacherCache:
     def _compute(self, epoch: int) -> np.ndarray:
         draw = augment.draw(self.policy, len(self.x), self.aug_seed, epoch)
         x = torch.from_numpy(np.ascontiguousarray(self.x))
+        mix_draw = self.mix.draw(len(x), tuple(x.shape[1:]), self.aug_seed, epoch) if self.mix else None
         outs = []
         for i in range(0, len(x), self.batch):
             idx = torch.arange(i, min(i + self.batch, len(x)))
-            outs.append(self.teacher.logits(augment.apply(x[idx], idx, draw, self.policy)).float())
+            xb = augment.apply(x[idx], idx, draw, self.policy)
+            if mix_draw is not None:  # the same mixed images the student sees (edgekd.distill.train.fit)
+                xb, _ = mixing.apply(self.mix, mix_draw, xb, idx, lambda p: augment.apply(x[p], p, draw, self.policy))
+            outs.append(self.teacher.logits(xb).float())
         return torch.cat(outs).numpy()
 
     def _read(self, path: Path) -> tuple[np.ndarray | None, str | None]:

@@ -5,8 +5,12 @@
   ``--allow-weak-teacher``: a randomly initialised ``module:factory`` teacher without ``--teacher-weights``
   otherwise trains the student to imitate noise and every later gate passes. A teacher that is not better than
   a quick no-teacher run of the student (or than the full no-teacher twin of ``--baseline``) is warned about.
-* After training, with ``--baseline``: the better of the distilled student and its no-teacher twin on validation
-  is shipped, and the record says which, why, and the test accuracies of both (float and int8).
+* After training, with ``--baseline``: the better of the distilled student and its no-teacher twin is shipped,
+  and the record says which, why, on what evidence, and the test accuracies of both (float and int8). With few
+  labels the validation split is tiny (23 samples for 200 digits labels: 100% vs 100% says nothing), so the
+  labelled validation decides only when the two students' difference on it is significant (McNemar, paired);
+  otherwise, when the teacher is at least as good as the twin on validation, agreement with the teacher on
+  held-out unlabelled samples (up to 2,000, never trained on) decides.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from edgekd.logs import log
 #: a microcontroller student on Fashion-MNIST), whatever ``--epochs`` says.
 QUICK_STEPS = 150
 QUICK_SAMPLES = 5000
+#: Unlabelled samples set aside for the ship decision under ``--baseline``: a tenth, at most this many, and none
+#: below HOLDOUT_MIN_PER_CLASS per class (too few to say anything).
+HOLDOUT_MAX = 2000
+HOLDOUT_MIN_PER_CLASS = 2
+#: |b - c| / sqrt(b + c) above this (two-sided 5% of McNemar's normal approximation) makes validation decisive.
+DECISIVE_Z = 1.96
 
 
 def chance_level(y: np.ndarray, num_classes: int) -> float:
@@ -86,15 +96,69 @@ def compare_teacher(teacher_val: float, student_val: float, what: str) -> str | 
     return text
 
 
-def choose(distilled: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
-    """Which student to ship: the better on validation (the distilled one on a tie); says why in one line."""
+def hold_out_unlabelled(splits: Splits, seed: int = 0) -> tuple[Splits, np.ndarray | None]:
+    """(splits without them, held-out samples): a seeded tenth of the unlabelled samples (at most HOLDOUT_MAX)
+    that neither student trains on, so agreement with the teacher on them is not inflated for the distilled one
+    (which learnt the teacher's outputs on the samples it saw). None when there are too few."""
+    x = splits.x_unlabelled
+    n = 0 if x is None else min(HOLDOUT_MAX, len(x) // 10)
+    if x is None or n < HOLDOUT_MIN_PER_CLASS * splits.spec.num_classes:
+        return splits, None
+    held = np.sort(np.random.default_rng([4_231, seed]).choice(len(x), n, replace=False))
+    keep = np.setdiff1d(np.arange(len(x)), held)
+    ids = splits.indices | ({"unlabelled": splits.indices["unlabelled"][keep]} if "unlabelled" in splits.indices
+                            else {})
+    return replace(splits, x_unlabelled=x[keep], indices=ids), x[held]
+
+
+def paired(d_correct: np.ndarray, t_correct: np.ndarray) -> dict[str, Any]:
+    """McNemar's comparison of two students on the same samples: b (only the distilled one right), c (only the
+    twin right), z = (b - c) / sqrt(b + c), decisive when |z| > DECISIVE_Z."""
+    b = int((d_correct & ~t_correct).sum())
+    c = int((~d_correct & t_correct).sum())
+    z = (b - c) / math.sqrt(b + c) if b + c else 0.0
+    return {"samples": int(len(d_correct)), "only_distilled_right": b, "only_twin_right": c, "z": round(z, 3),
+            "decisive": abs(z) > DECISIVE_Z}
+
+
+def choose(distilled: dict[str, Any], twin: dict[str, Any], evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Which student to ship, and why in one line.
+
+    Without ``evidence``: the better on validation (the distilled one on a tie). With it (``validation``: the
+    :func:`paired` comparison; ``teacher_val``; ``agreement``: {distilled, no_teacher, samples} on held-out
+    unlabelled samples, or None): a decisive validation difference decides; otherwise, when the teacher is at
+    least as good as the twin on validation and held-out agreement exists, the student agreeing more with the
+    teacher is shipped (the distilled one on a tie); otherwise validation accuracy as above."""
     d_val, t_val = distilled["val_accuracy"], twin["val_accuracy"]
-    ship = "no-teacher" if t_val > d_val else "distilled"
-    if ship == "distilled":
-        why = (f"the distilled student is {'as good as' if d_val == t_val else 'better than'} its no-teacher twin "
-               f"on validation ({100 * d_val:.2f}% vs {100 * t_val:.2f}%)")
+    n_val = f", {evidence['validation']['samples']} samples" if evidence else ""
+    on_val = f"on validation ({100 * d_val:.2f}% vs {100 * t_val:.2f}%{n_val}"
+    agree = (evidence or {}).get("agreement")
+    decided_by = "validation"
+    if evidence and not evidence["validation"]["decisive"] and agree and evidence["teacher_val"] >= t_val:
+        decided_by = "teacher agreement"
+        a_d, a_t = agree["distilled"], agree["no_teacher"]
+        ship = "no-teacher" if a_t > a_d else "distilled"
+        why = (f"validation does not separate the students ({100 * d_val:.2f}% vs {100 * t_val:.2f}%{n_val}, "
+               f"McNemar z {evidence['validation']['z']}); "
+               f"the teacher is at least as good as the twin there, and the "
+               f"{'distilled student' if ship == 'distilled' else 'no-teacher twin'} agrees more with it on "
+               f"{agree['samples']} held-out unlabelled samples ({100 * max(a_d, a_t):.2f}% vs "
+               f"{100 * min(a_d, a_t):.2f}%)")
     else:
-        why = (f"the no-teacher twin is better than the distilled student on validation ({100 * t_val:.2f}% vs "
-               f"{100 * d_val:.2f}%): the teacher did not help, so the student trained on labels alone is shipped")
+        if evidence:
+            decided_by = "validation" if evidence["validation"]["decisive"] else "validation (not decisive)"
+        ship = "no-teacher" if t_val > d_val else "distilled"
+        if ship == "distilled":
+            why = (f"the distilled student is {'as good as' if d_val == t_val else 'better than'} its no-teacher "
+                   f"twin {on_val})")
+        else:
+            why = (f"the no-teacher twin is better than the distilled student {on_val}): the teacher did not help, "
+                   "so the student trained on labels alone is shipped")
+        if decided_by == "validation (not decisive)":
+            why += (f"; the difference is not significant (McNemar z {evidence['validation']['z']}) and "
+                    + ("no held-out unlabelled samples were available" if not agree else
+                       "the teacher is not better than the twin on validation, so agreement with it is no evidence"))
+    if ship == "no-teacher":
         log.warning("%s", why)
-    return {"shipped": ship, "reason": why, "distilled": distilled, "no_teacher": twin}
+    out = {"shipped": ship, "reason": why, "distilled": distilled, "no_teacher": twin}
+    return out | ({"decided_by": decided_by, "evidence": evidence} if evidence else {})

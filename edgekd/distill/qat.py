@@ -107,13 +107,13 @@ def qat_finetune(model: nn.Module, splits: Splits, teacher: Teacher | None, loss
                  epochs: int, loss_args: dict[str, Any] | None, cache: Any, progress: bool = True
                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Fine-tune ``model``'s fake-quant graph for ``epochs`` at a tenth of the learning rate."""
-    from edgekd.distill import _online_teacher
+    from edgekd.distill.online import OnlineTeacher
 
     shape = model_input_shape(model)
     prepared = prepare_qat(model)
     qat_loss = "kd" if loss == "feature" else loss  # the fake-quant graph has no named layers for hints
     loss_fn = build_loss(qat_loss, **({} if qat_loss != loss else (loss_args or {})))
-    online = _online_teacher(teacher) if loss_fn.needs_teacher and teacher is not None and cache is None else None
+    online = OnlineTeacher(teacher) if loss_fn.needs_teacher and teacher is not None and cache is None else None
     teacher_fn = cache if cache is not None and loss_fn.needs_teacher else online
     qcfg = TrainConfig(**(cfg.to_dict() | {"epochs": epochs, "lr": cfg.lr / 10, "patience": 0}))
     policy = augment.Policy.for_task(splits.spec.name, splits.spec.kind, cfg.augment)

@@ -31,7 +31,9 @@ def distill_text(result: dict[str, Any], out_dir: str) -> str:
         lines.append(f"shipped the {shipped['shipped']} student: {shipped['reason']}")
     unl = result.get("unlabelled") or {}
     if unl.get("samples"):
-        lines.append(f"unlabelled samples: {unl.get('used', 0):,} used of {unl['samples']:,}")
+        held = unl.get("held_out_for_ship_decision") or 0
+        lines.append(f"unlabelled samples: {unl.get('used', 0):,} used of {unl['samples']:,}"
+                     + (f" (+{held:,} held out for the ship decision)" if held else ""))
     warning = (result["teacher"].get("check") or {}).get("warning")
     if warning:
         lines.append(f"warning: {warning}")

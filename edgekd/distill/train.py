@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from edgekd.distill import augment
+from edgekd.distill import mix as mixing
 from edgekd.distill.losses import DistillLoss
 from edgekd.distill.teachers import first_line, load_weights, weights_only_load
 from edgekd.errors import EdgekdError
@@ -52,6 +53,7 @@ class TrainConfig:
     augment: bool = True
     patience: int = 0  # 0: no early stopping
     eval_batch_size: int = 1024
+    mix: str = "none"  # function matching with a teacher: "mixup", "cutmix" (edgekd.distill.mix) or "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,8 +147,11 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
 
     ``teacher(x_aug, epoch, idx)`` returns (teacher logits, teacher feature) for the augmented batch whose rows
     are training samples ``idx``; ``feature_layer`` names the student module whose output feeds a feature loss.
+    With a teacher, ``cfg.mix`` mixes a share of each batch (function matching, :mod:`edgekd.distill.mix`): the
+    mixed rows are trained on the teacher's output for the mixed image alone (label -1).
     """
     rank, size = world()
+    mixer = mixing.build_mix(cfg.mix) if teacher is not None else None
     dev = device()
     model.to(dev)
     loss_fn.to(dev)
@@ -198,6 +203,7 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                 torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and anything else drawing from torch RNG
                 order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
                 draw = augment.draw(policy, n, cfg.aug_seed, epoch)
+                mix_draw = mixer.draw(n, tuple(x_t.shape[1:]), cfg.aug_seed, epoch) if mixer else None
                 set_training(model, True)
                 totals: dict[str, float] = {}
                 seen = correct = labelled = 0
@@ -205,7 +211,12 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                     idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                     local = idx[rank::size]
                     xb = augment.apply(x_t[local], local, draw, policy)
-                    yb = y_t[local].to(dev)
+                    yb = y_t[local]
+                    if mix_draw is not None:
+                        xb, mixed_rows = mixing.apply(mixer, mix_draw, xb, local,
+                                                      lambda p, d=draw: augment.apply(x_t[p], p, d, policy))
+                        yb = torch.where(mixed_rows, -1, yb)
+                    yb = yb.to(dev)
                     t_logits = t_feat = None
                     if teacher is not None:
                         t_logits, t_feat = teacher(xb, epoch, local)
