@@ -30,6 +30,7 @@ from edgekd import costmodel  # noqa: E402
 from edgekd.data import load_task  # noqa: E402
 from edgekd.distill import DATA_SEED, load_student  # noqa: E402
 from edgekd.emulate import EmulationRequest, emulate  # noqa: E402
+from edgekd.emulate.cortex_m import CortexMDetails  # noqa: E402
 from edgekd.export.student import load_export  # noqa: E402
 from edgekd.students import model_input_shape, to_model_input  # noqa: E402
 from edgekd.targets import load_all, load_target  # noqa: E402
@@ -74,19 +75,19 @@ def main() -> None:
         cost = costmodel.analyze(model, model_input_shape(model), "int8", bool(model.channels_last_input))
         est = costmodel.estimate_latency(cost, target)
         tfl = next(a for a in arts if a.format == "tflite" and a.precision == "int8")
-        d = run.details
+        d = run.details if isinstance(run.details, CortexMDetails) else None  # None: it failed before building
         row = {"label": label, "target": name, "core": target.cpu.core, "clock_mhz": target.cpu.clock_mhz,
                "emulator": run.emulator, "student": export["student"]["config"], "ok": run.ok, "error": run.error,
                "samples": run.samples, "accuracy": run.accuracy, "tflm_accuracy": run.host_accuracy,
                "bit_exact_vs_host": run.bit_exact_vs_host, "max_diff_vs_host": run.max_diff_vs_host,
-               "flash_bytes": d.get("flash_bytes"), "model_const_bytes": d.get("model_const_bytes"),
+               "flash_bytes": d and d.flash_bytes, "model_const_bytes": d and d.model_const_bytes,
                "tflite_bytes": tfl.bytes, "tflm_runtime_flash_bytes": target.runtime_flash_bytes,
-               "ram_bytes": d.get("ram_bytes"), "arena_bytes": d.get("arena_bytes"),
-               "stack_bytes": d.get("stack_bytes"), "tflm_arena_bytes": d.get("tflm_arena_bytes"),
-               "ram_vs_tflm": d.get("ram_vs_tflm"), "instructions": run.instructions, "cpi": run.cpi,
+               "ram_bytes": d and d.ram_bytes, "arena_bytes": d and d.arena_bytes,
+               "stack_bytes": d and d.stack_bytes, "tflm_arena_bytes": d and d.tflm_arena_bytes,
+               "ram_vs_tflm": d and d.ram_vs_tflm, "instructions": run.instructions, "cpi": run.cpi,
                "counted_ms": run.counted_ms, "estimated_ms": est.ms, "budget_ms": target.budgets.latency_ms,
                "flash_budget_bytes": target.budgets.flash_bytes, "ram_budget_bytes": target.budgets.ram_bytes,
-               "macs": d.get("macs"), "count_note": d.get("count_note"), "wall_s": round(wall, 1)}
+               "macs": d and d.macs, "count_note": d and d.count_note, "wall_s": round(wall, 1)}
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("label", "ok", "bit_exact_vs_host", "accuracy", "flash_bytes",
                                               "ram_vs_tflm", "instructions", "counted_ms", "wall_s")}), flush=True)

@@ -26,6 +26,7 @@ from benchdocs import replace_section  # noqa: E402
 from edgekd import costmodel  # noqa: E402
 from edgekd.distill import load_student  # noqa: E402
 from edgekd.emulate import exactness  # noqa: E402
+from edgekd.emulate.aarch64 import AArch64Details  # noqa: E402
 from edgekd.export import export_student  # noqa: E402
 from edgekd.students import model_input_shape  # noqa: E402
 from edgekd.targets import load_target  # noqa: E402
@@ -62,24 +63,26 @@ def main() -> None:
         if not (build / "export.json").is_file():
             export_student(name, args.student, build)
         t = time.perf_counter()
-        result = verify_build(name, build, emulator="qemu", emulator_limit=args.emulator_limit or None,
-                              emulator_timeout_s=7200).to_json()
+        record = verify_build(name, build, emulator="qemu", emulator_limit=args.emulator_limit or None,
+                              emulator_timeout_s=7200)
         est = estimates(build, name)
         target = load_target(name)
-        for r in result["emulated"]:
+        for r in record.emulated:
+            d = r.details if isinstance(r.details, AArch64Details) else None  # None: the run failed early
             rows.append({"target": name, "core": target.cpu.core, "emulated_core": target.emulator.cpu,
-                         "clock_mhz": target.cpu.clock_mhz, "artifact": r["path"], "runtime": r["runtime"],
-                         "kernels": r["kernels"], "samples": r["samples"], "ok": r["ok"],
-                         "host_accuracy": r["host_accuracy"], "emulated_accuracy": r["accuracy"],
-                         "agreement": r["agreement"], "bit_exact_vs_host": r["bit_exact_vs_host"],
-                         "max_diff_vs_host": r["max_diff_vs_host"], "diff_unit": r["details"].get("diff_unit"),
-                         "mismatched_samples": r["details"].get("mismatched_samples"),
-                         "instructions": r["instructions"], "cpi": r["cpi"], "counted_ms": r["counted_ms"],
-                         "estimated_ms": est[r["precision"]]["ms"],
-                         "estimated_ms_1_thread": est[r["precision"]]["ms_1_thread"],
-                         "xnnpack_delegate": r["details"].get("xnnpack_delegate")})
-        print(f"{name}: {len(result['emulated'])} emulated runs in {time.perf_counter() - t:.0f} s, gate "
-              f"{result['gates']['emulator']['detail']}", flush=True)
+                         "clock_mhz": target.cpu.clock_mhz, "artifact": r.path, "runtime": r.runtime,
+                         "kernels": r.kernels, "samples": r.samples, "ok": r.ok,
+                         "host_accuracy": r.host_accuracy, "emulated_accuracy": r.accuracy,
+                         "agreement": r.agreement, "bit_exact_vs_host": r.bit_exact_vs_host,
+                         "max_diff_vs_host": r.max_diff_vs_host, "diff_unit": d.diff_unit if d else None,
+                         "mismatched_samples": d.mismatched_samples if d else None,
+                         "instructions": r.instructions, "cpi": r.cpi, "counted_ms": r.counted_ms,
+                         "estimated_ms": est[r.precision]["ms"],
+                         "estimated_ms_1_thread": est[r.precision]["ms_1_thread"],
+                         "xnnpack_delegate": d.xnnpack_delegate if d else None})
+        gate = record.gates.get("emulator")
+        print(f"{name}: {len(record.emulated)} emulated runs in {time.perf_counter() - t:.0f} s, gate "
+              f"{gate.detail if gate else '-'}", flush=True)
         Path(args.json).write_text(json.dumps({"student": args.student, "rows": rows}, indent=2) + "\n")
     lines = ["| target (emulated core) | artifact | kernels | samples | host acc. | emulated acc. | vs host | "
              "instructions / invoke | counted ms (1 thread) | estimate ms (1 thread / profile threads) |",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite (slow tests included: conversions and TFLite Micro arena searches).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow and not emulator" for
-# the quick run between edits (~3 min on 2 cores; CI runs everything).
+# the quick run between edits (about 2 min on 2 cores; CI runs everything).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"

@@ -76,11 +76,13 @@ def _private_cache(root: Path) -> pytest.MonkeyPatch:
     return mp
 
 
-def _student(root: Path, target: str) -> Path:
-    """A small digits DS-CNN (15 epochs on 400 samples, no teacher, ~90% accurate) planned for ``target``."""
+def _student(root: Path, target: str, warm: Path) -> Path:
+    """A small digits DS-CNN (15 epochs on 400 samples, no teacher, ~90% accurate) planned for ``target``; its
+    private cache starts from the session's warm digits costs (the same numbers, not computed again)."""
     from edgekd.distill import distill
 
     out = root / f"student-{target}"
+    shutil.copytree(warm, root / "cache")
     mp = _private_cache(root)
     try:
         distill(target, "digits", None, out, loss="ce", epochs=15, limit=400, families=["dscnn"],
@@ -102,19 +104,35 @@ def _build(student: Path, root: Path, target: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mcu_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _student(tmp_path_factory.mktemp("mcu"), "nrf52840-dk")
+def mcu_student(tmp_path_factory: pytest.TempPathFactory, warm_cost_cache: Path) -> Path:
+    return _student(tmp_path_factory.mktemp("mcu"), "nrf52840-dk", warm_cost_cache)
 
 
 @pytest.fixture(scope="session")
-def pi_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _student(tmp_path_factory.mktemp("pi"), "raspberry-pi-4b")
+def pi_student(tmp_path_factory: pytest.TempPathFactory, warm_cost_cache: Path) -> Path:
+    return _student(tmp_path_factory.mktemp("pi"), "raspberry-pi-4b", warm_cost_cache)
 
 
 @pytest.fixture(scope="session")
 def mcu_build(mcu_student: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """nrf52840-dk build of the MCU student: int8 .tflite and model_data.c/.h."""
     return _build(mcu_student, tmp_path_factory.mktemp("mcu-build"), "nrf52840-dk")
+
+
+@pytest.fixture(scope="session")
+def mcu_host_verified(mcu_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MCU build verified on the host runtimes only (no QEMU: no generated C in its bundles); read-only:
+    tests package it into their own folders or copy it."""
+    from edgekd.verify import verify_build
+
+    out = tmp_path_factory.mktemp("mcu-host-verified") / "build"
+    shutil.copytree(mcu_build, out)
+    mp = _private_cache(out.parent)
+    try:
+        verify_build("nrf52840-dk", out, limit=40)
+    finally:
+        mp.undo()
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -58,12 +58,12 @@ def test_reference_kernels_are_bit_exact_with_the_host(pi_runs: list) -> None:
     ref = next(r for r in pi_runs if r.kernels == "reference")
     assert ref.bit_exact_vs_host is True and ref.max_diff_vs_host == 0
     assert ref.agreement == 1.0
-    assert ref.details["mismatched_outputs"] == 0
+    assert ref.details.mismatched_outputs == 0
 
 
 def test_xnnpack_is_really_used_and_within_one_step(pi_runs: list) -> None:
     xnn = next(r for r in pi_runs if r.kernels == "xnnpack" and r.path == "model_int8.tflite")
-    assert xnn.details["xnnpack_delegate"] is True
+    assert xnn.details.xnnpack_delegate is True
     assert xnn.max_diff_vs_host <= 1
     ref = next(r for r in pi_runs if r.kernels == "reference")
     # XNNPACK's NEON kernels need several times fewer instructions than the reference kernels.
@@ -75,24 +75,26 @@ def test_float_models_match_the_host_within_tolerance(pi_runs: list) -> None:
         if r.precision == "fp32":
             assert r.bit_exact_vs_host is None
             assert r.max_diff_vs_host < 1e-4
-            assert r.details["diff_unit"] == "absolute"
+            assert r.details.diff_unit == "absolute"
 
 
 def test_counted_latency_comes_from_the_instruction_classes(pi_runs: list) -> None:
     target = load_target("raspberry-pi-4b")
     for r in pi_runs:
-        classes = r.details["instruction_classes"]
+        classes = r.details.instruction_classes
         assert r.instructions == classes["total"] > 100_000
         pred = timing_a.predict(classes, "cortex-a72", target.cpu.clock_mhz)
         assert r.counted_ms == pytest.approx(pred.single_thread_ms)
         assert r.cpi == pytest.approx(pred.cycles / r.instructions, rel=1e-3)
-        assert "Cortex-A72 Software Optimization Guide" in r.details["cpi_source"]
-        assert r.details["counted_invokes"] == 40
+        assert "Cortex-A72 Software Optimization Guide" in r.details.cpi_source
+        assert r.details.counted_invokes == 40
         if r.format == "tflite":  # the operator count is known: the 4-core figure is modelled too
-            assert 0 < r.details["counted_ms_4_threads"] <= r.counted_ms + 1e-4  # tiny: serial parts dominate
+            assert r.details.profile_threads == 4 and r.details.to_json()["counted_ms_4_threads"] == \
+                r.details.counted_ms_all_threads  # the JSON key report readers use
+            assert 0 < r.details.counted_ms_all_threads <= r.counted_ms + 1e-4  # tiny: serial parts dominate
     by = {(r.path, r.kernels): r for r in pi_runs}
     int8, fp32 = by[("model_int8.tflite", "xnnpack")], by[("model_fp32.tflite", "xnnpack")]
-    assert int8.details["instruction_classes"]["imull"] > 0 and fp32.details["instruction_classes"]["fmul_q"] > 0
+    assert int8.details.instruction_classes["imull"] > 0 and fp32.details.instruction_classes["fmul_q"] > 0
 
 
 def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ def test_counts_repeat(root, pi_build: Path, tmp_path: Path) -> None:
 
     arts = load_export(pi_build).artifacts
     art = next(a for a in arts if a.key == "tflite-int8")
-    x = model_inputs(build_sample(pi_build, 4)[0], art.details.to_json())
+    x = model_inputs(build_sample(pi_build, 4)[0], art.details)
     view = stand_in_root(root, load_target("raspberry-pi-4b"))
     a = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))
     b = run_litert_script(pi_build / art.path, x, "xnnpack", tmp_path, 300, (root, view, "cortex-a72"))

@@ -421,3 +421,29 @@ def test_label_scarce_build_with_baseline_reports_both_students(tmp_path: Path) 
     assert r["gates"]["accuracy"]["passed"] is True, r["gates"]["accuracy"]["detail"]
     md = (out / "report.md").read_text()
     assert "Shipped: the **" in md and "Unlabelled samples:" in md
+
+
+def test_report_lifts_an_emulated_runs_typed_details_under_the_old_keys(tmp_path: Path) -> None:
+    """report.json's emulated entries: a board build's sizes and the CPI source come from the emulator's typed
+    details, under the keys report.json had when details were dicts (issue 13: extend, never rename)."""
+    from types import SimpleNamespace
+
+    from emulated_runs import AARCH64_RUN, CORTEX_M_RUN
+
+    from edgekd.build.context import BuildLayout
+    from edgekd.build.report import _emulated_entry
+    from edgekd.emulate import EmulatedRun
+
+    layout = BuildLayout(tmp_path)
+    est = {"int8": SimpleNamespace(ms=3.0, kind="estimated", method="MACs x throughput")}
+    m = _emulated_entry(EmulatedRun.from_json(CORTEX_M_RUN), {}, est, layout)
+    assert {k: m[k] for k in ("flash_bytes", "ram_bytes", "tflm_arena_bytes", "arena_bytes", "stack_bytes")} == \
+        {"flash_bytes": 60000, "ram_bytes": 7000, "tflm_arena_bytes": 9000, "arena_bytes": 4096, "stack_bytes": 800}
+    assert m["latency_kind"] == "counted" and m["latency_ms"] == 2.8125
+    assert m["latency_method"].endswith("(edgekd.emulate.timing_m)")
+    a = _emulated_entry(EmulatedRun.from_json(AARCH64_RUN), {}, est, layout)
+    assert a["arena_bytes"] is None and "flash_bytes" not in a
+    assert a["latency_method"].endswith("(edgekd.emulate.timing_a)")
+    failed = _emulated_entry(EmulatedRun.from_json(CORTEX_M_RUN | {"ok": False, "instructions": None,
+                                                                   "counted_ms": None, "details": {}}), {}, est, layout)
+    assert failed["arena_bytes"] is None and failed["latency_kind"] == "estimated" and failed["latency_ms"] == 3.0

@@ -342,10 +342,10 @@ def test_emulator_on_the_mcu_student(mcu_build: Path, tmp_path: Path) -> None:
     assert run.ok, run.error
     assert run.emulator == "qemu-system-arm/mps2-an386" and run.runtime == "edgekd-c" and run.format == "c"
     assert run.bit_exact_vs_host and run.max_diff_vs_host == 0 and run.agreement == 1.0
-    assert run.details["bit_exact_vs_host_gcc"] and run.details["bit_exact_vs_tflm"]
-    assert run.details["ram_used_bytes"] <= 0.6 * run.details["tflm_arena_bytes"]
-    assert run.instructions and run.counted_ms and run.details["cycles"] > run.instructions  # M4 cycle model
-    assert run.cpi == pytest.approx(run.details["cycles"] / run.instructions, abs=1e-3)
+    assert run.details.bit_exact_vs_host_gcc and run.details.bit_exact_vs_tflm
+    assert run.details.ram_used_bytes <= 0.6 * run.details.tflm_arena_bytes
+    assert run.instructions and run.counted_ms and run.details.cycles > run.instructions  # M4 cycle model
+    assert run.cpi == pytest.approx(run.details.cycles / run.instructions, abs=1e-3)
     assert (build / "c" / "nrf52840-dk.elf").is_file() and (build / "c" / "model.c").is_file()
 
 

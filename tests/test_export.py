@@ -139,6 +139,7 @@ def test_float_islands_are_found_and_refused_for_mcu_targets(tmp_path: Path) -> 
     assert not art.path.exists()  # a refused file is not left behind
 
 
+@pytest.mark.slow  # a full int8 conversion, 8 s on shared cores; CI runs it (quick: tests/test_data.py)
 def test_small_calibration_set_is_warned_about(mcu_student: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["export", "--target", "nrf52840-dk", "--student", str(mcu_student), "--out",
                                   str(tmp_path), "--formats", "tflite", "--calib-size", "50", "--json"])

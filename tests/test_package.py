@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_helpers import fast_gz, tar_gz
 from cli_helpers import one_line_exit_2
 from click.testing import CliRunner
 
 import edgekd.package as package
 from edgekd.cli import main
 from edgekd.errors import EdgekdError
-from edgekd.package import _tar_bytes, package_build, verify_package
+from edgekd.package import package_build, verify_package
 
 PREFIX = "edgekd-nrf52840-dk-digits"
 
@@ -35,6 +36,7 @@ def _cache(cost_cache: Path) -> None:
 
 @pytest.fixture(scope="module")
 def verified_build(mcu_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MCU build verified on the host and on the emulated board (QEMU): its bundle carries the generated C."""
     from edgekd.verify import verify_build
 
     build = tmp_path_factory.mktemp("pkg") / "build"
@@ -47,6 +49,19 @@ def verified_build(mcu_build: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def bundle(verified_build: Path) -> Path:
     out = verified_build.parent / "bundle.tar.gz"
     package_build(verified_build, out, vectors=8)
+    return out
+
+
+@pytest.fixture(scope="module")
+def host_build(mcu_host_verified: Path) -> Path:
+    """The MCU build verified on the host runtimes only (no QEMU): what the archive and manifest checks need."""
+    return mcu_host_verified
+
+
+@pytest.fixture(scope="module")
+def host_bundle(host_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pkg-host") / "bundle.tar.gz"
+    package_build(host_build, out, vectors=8)
     return out
 
 
@@ -66,7 +81,7 @@ def _rehash(files: dict[str, bytes], edit: Callable[[dict], None] | None = None)
 
 def _rewrite(src: Path, dst: Path, change: Callable[[str, bytes], bytes | None], rehash: bool = False,
              edit: Callable[[dict], None] | None = None) -> Path:
-    """Copy a bundle entry by entry as edgekd would write it (canonical tar and gzip), letting
+    """Copy a bundle entry by entry as edgekd would write it (canonical tar, edgekd's gzip header), letting
     ``change(name, data)`` alter or drop (None) entries; ``rehash`` re-hashes the manifest afterwards."""
     files = {}
     for name, data in _entries(src).items():
@@ -75,19 +90,13 @@ def _rewrite(src: Path, dst: Path, change: Callable[[str, bytes], bytes | None],
             files[name] = new
     if rehash or edit:
         _rehash(files, edit)
-    dst.write_bytes(_tar_bytes(PREFIX, files))
+    dst.write_bytes(tar_gz(PREFIX, files))
     return dst
-
-
-def _gz(raw: bytes) -> bytes:
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
-        gz.write(raw)
-    return out.getvalue()
 
 
 # ------------------------------------------------------------------ building and rerunning
 
+@pytest.mark.emulator  # the bundle's generated C comes from verify --emulator qemu
 def test_bundle_is_reproducible_and_complete(verified_build: Path, bundle: Path, tmp_path: Path) -> None:
     again = tmp_path / "again.tar.gz"
     manifest = package_build(verified_build, again, vectors=8).manifest
@@ -118,6 +127,7 @@ def test_bundle_is_reproducible_and_complete(verified_build: Path, bundle: Path,
     assert "host latency" not in card and "Host timings are left out" in card and "signature" not in manifest
 
 
+@pytest.mark.emulator  # the bundle's generated C comes from verify --emulator qemu
 def test_package_verify_reruns_vectors_on_litert_and_tflm(bundle: Path) -> None:
     result = verify_package(bundle).to_json()
     runtimes = {c["runtime"]: c for c in result["vectors"]}
@@ -135,6 +145,7 @@ def test_package_verify_reruns_vectors_on_litert_and_tflm(bundle: Path) -> None:
 
 
 @pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
+@pytest.mark.emulator  # the bundle's generated C comes from verify --emulator qemu
 def test_same_build_repackaged_after_reverify_is_byte_identical(verified_build: Path, tmp_path: Path) -> None:
     """verify re-measures host latency; none of it reaches the bundle, so the bundle does not change."""
     from edgekd.verify import verify_build
@@ -162,6 +173,7 @@ __attribute__((constructor)) static void edgekd_payload(void) {{
 """
 
 
+@pytest.mark.emulator  # the bundle's generated C comes from verify --emulator qemu
 def test_verify_never_compiles_bundle_c(bundle: Path, tmp_path: Path) -> None:
     from edgekd.codegen import compile_host, run_host
 
@@ -178,6 +190,10 @@ def test_verify_never_compiles_bundle_c(bundle: Path, tmp_path: Path) -> None:
     run_host(compile_host(src, tmp_path / "runner"), np.zeros((1, 8, 8, 1), np.int8), 10)
     assert marker.exists()
     marker.unlink()
+    elf = _rewrite(bundle, tmp_path / "elf.tar.gz",  # the firmware cannot be regenerated: its sha256 guards it
+                   lambda n, d: d[:100] + bytes([d[100] ^ 1]) + d[101:] if n.endswith(".elf") else d)
+    with pytest.raises(EdgekdError, match="checksum mismatch: c/nrf52840-dk.elf"):
+        verify_package(elf)
 
     with pytest.raises(EdgekdError, match="c/model.c differs from the C edgekd generates from model_int8.tflite; "
                                           "the bundle was modified"):
@@ -203,7 +219,7 @@ def test_verify_never_compiles_bundle_c(bundle: Path, tmp_path: Path) -> None:
     files["c/extra.c"] = payload
     _rehash(files, add_source)
     extra = tmp_path / "extra.tar.gz"
-    extra.write_bytes(_tar_bytes(PREFIX, files))
+    extra.write_bytes(tar_gz(PREFIX, files))
     with pytest.raises(EdgekdError, match="c/extra.c is not a file edgekd generates"):
         verify_package(extra)
     assert not marker.exists()
@@ -211,15 +227,12 @@ def test_verify_never_compiles_bundle_c(bundle: Path, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ tampering
 
-def test_tampered_missing_and_extra_files_are_rejected(bundle: Path, tmp_path: Path) -> None:
+def test_tampered_missing_and_extra_files_are_rejected(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     bad = _rewrite(bundle, tmp_path / "tampered.tar.gz",
                    lambda n, d: d[:-1] + bytes([d[-1] ^ 1]) if n.endswith(".tflite") else d)
     with pytest.raises(EdgekdError, match="checksum mismatch: model_int8.tflite"):
         verify_package(bad)
-    elf = _rewrite(bundle, tmp_path / "elf.tar.gz",
-                   lambda n, d: d[:100] + bytes([d[100] ^ 1]) + d[101:] if n.endswith(".elf") else d)
-    with pytest.raises(EdgekdError, match="checksum mismatch: c/nrf52840-dk.elf"):
-        verify_package(elf)
     gone = _rewrite(bundle, tmp_path / "missing.tar.gz", lambda n, d: None if n == "model_data.h" else d)
     with pytest.raises(EdgekdError, match="missing: model_data.h"):
         verify_package(gone)
@@ -232,12 +245,13 @@ def _with_extra_member(bundle: Path, out: Path, info: tarfile.TarInfo, data: byt
         for m in tin.getmembers():
             tout.addfile(m, tin.extractfile(m))
         tout.addfile(info, io.BytesIO(data) if data is not None else None)
-    out.write_bytes(_gz(raw.getvalue()))
+    out.write_bytes(fast_gz(raw.getvalue()))
     return out
 
 
 @pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
-def test_entries_escaping_the_bundle_folder_are_rejected(bundle: Path, tmp_path: Path) -> None:
+def test_entries_escaping_the_bundle_folder_are_rejected(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     def add(name: str, kind: bytes = tarfile.REGTYPE) -> Path:
         evil = tarfile.TarInfo(name)
         evil.type = kind
@@ -259,7 +273,8 @@ def test_entries_escaping_the_bundle_folder_are_rejected(bundle: Path, tmp_path:
     assert not (tmp_path.parent / "evil.sh").exists()
 
 
-def test_non_canonical_archives_are_rejected(bundle: Path, tmp_path: Path) -> None:
+def test_non_canonical_archives_are_rejected(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     """Same files, other tar or gzip bytes: a changed header field or a re-compression is refused."""
     raw = gzip.decompress(bundle.read_bytes())
     # mtime of the first entry (octal field at offset 136 of its header), checksum fixed up
@@ -268,7 +283,7 @@ def test_non_canonical_archives_are_rejected(bundle: Path, tmp_path: Path) -> No
     header[148:156] = b" " * 8
     header[148:156] = f"{sum(header):06o}\x00 ".encode()
     touched = tmp_path / "mtime.tar.gz"
-    touched.write_bytes(_gz(bytes(header) + raw[512:]))
+    touched.write_bytes(fast_gz(bytes(header) + raw[512:]))
     with tarfile.open(touched, "r:gz") as tar:
         assert tar.getmembers()[0].mtime == 1  # still a valid tar
     with pytest.raises(EdgekdError, match="not the canonical one edgekd writes"):
@@ -279,19 +294,20 @@ def test_non_canonical_archives_are_rejected(bundle: Path, tmp_path: Path) -> No
     with pytest.raises(EdgekdError, match="gzip header is not the one edgekd writes"):
         verify_package(tmp_path / "gzmtime.tar.gz")
     padded = tmp_path / "padded.tar.gz"
-    padded.write_bytes(_gz(raw + b"\0" * 512))
+    padded.write_bytes(fast_gz(raw + b"\0" * 512))
     with pytest.raises(EdgekdError, match="not the canonical one"):
         verify_package(padded)
 
 
 # ------------------------------------------------------------------ hostile archives
 
-def test_trailing_bytes_and_extra_gzip_members_are_rejected(bundle: Path, tmp_path: Path) -> None:
+def test_trailing_bytes_and_extra_gzip_members_are_rejected(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     data = bundle.read_bytes()
     (tmp_path / "trailing.tar.gz").write_bytes(data + b"#!/bin/sh\necho hi\n")
     with pytest.raises(EdgekdError, match="bytes after the end of its gzip stream"):
         verify_package(tmp_path / "trailing.tar.gz")
-    (tmp_path / "members.tar.gz").write_bytes(data + _gz(b"x" * 1000))
+    (tmp_path / "members.tar.gz").write_bytes(data + fast_gz(b"x" * 1000))
     with pytest.raises(EdgekdError, match="more than one gzip member"):
         verify_package(tmp_path / "members.tar.gz")
     (tmp_path / "short.tar.gz").write_bytes(data[:-20])
@@ -333,14 +349,15 @@ def test_a_3_gib_entry_is_refused_before_reading(tmp_path: Path) -> None:
     assert seconds < 10 and rss_kib < 300 * 1024, (seconds, rss_kib)
 
 
-def test_entry_count_total_size_and_header_size_are_capped(bundle: Path, tmp_path: Path,
+def test_entry_count_total_size_and_header_size_are_capped(host_bundle: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = host_bundle
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for i in range(package.MAX_ENTRIES + 1):
             tar.addfile(tarfile.TarInfo(f"{PREFIX}/f{i:05d}"), io.BytesIO(b""))
     many = tmp_path / "many.tar.gz"
-    many.write_bytes(_gz(raw.getvalue()))
+    many.write_bytes(fast_gz(raw.getvalue()))
     t = time.perf_counter()
     with pytest.raises(EdgekdError, match="more than 4,096 entries"):
         verify_package(many)
@@ -363,7 +380,8 @@ def _manifest_bytes(bundle: Path, tmp_path: Path, data: bytes) -> Path:
 
 
 @pytest.mark.slow  # several CLI runs or a re-verify: seconds each; CI runs it
-def test_damaged_manifests_are_one_line_errors(bundle: Path, tmp_path: Path) -> None:
+def test_damaged_manifests_are_one_line_errors(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     good = _entries(bundle)["manifest.json"]
     for data, pattern in ((good[:len(good) // 2], "is not valid JSON"),
                           (b"[1, 2]", "holds an array, expected an object"),
@@ -389,7 +407,8 @@ def test_damaged_manifests_are_one_line_errors(bundle: Path, tmp_path: Path) -> 
     assert "manifest.json is not valid JSON" in line
 
 
-def test_wrong_vector_count_and_missing_vectors(bundle: Path, tmp_path: Path) -> None:
+def test_wrong_vector_count_and_missing_vectors(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     count = _rewrite(bundle, tmp_path / "count.tar.gz", lambda n, d: d,
                      edit=lambda m: m["vectors"].update(count=9))
     with pytest.raises(EdgekdError, match=r"vectors/input_f32.bin holds 2,048 bytes, but vectors.count 9"):
@@ -408,7 +427,8 @@ def test_wrong_vector_count_and_missing_vectors(bundle: Path, tmp_path: Path) ->
         verify_package(gone)
 
 
-def test_truncated_or_garbage_tflite_is_one_line(bundle: Path, tmp_path: Path) -> None:
+def test_truncated_or_garbage_tflite_is_one_line(host_bundle: Path, tmp_path: Path) -> None:
+    bundle = host_bundle
     rng = np.random.default_rng(0)
     for change, pattern in ((lambda d: d[: len(d) // 2], "model_int8.tflite does not load or run on LiteRT"),
                             (lambda d: rng.integers(0, 256, len(d), dtype=np.uint8).tobytes(),
@@ -441,7 +461,7 @@ def test_truncated_or_garbage_pte_is_one_line(pi_build: Path, tmp_path: Path) ->
                           (b"\x00" * 4096, f"{pte} is not an ExecuTorch program")):
         bad = dict(files, **{pte: data})
         _rehash(bad)
-        (tmp_path / "bad.tar.gz").write_bytes(_tar_bytes(prefix, bad))
+        (tmp_path / "bad.tar.gz").write_bytes(tar_gz(prefix, bad))
         with pytest.raises(EdgekdError, match=pattern):
             verify_package(tmp_path / "bad.tar.gz")
 
@@ -457,9 +477,9 @@ def test_package_needs_a_verified_build(mcu_build: Path, tmp_path: Path) -> None
     assert not (tmp_path / "x.tar.gz").exists()
 
 
-def test_package_refuses_corrupt_records_in_one_line(verified_build: Path, tmp_path: Path) -> None:
+def test_package_refuses_corrupt_records_in_one_line(host_build: Path, tmp_path: Path) -> None:
     build = tmp_path / "b"
-    shutil.copytree(verified_build, build)
+    shutil.copytree(host_build, build)
     out = str(tmp_path / "x.tar.gz")
     verify_json = (build / "verify.json").read_text()
     (build / "verify.json").write_text(verify_json[:200])
@@ -468,23 +488,17 @@ def test_package_refuses_corrupt_records_in_one_line(verified_build: Path, tmp_p
     (build / "verify.json").write_text(json.dumps({"emulated": [], "runs": 3}))
     assert "verify.json: lacks 'target'" in one_line_exit_2(["package", str(build), "--out", out])
     (build / "verify.json").write_text(verify_json)
-    shutil.rmtree(build / "c")
-    assert "the generated C that verify.json records is gone" in one_line_exit_2(["package", str(build),
-                                                                                  "--out", out])
     export_json = (build / "export.json").read_text()
     (build / "export.json").write_text(export_json[: len(export_json) // 2])
     assert "export.json" in one_line_exit_2(["package", str(build), "--out", out])
     assert not Path(out).exists()
 
 
-def test_a_build_folder_is_packaged_and_its_card_states_the_layout(mcu_build: Path, tmp_path: Path) -> None:
+def test_a_build_folder_is_packaged_and_its_card_states_the_layout(host_build: Path, tmp_path: Path) -> None:
     """`edgekd package BUILD` on an `edgekd build --out BUILD` folder (export in BUILD/artifacts) works, and the
     card gives one NHWC sample as height, width, channels."""
-    from edgekd.verify import verify_build
-
     build = tmp_path / "BUILD"
-    shutil.copytree(mcu_build, build / "artifacts")
-    verify_build("nrf52840-dk", build / "artifacts", limit=20)
+    shutil.copytree(host_build, build / "artifacts")
     out = tmp_path / "b.tar.gz"
     r = CliRunner().invoke(main, ["package", str(build), "--out", str(out), "--vectors", "4"])
     assert r.exit_code == 0, r.output
@@ -495,7 +509,8 @@ def test_a_build_folder_is_packaged_and_its_card_states_the_layout(mcu_build: Pa
     assert missing.exit_code == 2 and "no export.json" in missing.output
 
 
-def test_generated_c_that_is_not_bit_exact_is_not_bundled(verified_build: Path) -> None:
+@pytest.mark.emulator  # the bundle's generated C comes from verify --emulator qemu
+def test_generated_c_that_is_not_bit_exact_is_not_bundled(verified_build: Path, tmp_path: Path) -> None:
     import dataclasses
 
     from edgekd.package import generated_c
@@ -507,3 +522,8 @@ def test_generated_c_that_is_not_bit_exact_is_not_bundled(verified_build: Path) 
     off = dataclasses.replace(record, emulated=[dataclasses.replace(r, bit_exact_vs_host=False)
                                                 for r in record.emulated])
     assert generated_c.collect(verified_build, off) == ({}, [])
+    build = tmp_path / "b"
+    shutil.copytree(verified_build, build)
+    shutil.rmtree(build / "c")
+    assert "the generated C that verify.json records is gone" in one_line_exit_2(
+        ["package", str(build), "--out", str(tmp_path / "x.tar.gz")])

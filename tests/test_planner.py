@@ -218,6 +218,7 @@ def test_fp32_target_costs_fp32_weights(nrf, digits):
     assert report.model_bytes - report.tflite_bytes == report.fp32_weight_bytes - report.int8_weight_bytes > 0
 
 
+@pytest.mark.slow  # costs every cnn1d/mlp candidate cold: 8 s on shared cores; CI runs it
 def test_time_series_task_plans_a_time_series_family(nrf, cost_cache):
     p = plan(nrf, get_spec("basic-motions"))
     assert p.fits and p.student.family in ("cnn1d", "mlp")
@@ -238,6 +239,7 @@ def test_student_config_round_trip(nrf, digits):
     assert best.student.to_dict() == {"family": best.family, "config": best.config}
 
 
+@pytest.mark.slow  # costs 24 mbv2 candidates cold: 8 s on shared cores; CI runs it
 def test_mbv2_is_planned_only_when_named(nrf, digits):
     default = plan(nrf, digits)
     assert "mbv2" not in {c.family for c in default.candidates}

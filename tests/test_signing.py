@@ -8,14 +8,13 @@ import hashlib
 import json
 import shutil
 import stat
-import struct
 import subprocess
 import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_helpers import fast_gz, tar_gz
 from cli_helpers import one_line_exit_2
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgekd.cli import main
 from edgekd.errors import EdgekdError
-from edgekd.package import GZIP_HEADER, _tar_bytes, package_build, verify_package
+from edgekd.package import package_build, verify_package
 from edgekd.signing import keygen, load_private_key, load_public_key
 
 PREFIX = "edgekd-nrf52840-dk-digits"
@@ -36,14 +35,9 @@ def _cache(cost_cache: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def build(mcu_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build(mcu_host_verified: Path) -> Path:
     """The MCU build verified on the host runtimes only (no emulated board: no generated C in its bundles)."""
-    from edgekd.verify import verify_build
-
-    out = tmp_path_factory.mktemp("sign") / "build"
-    shutil.copytree(mcu_build, out)
-    verify_build("nrf52840-dk", out, limit=40)
-    return out
+    return mcu_host_verified
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +48,15 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def signed(build: Path, keys: tuple[Path, Path]) -> Path:
-    out = build.parent / "signed.tar.gz"
+def signed(build: Path, keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sign") / "signed.tar.gz"
     package_build(build, out, vectors=4, sign=keys[0])
     return out
 
 
 @pytest.fixture(scope="module")
-def unsigned(build: Path) -> Path:
-    out = build.parent / "unsigned.tar.gz"
+def unsigned(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sign") / "unsigned.tar.gz"
     package_build(build, out, vectors=4)
     return out
 
@@ -81,14 +75,8 @@ def _repack(out: Path, files: dict[str, bytes], rehash: bool = True, edit=None) 
         if edit:
             edit(manifest)
         files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    out.write_bytes(_tar_bytes(PREFIX, files))
+    out.write_bytes(tar_gz(PREFIX, files))
     return out
-
-
-def _fast_gz(raw: bytes) -> bytes:
-    """gzip with edgekd's header but fast compression (the deflate bytes differ; the content is what counts)."""
-    z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return GZIP_HEADER + z.compress(raw) + z.flush() + struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
 
 
 # ------------------------------------------------------------------ keys
@@ -222,7 +210,7 @@ def test_every_byte_of_a_signed_bundle_is_covered(signed: Path, keys: tuple[Path
     for pos in positions:
         changed = bytearray(raw)
         changed[pos] ^= 0x20
-        bad.write_bytes(_fast_gz(bytes(changed)))
+        bad.write_bytes(fast_gz(bytes(changed)))
         with pytest.raises(EdgekdError):
             verify_package(bad, rerun=False, key=public)
     data = signed.read_bytes()

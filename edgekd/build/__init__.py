@@ -39,6 +39,7 @@ from edgekd.build.context import (
 from edgekd.build.records import DistillRecord, PlanRecord, TeacherRecord
 from edgekd.build.report import Report
 from edgekd.build.stages import PIPELINE, STAGES, Stage, Stages
+from edgekd.build.text import is_text, run_text_target
 from edgekd.io import FolderLock, check_writable
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ def run_target(target: Target, opts: BuildOptions, out: Path, teacher: TeacherRe
     ctx = BuildContext.create(target, opts, out)
     check_writable(ctx.layout.root)
     stages = Stages(ctx.layout.root)
+    if is_text(ctx.spec):  # the task's kind picks the path: text records through the same stages
+        return run_text_target(ctx, stages, started, opts.epochs, opts.limit)  # type: ignore[return-value]
     plan = plan_stage.run(ctx, stages)
     teacher_stages = shared or stages
     teacher = teacher or teacher_stage.run(ctx.opts, ctx.layout, teacher_stages)

@@ -23,6 +23,7 @@ from edgekd.tools import check_emulator_choice, emulator_tools
 from edgekd.verify.records import VERIFY_JSON
 
 if TYPE_CHECKING:
+    from edgekd.data.core import TaskSpec
     from edgekd.targets import Target
 
 
@@ -236,3 +237,10 @@ class BuildContext:
     def common_key(self) -> dict[str, str]:
         """What every stage after the plan depends on: the profile, the data and edgekd's code."""
         return {"target": self.profile, "data": self.data, "code": self.code}
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's typed description (its ``kind`` picks the image or the text path of the stages)."""
+        from edgekd.data import get_spec
+
+        return get_spec(self.opts.task, self.opts.data_dir)

@@ -18,9 +18,6 @@ from edgekd.export.records import Artifact, ExportRecord
 from edgekd.io import atomic_path, atomic_write_text, sha256_file, write_json
 from edgekd.verify.records import VerifyRecord
 
-# Keys of an emulator's details that report.json lifts into the artifact entry (the C build's sizes).
-EMULATED_SIZE_KEYS = ("flash_bytes", "ram_bytes", "tflm_arena_bytes", "arena_bytes", "stack_bytes")
-
 
 @dataclass
 class Report:
@@ -270,18 +267,20 @@ def _emulated_entry(r: EmulatedRun, by_path: dict[str, Artifact], estimates: dic
         size = (built.stat().st_size, sha256_file(built))
     est = estimates[r.precision]
     counted = r.counted_ms is not None
+    lifted = r.details.report_fields() if r.details is not None else {}  # a board build's sizes
+    cpi_note = r.details.cpi_note() if r.details is not None else None
     entry = {"format": r.format, "precision": r.precision, "path": f"{layout.rel(layout.artifacts)}/{r.path}",
              "bytes": size[0] if size else None, "sha256": size[1] if size else None,
              "runtime": r.runtime, "emulator": r.emulator, "kernels": r.kernels, "ok": r.ok,
              "error": r.error, "accuracy": r.accuracy, "agreement_with_float": None,
              "agreement_with_host": r.agreement, "host_accuracy": r.host_accuracy,
-             "emulated_samples": r.samples, "arena_bytes": r.details.get("arena_bytes"),
+             "emulated_samples": r.samples, "arena_bytes": lifted.get("arena_bytes"),
              "latency_ms": r.counted_ms if counted else est.ms,
              "latency_kind": "counted" if counted else est.kind,
              "latency_method": (f"{r.instructions:,} instructions per invoke counted on {r.emulator} x CPI "
-                                f"{r.cpi:g} at the profile's clock, 1 thread ({r.details.get('cpi_source')})"
+                                f"{r.cpi:g} at the profile's clock, 1 thread ({cpi_note})"
                                 if counted else est.method),
              "estimated_ms": est.ms, "instructions": r.instructions, "cpi": r.cpi, "host_latency_ms": None,
              "bit_exact_vs_host": r.bit_exact_vs_host, "max_diff_vs_host": r.max_diff_vs_host}
-    entry |= {k: r.details[k] for k in EMULATED_SIZE_KEYS if k in r.details}
+    entry |= lifted
     return entry

@@ -15,6 +15,14 @@ def run(opts: BuildOptions, layout: BuildLayout, stages: Stages) -> TeacherRecor
 
     if opts.teacher:
         return TeacherRecord(opts.teacher, trained=False)
+    from edgekd.build.text import is_text
+    from edgekd.data import get_spec
+
+    spec = get_spec(opts.task, opts.data_dir)
+    if is_text(spec):  # a pretrained encoder, nothing to train: the text path embeds each target's sentences
+        from edgekd.text.task import text_recipe
+
+        return TeacherRecord(text_recipe(spec).teacher, trained=False)
     path = layout.teacher_file(opts.task)
     stages.run("teacher", {"data": data_key(opts.task, opts.data_dir), "epochs": opts.teacher_epochs,
                            "limit": opts.limit, "seed": opts.seed, "code": context.code_hash()}, [path],

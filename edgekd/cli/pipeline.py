@@ -46,6 +46,12 @@ from edgekd.errors import EdgekdError
 @click.option("--baseline", is_flag=True, help="Also train the student without a teacher.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Several targets: build each as a Ray task (a local Ray instance, or --cluster / $RAY_ADDRESS).")
+@click.option("--cluster", help="Ray cluster for --ray: HOST:6379 or ray://HOST:10001 [default: $RAY_ADDRESS, else "
+                                "a local Ray instance].")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With --ray: CPUs and torch threads per target.")
 @click.option("--sign", "sign_key", type=click.Path(dir_okay=False),
               help="Sign the bundle with this Ed25519 private key (edgekd keygen).")
 @click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
@@ -59,7 +65,7 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
               labels: int | None, unlabelled: str | None, min_accuracy: float | None, out_dir: str | None,
               fast: bool, loss: str,
               epochs: int | None, qat: bool, search_arg: str, student_ref: str | None, baseline: bool, seed: int,
-              families: tuple[str, ...],
+              families: tuple[str, ...], on_ray: bool, cluster: str | None, threads: int,
               sign_key: str | None, max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float,
               ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
@@ -82,5 +88,10 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
                         sign=sign_key)
     if out_dir is None:
         out_dir = str(default_out(load_target(chosen[0]))) if len(chosen) == 1 else "builds"
-    result = build_many(chosen, opts, out_dir)
+    if on_ray or cluster:
+        from edgekd.build.cluster import build_on_ray
+
+        result = build_on_ray(chosen, opts, out_dir, cluster, threads)
+    else:
+        result = build_many(chosen, opts, out_dir)
     finish(result, as_json)

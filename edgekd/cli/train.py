@@ -54,6 +54,8 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
 @click.option("--qat-epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--search", default=0, show_default=True, type=click.IntRange(min=0),
               help="Try the planner's top N candidates with short runs and keep the best.")
+@click.option("--student", "student_ref", help="Your own student: file.py:factory, package.module:factory or a "
+                                                "torch.export .pt2; costed and checked before training.")
 @click.option("--baseline", is_flag=True, help="Also train the same student without a teacher.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
@@ -65,6 +67,9 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
 @click.option("--unlabelled", multiple=True, type=click.Path(),
               help="Samples without labels (.npz with x, .npy, or an image folder): learnt from the teacher's outputs.")
 @click.option("--allow-weak-teacher", is_flag=True, help="Distil even from a teacher at chance level on validation.")
+@click.option("--mix", default="none", show_default=True,
+              help="Function matching: mixup | cutmix | none; half the samples are shown mixed and learn the "
+                   "teacher's output on the mixed image.")
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
 @click.option("--no-int8-check", is_flag=True, help="Skip the int8 export + TFLite Micro re-check.")
 @budget_options
@@ -73,23 +78,26 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
 def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: tuple[str, ...],
                 teacher_weights: str | None, teacher_layer: str | None, out_dir: str, loss: str,
                 loss_arg: tuple[str, ...], epochs: int, batch_size: int, lr: float, patience: int, qat: bool,
-                qat_epochs: int, search: int, baseline: bool, resume: bool, seed: int, aug_seed: int,
-                limit: int | None, labels: int | None, unlabelled: tuple[str, ...], allow_weak_teacher: bool,
-                families: tuple[str, ...], no_int8_check: bool, ram_budget: str | None,
+                qat_epochs: int, search: int, student_ref: str | None, baseline: bool, resume: bool, seed: int,
+                aug_seed: int, limit: int | None, labels: int | None, unlabelled: tuple[str, ...],
+                allow_weak_teacher: bool, mix: str, families: tuple[str, ...], no_int8_check: bool,
+                ram_budget: str | None,
                 flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
-    """Train the student planned for TARGET from a teacher; writes OUT/student.pt and OUT/distill.json."""
-    from edgekd.distill import distill
+    """Train the student planned for TARGET (or --student, your own) from a teacher; writes OUT/student.pt and
+    OUT/distill.json."""
     from edgekd.distill.losses import parse_loss_args
     from edgekd.distill.summary import distill_text
+    from edgekd.students.user import distill_student
 
-    result = distill(target_name, task, list(teacher_ref) or None, out_dir, loss=loss, epochs=epochs, qat=qat,
-                     qat_epochs=qat_epochs, search=search, resume=resume, baseline=baseline, seed=seed,
-                     aug_seed=aug_seed, data_dir=data_dir, limit=limit, teacher_weights=teacher_weights,
-                     teacher_layer=teacher_layer, loss_args=parse_loss_args(loss_arg),
-                     budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
-                     families=list(families) or None, batch_size=batch_size, lr=lr, patience=patience,
-                     verify_int8=not no_int8_check, progress=not as_json, labels=labels,
-                     unlabelled=list(unlabelled) or None, allow_weak_teacher=allow_weak_teacher)
+    result = distill_student(student_ref, target_name, task, list(teacher_ref) or None, out_dir, loss=loss,
+                             epochs=epochs, qat=qat, qat_epochs=qat_epochs, search=search, resume=resume,
+                             baseline=baseline, seed=seed, aug_seed=aug_seed, data_dir=data_dir, limit=limit,
+                             teacher_weights=teacher_weights, teacher_layer=teacher_layer,
+                             loss_args=parse_loss_args(loss_arg),
+                             budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
+                             families=list(families) or None, batch_size=batch_size, lr=lr, patience=patience,
+                             verify_int8=not no_int8_check, progress=not as_json, labels=labels,
+                             unlabelled=list(unlabelled) or None, allow_weak_teacher=allow_weak_teacher, mix=mix)
     from edgekd.distill.train import is_main
 
     if not is_main():  # under torchrun only rank 0 reports

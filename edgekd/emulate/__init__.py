@@ -2,16 +2,18 @@
 
 An emulator takes an exported build folder and a sample of the test set, runs each artifact the way the device
 would (an aarch64 Python under ``qemu-aarch64`` for Linux-class targets, generated C on a ``qemu-system-arm``
-board for microcontrollers), and returns one :class:`EmulatedRun` per (artifact, kernels) pair. Adding an
-emulator is one module that calls :func:`register_emulator`.
+board for microcontrollers), and returns one :class:`EmulatedRun` per (artifact, kernels) pair, whose
+``details`` is the emulator's own typed record (an :class:`EmulatorDetails` subclass). Adding an emulator is one
+module that calls :func:`register_emulator`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,8 +21,35 @@ from edgekd.errors import EdgekdError
 from edgekd.targets import Target
 from edgekd.tools import require_tool
 
+if TYPE_CHECKING:
+    from edgekd.formats.tflite import TfliteDetails
+
 CACHE_ENV = "EDGEKD_CACHE"
 EMULATOR_CACHE_ENV = "EDGEKD_EMULATOR_CACHE"
+
+
+@dataclass
+class EmulatorDetails:
+    """What one emulator records about a run beyond :class:`EmulatedRun`'s common fields (subclass it; the base
+    holds nothing). Serialised as the run's ``details`` object in verify.json: every field under its own name."""
+
+    def to_json(self) -> dict[str, Any]:
+        from edgekd.formats.base import plain
+
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EmulatorDetails:
+        """Fields by name (absent ones take their default); a subclass with derived keys overrides this."""
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+    def cpi_note(self) -> str | None:
+        """Where the run's cycles per instruction came from (its ``cpi_source``), for the report's latency method."""
+        return None
+
+    def report_fields(self) -> dict[str, Any]:
+        """Keys report.json lifts into the run's artifact entry (a board build's flash, RAM and arena bytes)."""
+        return {}
 
 
 @dataclass
@@ -52,10 +81,20 @@ class EmulatedRun:
     threads: int | None = None
     error: str | None = None
     log_tail: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    details: EmulatorDetails | None = None  # None: the run failed before its emulator recorded anything
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The run as verify.json stores it (``details``: the emulator's record, ``{}`` when there is none)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "details"}
+        return out | {"details": self.details.to_json() if self.details is not None else {}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EmulatedRun:
+        """A run back from verify.json; its details are typed by the emulator kind named before the ``/``."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"details"}
+        raw = d.get("details") or {}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   details=details_type(str(d["emulator"]).split("/", 1)[0]).from_json(raw) if raw else None)
 
 
 @dataclass
@@ -74,16 +113,12 @@ class EmulationRequest:
     work_dir: Path | None = None
 
 
-def model_inputs(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+def model_inputs(x: np.ndarray, details: TfliteDetails) -> np.ndarray:
     """Float channels-first inputs -> a .tflite's own layout and input type (quantized for int8 models), from
-    its export.json ``details``: what every emulated run feeds the device."""
-    from edgekd.verify.litert import quantize
-
-    if details.get("channels_last") and x.ndim == 4:
-        x = np.transpose(x, (0, 2, 3, 1))
-    q = details["input"]
-    if q["dtype"] != "float32":
-        return np.ascontiguousarray(quantize(x.astype(np.float32), q["scale"], q["zero_point"], np.dtype(q["dtype"])))
+    its typed export details: what every emulated run feeds the device."""
+    x = details.model_layout(x)
+    if details.input.dtype != "float32":
+        return np.ascontiguousarray(details.input.quantize(x))
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -103,15 +138,27 @@ def exactness(run: dict[str, Any]) -> str:
 
 EmulatorFn = Callable[[EmulationRequest], list[EmulatedRun]]
 EMULATORS: dict[str, EmulatorFn] = {}
-__all__ = ["EMULATORS", "EmulatedRun", "EmulationRequest", "emulate", "register_emulator", "require_tool"]
+DETAILS: dict[str, type[EmulatorDetails]] = {}
+__all__ = ["DETAILS", "EMULATORS", "EmulatedRun", "EmulationRequest", "EmulatorDetails", "emulate",
+           "register_emulator", "require_tool"]
 
 
-def register_emulator(kind: str) -> Callable[[EmulatorFn], EmulatorFn]:
-    """Register ``fn`` as the emulator for profiles whose ``emulator.kind`` is ``kind``."""
+def register_emulator(kind: str, details: type[EmulatorDetails] = EmulatorDetails
+                      ) -> Callable[[EmulatorFn], EmulatorFn]:
+    """Register ``fn`` as the emulator for profiles whose ``emulator.kind`` is ``kind``; its runs' ``details``
+    are ``details`` records (run names start with ``kind/``, so verify.json reads them back typed)."""
     def wrap(fn: EmulatorFn) -> EmulatorFn:
         EMULATORS[kind] = fn
+        DETAILS[kind] = details
         return fn
     return wrap
+
+
+def details_type(kind: str) -> type[EmulatorDetails]:
+    """The details record of an emulator kind (the base record for a kind no imported module registers)."""
+    if kind not in DETAILS:
+        _load_builtin()
+    return DETAILS.get(kind, EmulatorDetails)
 
 
 def cache_dir() -> Path:

@@ -10,48 +10,47 @@ sees stand-in ``/proc/cpuinfo`` and ``/sys/devices/system/cpu`` for that core: L
 detection reads them, segfaults on the x86 host's, and silently drops XNNPACK on empty ones. Whether XNNPACK
 really ran is checked (LiteRT's execution plan has its DELEGATE node).
 
-One module (just over 400 lines) because provisioning, the stand-in CPU files and the guest runs share one
-cached root layout; the core data itself lives in ``edgekd/cores.py`` and the cycle model that turns counted
-instruction classes into time in ``edgekd/emulate/timing_a.py``.
+The provisioned root and the stand-in CPU files are :mod:`edgekd.emulate.aarch64_root`; the core data lives in
+``edgekd/cores.py`` and the cycle model that turns counted instruction classes into time in
+``edgekd/emulate/timing_a.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
+import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekd.cores import Core, aarch64_cores
+from edgekd.cores import Core
 from edgekd.emulate import (
     EmulatedRun,
     EmulationRequest,
-    cache_dir,
+    EmulatorDetails,
     log_tail,
     model_inputs,
     register_emulator,
     require_tool,
     timing_a,
 )
-from edgekd.emulate.qemu_plugin import NATIVE, build_plugin
+from edgekd.emulate.aarch64_root import CORES, Root, core_of, provision, stand_in_root
 from edgekd.errors import EdgekdError
 from edgekd.logs import log
 from edgekd.targets import Target
 
+if TYPE_CHECKING:
+    from edgekd.export.records import Artifact
+    from edgekd.formats.tflite import QuantParams
+
 LOG_TAIL_LINES = 15
 EMPTY_WINDOWS = 1_000_000  # window ids the guest runner gives its empty (marker-only) windows
 
-
-#: The cores this emulator stands in for (MIDR, /proc/cpuinfo features): :mod:`edgekd.cores`; their timing: timing_a.
-CORES: dict[str, Core] = aarch64_cores()
 
 # The guest side of a LiteRT run; also run by the host Python, so both sides are the same code.
 _LITERT_RUNNER = r"""
@@ -79,140 +78,6 @@ for n, row in enumerate(x):
 np.save(outputs, np.stack(ys))
 print("EDGEKD " + json.dumps({"delegated": delegated}))
 """
-
-
-@dataclass(frozen=True)
-class Root:
-    """A provisioned arm64 root: python3.11 + wheels under ``site``, the ExecuTorch runner, the plugin."""
-
-    path: Path
-    site: Path
-    pte_runner: Path
-    plugin: Path | None
-
-
-def _versions() -> dict[str, str]:
-    return {name: metadata.version(name) for name in ("ai-edge-litert", "numpy", "executorch")}
-
-
-def _run(cmd: list[str], what: str, timeout: float = 900, **kw: Any) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise EdgekdError(f"provisioning the aarch64 root failed at {what}: {' | '.join(tail)}")
-
-
-def provision(base: Path | None = None) -> Root:
-    """The cached arm64 root for this host's runtime versions, built on first use (about 30 s)."""
-    require_tool("qemu-aarch64", "qemu-user")
-    versions = _versions()
-    runner_src = (NATIVE / "pte_runner.cpp").read_bytes()
-    key = hashlib.sha256(json.dumps(versions, sort_keys=True).encode() + runner_src).hexdigest()[:12]
-    base = base or cache_dir() / "aarch64"
-    root = base / f"root-{key}"
-    if not (root / ".edgekd-ready").is_file():
-        _provision_root(root, versions)
-    plugin = build_plugin(cache_dir() / "plugins", "insn_class.c")
-    return Root(root, root / "opt" / "site", root / "opt" / "executorch" / "pte_runner", plugin)
-
-
-def _provision_root(root: Path, versions: dict[str, str]) -> None:
-    mmdebstrap = require_tool("mmdebstrap", "mmdebstrap")
-    gxx = require_tool("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu")
-    log.info("provisioning an arm64 Debian root with %s (first use, ~30 s)", ", ".join(
-        f"{k} {v}" for k, v in versions.items()))
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
-    try:
-        fs = tmp / "fs"
-        _run([mmdebstrap, "--quiet", "--variant=extract", "--architectures=arm64",
-              "--include=python3.11,libstdc++6", "bookworm", str(fs)], "mmdebstrap", timeout=900)
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--only-binary=:all:",
-               "--python-version", "3.11", "--platform", "manylinux_2_27_aarch64", "--platform",
-               "manylinux_2_28_aarch64"]
-        _run(pip + ["--target", str(fs / "opt" / "site"), f"ai-edge-litert=={versions['ai-edge-litert']}",
-                    f"numpy=={versions['numpy']}"],
-             "pip install (aarch64 wheels)")
-        wheels = tmp / "wheels"
-        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-              "--python-version", "3.11", "--platform", "manylinux_2_28_aarch64", "-d", str(wheels),
-              f"executorch=={versions['executorch']}"], "pip download executorch (aarch64)")
-        _build_pte_runner(gxx, next(wheels.glob("executorch-*.whl")), fs / "opt" / "executorch", tmp)
-        (fs / ".edgekd-ready").write_text(json.dumps(versions) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        fs.replace(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _build_pte_runner(gxx: str, wheel: Path, dest: Path, tmp: Path) -> None:
-    """Cross-build native/pte_runner.cpp against the aarch64 executorch wheel's C++ headers and libraries."""
-    import zipfile
-
-    with zipfile.ZipFile(wheel) as z:
-        z.extractall(tmp / "et", [n for n in z.namelist() if n.startswith(("executorch/include/",
-                                                                            "executorch/lib/"))])
-    et = tmp / "et" / "executorch"
-    # The wheel's portable c10 copy lacks this generated header; an include guard is all it needs.
-    shim = tmp / "shim" / "torch" / "headeronly" / "macros"
-    shim.mkdir(parents=True)
-    (shim / "cmake_macros.h").write_text("#ifndef C10_MACROS_CMAKE_MACROS_H_\n#define C10_MACROS_CMAKE_MACROS_H_\n"
-                                         "#endif\n")
-    dest.mkdir(parents=True)
-    shutil.copytree(et / "lib", dest / "lib", ignore=shutil.ignore_patterns("cmake", "*openvino*", "*qnn*"))
-    _run([gxx, "-std=c++17", "-O2", "-w", f"-I{et / 'include'}",
-          f"-I{et / 'include' / 'executorch' / 'runtime' / 'core' / 'portable_type' / 'c10'}", f"-I{tmp / 'shim'}",
-          str(NATIVE / "pte_runner.cpp"), f"-L{et / 'lib'}", "-Wl,-rpath,$ORIGIN/lib", "-Wl,--no-as-needed",
-          "-lexecutorch", "-lexecutorch_backend_xnnpack", "-lexecutorch_kernels_optimized",
-          "-lexecutorch_kernels_quantized", "-lexecutorch_threadpool", "-o", str(dest / "pte_runner")],
-         "building the ExecuTorch runner")
-
-
-def core_of(target: Target) -> tuple[str, Core]:
-    """The QEMU CPU model a profile names, or an error naming it and the known ones."""
-    name = target.emulator.cpu or ""
-    if name not in CORES:
-        raise EdgekdError(f"target {target.name}: emulator core {name!r} is not known to edgekd's qemu-aarch64 "
-                          f"emulator (known: {', '.join(sorted(CORES))}); fix emulator.cpu in {target.path}")
-    return name, CORES[name]
-
-
-def stand_in_root(root: Root, target: Target) -> Path:
-    """A view of ``root`` whose /proc/cpuinfo and /sys/devices/system/cpu describe the target's cores."""
-    name, core = core_of(target)
-    n, khz = target.cpu.count, int(target.cpu.clock_mhz * 1000)
-    view = root.path.parent / f"{root.path.name}-{name}-{n}x{khz}"
-    if (view / ".edgekd-ready").is_file():
-        return view
-    tmp = Path(tempfile.mkdtemp(prefix=view.name + ".", dir=view.parent))
-    for entry in root.path.iterdir():
-        if entry.name not in ("proc", "sys", ".edgekd-ready"):
-            (tmp / entry.name).symlink_to(entry)
-    (tmp / "proc").mkdir()
-    block = (f"BogoMIPS\t: 108.00\nFeatures\t: {core.features}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
-             f"CPU variant\t: {core.variant:#x}\nCPU part\t: {core.part:#x}\nCPU revision\t: {core.revision}\n\n")
-    (tmp / "proc" / "cpuinfo").write_text("".join(f"processor\t: {i}\n{block}" for i in range(n)))
-    cpus = tmp / "sys" / "devices" / "system" / "cpu"
-    cpus.mkdir(parents=True)
-    for f in ("possible", "present", "online"):
-        (cpus / f).write_text(f"0-{n - 1}\n")
-    midr = f"0x{(0x41 << 24) | (core.variant << 20) | (0xF << 16) | (core.part << 4) | core.revision:016x}\n"
-    for i in range(n):
-        d = cpus / f"cpu{i}"
-        files = {"cpufreq/cpuinfo_max_freq": f"{khz}\n", "cpufreq/cpuinfo_min_freq": f"{khz}\n",
-                 "topology/core_siblings_list": f"0-{n - 1}\n", "topology/package_cpus_list": f"0-{n - 1}\n",
-                 "topology/cluster_cpus_list": f"0-{n - 1}\n", "topology/thread_siblings_list": f"{i}\n",
-                 "topology/physical_package_id": "0\n", "topology/core_id": f"{i}\n",
-                 "regs/identification/midr_el1": midr}
-        for rel, text in files.items():
-            (d / rel).parent.mkdir(parents=True, exist_ok=True)
-            (d / rel).write_text(text)
-    (tmp / ".edgekd-ready").write_text(name + "\n")
-    if view.exists():
-        shutil.rmtree(view)
-    tmp.replace(view)
-    return view
 
 
 @dataclass
@@ -296,14 +161,54 @@ def _read_counts(path: Path) -> tuple[list[int], int, list[dict[str, int]]]:
     return totals, (base[0] if base else 0), classes
 
 
-def _compare(host: np.ndarray, emu: np.ndarray, integer: bool) -> dict[str, Any]:
+@dataclass
+class AArch64Details(EmulatorDetails):
+    """One run under qemu-aarch64 beyond the common fields: how its outputs differ from the host's, how the
+    invoke was counted and timed, and (LiteRT) whether XNNPACK really ran. Each JSON key is the field's name, plus
+    ``counted_ms_<N>_threads`` (N: the profile's cores) for the N-thread estimate."""
+
+    diff_unit: str  # "int8 steps" or "absolute"
+    mismatched_outputs: int | None = None  # integer outputs: values that differ from the host's
+    mismatched_samples: int | None = None  # ... and the samples they belong to
+    exactly_equal: bool | None = None  # float outputs: every value equal to the host's
+    marker_overhead_instructions: int = 0
+    counted_invokes: int = 0
+    cpi_source: str | None = None
+    instruction_classes: dict[str, int] | None = None
+    busiest_pipe_group: str | None = None
+    profile_threads: int | None = None
+    counted_ms_all_threads: float | None = None  # on the profile's cores, when the operator count is known
+    xnnpack_delegate: bool | None = None  # LiteRT runs: the execution plan had XNNPACK's DELEGATE node
+
+    def cpi_note(self) -> str | None:
+        return self.cpi_source
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.counted_ms_all_threads is not None:
+            out[f"counted_ms_{self.profile_threads}_threads"] = self.counted_ms_all_threads
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AArch64Details:
+        out = super().from_json(d)
+        assert isinstance(out, AArch64Details)
+        for key, value in d.items():  # a record that has only the per-N key (written before the fields existed)
+            m = re.fullmatch(r"counted_ms_(\d+)_threads", key)
+            if m and out.counted_ms_all_threads is None:
+                out.profile_threads, out.counted_ms_all_threads = int(m.group(1)), float(value)
+        return out
+
+
+def _compare(host: np.ndarray, emu: np.ndarray, integer: bool) -> tuple[bool | None, float, AArch64Details]:
+    """Exactness vs the host, the largest difference, and the details that say how the outputs differ."""
     if integer:
         diff = np.abs(host.astype(np.int32) - emu.astype(np.int32))
-        return {"bit_exact_vs_host": bool(diff.max(initial=0) == 0), "max_diff_vs_host": float(diff.max(initial=0)),
-                "mismatched_outputs": int((diff != 0).sum()), "mismatched_samples": int((diff != 0).any(1).sum())}
+        return (bool(diff.max(initial=0) == 0), float(diff.max(initial=0)),
+                AArch64Details("int8 steps", mismatched_outputs=int((diff != 0).sum()),
+                               mismatched_samples=int((diff != 0).any(1).sum())))
     diff = np.abs(host.astype(np.float64) - emu.astype(np.float64))
-    return {"bit_exact_vs_host": None, "max_diff_vs_host": float(diff.max(initial=0.0)),
-            "exactly_equal": bool((diff == 0).all())}
+    return None, float(diff.max(initial=0.0)), AArch64Details("absolute", exactly_equal=bool((diff == 0).all()))
 
 
 @dataclass
@@ -319,12 +224,12 @@ class CountedTime:
     busiest: str  # the busiest pipe group (or issue)
     source: str  # what is modelled, in one line
 
-    def details(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"cpi_source": self.source, "instruction_classes": self.classes,
-                               "busiest_pipe_group": self.busiest}
+    def record(self, details: AArch64Details) -> None:
+        """Write what was counted into a run's details."""
+        details.cpi_source, details.instruction_classes, details.busiest_pipe_group = (self.source, self.classes,
+                                                                                      self.busiest)
         if self.threads_ms is not None:
-            out[f"counted_ms_{self.threads}_threads"] = round(self.threads_ms, 4)
-        return out
+            details.profile_threads, details.counted_ms_all_threads = self.threads, round(self.threads_ms, 4)
 
 
 def counted_time(run: GuestRun, cpu: str, target: Target, operators: int | None) -> CountedTime | None:
@@ -369,29 +274,32 @@ def run_litert_script(model: Path, x: np.ndarray, kernels: str, work: Path, time
                      timeout)
 
 
-def _litert_runs(req: EmulationRequest, root: Root, view: Path, cpu: str, core: Core, art: dict[str, Any],
+def _litert_runs(req: EmulationRequest, root: Root, view: Path, cpu: str, core: Core, art: Artifact,
                  work: Path) -> list[EmulatedRun]:
     """One run per kernel set: reference kernels (int8 only) and the default XNNPACK delegate."""
-    model = req.build_dir / art["path"]
-    details = art["details"]
+    from edgekd.formats.tflite import TfliteDetails
+
+    model = req.build_dir / art.path
+    details = art.details
+    assert isinstance(details, TfliteDetails)
     x = model_inputs(req.x, details)
-    integer = details["output"]["dtype"] != "float32"
+    integer = details.output.dtype != "float32"
     runs = []
     for kernels in (["reference", "xnnpack"] if integer else ["xnnpack"]):
         log.info("emulating %s (LiteRT, %s kernels) on qemu-aarch64 -cpu %s: %d samples", model.name, kernels, cpu,
                  len(x))
         host = run_litert_script(model, x, kernels, work, req.timeout_s)
         g = run_litert_script(model, x, kernels, work, req.timeout_s, (root, view, cpu), req.count)
-        runs.append(_result(req, art, "litert", kernels, cpu, core, g, host.outputs, integer, details["output"],
-                            expect_delegate=kernels == "xnnpack"))
+        runs.append(_result(req, art, "litert", kernels, cpu, core, g, host.outputs, integer, details.output,
+                            expect_delegate=kernels == "xnnpack", operators=sum(details.ops.values())))
     return runs
 
 
-def _pte_runs(req: EmulationRequest, root: Root, view: Path, cpu: str, core: Core, art: dict[str, Any],
+def _pte_runs(req: EmulationRequest, root: Root, view: Path, cpu: str, core: Core, art: Artifact,
               work: Path) -> list[EmulatedRun]:
     from edgekd.verify.executorch import run_pte
 
-    model = req.build_dir / art["path"]
+    model = req.build_dir / art.path
     x = np.ascontiguousarray(req.x.astype("<f4"))
     inputs, emu_out = work / f"{model.stem}.x.f32", work / f"{model.stem}.qemu.f32"
     x.tofile(inputs)
@@ -406,42 +314,39 @@ def _pte_runs(req: EmulationRequest, root: Root, view: Path, cpu: str, core: Cor
                     expect_delegate=False)]
 
 
-def _result(req: EmulationRequest, art: dict[str, Any], runtime: str, kernels: str, cpu: str, core: Core,
-            g: GuestRun, host: np.ndarray, integer: bool, out_q: dict[str, Any] | None,
-            expect_delegate: bool) -> EmulatedRun:
-    run = EmulatedRun(emulator=f"qemu-aarch64/{cpu}", format=art["format"], precision=art["precision"],
-                      runtime=runtime, kernels=kernels, path=art["path"], samples=len(req.y), ok=g.ok,
+def _result(req: EmulationRequest, art: Artifact, runtime: str, kernels: str, cpu: str, core: Core,
+            g: GuestRun, host: np.ndarray, integer: bool, out_q: QuantParams | None,
+            expect_delegate: bool, operators: int | None = None) -> EmulatedRun:
+    run = EmulatedRun(emulator=f"qemu-aarch64/{cpu}", format=art.format, precision=art.precision,
+                      runtime=runtime, kernels=kernels, path=art.path, samples=len(req.y), ok=g.ok,
                       threads=1, error=g.error, log_tail=g.log or None)
     if not g.ok or g.outputs is None:
         return run
     emu = g.outputs
     if out_q is not None and integer:
-        emu_f = (emu.astype(np.float32) - out_q["zero_point"]) * out_q["scale"]
-        host_f = (host.astype(np.float32) - out_q["zero_point"]) * out_q["scale"]
+        emu_f, host_f = out_q.dequantize(emu), out_q.dequantize(host)
     else:
         emu_f, host_f = emu, host
-    cmp = _compare(host, emu, integer)
-    run.bit_exact_vs_host, run.max_diff_vs_host = cmp.pop("bit_exact_vs_host"), cmp.pop("max_diff_vs_host")
-    if run.bit_exact_vs_host is None and art["precision"] == "int8":
-        run.bit_exact_vs_host = cmp["exactly_equal"]  # an int8 graph with float I/O: exact or not, still
+    run.bit_exact_vs_host, run.max_diff_vs_host, details = _compare(host, emu, integer)
+    if run.bit_exact_vs_host is None and art.precision == "int8":
+        run.bit_exact_vs_host = details.exactly_equal  # an int8 graph with float I/O: exact or not, still
     run.accuracy = float((emu_f.argmax(1) == req.y).mean())
     run.host_accuracy = float((host_f.argmax(1) == req.y).mean())
     run.agreement = float((emu_f.argmax(1) == host_f.argmax(1)).mean())
-    ops = art["details"].get("ops") if art["format"] == "tflite" else None
-    counted = counted_time(g, cpu, req.target, sum(ops.values()) if isinstance(ops, dict) else None)
-    run.details = {**cmp, "marker_overhead_instructions": g.overhead, "counted_invokes": len(g.instructions),
-                   "diff_unit": "int8 steps" if integer else "absolute"}
+    counted = counted_time(g, cpu, req.target, operators)
+    details.marker_overhead_instructions, details.counted_invokes = g.overhead, len(g.instructions)
+    run.details = details
     if counted is not None:
         run.instructions, run.counted_ms, run.cpi = counted.instructions, counted.ms, counted.cpi
-        run.details |= counted.details()
+        counted.record(details)
     if runtime == "litert":
-        run.details["xnnpack_delegate"] = bool(g.info.get("delegated"))
+        details.xnnpack_delegate = bool(g.info.get("delegated"))
         if expect_delegate and not g.info.get("delegated"):
             run.ok, run.error = False, "XNNPACK was not applied under emulation (check the stand-in /sys, /proc)"
     return run
 
 
-@register_emulator("qemu-aarch64")
+@register_emulator("qemu-aarch64", details=AArch64Details)
 def emulate_aarch64(req: EmulationRequest) -> list[EmulatedRun]:
     """Every .tflite and .pte of the build, on the profile's core, against the same runtime on the host."""
     from edgekd.export.student import load_export
@@ -457,9 +362,13 @@ def emulate_aarch64(req: EmulationRequest) -> list[EmulatedRun]:
     runs: list[EmulatedRun] = []
     with tempfile.TemporaryDirectory(prefix="edgekd-qemu-", dir=req.work_dir) as tmp:
         for art in artifacts:
-            art = asdict(art)
-            if art["format"] == "tflite":
+            if art.format == "tflite":
                 runs += _litert_runs(req, root, view, cpu, core, art, Path(tmp))
-            elif art["format"] == "pte":
+            elif art.format == "pte":
                 runs += _pte_runs(req, root, view, cpu, core, art, Path(tmp))
     return runs
+
+
+# Provisioning is re-exported: callers (latency, package, scripts) import it from here.
+__all__ = ["CORES", "AArch64Details", "CountedTime", "GuestRun", "Root", "core_of", "counted_time", "emulate_aarch64",
+           "provision", "run_guest", "run_litert_script", "stand_in_root"]

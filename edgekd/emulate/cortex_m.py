@@ -17,20 +17,76 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekd.codegen.board import FAULT_STATUS, BoardBuild, board_layout, build_board, core_spec, machine_of
-from edgekd.emulate import EmulatedRun, EmulationRequest, log_tail, model_inputs, register_emulator, require_tool
+from edgekd.emulate import (
+    EmulatedRun,
+    EmulationRequest,
+    EmulatorDetails,
+    log_tail,
+    model_inputs,
+    register_emulator,
+    require_tool,
+)
 from edgekd.emulate.count import count_instructions
 from edgekd.emulate.timing_m import CYCLE_MODEL_CORES, time_invoke
 from edgekd.errors import EdgekdError
 from edgekd.targets import Target
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class CortexMDetails(EmulatorDetails):
+    """One board run of the generated C: what was built (sizes from the ELF, against the budgets), how it
+    compared with TFLite Micro and the host gcc, and how the invoke was counted. Fields stay None for the steps a
+    failed run never reached; each JSON key is the field's name (verify.json, report.json's lifted sizes)."""
+
+    source_dir: str
+    elf: str
+    arena_bytes: int
+    tflm_arena_bytes: int
+    ops: list[str]
+    macs: int
+    model_const_bytes: int
+    core: str
+    test_vectors: str = "semihosting into .testio (outside the budgeted FLASH and RAM)"
+    diff_unit: str = "int8 steps"
+    # the linked firmware (edgekd.codegen.board.build_board)
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+    stack_reserved_bytes: int | None = None
+    flash_budget_bytes: int | None = None
+    ram_budget_bytes: int | None = None
+    sections: dict[str, int] = field(default_factory=dict)
+    # the run on QEMU, compared with TFLite Micro and the same C built by the host gcc
+    stack_bytes: int | None = None
+    bit_exact_vs_tflm: bool | None = None
+    bit_exact_vs_host_gcc: bool | None = None
+    mismatched_outputs: int | None = None
+    ram_used_bytes: int | None = None
+    ram_vs_tflm: float | None = None
+    qemu_wall_s: float | None = None
+    # the counted invoke (count_invoke)
+    counter: str | None = None
+    count_note: str | None = None
+    cpi_source: str | None = None
+    instructions_per_mac: float | None = None
+    cycles: int | None = None
+    cycles_per_mac: float | None = None
+
+    def cpi_note(self) -> str | None:
+        return self.cpi_source
+
+    def report_fields(self) -> dict[str, Any]:
+        sizes = {"flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes, "tflm_arena_bytes":
+                 self.tflm_arena_bytes, "arena_bytes": self.arena_bytes, "stack_bytes": self.stack_bytes}
+        return {k: v for k, v in sizes.items() if v is not None}
 
 
 @dataclass
@@ -180,18 +236,19 @@ def count_tflite(tflite: Path, target: Target, timeout: float, seed: int = 0) ->
 
 
 def _failed(req: EmulationRequest, machine: str, path: str, error: str, log_tail: str | None = None,
-            details: dict[str, Any] | None = None) -> EmulatedRun:
+            details: CortexMDetails | None = None) -> EmulatedRun:
     return EmulatedRun(emulator=f"qemu-system-arm/{machine}", format="c", precision="int8", runtime="edgekd-c",
                        kernels="edgekd-c", path=path, samples=len(req.y), ok=False, error=error, log_tail=log_tail,
-                       threads=1, details=details or {})
+                       threads=1, details=details)
 
 
-@register_emulator("qemu-system-arm")
+@register_emulator("qemu-system-arm", details=CortexMDetails)
 def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
     """Generate C for the build's int8 .tflite, build it for the profile's board, run it on QEMU, and compare
     every output byte with TFLite Micro (host) and with the same C built by the host gcc."""
     from edgekd.codegen import compile_host, generate_c, run_host
     from edgekd.export.student import load_export
+    from edgekd.formats.tflite import TfliteDetails
     from edgekd.verify.tflm import min_arena, run_tflm
 
     target = req.target
@@ -211,24 +268,23 @@ def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
         gen = generate_c(tflite, c_dir)
     except EdgekdError as e:
         return [_failed(req, machine, elf_rel, str(e))]
-    x = model_inputs(req.x, tfl.details.to_json())
+    assert isinstance(tfl.details, TfliteDetails)
+    x = model_inputs(req.x, tfl.details)
     x = x.reshape(len(x), *gen.input_shape[1:])
     c_art = next((a for a in artifacts if a.format == "c"), None)
     tflm_arena = int(getattr(c_art.details, "tensor_arena_bytes", 0)) if c_art else 0
     if not tflm_arena:
         tflm_arena = min_arena(tflite).min_arena_bytes
-    details: dict[str, Any] = {"source_dir": "c", "elf": elf_rel, "arena_bytes": gen.arena_bytes,
-                               "tflm_arena_bytes": tflm_arena, "ops": gen.ops, "macs": gen.macs,
-                               "model_const_bytes": gen.const_bytes, "core": target.cpu.core,
-                               "test_vectors": "semihosting into .testio (outside the budgeted FLASH and RAM)",
-                               "diff_unit": "int8 steps"}
+    details = CortexMDetails(source_dir="c", elf=elf_rel, arena_bytes=gen.arena_bytes, tflm_arena_bytes=tflm_arena,
+                             ops=gen.ops, macs=gen.macs, model_const_bytes=gen.const_bytes, core=target.cpu.core)
     try:
         build = build_board(c_dir, target)
     except EdgekdError as e:
         return [_failed(req, machine, elf_rel, str(e), details=details)]
-    details.update(flash_bytes=build.flash_bytes, ram_bytes=build.ram_bytes, stack_reserved_bytes=build.stack_bytes,
-                   flash_budget_bytes=target.budgets.flash_bytes, ram_budget_bytes=target.budgets.ram_bytes,
-                   sections=build.sections)
+    details.flash_bytes, details.ram_bytes, details.stack_reserved_bytes = (build.flash_bytes, build.ram_bytes,
+                                                                            build.stack_bytes)
+    details.flash_budget_bytes, details.ram_budget_bytes = target.budgets.flash_bytes, target.budgets.ram_bytes
+    details.sections = build.sections
     board = run_board(build, target, x, gen.output_size, req.timeout_s)
     if not board.ok or board.outputs is None:
         return [_failed(req, machine, elf_rel, board.error or "failed", board.log_tail, details)]
@@ -250,28 +306,25 @@ def emulate_cortex_m(req: EmulationRequest) -> list[EmulatedRun]:
     run.host_accuracy = float((host_cls == y).mean()) if len(y) == len(x) else None
     run.agreement = float((emu_cls == host_cls).mean())
     stack = board.stack_used or 0
-    details.update(stack_bytes=stack, bit_exact_vs_tflm=bool(diff.max(initial=0) == 0),
-                   bit_exact_vs_host_gcc=same_gcc, mismatched_outputs=int((diff != 0).sum()),
-                   ram_used_bytes=gen.arena_bytes + stack,
-                   ram_vs_tflm=round((gen.arena_bytes + stack) / tflm_arena, 3) if tflm_arena else None,
-                   qemu_wall_s=round(board.wall_s, 3))
+    details.stack_bytes, details.bit_exact_vs_tflm = stack, bool(diff.max(initial=0) == 0)
+    details.bit_exact_vs_host_gcc, details.mismatched_outputs = same_gcc, int((diff != 0).sum())
+    details.ram_used_bytes = gen.arena_bytes + stack
+    details.ram_vs_tflm = round((gen.arena_bytes + stack) / tflm_arena, 3) if tflm_arena else None
+    details.qemu_wall_s = round(board.wall_s, 3)
     if stack > 0.9 * build.stack_bytes:
         run.ok, run.error = False, f"stack high-water {stack} bytes is within 10% of the {build.stack_bytes} reserved"
     if req.count:
         counted = count_invoke(build, target, x[0], gen.output_size, req.timeout_s)
-        if counted.counter:
-            details["counter"] = counted.counter
-        if counted.note:
-            details["count_note"] = counted.note
+        details.counter, details.count_note = counted.counter, counted.note
         run.instructions = counted.instructions
         if counted.instructions is not None:
             run.cpi, run.counted_ms = counted.cpi, counted.ms
-            details["cpi_source"] = counted.cycle_model or counted.cpi_source
-            details["instructions_per_mac"] = round(counted.instructions / max(gen.macs, 1), 2)
+            details.cpi_source = counted.cycle_model or counted.cpi_source
+            details.instructions_per_mac = round(counted.instructions / max(gen.macs, 1), 2)
             if counted.cycles is not None:
-                details["cycles"] = counted.cycles
-                details["cycles_per_mac"] = round(counted.cycles / max(gen.macs, 1), 2)
+                details.cycles = counted.cycles
+                details.cycles_per_mac = round(counted.cycles / max(gen.macs, 1), 2)
     run.details = details
     if not run.bit_exact_vs_host and run.ok:
-        log.warning("%s: board outputs differ from the host (%d bytes)", target.name, details["mismatched_outputs"])
+        log.warning("%s: board outputs differ from the host (%d bytes)", target.name, details.mismatched_outputs)
     return [run]

@@ -200,6 +200,22 @@ def package_build(build_dir: str | Path, out_file: str | Path, vectors: int = 16
 
 # ------------------------------------------------------------------ verify
 
+#: Bundles of other kinds, by their manifest's format: the module whose ``verify_bundle`` checks one.
+BUNDLE_KINDS = {"edgekd-text-package/1": "edgekd.text.bundle"}
+
+
+def _bundle_kind(data: bytes) -> str | None:
+    """The module that checks a bundle of another kind, by its manifest's format (None: an image bundle)."""
+    import json
+
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None  # parse_manifest names the problem
+    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    return BUNDLE_KINDS.get(fmt) if isinstance(fmt, str) else None
+
+
 def _signature(bundle: Path, files: dict[str, bytes], key: str | Path | None) -> tuple[bool, str, str | None]:
     """(signed, the plain statement of what was checked, fingerprint of the key that checked it)."""
     from edgekd.signing import check_signature, load_public_key, public_key_sha256
@@ -230,6 +246,12 @@ def verify_package(bundle: str | Path, rerun: bool = True, key: str | Path | Non
     if MANIFEST_ENTRY not in files:
         raise EdgekdError(f"{bundle}: no manifest.json in the bundle")
     signed, statement, fingerprint = _signature(bundle, files, key)  # before trusting anything the manifest says
+    kind = _bundle_kind(files[MANIFEST_ENTRY])
+    if kind is not None:  # another kind of bundle (text embeddings) checks its own manifest and vectors
+        import importlib
+
+        return importlib.import_module(kind).verify_bundle(bundle, prefix, files, stream, rerun,
+                                                           (signed, statement, fingerprint))
     manifest = parse_manifest(bundle, files[MANIFEST_ENTRY])
     listed = manifest["files"]
     expected = set(listed) | {MANIFEST_ENTRY} | ({SIGNATURE_ENTRY} if "signature" in manifest else set())

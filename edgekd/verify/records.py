@@ -161,7 +161,7 @@ class VerifyRecord:
                    d["float"]["accuracy"], dict(d["float"]["per_class_accuracy"]),
                    [RuntimeRun.from_json(r) for r in d["runs"]], [LayerError(**r) for r in d.get("layers", [])],
                    d.get("layers_plot"), d.get("latency_estimates", {}),
-                   [EmulatedRun(**r) for r in d.get("emulated", [])], d["budgets"],
+                   [EmulatedRun.from_json(r) for r in d.get("emulated", [])], d["budgets"],
                    {k: Gate(**g) if g else None for k, g in d["gates"].items()}, d.get("max_drop_pp", 1.0),
                    d["passed"], d.get("timings_s", {}), d.get("versions", {}))
 
