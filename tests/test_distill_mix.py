@@ -156,14 +156,25 @@ def test_ship_decision_uses_decisive_validation_else_teacher_agreement() -> None
     assert far["only_twin_right"] == 10 and far["z"] == pytest.approx(-3.162, abs=1e-3) and far["decisive"]
     dist = {"loss": "kd", "val_accuracy": 0.90, "test_float": 0.8, "test_int8": 0.8}
     twin = {"loss": "ce", "val_accuracy": 0.90, "test_float": 0.8, "test_int8": 0.8}
-    agree = {"samples": 500, "distilled": 0.93, "no_teacher": 0.85}
-    # Not decisive, teacher at least as good as the twin: agreement on held-out samples decides.
+    apart = guard.paired(np.array([True] * 465 + [False] * 35), np.array([True] * 425 + [False] * 75))
+    agree = {"samples": 500, "distilled": 0.93, "no_teacher": 0.85, "paired": apart}  # 40 vs 0: z 6.3
+    # Not decisive, teacher at least as good as the twin: a decisive agreement on held-out samples decides.
     c = guard.choose(dist, twin, {"validation": close, "teacher_val": 0.95, "agreement": agree})
     assert c["shipped"] == "distilled" and c["decided_by"] == "teacher agreement"
-    assert "500 held-out unlabelled samples (93.00% vs 85.00%)" in c["reason"]
-    flipped = {"samples": 500, "distilled": 0.80, "no_teacher": 0.85}
+    assert "500 held-out unlabelled samples (93.00% vs 85.00%, McNemar z 6.325)" in c["reason"]
+    flipped = {"samples": 500, "distilled": 0.85, "no_teacher": 0.93, "paired": guard.paired(
+        np.array([True] * 425 + [False] * 75), np.array([True] * 465 + [False] * 35))}
     assert guard.choose(dist, twin, {"validation": close, "teacher_val": 0.95, "agreement": flipped})[
         "shipped"] == "no-teacher"
+    # Agreement that differs by noise (the quickstart's 107 vs 106 of 109) does not overturn the distilled student:
+    # validation accuracy decides (2 vs 0 here, not significant either), the distilled one on a tie.
+    noise = {"samples": 109, "distilled": 106 / 109, "no_teacher": 107 / 109, "paired": guard.paired(
+        np.array([True] * 106 + [False] * 3), np.array([True] * 107 + [False] * 2))}
+    assert not noise["paired"]["decisive"]
+    n = guard.choose(dist | {"val_accuracy": 0.92}, twin,
+                     {"validation": close, "teacher_val": 0.95, "agreement": noise})
+    assert n["shipped"] == "distilled" and n["decided_by"] == "validation (not decisive)"
+    assert "neither is the students' agreement with the teacher on 109 held-out" in n["reason"]
     # A teacher worse than the twin on validation: agreement with it is no evidence; validation decides.
     worse = guard.choose(dist, twin | {"val_accuracy": 0.91}, {"validation": close, "teacher_val": 0.85,
                                                                 "agreement": agree})

@@ -108,14 +108,18 @@ def test_build_targets_on_ray_gives_the_serial_reports(cluster: dict[str, str], 
 
 
 @pytest.mark.slow
-def test_ray_client_address_gives_the_serial_search(cluster: dict[str, str], tmp_path: Path):
-    """`--cluster ray://HOST:PORT` (Ray Client, through the head's client server) runs the trials on the cluster
-    and gives the serial run's frontier."""
+def test_search_on_the_cluster_and_through_ray_client_gives_the_serial_result(cluster: dict[str, str],
+                                                                              tmp_path: Path) -> None:
+    """Trials on the 2-node cluster, addressed as a node (`--cluster HOST:PORT`) and through the head's Ray Client
+    server (`--cluster ray://HOST:PORT`): both give the serial run's trials, accuracies and frontier."""
     nrf = load_target("nrf52840-dk")
+    serial = json.dumps(search(nrf, SearchSettings(**TINY), tmp_path / "serial").deterministic_json())
+    on_ray = search(nrf, SearchSettings(**TINY), tmp_path / "ray", executor="ray", cluster=cluster["node"])
+    assert "2 node(s)" in on_ray.executor and "2 CPUs" in on_ray.executor
+    assert json.dumps(on_ray.deterministic_json()) == serial
     client = search(nrf, SearchSettings(**TINY), tmp_path / "client", executor="ray", cluster=cluster["client"])
     assert client.executor.startswith(f"ray ({cluster['client']}") and "2 node(s)" in client.executor
-    serial = search(nrf, SearchSettings(**TINY), tmp_path / "serial")
-    assert json.dumps(client.deterministic_json()) == json.dumps(serial.deterministic_json())
+    assert json.dumps(client.deterministic_json()) == serial
 
 
 def test_build_ray_refuses_bad_input_before_starting_ray(tmp_path: Path):

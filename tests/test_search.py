@@ -4,12 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -112,49 +106,7 @@ def test_search_cli_json_and_bad_input(tmp_path: Path):
     assert r.exit_code == 2 and "--min-epochs 3 is more than --epochs 1" in r.stderr
 
 
-# ---------------------------------------------------------------- Ray (slow): a real local two-node cluster
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    """``ray start ... --block`` as our own child: terminating it stops the node's processes."""
-    ray = Path(sys.executable).with_name("ray")
-    proc = subprocess.Popen([str(ray), "start", *args, "--block", "--disable-usage-stats"], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 120
-    while "Ray runtime started" not in log.read_text():
-        if proc.poll() is not None or time.time() > deadline:
-            proc.terminate()
-            raise RuntimeError(f"ray start {args} failed: {log.read_text()[-2000:]}")
-        time.sleep(1)
-    return proc
-
-
-@pytest.mark.slow
-def test_ray_cluster_gives_the_serial_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # `ray start --head` turns token auth on; read when ray imports
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="rk", dir="/tmp")  # Ray's socket paths must stay short
-    env = os.environ | {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token"}
-    nodes = []
-    try:
-        nodes.append(_ray_start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                                 f"--temp-dir={temp}"], tmp_path / "head.log", env))
-        nodes.append(_ray_start([f"--address=127.0.0.1:{port}", "--num-cpus=1"], tmp_path / "worker.log", env))
-        nrf = load_target("nrf52840-dk")
-        on_ray = search(nrf, SearchSettings(**TINY), tmp_path / "ray", executor="ray", cluster=f"127.0.0.1:{port}")
-        assert "2 node(s)" in on_ray.executor and "2 CPUs" in on_ray.executor
-    finally:
-        for proc in reversed(nodes):
-            proc.terminate()
-            proc.wait(timeout=60)
-    serial = search(nrf, SearchSettings(**TINY), tmp_path / "serial")
-    assert json.dumps(on_ray.deterministic_json()) == json.dumps(serial.deterministic_json())
-
+# ---------------------------------------------------------------- Ray (slow); two-node cluster tests: test_ray.py
 
 @pytest.mark.slow
 def test_tune_asha_on_a_local_ray_instance_reproduces_each_trial_rung(tmp_path: Path):

@@ -156,10 +156,9 @@ def _ship_evidence(model: nn.Module, twin: nn.Module, splits: Splits, teacher: T
                                 "teacher_val": teacher_val, "agreement": None}
     if x_ship is not None:
         ref = teacher.predict(x_ship).argmax(1)
-        evidence["agreement"] = {
-            "samples": int(len(x_ship)),
-            "distilled": float((predict(model, x_ship, shape).argmax(1) == ref).mean()),
-            "no_teacher": float((predict(twin, x_ship, shape).argmax(1) == ref).mean())}
+        d_agree, t_agree = predict(model, x_ship, shape).argmax(1) == ref, predict(twin, x_ship, shape).argmax(1) == ref
+        evidence["agreement"] = {"samples": int(len(x_ship)), "distilled": float(d_agree.mean()),
+                                 "no_teacher": float(t_agree.mean()), "paired": guard.paired(d_agree, t_agree)}
     return evidence
 
 

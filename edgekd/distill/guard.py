@@ -125,16 +125,19 @@ def choose(distilled: dict[str, Any], twin: dict[str, Any], evidence: dict[str, 
     """Which student to ship, and why in one line.
 
     Without ``evidence``: the better on validation (the distilled one on a tie). With it (``validation``: the
-    :func:`paired` comparison; ``teacher_val``; ``agreement``: {distilled, no_teacher, samples} on held-out
-    unlabelled samples, or None): a decisive validation difference decides; otherwise, when the teacher is at
-    least as good as the twin on validation and held-out agreement exists, the student agreeing more with the
-    teacher is shipped (the distilled one on a tie); otherwise validation accuracy as above."""
+    :func:`paired` comparison; ``teacher_val``; ``agreement``: {distilled, no_teacher, samples, paired} on
+    held-out unlabelled samples, or None): a decisive validation difference decides; otherwise, when the teacher
+    is at least as good as the twin on validation and the students' agreement with it differs decisively (the
+    same McNemar test on the held-out samples), the student agreeing more is shipped; otherwise validation
+    accuracy as above. Each source of evidence must be significant on its own, so noise never overturns the
+    distilled student's default."""
     d_val, t_val = distilled["val_accuracy"], twin["val_accuracy"]
     n_val = f", {evidence['validation']['samples']} samples" if evidence else ""
     on_val = f"on validation ({100 * d_val:.2f}% vs {100 * t_val:.2f}%{n_val}"
     agree = (evidence or {}).get("agreement")
     decided_by = "validation"
-    if evidence and not evidence["validation"]["decisive"] and agree and evidence["teacher_val"] >= t_val:
+    trusted = bool(evidence) and evidence["teacher_val"] >= t_val
+    if evidence and not evidence["validation"]["decisive"] and agree and trusted and agree["paired"]["decisive"]:
         decided_by = "teacher agreement"
         a_d, a_t = agree["distilled"], agree["no_teacher"]
         ship = "no-teacher" if a_t > a_d else "distilled"
@@ -143,7 +146,7 @@ def choose(distilled: dict[str, Any], twin: dict[str, Any], evidence: dict[str, 
                f"the teacher is at least as good as the twin there, and the "
                f"{'distilled student' if ship == 'distilled' else 'no-teacher twin'} agrees more with it on "
                f"{agree['samples']} held-out unlabelled samples ({100 * max(a_d, a_t):.2f}% vs "
-               f"{100 * min(a_d, a_t):.2f}%)")
+               f"{100 * min(a_d, a_t):.2f}%, McNemar z {agree['paired']['z']})")
     else:
         if evidence:
             decided_by = "validation" if evidence["validation"]["decisive"] else "validation (not decisive)"
@@ -157,7 +160,11 @@ def choose(distilled: dict[str, Any], twin: dict[str, Any], evidence: dict[str, 
         if decided_by == "validation (not decisive)":
             why += (f"; the difference is not significant (McNemar z {evidence['validation']['z']}) and "
                     + ("no held-out unlabelled samples were available" if not agree else
-                       "the teacher is not better than the twin on validation, so agreement with it is no evidence"))
+                       "the teacher is not better than the twin on validation, so agreement with it is no evidence"
+                       if not trusted else
+                       f"neither is the students' agreement with the teacher on {agree['samples']} held-out "
+                       f"unlabelled samples ({100 * agree['distilled']:.2f}% vs {100 * agree['no_teacher']:.2f}%, "
+                       f"McNemar z {agree['paired']['z']})"))
     if ship == "no-teacher":
         log.warning("%s", why)
     out = {"shipped": ship, "reason": why, "distilled": distilled, "no_teacher": twin}

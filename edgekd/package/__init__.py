@@ -45,7 +45,7 @@ from edgekd.package.bundle import (
     MAX_ENTRIES,
     MAX_ENTRY_BYTES,
     MAX_TOTAL_BYTES,
-    is_canonical,
+    check_listing,
     read_bundle,
     tar_bytes,
 )
@@ -253,22 +253,7 @@ def verify_package(bundle: str | Path, rerun: bool = True, key: str | Path | Non
         return importlib.import_module(kind).verify_bundle(bundle, prefix, files, stream, rerun,
                                                            (signed, statement, fingerprint))
     manifest = parse_manifest(bundle, files[MANIFEST_ENTRY])
-    listed = manifest["files"]
-    expected = set(listed) | {MANIFEST_ENTRY} | ({SIGNATURE_ENTRY} if "signature" in manifest else set())
-    missing = sorted(expected - set(files))
-    extra = sorted(set(files) - expected)
-    bad = sorted(name for name in set(listed) & set(files) if sha256_bytes(files[name]) != listed[name])
-    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
-        ([f"not in the manifest: {', '.join(extra)}"] if extra else []) + \
-        ([f"checksum mismatch: {', '.join(bad)}"] if bad else [])
-    if problems:
-        raise EdgekdError(f"{bundle}: " + "; ".join(problems))
-    if prefix != manifest["name"]:
-        raise EdgekdError(f"{bundle}: the bundle folder {prefix!r} is not the manifest's name {manifest['name']!r}; "
-                          "the bundle was modified")
-    if not is_canonical(prefix, files, stream):
-        raise EdgekdError(f"{bundle}: the tar stream is not the canonical one edgekd writes for these files (entry "
-                          "order, headers or padding changed); the bundle was modified")
+    check_listing(bundle, prefix, manifest, files, stream, MANIFEST_ENTRY, SIGNATURE_ENTRY)
     check_vector_sizes(bundle, manifest, files)
     opened = Bundle(bundle, files, manifest)
     checks: list[VectorCheck] = []

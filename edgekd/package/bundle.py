@@ -185,3 +185,26 @@ def is_canonical(prefix: str, files: dict[str, bytes], stream: GzipStream) -> bo
     canonical = _HashSink()
     write_tar(canonical, prefix, files)  # type: ignore[arg-type]
     return (canonical.size, canonical.sha.digest()) == (stream.delivered, stream.sha.digest())
+
+
+def check_listing(bundle: Path, prefix: str, manifest: dict, files: dict[str, bytes], stream: GzipStream,
+                  manifest_entry: str, signature_entry: str) -> None:
+    """The bundle holds exactly what its manifest lists, each file with its listed sha256, under the manifest's
+    name, in the canonical tar stream: every kind of bundle is checked by this one function, so none is weaker."""
+    from edgekd.io import sha256_bytes
+
+    listed = manifest["files"]
+    expected = set(listed) | {manifest_entry} | ({signature_entry} if "signature" in manifest else set())
+    missing, extra = sorted(expected - set(files)), sorted(set(files) - expected)
+    bad = sorted(name for name in set(listed) & set(files) if sha256_bytes(files[name]) != listed[name])
+    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
+        ([f"not in the manifest: {', '.join(extra)}"] if extra else []) + \
+        ([f"checksum mismatch: {', '.join(bad)}"] if bad else [])
+    if problems:
+        raise EdgekdError(f"{bundle}: " + "; ".join(problems))
+    if prefix != manifest["name"]:
+        raise EdgekdError(f"{bundle}: the bundle folder {prefix!r} is not the manifest's name {manifest['name']!r}; "
+                          "the bundle was modified")
+    if not is_canonical(prefix, files, stream):
+        raise EdgekdError(f"{bundle}: the tar stream is not the canonical one edgekd writes for these files (entry "
+                          "order, headers or padding changed); the bundle was modified")

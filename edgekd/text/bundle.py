@@ -215,24 +215,11 @@ def verify_bundle(bundle: Path, prefix: str, files: dict[str, bytes], stream: An
     import os
 
     from edgekd.package import PackageCheck
-    from edgekd.package.bundle import is_canonical
+    from edgekd.package.bundle import check_listing
 
     manifest = _manifest(bundle, files[MANIFEST_ENTRY])
+    check_listing(bundle, prefix, manifest, files, stream, MANIFEST_ENTRY, SIGNATURE_ENTRY)
     listed = manifest["files"]
-    expected = set(listed) | {MANIFEST_ENTRY} | ({SIGNATURE_ENTRY} if "signature" in manifest else set())
-    missing, extra = sorted(expected - set(files)), sorted(set(files) - expected)
-    bad = sorted(n for n in set(listed) & set(files) if sha256_bytes(files[n]) != listed[n])
-    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + \
-        ([f"not in the manifest: {', '.join(extra)}"] if extra else []) + \
-        ([f"checksum mismatch: {', '.join(bad)}"] if bad else [])
-    if problems:
-        raise EdgekdError(f"{bundle}: " + "; ".join(problems))
-    if prefix != manifest["name"]:
-        raise EdgekdError(f"{bundle}: the bundle folder {prefix!r} is not the manifest's name {manifest['name']!r}; "
-                          "the bundle was modified")
-    if not is_canonical(prefix, files, stream):
-        raise EdgekdError(f"{bundle}: the tar stream is not the canonical one edgekd writes for these files; the "
-                          "bundle was modified")
     for need in ("student.tflite", "token_table.bin", "token_table.json", "tokenizer.json"):
         if need not in listed:
             raise EdgekdError(f"{bundle}: manifest.json lists no {need}; the bundle is incomplete")
