@@ -14,7 +14,8 @@ model (edgekd/emulate/timing_m.py), per kernel call; the M55 is counted whole-mo
 CMSIS-NN figures are the ones issue 14 reports (CMSIS-NN built -O2, same counters). ``--label`` keeps one run per
 label in docs/bench_kernels.json (``before``: the kernels before issue 14's work) and the table in
 docs/benchmarks.md shows the latest label next to ``before`` (instructions) and, with ``--keep-as``, next to the
-run it replaced (M4 cycles per layer).
+run it replaced (M4 cycles per layer). The KWS model is also built for size (``generate_c(small=True)``:
+EK_SMALL, the C DSP paths without the assembly kernels) on the M4, checked and counted the same way.
 """
 
 from __future__ import annotations
@@ -102,6 +103,18 @@ def measure(name: str, model: bytes, work: Path, samples: int) -> dict[str, Any]
                                     "cycles_l4r5_flash": l4.cycles, "ms_l4r5_flash": round(l4.cycles / 120e3, 2),
                                     "flash_model": l4.flash.source}
         out[target_name] = row
+    if name == "kws":  # the size choice: same model, EK_SMALL kernels, on the M4
+        target = load_target(M4)
+        c_dir = work / f"{path.stem}-{M4}-small"
+        gen = generate_c(path, c_dir, small=True)
+        build = build_board(c_dir, target)
+        x = np.random.default_rng(0).integers(-128, 128, size=(samples, *gen.input_shape[1:]), dtype=np.int8)
+        board = run_board(build, target, x, gen.output_size, timeout=300)
+        timed = time_invoke(build, target, x[0])
+        exact = bool(board.ok and np.array_equal(board.outputs, tflm_outputs(model, x)))
+        out["small_m4"] = {"bit_exact_vs_tflm": exact,
+                           "flash_bytes": build.flash_bytes, "instructions": timed.instructions,
+                           "cycles": timed.cycles, "ms_120mhz_no_wait": round(timed.cycles / 120e3, 2)}
     return out
 
 
@@ -165,6 +178,12 @@ def table(data: dict[str, Any], label: str, previous: str | None = None) -> str:
               f"| RAM: arena + stack / TFLite Micro arena | {m4['ram_bytes']:,} / {m4['tflm_arena_bytes']:,} "
               f"({m4['ram_bytes'] / m4['tflm_arena_bytes']:.2f}x) | {kws[M7]['ram_bytes']:,} | "
               f"{kws[M55]['ram_bytes']:,} |"]
+    small = kws.get("small_m4")
+    if small:
+        lines.append(f"| size build (generate_c(small=True): EK_SMALL, no assembly kernels) | "
+                     f"{'bit-exact' if small['bit_exact_vs_tflm'] else 'NOT bit-exact'}, {small['instructions']:,} "
+                     f"instr., {small['cycles']:,} cycles = {small['ms_120mhz_no_wait']} ms at 120 MHz, flash "
+                     f"{small['flash_bytes']:,} | - | - |")
     if shown:
         was = next(r for r in runs[previous]["results"] if r["model"] == "kws")
         lines.append(f"| {shown} (same model, earlier issue-14 kernels) | {was[M4]['instructions']:,} instr., "

@@ -408,6 +408,9 @@ def test_matrix_product_layout_and_scratch(tmp_path: Path) -> None:
     result = assert_bit_exact(model, shape, tmp_path, rng)
     src = (result.out_dir / "model.c").read_text()
     assert "static const int8_t op0_filter[384]" in src  # 8 filters (7 + a zero one) x 48 taps (45 to 4s)
+    # and the Helium layout under #if (8 rows: 7 + a zero one, of 48 taps: 45 to 16s), only one compiled
+    assert "#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)" in src
+    assert src.count("static const int8_t op0_filter[384]") == 2
     buffers = result.plan.to_dict()["buffers"]
     assert buffers["scratch0"]["bytes"] == 5 * 48 + 3 and buffers["scratch0"]["live"] == [0, 0]
 
@@ -422,7 +425,7 @@ def test_depthwise_layout_and_scratch(tmp_path: Path) -> None:
     result = assert_bit_exact(model, shape, tmp_path, rng)
     src = (result.out_dir / "model.c").read_text()
     assert re.search(r"ek_dw_q8?\(&op0", src)
-    assert "static const int8_t op0_filter[72]" in src and "static const int32_t op0_qp[24]" in src  # 8 lanes
+    assert "static const int8_t op0_filter[72]" in src and "static const int32_t op0_qp[16]" in src  # 8 lanes
     fields = dict(re.findall(r"\.(out_w|dil_w|stride_w) = (-?\d+)", src))
     span = (int(fields["out_w"]) - 1) * int(fields["stride_w"]) + 2 * int(fields["dil_w"]) + 1
     buffers = result.plan.to_dict()["buffers"]
@@ -437,3 +440,44 @@ def test_kws_dscnn_bit_exact_on_the_host(tmp_path: Path) -> None:
     rng = np.random.default_rng(1402)
     result = assert_bit_exact(kws_dscnn_model(), (1, 49, 10, 1), tmp_path, rng, n=4)
     assert result.ops.count("CONV_2D") == 4 and "PAD" not in result.ops
+
+
+def test_asm_coverage_defines_follow_the_layer_shapes(tmp_path: Path) -> None:
+    """kernels.c starts with the mode-2 kernels the assembly covers in every layer and whether none clamps below
+    -128 (so an assembly build drops their C leftovers): all three for the KWS model's 64-channel layers (ReLU onto
+    zero point -128), not EK_DW8_ASM for a 6-channel depthwise."""
+    from tflite_builder import kws_dscnn_model
+
+    (tmp_path / "kws.tflite").write_bytes(kws_dscnn_model())
+    generate_c(tmp_path / "kws.tflite", tmp_path / "kws")
+    head = (tmp_path / "kws" / "kernels.c").read_text().splitlines()[:4]
+    assert [line.split()[:3] for line in head[:3]] == [
+        ["#define", "EK_MM8_ASM", "1"], ["#define", "EK_DW8_ASM", "1"], ["#define", "EK_Q8_NO_LO", "1"]]
+    assert not head[3].startswith("#define")
+    model, _ = conv_model(np.random.default_rng(1405), depthwise=True, cin=6, mult=1, k=3, stride=1, padding=1)
+    (tmp_path / "dw6.tflite").write_bytes(model)
+    generate_c(tmp_path / "dw6.tflite", tmp_path / "dw6")
+    assert "ek_dw_q8(&op0" in (tmp_path / "dw6" / "model.c").read_text()
+    assert "EK_DW8_ASM 1" not in (tmp_path / "dw6" / "kernels.c").read_text()
+
+
+def test_small_kernels_option_is_recorded_and_deterministic(tmp_path: Path) -> None:
+    """``generate_c(small=True)`` (flash over speed) marks kernels.c with EK_SMALL, records it in codegen.json,
+    gives the same bytes twice and the same outputs as the default (host build: the portable C either way)."""
+    import json
+
+    rng = np.random.default_rng(1404)
+    model, shape = conv_model(rng, depthwise=True, cin=6, mult=1, k=3, stride=1, padding=1)
+    (tmp_path / "m.tflite").write_bytes(model)
+    x = rng.integers(-128, 128, size=(3, *shape[1:]), dtype=np.int8)
+    outs = []
+    for name, small in (("a", True), ("b", True), ("fast", False)):
+        result = generate_c(tmp_path / "m.tflite", tmp_path / name, small=small)
+        outs.append(run_host(compile_host(tmp_path / name), x, result.output_size))
+        assert json.loads((tmp_path / name / "codegen.json").read_text())["small"] is small
+    assert (tmp_path / "a" / "kernels.c").read_text().startswith("#define EK_SMALL 1")
+    assert "EK_SMALL 1" not in (tmp_path / "fast" / "kernels.c").read_text().splitlines()[0]
+    for f in ("kernels.c", "model.c", "codegen.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    np.testing.assert_array_equal(outs[0], tflm_outputs(model, x))
+    np.testing.assert_array_equal(outs[2], outs[0])

@@ -47,3 +47,26 @@ def test_kernel_tails_bit_exact_on_the_boards(name: str, tmp_path: Path) -> None
             assert board.ok, board.error
             np.testing.assert_array_equal(board.outputs, tflm_outputs(model, x), err_msg=f"case {i} seed {seed}")
     assert {"ek_dw_q", "ek_dw_q8"} & kernels and any(k.startswith("ek_conv_mm") for k in kernels)
+
+
+def test_small_build_is_bit_exact_and_smaller(tmp_path: Path) -> None:
+    """EK_SMALL (generate_c(small=True): the C DSP paths, no assembly) against the default build on the M4 board:
+    both bit-exact with TFLite Micro on a depthwise + pointwise-shaped layer pair, the small one in less flash."""
+    target = load_target("nrf52840-dk")
+    flash = {}
+    for i, (dw, cin, cout, k) in enumerate(((True, 16, None, 3), (False, 16, 16, 1))):
+        rng = np.random.default_rng(1600 + i)
+        model, shape = conv_model(rng, depthwise=dw, cin=cin, mult=1 if dw else None, cout=cout, k=k, stride=1,
+                                  padding=1)
+        x = rng.integers(-128, 128, size=(3, *shape[1:]), dtype=np.int8)
+        for small in (False, True):
+            work = tmp_path / f"m{i}_{int(small)}"
+            work.mkdir()
+            (work / "m.tflite").write_bytes(model)
+            gen = generate_c(work / "m.tflite", work / "c", small=small)
+            build = build_board(work / "c", target)
+            board = run_board(build, target, x, gen.output_size, timeout=60)
+            assert board.ok, board.error
+            np.testing.assert_array_equal(board.outputs, tflm_outputs(model, x), err_msg=f"{i} small={small}")
+            flash[i, small] = build.flash_bytes
+        assert flash[i, True] < flash[i, False]

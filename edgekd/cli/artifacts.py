@@ -78,10 +78,12 @@ def verify_cmd(target_name: str, build_dir: str, max_drop: float, limit: int | N
 @click.option("--target", "target_name", help="Also link the firmware into this microcontroller's budgets.")
 @click.option("--check", default=64, show_default=True, type=click.IntRange(min=0),
               help="Random int8 inputs compared byte for byte with TFLite Micro (0 = no check).")
+@click.option("--small", is_flag=True,
+              help="Kernels for flash over speed (EK_SMALL: no assembly; docs/benchmarks.md has both figures).")
 @budget_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
-def codegen_cmd(model: str, out_dir: str, target_name: str | None, check: int, ram_budget: str | None,
+def codegen_cmd(model: str, out_dir: str, target_name: str | None, check: int, small: bool, ram_budget: str | None,
                 flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """Generate C99 inference code (model.h: edgekd_invoke) from a fully-integer int8 .tflite; exit 1 when it
     does not match TFLite Micro."""
@@ -91,7 +93,7 @@ def codegen_cmd(model: str, out_dir: str, target_name: str | None, check: int, r
     if not Path(model).is_file():
         raise EdgekdError(f"{model}: no such file; give a fully-integer int8 .tflite (edgekd export writes one)")
     target = load_target_with_budgets(target_name, ram_budget, flash_budget, latency_budget) if target_name else None
-    result = codegen_model(model, out_dir, target, check)
+    result = codegen_model(model, out_dir, target, check, small=small)
     emit_json(result) if as_json else click.echo(codegen_text(result))
     if result["check"] and not result["check"]["bit_exact_vs_tflm"]:
         sys.exit(1)

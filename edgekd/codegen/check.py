@@ -15,18 +15,20 @@ from edgekd.targets import Target
 
 
 def codegen_model(tflite: str | Path, out_dir: str | Path, target: Target | str | None = None,
-                  check: int = 64, seed: int = 0) -> dict[str, Any]:
-    """Write C for ``tflite`` into ``out_dir``; compare ``check`` seeded random inputs with TFLite Micro on the
-    host gcc build; with ``target``, link the firmware into that profile's budgets (an overrun is an error
-    naming the region and the bytes) and report its flash and RAM."""
+                  check: int = 64, seed: int = 0, small: bool = False) -> dict[str, Any]:
+    """Write C for ``tflite`` into ``out_dir`` (``small``: kernels for flash over speed, see generate_c);
+    compare ``check`` seeded random inputs with TFLite Micro on the host gcc build; with ``target``, link the
+    firmware into that profile's budgets (an overrun is an error naming the region and the bytes) and report its
+    flash and RAM."""
     from edgekd.verify.tflm import min_arena, run_tflm
 
-    gen = generate_c(tflite, out_dir)
+    gen = generate_c(tflite, out_dir, small=small)
     tflm_arena = min_arena(tflite).min_arena_bytes
     result: dict[str, Any] = {"model": str(tflite), "out": str(out_dir), "files": [p.name for p in gen.files],
                               "ops": gen.ops, "macs": gen.macs, "arena_bytes": gen.arena_bytes,
                               "const_bytes": gen.const_bytes, "tflm_arena_bytes": tflm_arena,
-                              "arena_vs_tflm": round(gen.arena_bytes / tflm_arena, 3), "check": None, "board": None}
+                              "arena_vs_tflm": round(gen.arena_bytes / tflm_arena, 3), "small": small, "check": None,
+                              "board": None}
     if check:
         x = np.random.default_rng(seed).integers(-128, 128, size=(check, *gen.input_shape[1:]), dtype=np.int8)
         with tempfile.TemporaryDirectory(prefix="edgekd-codegen-") as tmp:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.codegen.graph import Graph, load_graph
+from edgekd.codegen.layout import MVE_SUFFIX
 from edgekd.codegen.lower import Lowered, Step, lower
 from edgekd.codegen.memplan import Plan, plan_memory, tensor_key
 from edgekd.export.core import atomic_path, sha256_file
@@ -41,6 +43,7 @@ class CodegenResult:
     const_bytes: int
     macs: int
     details: dict[str, Any] = field(default_factory=dict)
+    small: bool = False  # kernels.c built for size (EK_SMALL: no hand-written assembly)
 
     @property
     def input_size(self) -> int:
@@ -55,7 +58,7 @@ class CodegenResult:
                 "ops": self.ops, "input_shape": list(self.input_shape), "input_scale": self.input_scale,
                 "input_zero_point": self.input_zero_point, "output_shape": list(self.output_shape),
                 "output_scale": self.output_scale, "output_zero_point": self.output_zero_point,
-                "const_bytes": self.const_bytes, "macs": self.macs, "plan": self.plan.to_dict()}
+                "const_bytes": self.const_bytes, "macs": self.macs, "plan": self.plan.to_dict(), "small": self.small}
 
 
 def _c_values(values: np.ndarray, per_line: int = 24) -> str:
@@ -77,9 +80,18 @@ def _step_source(k: int, step: Step, plan: Plan) -> tuple[list[str], int]:
     if step.scratch_bytes:
         inits.append(f".scratch = edgekd_arena + {plan.offset(f'scratch{k}')}")
     for name, (ctype, values) in step.arrays.items():
+        if name.endswith(MVE_SUFFIX):
+            continue
         size = int(np.asarray(values).size)
         nbytes += size * {"int8_t": 1, "int32_t": 4}[ctype]
-        lines.append(f"static const {ctype} op{k}_{name}[{size}] = {{\n{_c_values(values)}\n}};")
+        decl = f"static const {ctype} op{k}_{name}[{size}] = {{\n{_c_values(values)}\n}};"
+        if name + MVE_SUFFIX in step.arrays:  # the Helium layout of the same array: only one is compiled
+            _, alt = step.arrays[name + MVE_SUFFIX]
+            lines += ["#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)",
+                      f"static const {ctype} op{k}_{name}[{int(np.asarray(alt).size)}] = {{\n{_c_values(alt)}\n}};",
+                      "#else", decl, "#endif"]
+        else:
+            lines.append(decl)
         if name not in step.operands:
             inits.append(f".{name} = op{k}_{name}")
     lines.append(f"/* step {k}: {step.op} */")
@@ -121,10 +133,27 @@ def _header(g: Graph, lowered: Lowered, plan: Plan, source: str) -> str:
         "#ifdef __cplusplus", "}", "#endif", "", "#endif /* EDGEKD_MODEL_H */", ""])
 
 
-def generate_c(tflite_path: str | Path, out_dir: str | Path) -> CodegenResult:
+def _asm_defines(steps: list[Step]) -> str:
+    """``#define`` lines for kernels.c: which of ek_conv_mm_q8 / ek_dw_q8 the assembly kernels cover in every layer
+    of this model (their shape rules are kernels.c's) and whether none of their layers clamps below -128, so an
+    assembly build leaves those kernels' C leftovers and the lower-clamp pass out."""
+    def covered(kernel: str, rule: Callable[[dict[str, Any]], bool]) -> bool:
+        return all(rule(s.fields) for s in steps if s.kernel == kernel)
+    mm = covered("ek_conv_mm_q8", lambda f: f["k4"] % 8 == 0 and f["out_c"] % 2 == 0)
+    dw = covered("ek_dw_q8", lambda f: f["k_h"] == 3 and f["k_w"] == 3 and f["dil_w"] == 1 and f["in_c"] % 4 == 0)
+    no_lo = all(s.fields["act_min"] == -128 for s in steps if s.kernel in ("ek_conv_mm_q8", "ek_dw_q8"))
+    return "".join(f"#define {name} 1 /* generated: {why} */\n" for name, ok, why in (
+        ("EK_MM8_ASM", mm, "every layer fits the assembly kernel"),
+        ("EK_DW8_ASM", dw, "every layer fits the assembly kernel"),
+        ("EK_Q8_NO_LO", no_lo, "no lower clamp in these layers")) if ok)
+
+
+def generate_c(tflite_path: str | Path, out_dir: str | Path, small: bool = False) -> CodegenResult:
     """Emit C99 inference code for the fully-integer int8 ``tflite_path`` into ``out_dir``.
 
-    Unsupported operators, float tensors or layouts are an EdgekdError that names them.
+    ``small`` chooses flash over speed: ``kernels.c`` starts with ``#define EK_SMALL 1`` (its portable and C DSP
+    paths only, no hand-written assembly; the figures of both choices are in docs/benchmarks.md). Unsupported
+    operators, float tensors or layouts are an EdgekdError that names them.
     """
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     g = load_graph(tflite_path)
@@ -164,10 +193,13 @@ def generate_c(tflite_path: str | Path, out_dir: str | Path) -> CodegenResult:
     for name in KERNEL_FILES:
         with atomic_path(out_dir / name) as tmp:
             shutil.copyfile(Path(__file__).parent / "c" / name, tmp)
+            if name == "kernels.c":
+                tmp.write_text(("#define EK_SMALL 1 /* generated for size: no hand-written assembly */\n" if small
+                                else _asm_defines(lowered.steps)) + tmp.read_text())
         files.append(out_dir / name)
     result = CodegenResult(out_dir, files, plan.arena_bytes, [s.op for s in lowered.steps], plan, x.shape, x.scale,
                            x.zero_point, y.shape, y.scale, y.zero_point, const_bytes,
-                           sum(s.macs for s in lowered.steps))
+                           sum(s.macs for s in lowered.steps), small=small)
     with atomic_path(out_dir / "codegen.json") as tmp:  # no absolute paths: it ships in release bundles
         tmp.write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "out_dir"}, indent=2) + "\n")
     result.files.append(out_dir / "codegen.json")

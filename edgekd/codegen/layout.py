@@ -26,7 +26,8 @@ def folded_bias(bias: np.ndarray | None, in_offset: int, filters: np.ndarray) ->
 
 def requant_tables(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int],
                    out_offset: int, act_max: int, table_bias: np.ndarray | None = None) -> tuple[int, Arrays]:
-    """Requantization mode and per-channel tables: qp [out_c][3] = bias, multiplier, rounding constant; shift.
+    """Requantization mode and per-channel tables: qp [out_c][2] = bias, multiplier; shift (mode 1 / 2: s = r - 1
+    for r = -shift; the kernels compute the rounding constant (2 out_offset + 1) << s).
 
     Mode 1 (2 when act_max is 127: SSAT clamps) is exact when every shift is in [-22, -1] (the rounding constant
     2^(r-1) + out_offset * 2^r stays in int32) and every accumulator, bias + sum((x + offset) * w) with
@@ -39,10 +40,9 @@ def requant_tables(filters: np.ndarray, bias: np.ndarray | None, mults: list[int
     if fast and act_max == 127:
         fast = 2
     r = np.array([-s for s in shifts], np.int64)
-    rnd = (1 << (r - 1)) + out_offset * (1 << r) if fast else np.zeros(out_c, np.int64)
     tb = b if table_bias is None else table_bias.astype(np.int64)
-    qp = np.stack([tb, np.array(mults, np.int64), rnd], axis=1).reshape(-1)
-    return fast, {"qp": ("int32_t", qp), "shift": ("int8_t", r if fast else np.array(shifts, np.int64))}
+    qp = np.stack([tb, np.array(mults, np.int64)], axis=1).reshape(-1)
+    return fast, {"qp": ("int32_t", qp), "shift": ("int8_t", r - 1 if fast else np.array(shifts, np.int64))}
 
 
 def mm_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int], in_offset: int,
@@ -59,8 +59,27 @@ def mm_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], sh
     laid = padded.reshape(-1, 2, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
     folded = folded_bias(bias, in_offset, filters)  # the columns hold raw x, padding the zero point
     fast, arrays = requant_tables(filters, bias, mults, shifts, out_offset, act_max, folded)
+    if out_c % 2:  # the zero filter's qp entry: the one-pixel path loads each pair's biases unconditionally
+        arrays["qp"] = ("int32_t", np.concatenate([arrays["qp"][1], np.zeros(2, np.int64)]))
     arrays["filter"] = ("int8_t", laid)
+    arrays["filter" + MVE_SUFFIX] = ("int8_t", mve_filter(filters))
     return ("ek_conv_mm", "ek_conv_mm_q", "ek_conv_mm_q8")[fast], k4, arrays
+
+
+#: An array named ``NAME`` + this is ``NAME``'s layout for Helium (MVE) cores: emit.py writes both under
+#: ``#if __ARM_FEATURE_MVE``, so the firmware holds only its core's (the code generator does not know the core).
+MVE_SUFFIX = "@mve"
+
+
+def mve_filter(filters: np.ndarray) -> np.ndarray:
+    """The matrix product's filter for Helium: one row of taps per output channel, padded with zeros to a
+    multiple of 16 (one VMLADAVA.S8 per 16 taps, every lane useful), channels padded to a multiple of 4 with zero
+    rows (the kernel takes 4 channels x 2 pixels per pass)."""
+    out_c, taps = filters.shape
+    k16 = -(-taps // 16) * 16
+    rows = np.zeros((-(-out_c // 4) * 4, k16), np.int8)
+    rows[:out_c, :taps] = filters
+    return rows.reshape(-1)
 
 
 def dw_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int], in_offset: int,
@@ -68,7 +87,7 @@ def dw_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], sh
     """Depthwise, multiplier 1 (``ek_dw_q*``): kernel, scratch bytes and constants, or None when the fast
     requantization is not exact (the general ``ek_depthwise`` runs it). ``filters`` is [k_h][k_w][c]; channels
     are padded to groups of 4 (zero weights) and laid out per group as [group][k_w][k_h][4], the order the
-    kernel walks its scratch window ([column][group][k_h][4]: ``span`` padded columns of the k_h input rows of
+    kernel walks its scratch window ([group][column][k_h][4]: ``span`` padded columns of the k_h input rows of
     an output row, padding = the input zero point, so the input offset folds into the bias exactly)."""
     kh, kw, out_c = filters.shape
     per_channel = filters.reshape(kh * kw, out_c).T
@@ -80,8 +99,8 @@ def dw_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], sh
     padded = np.zeros((kh, kw, c4), np.int8)
     padded[:, :, :out_c] = filters
     laid = padded.reshape(kh, kw, c4 // 4, 4).transpose(2, 1, 0, 3).reshape(-1)
-    qp = np.zeros(3 * c4, np.int64)
-    qp[:3 * out_c] = tables["qp"][1]
+    qp = np.zeros(2 * c4, np.int64)
+    qp[:2 * out_c] = tables["qp"][1]
     shift = np.zeros(c4, np.int64)
     shift[:out_c] = tables["shift"][1]
     arrays = {"filter": ("int8_t", laid), "qp": ("int32_t", qp), "shift": ("int8_t", shift)}

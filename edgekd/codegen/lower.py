@@ -110,8 +110,9 @@ def _mm_step(name: str, fields: dict[str, int], filters: np.ndarray, bias: np.nd
     """A layer as one matrix product (``ek_conv_mm*``, constants from :func:`layout.mm_layout`)."""
     kernel, k4, arrays = layout.mm_layout(filters, bias, mults, shifts, fields["in_offset"], fields["out_offset"],
                                           fields["act_max"])
+    k16 = -(-k4 // 16) * 16  # the Helium path's two raw columns (kernels.c)
     return Step(name, kernel, "ek_mm_t", {**fields, "k4": k4}, arrays, inputs, output, overlap, tmp_bytes, macs,
-                scratch_bytes=5 * k4 + 3)
+                scratch_bytes=max(5 * k4 + 3, k4 + 2 * k16 + 3))
 
 
 def _conv_like(g: Graph, op: Operator, x: Tensor, y: Tensor, pads: tuple[int, int, int, int] | None) -> Step:

@@ -4,7 +4,8 @@ Debian ships no header for the plugin API; scripts/install_emulators.sh takes it
 source tarball. ``insn_window.c`` adds each translated block's length to a counter when the block executes (the
 method of QEMU's tests/plugin/insn.c) and writes the counter between marker syscalls (user mode) and at exit
 (both modes), so it serves qemu-aarch64 and qemu-system-arm alike. ``insn_class.c`` (aarch64 guests) does the
-same per instruction class, for the Cortex-A cycle model (:mod:`edgekd.emulate.timing_a`).
+same per instruction class, for the Cortex-A cycle model (:mod:`edgekd.emulate.timing_a`). Both include
+``insn_common.h`` (the output file, the marker syscall, the exit line).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ def plugin_header() -> Path | None:
 
 
 def build_plugin(dest: Path, source: str = "insn_window.c") -> Path | None:
-    """Compile a counting plugin (``native/<source>``) into ``dest`` (cached by source hash); None without
-    gcc or the header."""
+    """Compile a counting plugin (``native/<source>``) into ``dest`` (cached by the hash of the source and
+    insn_common.h); None without gcc or the header."""
     header = plugin_header()
     gcc = shutil.which("gcc")
     if header is None or gcc is None:
         return None
     src = NATIVE / source
-    out = dest / f"{src.stem}-{hashlib.sha256(src.read_bytes()).hexdigest()[:12]}.so"
+    digest = hashlib.sha256(src.read_bytes() + (NATIVE / "insn_common.h").read_bytes())  # the shared part too
+    out = dest / f"{src.stem}-{digest.hexdigest()[:12]}.so"
     if not out.is_file():
         dest.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp.so")

@@ -22,9 +22,10 @@
 #define EK_MVE 0
 #endif
 
-/* Hand-scheduled inline assembly for the hottest DSP loops (GCC-compatible compilers, optimised builds: at -O0
- * the frame pointer leaves too few registers for them); the C paths below stay for every other build. */
-#if EK_DSP && !EK_MVE && defined(__OPTIMIZE__)
+/* Hand-scheduled assembly for the hottest DSP loops (GCC-compatible compilers, optimised builds: at -O0 the frame
+ * pointer leaves too few registers for them); the C paths below stay for every other build. Defining EK_SMALL
+ * (e.g. -DEK_SMALL=1) chooses size over speed: the C paths only, about 2 KB less code (docs/benchmarks.md). */
+#if EK_DSP && !EK_MVE && defined(__OPTIMIZE__) && !defined(EK_SMALL)
 #define EK_ASM 1
 #else
 #define EK_ASM 0
@@ -34,6 +35,35 @@
 #define EK_INLINE static inline __attribute__((always_inline))
 #else
 #define EK_INLINE static inline
+#endif
+
+/* Setup code (once per layer or output row) and the assembly kernels' leftovers: built for size (-Os) in the
+ * speed build too, for flash (in the KWS model 52 B for about 5K cycles: docs/benchmarks.md). */
+#if EK_ASM && defined(__GNUC__) && !defined(__clang__)
+#define EK_COLD __attribute__((optimize("Os")))
+#else
+#define EK_COLD
+#endif
+
+/* Code that only handles what the assembly kernels leave over: one out-of-line copy there, inlined elsewhere. */
+#if EK_ASM
+#define EK_LEFTOVER static EK_COLD
+#else
+#define EK_LEFTOVER EK_INLINE
+#endif
+
+/* Set to 1 by generate_c when the assembly kernels cover every ek_conv_mm_q8 layer (k4 % 8 == 0, out_c even) /
+ * every ek_dw_q8 layer (3x3, dilation 1, in_c % 4 == 0) of the model, and when no such layer has a lower clamp
+ * (act_min -128): an assembly build then leaves those kernels' C leftover paths / ek_clamp_lo out (less flash;
+ * the generator, not the firmware, checks the layers). */
+#ifndef EK_MM8_ASM
+#define EK_MM8_ASM 0
+#endif
+#ifndef EK_DW8_ASM
+#define EK_DW8_ASM 0
+#endif
+#ifndef EK_Q8_NO_LO
+#define EK_Q8_NO_LO 0
 #endif
 
 #define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -281,17 +311,17 @@ EK_INLINE int32_t ek_smmulr(int32_t a, int32_t b) {
 #endif
 }
 
-/* Requantize one accumulator (bias included) with its channel's qp = {bias, multiplier, round} and shift sh.
+/* Requantize one accumulator (bias included) with its channel's qp = {bias, multiplier} and shift sh.
  * mode 0: TFLite's general path (ek_out8; sh is the shift, >0 left). mode 1 / 2 (checked when generated:
- * |acc| < 2^30, sh = r = -shift with 1 <= r <= 22): h = SMMULR(2 acc, m) is (acc m + 2^30) >> 31 exactly, then
- * ((h - (h < 0) + round) >> r), round = 2^(r-1) + out_offset 2^r, is TFLite's rounding shift plus the output
- * offset; mode 2 has act_max = 127, so the upper clamp is SSAT. */
-EK_INLINE int8_t ek_rqv(int32_t acc, int32_t m, int32_t rnd, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi,
-                        int mode) {
+ * |acc| < 2^30, sh = s = r - 1 for r = -shift, 1 <= r <= 22): h = SMMULR(2 acc, m) is (acc m + 2^30) >> 31
+ * exactly, then ((h - (h < 0) + round) >> r), round = 2^(r-1) + out_offset 2^r = (2 out_offset + 1) 2^s, is
+ * TFLite's rounding shift plus the output offset (computed here, not tabled: 4 bytes less per channel; the
+ * assembly shifts by s, then by 1 inside SSAT); mode 2 has act_max = 127, so the upper clamp is SSAT. */
+EK_INLINE int8_t ek_rqv(int32_t acc, int32_t m, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi, int mode) {
   int32_t h;
   if (mode == 0) return ek_out8(acc, m, sh, out_offset, lo, hi);
   h = ek_smmulr(acc * 2, m);
-  h = (h - (int32_t)((uint32_t)h >> 31) + rnd) >> sh;
+  h = ((h - (int32_t)((uint32_t)h >> 31) + (2 * out_offset + 1) * (1 << sh)) >> sh) >> 1;
   h = h < lo ? lo : h;
 #if EK_DSP
   if (mode == 2) return (int8_t)__ssat(h, 8);
@@ -301,7 +331,7 @@ EK_INLINE int8_t ek_rqv(int32_t acc, int32_t m, int32_t rnd, int32_t sh, int32_t
 
 EK_INLINE int8_t ek_rq(int32_t acc, const int32_t *qp, int32_t sh, int32_t out_offset, int32_t lo, int32_t hi,
                        int mode) {
-  return ek_rqv(acc, qp[1], qp[2], sh, out_offset, lo, hi, mode);
+  return ek_rqv(acc, qp[1], sh, out_offset, lo, hi, mode);
 }
 
 /* Requantize n channels of accumulators held in memory, buf[k * ps] for pixel a (and buf[k * ps + 1] for pixel
@@ -309,12 +339,12 @@ EK_INLINE int8_t ek_rq(int32_t acc, const int32_t *qp, int32_t sh, int32_t out_o
  * so the channel's constants are loaded once for both pixels and nothing is spilled. */
 #if EK_MVE
 /* Four channels of mode 1 / 2 at once: VQRDMULH(acc, m) is SMMULR(2 acc, m) exactly (m >= 0, so it never
- * saturates), then the same rounding shift (VSHL by -r truncates), clamp and a narrowing byte store. */
-EK_INLINE void ek_rq4_mve(int32x4_t acc, int32x4_t m, int32x4_t rnd, int32x4_t nr, int32_t lo, int32_t hi,
-                          int8_t *d) {
+ * saturates), then the same rounding shift (round = (2 out_offset + 1) << s, VSHL by -(s + 1) = ~s truncates),
+ * clamp and a narrowing byte store. */
+EK_INLINE void ek_rq4_mve(int32x4_t acc, int32x4_t m, int32x4_t s, int32_t oo, int32_t lo, int32_t hi, int8_t *d) {
   int32x4_t h = vqrdmulhq_s32(acc, m);
   h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(h), 31)));
-  h = vshlq_s32(vaddq_s32(h, rnd), nr);
+  h = vshlq_s32(vaddq_s32(h, vshlq_s32(vdupq_n_s32(2 * oo + 1), s)), vmvnq_s32(s));
   vstrbq_s32(d, vminq_s32(vmaxq_s32(h, vdupq_n_s32(lo)), vdupq_n_s32(hi)));
 }
 #endif
@@ -324,23 +354,19 @@ EK_INLINE void ek_rq_run(const int32_t *buf, int32_t n, int32_t ps, const int32_
   int32_t k = 0;
 #if EK_MVE
   if (mode != 0) {
-    static const uint32_t off_m[4] = {1, 4, 7, 10}, off_r[4] = {2, 5, 8, 11};
-    const uint32x4_t om = vld1q_u32(off_m), orr = vld1q_u32(off_r);
-    const uint32x4_t ob = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
+    const uint32x4_t om = vidupq_n_u32(1, 2), ob = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
     for (; k + 4 <= n; k += 4) {
-      const int32_t *q = qp + 3 * k, *b = buf + ps * k;
-      const int32x4_t m = vldrwq_gather_shifted_offset_s32(q, om), rnd = vldrwq_gather_shifted_offset_s32(q, orr);
-      const int32x4_t nr = vnegq_s32(vldrbq_s32(sh + k));
-      ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b, ob), m, rnd, nr, lo, hi, da + k);
-      if (two) ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b + 1, ob), m, rnd, nr, lo, hi, db + k);
+      const int32_t *b = buf + ps * k;
+      const int32x4_t m = vldrwq_gather_shifted_offset_s32(qp + 2 * k, om), s = vldrbq_s32(sh + k);
+      ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b, ob), m, s, oo, lo, hi, da + k);
+      if (two) ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b + 1, ob), m, s, oo, lo, hi, db + k);
     }
   }
 #endif
   for (; k < n; ++k) {
-    const int32_t *q = qp + 3 * k;
-    const int32_t m = q[1], rnd = q[2], r = sh[k], a0 = buf[ps * k], a1 = two ? buf[ps * k + 1] : 0;
-    da[k] = ek_rqv(a0, m, rnd, r, oo, lo, hi, mode);
-    if (two) db[k] = ek_rqv(a1, m, rnd, r, oo, lo, hi, mode);
+    const int32_t m = qp[2 * k + 1], r = sh[k], a0 = buf[ps * k], a1 = two ? buf[ps * k + 1] : 0;
+    da[k] = ek_rqv(a0, m, r, oo, lo, hi, mode);
+    if (two) db[k] = ek_rqv(a1, m, r, oo, lo, hi, mode);
   }
 }
 
@@ -350,6 +376,31 @@ static void ek_gather(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t ox
   const int32_t in_c = p->in_c, zp = -p->in_offset, run = p->k_w * in_c;
   const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
   int32_t ky, kx, c, n = 0;
+#if !defined(EK_SMALL)
+  if (run == 4) { /* a 4-byte kernel row (e.g. one channel, 4 wide): one word per row */
+    const int whole = p->dil_w == 1 && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
+    const int32_t step = p->dil_h * p->in_w * in_c;
+    const int8_t *src = in + (iy0 * p->in_w + ix0) * in_c;
+    int32_t iy = iy0;
+    for (ky = 0; ky < p->k_h; ++ky, iy += p->dil_h, src += step, n += 4) {
+      int8_t b[4] = {(int8_t)zp, (int8_t)zp, (int8_t)zp, (int8_t)zp};
+      if (iy >= 0 && iy < p->in_h) {
+        if (whole) {
+          __builtin_memcpy(b, src, 4);
+        } else {
+          for (kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            const int inside = ix >= 0 && ix < p->in_w;
+            for (c = 0; c < in_c; ++c) b[kx * in_c + c] = inside ? src[kx * p->dil_w * in_c + c] : (int8_t)zp;
+          }
+        }
+      }
+      __builtin_memcpy(stage + n, b, 4);
+    }
+    for (; n < p->k4; ++n) stage[n] = (int8_t)zp;
+    return;
+  }
+#endif
   for (ky = 0; ky < p->k_h; ++ky) {
     const int32_t iy = iy0 + ky * p->dil_h;
     if (iy < 0 || iy >= p->in_h) {
@@ -375,9 +426,24 @@ static void ek_gather(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t ox
  * words (x0, x2), (x1, x3) of pixel 0, then of pixel 1, as int16: the pairs SXTB16 makes of a filter word. The
  * input offset is in the folded bias (padding holds the zero point, so it folds exactly too). */
 static void ek_expand(const int8_t *x, int32_t k4, int32_t *col) {
-  int32_t g;
+  int32_t g = 0;
 #if EK_DSP
-  for (g = 0; g < k4; g += 4, col += 4) {
+#if EK_ASM
+  for (; g + 16 <= k4; g += 16, col += 16) { /* four words loaded in a run, expanded, stored in a run */
+    uint32_t v0, v1, v2, v3, l0, l1, l2, l3;
+    __asm__ volatile("ldr %[v0], [%[x]]\n\tldr %[v1], [%[x], #4]\n\tldr %[v2], [%[x], #8]\n\tldr %[v3], [%[x], #12]\n\t"
+            "sxtb16 %[l0], %[v0]\n\tsxtb16 %[v0], %[v0], ror #8\n\tsxtb16 %[l1], %[v1]\n\t"
+            "sxtb16 %[v1], %[v1], ror #8\n\tsxtb16 %[l2], %[v2]\n\tsxtb16 %[v2], %[v2], ror #8\n\t"
+            "sxtb16 %[l3], %[v3]\n\tsxtb16 %[v3], %[v3], ror #8\n\t"
+            "str %[l0], [%[c]]\n\tstr %[v0], [%[c], #4]\n\tstr %[l1], [%[c], #16]\n\tstr %[v1], [%[c], #20]\n\t"
+            "str %[l2], [%[c], #32]\n\tstr %[v2], [%[c], #36]\n\tstr %[l3], [%[c], #48]\n\tstr %[v3], [%[c], #52]"
+            : [v0] "=&r"(v0), [v1] "=&r"(v1), [v2] "=&r"(v2), [v3] "=&r"(v3), [l0] "=&r"(l0), [l1] "=&r"(l1),
+              [l2] "=&r"(l2), [l3] "=&r"(l3)
+            : [x] "r"(x + g), [c] "r"(col)
+            : "memory");
+  }
+#endif
+  for (; g < k4; g += 4, col += 4) {
     const uint32_t v = ek_ld32(x + g);
     col[0] = ek_sx02(v);
     col[1] = ek_sx13(v);
@@ -393,46 +459,12 @@ static void ek_expand(const int8_t *x, int32_t k4, int32_t *col) {
 #endif
 }
 
-/* Two pixels' columns against two output channels' interleaved filters: 8 SMLAD per 4 taps. On the DSP cores
- * the loop is scheduled by hand (GCC splits the six loads of a group into short runs and keeps fewer values in
- * registers): per group of 4 taps the six words are loaded back to back (the M4 pipelines neighbouring loads),
- * then 4 SXTB16 and 8 SMLAD; four groups per pass. */
-#if EK_ASM
-#define EK_MM_ASM_GROUP(co, wo)                                                                     \
-  "ldr %[x0l], [%[c], #" #co "]\n\tldr %[x0h], [%[c], #" #co "+4]\n\t"                            \
-  "ldr %[x1l], [%[c], #" #co "+8]\n\tldr %[x1h], [%[c], #" #co "+12]\n\t"                         \
-  "ldr %[wa], [%[w], #" #wo "]\n\tldr %[wb], [%[w], #" #wo "+4]\n\t"                              \
-  "sxtb16 %[t], %[wa]\n\tsmlad %[a00], %[x0l], %[t], %[a00]\n\tsmlad %[a10], %[x1l], %[t], %[a10]\n\t" \
-  "sxtb16 %[wa], %[wa], ror #8\n\tsmlad %[a00], %[x0h], %[wa], %[a00]\n\t"                       \
-  "smlad %[a10], %[x1h], %[wa], %[a10]\n\t"                                                        \
-  "sxtb16 %[t], %[wb]\n\tsmlad %[a01], %[x0l], %[t], %[a01]\n\tsmlad %[a11], %[x1l], %[t], %[a11]\n\t" \
-  "sxtb16 %[wb], %[wb], ror #8\n\tsmlad %[a01], %[x0h], %[wb], %[a01]\n\t"                       \
-  "smlad %[a11], %[x1h], %[wb], %[a11]\n\t"
-#define EK_MM_ASM_OPERANDS                                                                          \
-  [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(col), [w] "+r"(w),   \
-  [x0l] "=&r"(x0l), [x0h] "=&r"(x0h), [x1l] "=&r"(x1l), [x1h] "=&r"(x1h), [wa] "=&r"(wa), [wb] "=&r"(wb), \
-  [t] "=&r"(t)
-#endif
-
+/* Two pixels' columns against two output channels' interleaved filters: 8 SMLAD per 4 taps (the hot mode-2 path
+ * is the assembly function ek_mm2x2_q8 below). */
 EK_INLINE void ek_mm_2x2(const int32_t *col, const int8_t *w, int32_t k4, int32_t b0, int32_t b1, int32_t *acc) {
   int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
   const int32_t *end = col + k4;
-#if EK_ASM
-  int32_t x0l, x0h, x1l, x1h, wa, wb, t;
-  if (col + 16 <= end) {
-    const int32_t *last = end - 16;
-    __asm__ volatile("1:\n\t" EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) EK_MM_ASM_GROUP(32, 16)
-                     EK_MM_ASM_GROUP(48, 24) "adds %[c], #64\n\tadds %[w], #32\n\tcmp %[c], %[last]\n\tbls 1b"
-                     : EK_MM_ASM_OPERANDS : [last] "r"(last) : "cc", "memory");
-  }
-  if (col + 8 <= end) {
-    __asm__ volatile(EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) "adds %[c], #32\n\tadds %[w], #16"
-                     : EK_MM_ASM_OPERANDS : : "memory");
-  }
-  if (col < end) {
-    __asm__ volatile(EK_MM_ASM_GROUP(0, 0) : EK_MM_ASM_OPERANDS : : "memory");
-  }
-#elif EK_DSP
+#if EK_DSP
 #define EK_MM_GROUP(c, wp)                                                \
   do {                                                                    \
     const uint32_t wa = ek_ld32(wp), wb = ek_ld32((wp) + 4);              \
@@ -500,100 +532,113 @@ EK_INLINE void ek_mm_1x2(const int32_t *col, const int8_t *w, int32_t k4, int32_
 
 /* Every pair of output channels against the two columns; `mode` is a constant at each call (see ek_rq). */
 #if EK_MVE
-/* One pixel's raw int8 receptive field x (k4 taps) as the MVE column: per 8 taps 16 bytes, each group of 4 taps
- * twice ([x0..3, x0..3, x4..7, x4..7]), the shape of 16 bytes of interleaved filter ([oc0 4 taps, oc1 4 taps,
- * oc0 next 4, oc1 next 4]). After an odd last group the vector runs on into whatever follows: ek_mm_mve
- * loads that block's filter with only 8 lanes live, the others zero, so those bytes never count. */
+/* One pixel's raw int8 receptive field x (k4 taps) as the MVE column, zero-padded to k16 = k4 rounded up to 16
+ * (those lanes meet the zero taps of the filter's Helium layout; the predicated load reads only k4 bytes). */
 static void ek_expand_mve(const int8_t *x, int32_t k4, int8_t *col) {
-  int32_t g;
-  for (g = 0; g < k4; g += 4, col += 8) {
-    uint32_t v;
-    __builtin_memcpy(&v, x + g, 4);
-    __builtin_memcpy(col, &v, 4);
-    __builtin_memcpy(col + 4, &v, 4);
-  }
+  int32_t t;
+  for (t = 0; t < k4; t += 16) vstrbq_s8(col + t, vldrbq_z_s8(x + t, vctp8q((uint32_t)(k4 - t))));
 }
 
-/* 2 pixels x 2 output channels with VMLADAVA.S8 (16 int8 MACs per instruction): each 16-byte filter vector
- * holds both channels' taps, so it is split by masks (VAND) into one per channel. The input offset is in the
- * folded bias. a = [px0 oc0, px0 oc1, px1 oc0, px1 oc1]. */
-EK_INLINE void ek_mm_mve(const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t k4, int32_t b0, int32_t b1,
-                         int two, int32_t *a) {
-  static const int8_t mask[16] = {-1, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1, 0, 0, 0, 0};
-  const int8x16_t ma = vldrbq_s8(mask);
-  const int8x16_t mb = vmvnq_s8(ma);
-  int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1, t;
-  for (t = 0; t < k4; t += 8, c0 += 16, c1 += 16, w += 16) {
-    int8x16_t wv, x0;
-    if (t + 8 <= k4) {
-      wv = vldrbq_s8(w);
-    } else { /* 4 taps left: read only the 8 bytes they have */
-      wv = vldrbq_z_s8(w, vctp8q(8));
-    }
-    x0 = vldrbq_s8(c0);
-    a00 = vmladavaq_s8(a00, x0, vandq_s8(wv, ma));
-    a01 = vmladavaq_s8(a01, x0, vandq_s8(wv, mb));
+/* 2 pixels x 4 output channels with VMLADAVA.S8, every lane useful: the filter's Helium layout (layout.py
+ * mve_filter) has one row of k16 taps per channel, so each 16 taps are 2 column loads, 4 filter loads and 8
+ * VMLADAVA for 128 MACs. The input offset is in the folded biases b; a = [px0 oc0..3, px1 oc0..3]. */
+EK_INLINE void ek_mm_mve4(const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t k16, const int32_t *b,
+                          int two, int32_t *a) {
+  int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3], e0 = b[0], e1 = b[1], e2 = b[2], e3 = b[3], t;
+  for (t = 0; t < k16; t += 16) {
+    const int8x16_t x0 = vldrbq_s8(c0 + t), w0 = vldrbq_s8(w + t), w1 = vldrbq_s8(w + k16 + t);
+    const int8x16_t w2 = vldrbq_s8(w + 2 * k16 + t), w3 = vldrbq_s8(w + 3 * k16 + t);
+    a0 = vmladavaq_s8(a0, x0, w0);
+    a1 = vmladavaq_s8(a1, x0, w1);
+    a2 = vmladavaq_s8(a2, x0, w2);
+    a3 = vmladavaq_s8(a3, x0, w3);
     if (two) {
-      const int8x16_t x1 = vldrbq_s8(c1);
-      a10 = vmladavaq_s8(a10, x1, vandq_s8(wv, ma));
-      a11 = vmladavaq_s8(a11, x1, vandq_s8(wv, mb));
+      const int8x16_t x1 = vldrbq_s8(c1 + t);
+      e0 = vmladavaq_s8(e0, x1, w0);
+      e1 = vmladavaq_s8(e1, x1, w1);
+      e2 = vmladavaq_s8(e2, x1, w2);
+      e3 = vmladavaq_s8(e3, x1, w3);
     }
   }
-  a[0] = a00;
-  a[1] = a01;
-  a[2] = a10;
-  a[3] = a11;
+  a[0] = a0;
+  a[1] = a1;
+  a[2] = a2;
+  a[3] = a3;
+  a[4] = e0;
+  a[5] = e1;
+  a[6] = e2;
+  a[7] = e3;
 }
 #endif
 
 #if EK_ASM
-/* Two pixels x every full pair of output channels with ek_rq mode 2, in one hand-scheduled loop (k4 a multiple
- * of 8): per pair the folded biases, the 2x2 product of ek_mm_2x2 (four groups per pass, then two), the four
- * requantizations sharing each channel's constants, and per pixel the two outputs packed (BFI), clamped below by
- * SSUB8 + SEL and stored as one halfword. Table and output pointers live on the stack between pairs. */
-EK_INLINE void ek_mm_2x2_q8(const int32_t *col, const int8_t *w, int32_t k4, const int32_t *qp, const int8_t *sh,
-                            int8_t *da, int8_t *db, int32_t pairs, uint32_t lo4) {
-  int32_t a00, a01, a10, a11, x0l, x0h, x1l, x1h, wa, wb, t, c;
-  const int32_t *last32 = col + k4 - 32, *last16 = col + k4 - 16, *end = col + k4;
-  int8_t *da_end = da + 2 * pairs;
-#define EK_MM_RQ(a, b, j)                                                                           \
-  "ldr %[x0l], [%[c], #" #j "*12+4]\n\tldr %[x0h], [%[c], #" #j "*12+8]\n\tldrsb %[x1l], [%[wb], #" #j "]\n\t" \
-  "lsl %[" #a "], %[" #a "], #1\n\tlsl %[" #b "], %[" #b "], #1\n\t"                               \
-  "smmulr %[" #a "], %[" #a "], %[x0l]\n\tsmmulr %[" #b "], %[" #b "], %[x0l]\n\t"                 \
-  "sub %[" #a "], %[" #a "], %[" #a "], lsr #31\n\tsub %[" #b "], %[" #b "], %[" #b "], lsr #31\n\t" \
-  "add %[" #a "], %[" #a "], %[x0h]\n\tadd %[" #b "], %[" #b "], %[x0h]\n\t"                       \
-  "asr %[" #a "], %[" #a "], %[x1l]\n\tasr %[" #b "], %[" #b "], %[x1l]\n\t"                       \
-  "ssat %[" #a "], #8, %[" #a "]\n\tssat %[" #b "], #8, %[" #b "]\n\t"
-  __asm__ volatile("1:\n\t"
-                   "ldr %[t], %[qp]\n\tldr %[a00], [%[t], #0]\n\tldr %[a01], [%[t], #12]\n\t"
-                   "ldr %[c], %[col]\n\tmov %[a10], %[a00]\n\tmov %[a11], %[a01]\n\t"
-                   "ldr %[t], %[last32]\n\tcmp %[c], %[t]\n\tbhi 5f\n"
-                   "2:\n\t" EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) EK_MM_ASM_GROUP(32, 16)
-                   EK_MM_ASM_GROUP(48, 24) EK_MM_ASM_GROUP(64, 32) EK_MM_ASM_GROUP(80, 40) EK_MM_ASM_GROUP(96, 48)
-                   EK_MM_ASM_GROUP(112, 56) "adds %[c], #128\n\tadds %[w], #64\n\tldr %[t], %[last32]\n\t"
-                   "cmp %[c], %[t]\n\tbls 2b\n"
-                   "5:\n\tldr %[t], %[last16]\n\tcmp %[c], %[t]\n\tbhi 3f\n\t"
-                   EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) EK_MM_ASM_GROUP(32, 16) EK_MM_ASM_GROUP(48, 24)
-                   "adds %[c], #64\n\tadds %[w], #32\n"
-                   "3:\n\tldr %[t], %[end]\n\tcmp %[c], %[t]\n\tbhs 4f\n\t"
-                   EK_MM_ASM_GROUP(0, 0) EK_MM_ASM_GROUP(16, 8) "adds %[c], #32\n\tadds %[w], #16\n"
-                   "4:\n\tldr %[c], %[qp]\n\tldr %[wb], %[sh]\n\t"
-                   EK_MM_RQ(a00, a10, 0) EK_MM_RQ(a01, a11, 1)
-                   "bfi %[a00], %[a01], #8, #8\n\tbfi %[a10], %[a11], #8, #8\n\tldr %[t], %[lo4]\n\t"
-                   "ssub8 %[x0l], %[a00], %[t]\n\tsel %[a00], %[a00], %[t]\n\t"
-                   "ssub8 %[x0l], %[a10], %[t]\n\tsel %[a10], %[a10], %[t]\n\t"
-                   "adds %[c], #24\n\tadds %[wb], #2\n\tstr %[c], %[qp]\n\tstr %[wb], %[sh]\n\t"
-                   "ldr %[t], %[da]\n\tldr %[x1h], %[db]\n\tstrh %[a00], [%[t]], #2\n\tstrh %[a10], [%[x1h]], #2\n\t"
-                   "str %[t], %[da]\n\tstr %[x1h], %[db]\n\t"
-                   "ldr %[x0l], %[da_end]\n\tcmp %[t], %[x0l]\n\tblo 1b"
-                   : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [c] "=&r"(c),
-                     [w] "+r"(w), [x0l] "=&r"(x0l), [x0h] "=&r"(x0h), [x1l] "=&r"(x1l), [x1h] "=&r"(x1h),
-                     [wa] "=&r"(wa), [wb] "=&r"(wb), [t] "=&r"(t), [qp] "+m"(qp), [sh] "+m"(sh),
-                     [da] "+m"(da), [db] "+m"(db)
-                   : [col] "m"(col), [last32] "m"(last32), [last16] "m"(last16), [end] "m"(end), [lo4] "m"(lo4), [da_end] "m"(da_end)
-                   : "cc", "memory");
-#undef EK_MM_RQ
-}
+/* Two pixels x every full pair of output channels with ek_rq mode 2 (k4 a multiple of 8), one assembly function
+ * with all 14 registers (4 accumulators, 2 pointers, 4 column words, 2 filter words, a temporary, the loop
+ * bound): per pair the folded biases, the 2x2 product of ek_mm_2x2 (eight groups of 4 taps per pass, then four,
+ * then two), the four requantizations sharing each channel's constants (SMMLAR, as in ek_dw3x3_q8_2px), and
+ * per pixel the two outputs packed (BFI) and stored as one halfword (SSAT clamps above; ek_clamp_lo below). */
+typedef struct {
+  const int32_t *col;  /* the two pixels' interleaved columns (ek_expand) */
+  const int8_t *w;     /* the filter of the first pair */
+  const int32_t *qp;
+  const int8_t *sh;
+  int8_t *da;          /* pixel a's outputs; pixel b's at da + db_off */
+  int32_t db_off;
+  int8_t *da_end;      /* da + 2 * pairs */
+  int32_t col_bytes;   /* 4 * k4 */
+  int32_t k;           /* 2 out_offset + 1: the rounding constant is k << s */
+} ek_mm2_t;
+
+void ek_mm2x2_q8(const ek_mm2_t *a);
+
+#define EK_S(x) #x
+#define EK_MM2_GROUP(co, wo)                                                                        \
+  "ldr r6, [r4, #" EK_S(co) "]\n\tldr r7, [r4, #" EK_S(co) "+4]\n\tldr r8, [r4, #" EK_S(co) "+8]\n\t" \
+  "ldr r9, [r4, #" EK_S(co) "+12]\n\tldr r10, [r5, #" EK_S(wo) "]\n\tldr r11, [r5, #" EK_S(wo) "+4]\n\t" \
+  "sxtb16 r12, r10\n\tsmlad r0, r6, r12, r0\n\tsmlad r2, r8, r12, r2\n\t"                          \
+  "sxtb16 r10, r10, ror #8\n\tsmlad r0, r7, r10, r0\n\tsmlad r2, r9, r10, r2\n\t"                  \
+  "sxtb16 r12, r11\n\tsmlad r1, r6, r12, r1\n\tsmlad r3, r8, r12, r3\n\t"                          \
+  "sxtb16 r11, r11, ror #8\n\tsmlad r1, r7, r11, r1\n\tsmlad r3, r9, r11, r3\n\t"
+#define EK_MM2_RQ(a, b, m, rnd, r)                                                                  \
+  "add r10, " rnd ", " a ", asr #31\n\tlsl " a ", " a ", #1\n\tsmmlar " a ", " a ", " m ", r10\n\t" \
+  "add r10, " rnd ", " b ", asr #31\n\tlsl " b ", " b ", #1\n\tsmmlar " b ", " b ", " m ", r10\n\t" \
+  "asr " a ", " a ", " r "\n\tasr " b ", " b ", " r "\n\tssat " a ", #8, " a ", asr #1\n\t"      \
+  "ssat " b ", #8, " b ", asr #1\n\t"
+__asm__(".pushsection .text.ek_mm2x2_q8,\"ax\",%progbits\n\t.syntax unified\n\t.thumb\n\t.align 2\n\t"
+        ".type ek_mm2x2_q8, %function\n\t.thumb_func\n"
+        "ek_mm2x2_q8:\n\t"
+        "push {r4-r11, lr}\n\tsub sp, #36\n\t"
+        "ldr r1, [r0, #8]\n\tldr r2, [r0, #12]\n\tldr r3, [r0, #16]\n\tldr r4, [r0, #20]\n\t"
+        "ldr r6, [r0, #24]\n\tldr r8, [r0, #0]\n\tldr r9, [r0, #28]\n\tldr r5, [r0, #4]\n\t"
+        "add r9, r8\n\tsub lr, r9, #128\n\tldr r7, [r0, #32]\n\tstr r7, [sp, #28]\n\t" /* [sp, #28]: k */
+        "stmia sp, {r1-r4, r6, r8, r9}\n\t" /* [sp]: qp, sh, da, db_off, da_end, col, col end; lr: end - 128 */
+        "mov r4, r1\n"
+        "1:\n\t"
+        "ldr r0, [r4, #0]\n\tldr r1, [r4, #8]\n\tldr r4, [sp, #20]\n\tmov r2, r0\n\tmov r3, r1\n\t"
+        "cmp r4, lr\n\tbhi 5f\n"
+        "2:\n\t" EK_MM2_GROUP(0, 0) EK_MM2_GROUP(16, 8) EK_MM2_GROUP(32, 16) EK_MM2_GROUP(48, 24)
+        EK_MM2_GROUP(64, 32) EK_MM2_GROUP(80, 40) EK_MM2_GROUP(96, 48) EK_MM2_GROUP(112, 56)
+        "adds r4, #128\n\tadds r5, #64\n\tcmp r4, lr\n\tbls 2b\n"
+        "5:\n\tldr r12, [sp, #24]\n\tcmp r4, r12\n\tbeq 4f\n\t"
+        "sub r12, r12, r4\n\tcmp r12, #64\n\tblo 3f\n\t"
+        EK_MM2_GROUP(0, 0) EK_MM2_GROUP(16, 8) EK_MM2_GROUP(32, 16) EK_MM2_GROUP(48, 24)
+        "adds r4, #64\n\tadds r5, #32\n\tldr r12, [sp, #24]\n\tcmp r4, r12\n\tbeq 4f\n"
+        "3:\n\t" EK_MM2_GROUP(0, 0) EK_MM2_GROUP(16, 8) "adds r4, #32\n\tadds r5, #16\n"
+        "4:\n\t"
+        "ldr r4, [sp, #0]\n\tldr r12, [sp, #8]\n\tldr r11, [sp, #4]\n\tldr r6, [r4, #4]\n\tldr r7, [sp, #28]\n\t"
+        "ldrsb r8, [r11, #0]\n\tldrsb r9, [r11, #1]\n\tlsl r7, r7, r8\n\t"
+        EK_MM2_RQ("r0", "r2", "r6", "r7", "r8")
+        "ldr r6, [r4, #12]\n\tldr r7, [sp, #28]\n\tlsl r7, r7, r9\n\t"
+        EK_MM2_RQ("r1", "r3", "r6", "r7", "r9")
+        "bfi r0, r1, #8, #8\n\tbfi r2, r3, #8, #8\n\tldr r6, [sp, #12]\n\t"
+        "adds r4, #16\n\tadds r11, #2\n\t"
+        "strh r2, [r12, r6]\n\tstrh r0, [r12], #2\n\tstr r12, [sp, #8]\n\tstr r4, [sp, #0]\n\tstr r11, [sp, #4]\n\t"
+        "ldr r6, [sp, #16]\n\tcmp r12, r6\n\tblo 1b\n\t"
+        "add sp, #36\n\tpop {r4-r11, pc}\n\t"
+        ".size ek_mm2x2_q8, .-ek_mm2x2_q8\n\t.popsection");
+#undef EK_MM2_RQ
+#undef EK_MM2_GROUP
+#undef EK_S
 #endif
 
 /* Output channels per requantization pass (even: channel pairs never straddle two chunks). */
@@ -605,42 +650,52 @@ EK_INLINE void ek_mm_channels(const ek_mm_t *p, const int32_t *col, int8_t *da, 
   const int32_t *qp = p->qp;
   int32_t oc, acc[4];
 #if EK_MVE
-  const int8_t *c0 = (const int8_t *)col, *c1 = c0 + 2 * k4;
-  for (oc = 0; oc < out_c; oc += EK_RQ_CHUNK) {
-    const int32_t n = EK_MIN(EK_RQ_CHUNK, out_c - oc);
-    int32_t buf[2 * EK_RQ_CHUNK], k;
-    for (k = 0; k < n; k += 2, w += 2 * k4) {
-      const int32_t *q = qp + 3 * (oc + k);
-      ek_mm_mve(c0, c1, w, k4, q[0], k + 1 < n ? q[3] : 0, two, acc);
-      buf[2 * k] = acc[0];
-      buf[2 * k + 1] = acc[2];
-      buf[2 * k + 2] = acc[1];
-      buf[2 * k + 3] = acc[3];
+  const int32_t k16 = (k4 + 15) & ~15;
+  const int8_t *c0 = (const int8_t *)col, *c1 = c0 + k16;
+  (void)acc;
+  for (oc = 0; oc < out_c; oc += EK_RQ_CHUNK) { /* 4 channels at a time (filter rows padded to 4s), then */
+    const int32_t n = EK_MIN(EK_RQ_CHUNK, out_c - oc);  /* the chunk's requantization */
+    int32_t buf[2 * EK_RQ_CHUNK], k, j;
+    for (k = 0; k < n; k += 4, w += 4 * k16) {
+      int32_t b[4], a[8];
+      for (j = 0; j < 4; ++j) b[j] = k + j < n ? qp[2 * (oc + k + j)] : 0;
+      ek_mm_mve4(c0, c1, w, k16, b, two, a);
+      for (j = 0; j < 4 && k + j < n; ++j) {
+        buf[2 * (k + j)] = a[j];
+        buf[2 * (k + j) + 1] = a[4 + j];
+      }
     }
-    ek_rq_run(buf, n, 2, qp + 3 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
+    ek_rq_run(buf, n, 2, qp + 2 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
   }
   return;
 #endif
   oc = 0;
 #if EK_ASM
-  if (mode == 2 && two && (k4 & 7) == 0 && out_c >= 2) { /* every full pair of channels in one loop */
+  if (mode == 2 && two && (EK_MM8_ASM || ((k4 & 7) == 0 && out_c >= 2))) { /* every full pair of channels */
     const int32_t pairs = out_c >> 1;
-    const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)EK_MAX(lo, -128) * 0x01010101u;
-    ek_mm_2x2_q8(col, w, k4, qp, sh, da, db, pairs, lo4);
+    ek_mm2_t a;
+    a.col = col;
+    a.w = w;
+    a.qp = qp;
+    a.sh = sh;
+    a.da = da;
+    a.db_off = (int32_t)(db - da);
+    a.da_end = da + 2 * pairs;
+    a.col_bytes = 4 * k4;
+    a.k = 2 * oo + 1;
+    ek_mm2x2_q8(&a);
     oc = 2 * pairs;
     w += oc * k4;
+    if (EK_MM8_ASM) return; /* out_c is even: nothing is left */
   }
 #endif
-  if (!two) { /* one pixel (a fully connected layer, an odd last pixel): each pair straight to its outputs */
-    for (; oc + 2 <= out_c; oc += 2, w += 2 * k4) {
-      const int32_t *q = qp + 3 * oc;
-      ek_mm_1x2(col, w, k4, q[0], q[3], acc);
+  if (!two) { /* one pixel (a fully connected layer, an odd last pixel): each pair straight to its outputs; an odd
+               * last channel's partner is a zero filter with a zero qp entry (layout.py pads both) */
+    for (; oc < out_c; oc += 2, w += 2 * k4) {
+      const int32_t *q = qp + 2 * oc;
+      ek_mm_1x2(col, w, k4, q[0], q[2], acc);
       da[oc] = ek_rq(acc[0], q, sh[oc], oo, lo, hi, mode);
-      da[oc + 1] = ek_rq(acc[1], q + 3, sh[oc + 1], oo, lo, hi, mode);
-    }
-    if (oc < out_c) { /* the odd channel's partner is a zero filter */
-      ek_mm_1x2(col, w, k4, qp[3 * oc], 0, acc);
-      da[oc] = ek_rq(acc[0], qp + 3 * oc, sh[oc], oo, lo, hi, mode);
+      if (oc + 1 < out_c) da[oc + 1] = ek_rq(acc[1], q + 2, sh[oc + 1], oo, lo, hi, mode);
     }
     return;
   }
@@ -648,40 +703,40 @@ EK_INLINE void ek_mm_channels(const ek_mm_t *p, const int32_t *col, int8_t *da, 
     const int32_t n = EK_MIN(EK_RQ_CHUNK, out_c - oc);
     int32_t buf[2 * EK_RQ_CHUNK], k;
     for (k = 0; k + 2 <= n; k += 2, w += 2 * k4) {
-      const int32_t *q = qp + 3 * (oc + k);
-      ek_mm_2x2(col, w, k4, q[0], q[3], acc);
+      const int32_t *q = qp + 2 * (oc + k);
+      ek_mm_2x2(col, w, k4, q[0], q[2], acc);
       buf[2 * k] = acc[0];
       buf[2 * k + 1] = acc[2];
       buf[2 * k + 2] = acc[1];
       buf[2 * k + 3] = acc[3];
     }
     if (k < n) { /* the odd last channel's partner is a zero filter */
-      ek_mm_2x2(col, w, k4, qp[3 * (oc + k)], 0, acc);
+      ek_mm_2x2(col, w, k4, qp[2 * (oc + k)], 0, acc);
       buf[2 * k] = acc[0];
       buf[2 * k + 1] = acc[2];
       w += 2 * k4;
     }
-    ek_rq_run(buf, n, 2, qp + 3 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
+    ek_rq_run(buf, n, 2, qp + 2 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
   }
 }
 
 /* Output pixels a and b (when two) of a matrix-product layer. */
-EK_INLINE void ek_mm_pixels(const ek_mm_t *p, const int8_t *in, int32_t a, int32_t b, int two, int8_t *da,
-                            int8_t *db, int mode) {
-  const int32_t k4 = p->k4, out_w = p->out_w;
-  const int32_t ay = a / out_w, ax = a % out_w, by = b / out_w, bx = b % out_w;
+EK_INLINE void ek_mm_pixels(const ek_mm_t *p, const int8_t *in, int32_t ay, int32_t ax, int32_t by, int32_t bx,
+                            int two, int8_t *da, int8_t *db, int mode) {
+  const int32_t k4 = p->k4;
   int8_t *stage = p->scratch;
   int32_t *col = (int32_t *)(void *)(((uintptr_t)(p->scratch + k4) + 3u) & ~(uintptr_t)3u);
 #if EK_MVE
+  const int32_t k16 = (k4 + 15) & ~15;
   if (p->k_h == 1 && p->k_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->in_c == k4) {
     ek_expand_mve(in + (ay * p->stride_h * p->in_w + ax * p->stride_w) * k4, k4, (int8_t *)col);
-    if (two) ek_expand_mve(in + (by * p->stride_h * p->in_w + bx * p->stride_w) * k4, k4, (int8_t *)col + 2 * k4);
+    if (two) ek_expand_mve(in + (by * p->stride_h * p->in_w + bx * p->stride_w) * k4, k4, (int8_t *)col + k16);
   } else {
     ek_gather(p, in, ay, ax, stage);
     ek_expand_mve(stage, k4, (int8_t *)col);
     if (two) {
       ek_gather(p, in, by, bx, stage);
-      ek_expand_mve(stage, k4, (int8_t *)col + 2 * k4);
+      ek_expand_mve(stage, k4, (int8_t *)col + k16);
     }
   }
   ek_mm_channels(p, col, da, db, two, mode);
@@ -701,68 +756,155 @@ EK_INLINE void ek_mm_pixels(const ek_mm_t *p, const int8_t *in, int32_t a, int32
   ek_mm_channels(p, col, da, db, two, mode);
 }
 
-/* Pixels in pairs in raster order (a pair may span two rows); an odd last pixel goes alone. With a row buffer
- * (two rows, used in turn) each output row is copied out once complete, so the output may overlap the input. */
+#if EK_ASM
+/* The lower activation clamp of a whole output tensor, 4 bytes at a time (SSUB8 sets a byte's GE flag where it is
+ * >= lo, SEL keeps it there): the assembly kernels leave it out of their loops, so a layer whose act_min is
+ * -128 (no ReLU, or ReLU onto zero point -128) pays nothing; it is idempotent, so outputs the C paths already
+ * clamped may pass through it again. Inlined: a tail call would make it a kernel of its own for the counters. */
+EK_INLINE void ek_clamp_lo(int8_t *d, int32_t n, int32_t lo) {
+  const uint32_t lo4 = (uint32_t)(uint8_t)lo * 0x01010101u;
+  int32_t i = 0;
+  if (EK_Q8_NO_LO || lo <= -128) return;
+  for (; i + 4 <= n; i += 4) {
+    uint32_t v, t;
+    __builtin_memcpy(&v, d + i, 4);
+    __asm__("ssub8 %1, %0, %2\n\tsel %0, %0, %2" : "+r"(v), "=&r"(t) : "r"(lo4) : "cc");
+    __builtin_memcpy(d + i, &v, 4);
+  }
+  for (; i < n; ++i) d[i] = (int8_t)EK_MAX(d[i], lo);
+}
+#endif
+
+/* Whether writing each pair of output pixels straight to `out` (once both are expanded) never overwrites input
+ * a later pixel still reads: the first input byte pixels k + 2, ... read is exact for an unpadded 1x1 layer and
+ * its row's start otherwise. Then the row buffer and its copies are not needed (in-place 1x1 layers). */
+EK_COLD static int ek_mm_direct(const ek_mm_t *p, const int8_t *in, const int8_t *out) {
+  const int32_t out_w = p->out_w, n = out_w * p->out_h, ic = p->in_c, oc = p->out_c;
+  const int8_t *in_end = in + p->in_h * p->in_w * ic;
+  const int exact = p->k_h == 1 && p->k_w == 1 && p->pad_top == 0 && p->pad_left == 0;
+  int32_t k, oy = 0, ox = 2;
+  for (k = 0; k + 2 < n; k += 2, ox += 2) {
+    const int8_t *first;
+    for (; ox >= out_w; ox -= out_w) ++oy;
+    first = in + (EK_MAX(oy * p->stride_h - p->pad_top, 0) * p->in_w + (exact ? ox * p->stride_w : 0)) * ic;
+    if (out + (k + 2) * oc > first && out + k * oc < in_end) return 0;
+  }
+  return 1;
+}
+
+/* Pixels in pairs in raster order (a pair may span two rows); an odd last pixel pairs with itself. With a row buffer
+ * (two rows, used in turn) each output row is copied out once complete, so the output may overlap the input;
+ * it is skipped when writing straight to the output is safe (ek_mm_direct). */
 EK_INLINE void ek_mm_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
   const int32_t out_w = p->out_w, out_c = p->out_c, row = out_w * out_c, n = out_w * p->out_h;
-  int32_t k, copied = 0;
-  for (k = 0; k < n; k += 2) {
+  int32_t k, copied = 0, ay = 0, ax = 0;
+  if (tmp && ek_mm_direct(p, in, out)) tmp = 0;
+  for (k = 0; k < n; k += 2) { /* pixel a = k at (ay, ax), b = k + 1 at (by, bx) */
     const int two = k + 1 < n;
-    int8_t *da = tmp ? tmp + ((k / out_w) & 1) * row + (k % out_w) * out_c : out + k * out_c;
-    int8_t *db = tmp ? tmp + (((k + 1) / out_w) & 1) * row + ((k + 1) % out_w) * out_c : out + (k + 1) * out_c;
-    if (two) { /* two as a constant in each copy: the requantization loop is specialised */
-      ek_mm_pixels(p, in, k, k + 1, 1, da, db, mode);
+    const int32_t by = ax + 1 == out_w ? ay + 1 : ay, bx = ax + 1 == out_w ? 0 : ax + 1;
+    int8_t *da = tmp ? tmp + (ay & 1) * row + ax * out_c : out + k * out_c;
+    int8_t *db = tmp ? tmp + (by & 1) * row + bx * out_c : out + (k + 1) * out_c;
+#if defined(EK_SMALL)
+    /* one copy of the pixel code: a lone pixel goes as a pair with itself (same bytes written twice) */
+    ek_mm_pixels(p, in, ay, ax, two ? by : ay, two ? bx : ax, 1, da, two ? db : da, mode);
+#elif EK_MVE
+    if (two) { /* two as a constant in each copy: Helium's product and requantization loops are specialised */
+      ek_mm_pixels(p, in, ay, ax, by, bx, 1, da, db, mode);
     } else {
-      ek_mm_pixels(p, in, k, k, 0, da, da, mode);
+      ek_mm_pixels(p, in, ay, ax, ay, ax, 0, da, da, mode);
     }
+#else
+    ek_mm_pixels(p, in, ay, ax, by, bx, two, da, db, mode); /* one copy of the pixel code; a lone one in C */
+#endif
+    ay = bx + 1 == out_w ? by + 1 : by;
+    ax = bx + 1 == out_w ? 0 : bx + 1;
     if (tmp) {
       for (; copied < p->out_h && (copied + 1) * out_w <= k + 1 + two; ++copied) {
         ek_copy(out + copied * row, tmp + (copied & 1) * row, row);
       }
     }
   }
+#if EK_ASM
+  if (mode == 2) ek_clamp_lo(out, n * out_c, p->act_min);
+#endif
 }
 
 /* Depthwise conv, one filter per channel (multiplier 1), with the SMMULR requantization (ek_rq modes 1, 2).
  * Per output row the k_h input rows it reads are copied into `scratch` with their padding (the input zero point,
- * so the input offset folds exactly into the bias, qp[0]) and regrouped by 4 channels: [column][group][k_h][4].
- * Every output pixel then has the same in-bounds window, and a group's taps under one filter column are
- * consecutive words. The filter is laid out at generation time to match, [group][k_w][k_h][4], so a group's
- * whole filter is consecutive words too. Channels are padded to a multiple of 4 with zero weights. */
-static void ek_dw_fill(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t span, int32_t groups) {
-  const int32_t in_c = p->in_c, kh = p->k_h, gstep = kh * 4, zp = -p->in_offset;
+ * so the input offset folds exactly into the bias, qp[0]) and regrouped by 4 channels: [group][column][k_h][4].
+ * Every output pixel then has the same in-bounds window, and a group's taps are consecutive words at fixed
+ * offsets from its pixel (the next pixel's at + k_h * 4 * stride_w). The filter is laid out at generation time
+ * to match, [group][k_w][k_h][4], so one offset addresses a tap's weights and its input. Channels are padded to
+ * a multiple of 4 with zero weights; the padding columns are written once a layer (oy < 0). */
+#if EK_ASM
+/* One in-bounds input row into the window of a 3-row depthwise layer whose channels fill groups of 16: per column
+ * (ncols of them, src contiguous) `chunks` runs of four words, each loaded in a run and stored to four groups
+ * (gsz apart) in a run; d is the window at the first column's slot of this row. */
+void ek_dw_fill_row3(const int8_t *src, int8_t *d, int32_t ncols, int32_t gsz, int32_t chunks);
+__asm__(".pushsection .text.ek_dw_fill_row3,\"ax\",%progbits\n\t.syntax unified\n\t.thumb\n\t.align 2\n\t"
+        ".type ek_dw_fill_row3, %function\n\t.thumb_func\n"
+        "ek_dw_fill_row3:\n\t"
+        "push {r4-r11, lr}\n\tldr r12, [sp, #36]\n\tadd r10, r3, r3\n\tadd r11, r10, r3\n"
+        "1:\n\tmov r9, r1\n\tmov lr, r12\n"
+        "2:\n\tldr r4, [r0, #0]\n\tldr r5, [r0, #4]\n\tldr r6, [r0, #8]\n\tldr r7, [r0, #12]\n\t"
+        "str r4, [r9]\n\tstr r5, [r9, r3]\n\tstr r6, [r9, r10]\n\tstr r7, [r9, r11]\n\t"
+        "adds r0, #16\n\tadd r9, r9, r10, lsl #1\n\tsubs lr, #1\n\tbne 2b\n\t"
+        "adds r1, #12\n\tsubs r2, #1\n\tbne 1b\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".size ek_dw_fill_row3, .-ek_dw_fill_row3\n\t.popsection");
+#endif
+
+EK_COLD static void ek_dw_fill(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t span, int32_t groups) {
+  const int32_t in_c = p->in_c, kh = p->k_h, cstep = kh * 4, gsz = span * cstep, zp = -p->in_offset;
+  const int32_t c0 = EK_MIN(p->pad_left, span), c1 = EK_MAX(EK_MIN(span, p->pad_left + p->in_w), c0);
+  const int32_t full = in_c >> 2;
   const uint32_t zp4 = (uint32_t)(uint8_t)zp * 0x01010101u;
   int32_t ky, col, g;
   for (ky = 0; ky < kh; ++ky) {
     const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
-    int8_t *dst = p->scratch + ky * 4;
-    for (col = 0; col < span; ++col, dst += groups * gstep) {
-      const int32_t ix = col - p->pad_left;
-      int8_t *d = dst;
-      if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-        for (g = 0; g < groups; ++g, d += gstep) __builtin_memcpy(d, &zp4, 4);
-      } else {
-        const int8_t *src = in + (iy * p->in_w + ix) * in_c;
-        const int32_t full = in_c >> 2;
-        for (g = 0; g + 4 <= full; g += 4, d += 4 * gstep, src += 16) { /* loads, then stores, in runs */
+    int8_t *row = p->scratch + ky * 4;
+    if (oy < 0 || iy < 0 || iy >= p->in_h) { /* padding: the zero point (oy < 0: the padding columns, once) */
+      const int32_t from = oy < 0 ? 0 : c0, to = oy < 0 ? span : c1;
+      for (col = from; col < to; ++col) {
+        int8_t *d = row + col * cstep;
+        if (oy < 0 && col == c0) col = c1; /* in-bounds columns: written per row */
+        if (col >= to) break;
+        d = row + col * cstep;
+        for (g = 0; g < groups; ++g, d += gsz) __builtin_memcpy(d, &zp4, 4);
+      }
+      continue;
+    }
+    {
+      const int8_t *src = in + (iy * p->in_w + c0 - p->pad_left) * in_c;
+#if EK_ASM
+      if (kh == 3 && (in_c & 15) == 0 && c1 > c0) {
+        ek_dw_fill_row3(src, row + c0 * cstep, c1 - c0, gsz, in_c >> 4);
+        continue;
+      }
+#endif
+      for (col = c0; col < c1; ++col) {
+        int8_t *d = row + col * cstep;
+        const int8_t *e = src + 4 * (full & ~3);
+        for (; src < e; src += 16, d += 4 * gsz) { /* loads, then stores, in runs */
           uint32_t v0, v1, v2, v3;
           __builtin_memcpy(&v0, src, 4);
           __builtin_memcpy(&v1, src + 4, 4);
           __builtin_memcpy(&v2, src + 8, 4);
           __builtin_memcpy(&v3, src + 12, 4);
           __builtin_memcpy(d, &v0, 4);
-          __builtin_memcpy(d + gstep, &v1, 4);
-          __builtin_memcpy(d + 2 * gstep, &v2, 4);
-          __builtin_memcpy(d + 3 * gstep, &v3, 4);
+          __builtin_memcpy(d + gsz, &v1, 4);
+          __builtin_memcpy(d + 2 * gsz, &v2, 4);
+          __builtin_memcpy(d + 3 * gsz, &v3, 4);
         }
-        for (; g < full; ++g, d += gstep, src += 4) {
+        for (g = full & ~3; g < full; ++g, d += gsz, src += 4) {
           uint32_t v;
           __builtin_memcpy(&v, src, 4);
           __builtin_memcpy(d, &v, 4);
         }
-        if (g < groups) { /* a last, partial group: the missing channels have zero weights */
+        if (full < groups) { /* a last, partial group: the missing channels have zero weights */
           int32_t k;
           for (k = 0; k < 4; ++k) d[k] = (int8_t)(k < (in_c & 3) ? src[k] : zp);
+          src += in_c & 3;
         }
       }
     }
@@ -783,29 +925,6 @@ EK_INLINE void ek_dw_group(const int8_t *x, const int8_t *w, int32_t kh, int32_t
     a1 = __smlabb(xh_, wh_, a1);                                                           \
     a3 = __smlatt(xh_, wh_, a3);                                                           \
   } while (0)
-#if EK_ASM
-  if (kh == 3 && kw == 3) { /* scheduled by hand: loads in runs, no spills (GCC spills the accumulators) */
-    int32_t xa, wa, xb, wb, t0, t1;
-#define EK_DW_ASM_TAP(xv, wv)                                                                       \
-  "sxtb16 %[t0], %[" #xv "]\n\tsxtb16 %[t1], %[" #wv "]\n\t"                                       \
-  "smlabb %[a0], %[t0], %[t1], %[a0]\n\tsmlatt %[a2], %[t0], %[t1], %[a2]\n\t"                     \
-  "sxtb16 %[" #xv "], %[" #xv "], ror #8\n\tsxtb16 %[" #wv "], %[" #wv "], ror #8\n\t"             \
-  "smlabb %[a1], %[" #xv "], %[" #wv "], %[a1]\n\tsmlatt %[a3], %[" #xv "], %[" #wv "], %[a3]\n\t"
-#define EK_DW_ASM_COLUMN(wo)                                                                        \
-  "ldr %[xa], [%[x], #0]\n\tldr %[wa], [%[w], #" #wo "]\n\t"                                       \
-  "ldr %[xb], [%[x], #4]\n\tldr %[wb], [%[w], #" #wo "+4]\n\t"                                     \
-  EK_DW_ASM_TAP(xa, wa) EK_DW_ASM_TAP(xb, wb)                                                      \
-  "ldr %[xa], [%[x], #8]\n\tldr %[wa], [%[w], #" #wo "+8]\n\tadd %[x], %[cs]\n\t"                  \
-  EK_DW_ASM_TAP(xa, wa)
-    __asm__(EK_DW_ASM_COLUMN(0) EK_DW_ASM_COLUMN(12) EK_DW_ASM_COLUMN(24)
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [xa] "=&r"(xa),
-              [wa] "=&r"(wa), [xb] "=&r"(xb), [wb] "=&r"(wb), [t0] "=&r"(t0), [t1] "=&r"(t1)
-            : [w] "r"(w), [cs] "r"(col_step)
-            : "memory");
-#undef EK_DW_ASM_COLUMN
-#undef EK_DW_ASM_TAP
-  } else
-#endif
   {
     for (kx = 0; kx < kw; ++kx, x += col_step) {
       for (ky = 0; ky < kh; ++ky, w += 4) EK_DW_TAP(x + 4 * ky, w);
@@ -832,11 +951,11 @@ EK_INLINE void ek_dw_group(const int8_t *x, const int8_t *w, int32_t kh, int32_t
 #if EK_ASM
 /* The full groups of one output pixel of a 3x3 depthwise layer with ek_rq mode 2, in one hand-scheduled loop:
  * per group of 4 channels the folded biases, 9 taps (ek_dw_group), the requantization, then the four outputs
- * packed into one word (BFI), clamped below by SSUB8 + SEL against lo4 (lo in every byte; SSAT clamped above)
- * and stored at once. The accumulators never leave registers; the table and output pointers live on the
- * stack between groups (every register is taken during the taps). */
+ * packed into one word (BFI) and stored at once (SSAT clamps above; ek_clamp_lo below, after the layer). The
+ * accumulators never leave registers; the table and output pointers live on the stack between groups. It takes
+ * the odd last pixel of a row (ek_dw3x3_q8_2px the pairs) and strided layers. */
 EK_INLINE void ek_dw3x3_q8(const int8_t *x, const int8_t *w, int32_t col_step, const int32_t *qp, const int8_t *sh,
-                           int8_t *dst, int32_t groups, uint32_t lo4) {
+                           int8_t *dst, int32_t groups, int32_t gsz, int32_t k) {
   int32_t a0, a1, a2, a3, xa, wa, xb, wb, t0, t1;
   int8_t *end = dst + 4 * groups;
 #define EK_DW_ASM_TAP(xv, wv)                                                                       \
@@ -851,27 +970,26 @@ EK_INLINE void ek_dw3x3_q8(const int8_t *x, const int8_t *w, int32_t col_step, c
   "ldr %[xa], [%[x], #8]\n\tldr %[wa], [%[w], #" #wo "+8]\n\t" next                                \
   EK_DW_ASM_TAP(xa, wa)
 #define EK_DW_ASM_RQ(a, j)                                                                          \
-  "ldr %[t0], [%[xb], #" #j "*12+4]\n\tldr %[t1], [%[xb], #" #j "*12+8]\n\tldrsb %[wa], [%[wb], #" #j "]\n\t" \
-  "lsl %[" #a "], %[" #a "], #1\n\tsmmulr %[" #a "], %[" #a "], %[t0]\n\t"                         \
-  "sub %[" #a "], %[" #a "], %[" #a "], lsr #31\n\tadd %[" #a "], %[" #a "], %[t1]\n\t"            \
-  "asr %[" #a "], %[" #a "], %[wa]\n\tssat %[" #a "], #8, %[" #a "]\n\t"
+  "ldr %[t0], [%[xb], #" #j "*8+4]\n\tldr %[t1], %[k]\n\tldrsb %[wa], [%[wb], #" #j "]\n\t"        \
+  "lsl %[t1], %[t1], %[wa]\n\tadd %[t1], %[t1], %[" #a "], asr #31\n\tlsl %[" #a "], %[" #a "], #1\n\t" \
+  "smmlar %[" #a "], %[" #a "], %[t0], %[t1]\n\t"                                                 \
+  "asr %[" #a "], %[" #a "], %[wa]\n\tssat %[" #a "], #8, %[" #a "], asr #1\n\t"
   __asm__ volatile("1:\n\t"
-                   "ldr %[t0], %[qp]\n\tldr %[a0], [%[t0], #0]\n\tldr %[a1], [%[t0], #12]\n\t"
-                   "ldr %[a2], [%[t0], #24]\n\tldr %[a3], [%[t0], #36]\n\t"
+                   "ldr %[t0], %[qp]\n\tldr %[a0], [%[t0], #0]\n\tldr %[a1], [%[t0], #8]\n\t"
+                   "ldr %[a2], [%[t0], #16]\n\tldr %[a3], [%[t0], #24]\n\t"
                    EK_DW_ASM_COLUMN(0, "add %[x], %[cs]\n\t") EK_DW_ASM_COLUMN(12, "add %[x], %[cs]\n\t")
                    EK_DW_ASM_COLUMN(24, "")
                    "ldr %[xb], %[qp]\n\tldr %[wb], %[sh]\n\t"
                    EK_DW_ASM_RQ(a0, 0) EK_DW_ASM_RQ(a1, 1) EK_DW_ASM_RQ(a2, 2) EK_DW_ASM_RQ(a3, 3)
                    "bfi %[a0], %[a1], #8, #8\n\tbfi %[a0], %[a2], #16, #8\n\tbfi %[a0], %[a3], #24, #8\n\t"
-                   "ldr %[t0], %[lo4]\n\tldr %[t1], %[dst]\n\t"
-                   "ssub8 %[xa], %[a0], %[t0]\n\tsel %[a0], %[a0], %[t0]\n\tstr %[a0], [%[t1]], #4\n\t"
-                   "adds %[xb], #48\n\tadds %[wb], #4\n\tstr %[t1], %[dst]\n\tstr %[xb], %[qp]\n\tstr %[wb], %[sh]\n\t"
-                   "sub %[x], %[x], %[cs], lsl #1\n\tadds %[x], #12\n\tadds %[w], #36\n\t"
+                   "ldr %[t1], %[dst]\n\tstr %[a0], [%[t1]], #4\n\t"
+                   "adds %[xb], #32\n\tadds %[wb], #4\n\tstr %[t1], %[dst]\n\tstr %[xb], %[qp]\n\tstr %[wb], %[sh]\n\t"
+                   "ldr %[t0], %[gsz]\n\tsub %[x], %[x], %[cs], lsl #1\n\tadd %[x], %[t0]\n\tadds %[w], #36\n\t"
                    "ldr %[t0], %[end]\n\tcmp %[t1], %[t0]\n\tblo 1b"
                    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "+r"(x), [w] "+r"(w),
                      [xa] "=&r"(xa), [wa] "=&r"(wa), [xb] "=&r"(xb), [wb] "=&r"(wb), [t0] "=&r"(t0),
                      [t1] "=&r"(t1), [qp] "+m"(qp), [sh] "+m"(sh), [dst] "+m"(dst)
-                   : [cs] "r"(col_step), [lo4] "m"(lo4), [end] "m"(end)
+                   : [cs] "r"(col_step), [end] "m"(end), [gsz] "m"(gsz), [k] "m"(k)
                    : "cc", "memory");
 #undef EK_DW_ASM_RQ
 #undef EK_DW_ASM_COLUMN
@@ -879,71 +997,175 @@ EK_INLINE void ek_dw3x3_q8(const int8_t *x, const int8_t *w, int32_t col_step, c
 }
 #endif
 
-EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
-  const int32_t in_c = p->in_c, row = p->out_w * in_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-  const int32_t kh = p->k_h, kw = p->k_w, groups = (in_c + 3) / 4, gstep = kh * 4;
-  const int32_t span = (p->out_w - 1) * p->stride_w + (kw - 1) * p->dil_w + 1;
-  const int32_t col_bytes = groups * gstep, px_step = p->stride_w * col_bytes, tap_col = p->dil_w * col_bytes;
-  const int32_t wstep = kh * kw * 4;
-  const int8_t *sh = p->shift;
 #if EK_ASM
-  const uint32_t lo4 = (uint32_t)(uint8_t)(int8_t)EK_MAX(lo, -128) * 0x01010101u;
+/* Two neighbouring output pixels (stride 1, no dilation) of a 3x3 depthwise layer with ek_rq mode 2, every full
+ * group of 4 channels, in one assembly function (it needs all 14 registers: 8 accumulators, 2 pointers, 4
+ * temporaries): per tap one filter word is loaded and sign-extended once for both pixels (whose inputs lie 12
+ * bytes apart in the window); then per channel the constants are loaded once for both pixels, and
+ * h - (h < 0) + round = SMMLAR(2 acc, m, round + (acc >> 31)) (acc < 0 exactly when h < 0, or h = 0, where
+ * the -1 cannot change the shifted result), shifted, SSAT, packed with BFI and stored as one word per pixel
+ * (the lower clamp is ek_clamp_lo's, after the layer). */
+typedef struct {
+  const int8_t *x;     /* the window at group 0 of the first pixel */
+  const int8_t *w;     /* the filter at group 0 */
+  const int32_t *qp;
+  const int8_t *sh;
+  int8_t *dst;         /* the first pixel's outputs; the second's at dst + step */
+  int32_t step;
+  int8_t *end;         /* dst + 4 * full groups */
+  int32_t gsz;         /* window bytes per group */
+  int32_t k;           /* 2 out_offset + 1: the rounding constant is k << s */
+} ek_dw2_t;
+
+void ek_dw3x3_q8_2px(const ek_dw2_t *a);
+
+#define EK_S(x) #x
+#define EK_DW2_TAP(o, o1)                                                                           \
+  "ldr r11, [r9, #" EK_S(o) "]\n\tldr r10, [r8, #" EK_S(o) "]\n\t"                                 \
+  "sxtb16 lr, r11\n\tsxtb16 r11, r11, ror #8\n\tsxtb16 r12, r10\n\tsxtb16 r10, r10, ror #8\n\t"    \
+  "smlabb r0, r12, lr, r0\n\tsmlatt r2, r12, lr, r2\n\tsmlabb r1, r10, r11, r1\n\t"                 \
+  "smlatt r3, r10, r11, r3\n\tldr r10, [r8, #" EK_S(o1) "]\n\t"                                    \
+  "sxtb16 r12, r10\n\tsxtb16 r10, r10, ror #8\n\t"                                                  \
+  "smlabb r4, r12, lr, r4\n\tsmlatt r6, r12, lr, r6\n\tsmlabb r5, r10, r11, r5\n\t"                 \
+  "smlatt r7, r10, r11, r7\n\t"
+#define EK_DW2_RQ(j, qm, a, b)                                                                      \
+  "ldr r10, [r8, #" EK_S(qm) "]\n\tldr r11, [sp, #32]\n\tldrsb r12, [r9, #" EK_S(j) "]\n\t"         \
+  "lsl r11, r11, r12\n\t"                                                                          \
+  "add lr, r11, " a ", asr #31\n\tlsl " a ", " a ", #1\n\tsmmlar " a ", " a ", r10, lr\n\t"         \
+  "add lr, r11, " b ", asr #31\n\tlsl " b ", " b ", #1\n\tsmmlar " b ", " b ", r10, lr\n\t"         \
+  "asr " a ", " a ", r12\n\tasr " b ", " b ", r12\n\tssat " a ", #8, " a ", asr #1\n\t"            \
+  "ssat " b ", #8, " b ", asr #1\n\t"
+__asm__(".pushsection .text.ek_dw3x3_q8_2px,\"ax\",%progbits\n\t.syntax unified\n\t.thumb\n\t.align 2\n\t"
+        ".type ek_dw3x3_q8_2px, %function\n\t.thumb_func\n"
+        "ek_dw3x3_q8_2px:\n\t"
+        "push {r4-r11, lr}\n\tsub sp, #36\n\t"
+        "ldr r1, [r0, #8]\n\tldr r2, [r0, #12]\n\tldr r3, [r0, #16]\n\tldr r4, [r0, #20]\n\t"
+        "ldr r5, [r0, #24]\n\tldr r6, [r0, #28]\n\tldr r8, [r0, #0]\n\tldr r9, [r0, #4]\n\t"
+        "ldr r7, [r0, #32]\n\tstr r7, [sp, #32]\n\t"
+        "stmia sp, {r1-r6}\n"  /* [sp]: qp, sh, dst, step, end, gsz; x, w saved at 24, 28; k at 32 */
+        "1:\n\t"
+        "ldr r12, [sp, #0]\n\tldr r0, [r12, #0]\n\tldr r1, [r12, #8]\n\tldr r2, [r12, #16]\n\t"
+        "ldr r3, [r12, #24]\n\tldr r4, [r12, #0]\n\tldr r5, [r12, #8]\n\tldr r6, [r12, #16]\n\t"
+        "ldr r7, [r12, #24]\n\t" /* loads, not MOVs: one run with the first tap's */
+        EK_DW2_TAP(0, 12) EK_DW2_TAP(4, 16) EK_DW2_TAP(8, 20) EK_DW2_TAP(12, 24) EK_DW2_TAP(16, 28)
+        EK_DW2_TAP(20, 32) EK_DW2_TAP(24, 36) EK_DW2_TAP(28, 40) EK_DW2_TAP(32, 44)
+        "str r8, [sp, #24]\n\tstr r9, [sp, #28]\n\tldr r8, [sp, #0]\n\tldr r9, [sp, #4]\n\t"
+        EK_DW2_RQ(0, 4, "r0", "r4") EK_DW2_RQ(1, 12, "r1", "r5") EK_DW2_RQ(2, 20, "r2", "r6")
+        EK_DW2_RQ(3, 28, "r3", "r7")
+        "bfi r0, r1, #8, #8\n\tbfi r0, r2, #16, #8\n\tbfi r0, r3, #24, #8\n\t"
+        "bfi r4, r5, #8, #8\n\tbfi r4, r6, #16, #8\n\tbfi r4, r7, #24, #8\n\t"
+        "ldr r11, [sp, #8]\n\tldr r12, [sp, #12]\n\t"
+        "adds r8, #32\n\tadds r9, #4\n\t"
+        "str r4, [r11, r12]\n\tstr r0, [r11], #4\n\tstr r11, [sp, #8]\n\tstr r8, [sp, #0]\n\tstr r9, [sp, #4]\n\t"
+        "ldr r8, [sp, #24]\n\tldr r9, [sp, #28]\n\tldr r10, [sp, #20]\n\tldr r12, [sp, #16]\n\t"
+        "add r8, r10\n\tadds r9, #36\n\tcmp r11, r12\n\tblo 1b\n\t"
+        "add sp, #36\n\tpop {r4-r11, pc}\n\t"
+        ".size ek_dw3x3_q8_2px, .-ek_dw3x3_q8_2px\n\t.popsection");
+#undef EK_DW2_RQ
+#undef EK_DW2_TAP
+#undef EK_S
 #endif
-  int32_t oy, ox, g;
-  for (oy = 0; oy < p->out_h; ++oy) {
-    int8_t *dst = tmp ? tmp : out + oy * row;
-    ek_dw_fill(p, in, oy, span, groups);
-    for (ox = 0; ox < p->out_w; ++ox, dst += in_c) {
-      const int8_t *x = p->scratch + ox * px_step, *w = p->filter;
-      const int32_t *qp = p->qp;
-      g = 0;
-#if EK_ASM
-      if (mode == 2 && kh == 3 && kw == 3 && in_c >= 4) { /* the full groups in one loop */
-        g = in_c >> 2;
-        ek_dw3x3_q8(x, w, tap_col, qp, sh, dst, g, lo4);
-        x += g * gstep;
-        w += g * wstep;
-        qp += 12 * g;
-      }
-#endif
-      for (; g < groups; ++g, x += gstep, w += wstep, qp += 12) {
-        const int32_t c = 4 * g;
+
+/* Groups g.. of one output pixel (x: its window at group 0) in C (or Helium), from the bias to the output. With
+ * the assembly kernels it only takes leftovers (a last partial group, other shapes), so it is not inlined. */
+EK_LEFTOVER void ek_dw_groups(const ek_mm_t *p, const int8_t *x, int32_t g, int8_t *dst, int32_t gsz, int32_t tap_col,
+                            int mode) {
+  const int32_t in_c = p->in_c, kh = p->k_h, kw = p->k_w, groups = (in_c + 3) / 4, wstep = kh * kw * 4;
+  const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  const int8_t *sh = p->shift, *w = p->filter + g * wstep;
+  const int32_t *qp = p->qp + 8 * g;
+  for (x += g * gsz; g < groups; ++g, x += gsz, w += wstep, qp += 8) {
+    const int32_t c = 4 * g;
 #if EK_MVE
-        int32_t acc[4] = {qp[0], qp[3], qp[6], qp[9]}, kx, ky;
-        int32x4_t v = vld1q_s32(acc); /* the folded biases */
-        const int8_t *xk = x, *wk = w;
-        for (kx = 0; kx < kw; ++kx, xk += tap_col) {
-          for (ky = 0; ky < kh; ++ky, wk += 4) v = vaddq_s32(v, vmulq_s32(vldrbq_s32(xk + 4 * ky), vldrbq_s32(wk)));
-        }
-        if (mode != 0 && c + 4 <= in_c) { /* the four channels' requantization as vectors too */
-          static const uint32_t off_m[4] = {1, 4, 7, 10}, off_r[4] = {2, 5, 8, 11};
-          ek_rq4_mve(v, vldrwq_gather_shifted_offset_s32(qp, vld1q_u32(off_m)),
-                     vldrwq_gather_shifted_offset_s32(qp, vld1q_u32(off_r)), vnegq_s32(vldrbq_s32(sh + c)), lo, hi,
-                     dst + c);
-          continue;
-        }
-        vst1q_s32(acc, v);
-#else
-        int32_t acc[4];
-        acc[0] = qp[0];
-        acc[1] = qp[3];
-        acc[2] = qp[6];
-        acc[3] = qp[9];
-        ek_dw_group(x, w, kh, kw, tap_col, acc);
-#endif
-        if (c + 4 <= in_c) {
-          dst[c] = ek_rq(acc[0], qp, sh[c], oo, lo, hi, mode);
-          dst[c + 1] = ek_rq(acc[1], qp + 3, sh[c + 1], oo, lo, hi, mode);
-          dst[c + 2] = ek_rq(acc[2], qp + 6, sh[c + 2], oo, lo, hi, mode);
-          dst[c + 3] = ek_rq(acc[3], qp + 9, sh[c + 3], oo, lo, hi, mode);
-        } else {
-          int32_t k;
-          for (k = 0; c + k < in_c; ++k) dst[c + k] = ek_rq(acc[k], qp + 3 * k, sh[c + k], oo, lo, hi, mode);
-        }
-      }
+    int32_t acc[4] = {qp[0], qp[2], qp[4], qp[6]}, kx, ky;
+    int32x4_t v = vld1q_s32(acc); /* the folded biases */
+    const int8_t *xk = x, *wk = w;
+    for (kx = 0; kx < kw; ++kx, xk += tap_col) {
+      for (ky = 0; ky < kh; ++ky, wk += 4) v = vaddq_s32(v, vmulq_s32(vldrbq_s32(xk + 4 * ky), vldrbq_s32(wk)));
     }
-    if (tmp) ek_copy(out + oy * row, tmp, row);
+    if (mode != 0 && c + 4 <= in_c) { /* the four channels' requantization as vectors too */
+      ek_rq4_mve(v, vldrwq_gather_shifted_offset_s32(qp, vidupq_n_u32(1, 2)), vldrbq_s32(sh + c), oo, lo, hi,
+                 dst + c);
+      continue;
+    }
+    vst1q_s32(acc, v);
+#else
+    int32_t acc[4];
+    acc[0] = qp[0];
+    acc[1] = qp[2];
+    acc[2] = qp[4];
+    acc[3] = qp[6];
+    ek_dw_group(x, w, kh, kw, tap_col, acc);
+#endif
+    if (c + 4 <= in_c) {
+      dst[c] = ek_rq(acc[0], qp, sh[c], oo, lo, hi, mode);
+      dst[c + 1] = ek_rq(acc[1], qp + 2, sh[c + 1], oo, lo, hi, mode);
+      dst[c + 2] = ek_rq(acc[2], qp + 4, sh[c + 2], oo, lo, hi, mode);
+      dst[c + 3] = ek_rq(acc[3], qp + 6, sh[c + 3], oo, lo, hi, mode);
+    } else {
+      int32_t k;
+      for (k = 0; c + k < in_c; ++k) dst[c + k] = ek_rq(acc[k], qp + 2 * k, sh[c + k], oo, lo, hi, mode);
+    }
   }
+}
+
+EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
+  const int32_t in_c = p->in_c, out_w = p->out_w, row = out_w * in_c, kh = p->k_h, kw = p->k_w;
+  const int32_t groups = (in_c + 3) / 4, cstep = kh * 4;
+  const int32_t span = (out_w - 1) * p->stride_w + (kw - 1) * p->dil_w + 1;
+  const int32_t gsz = span * cstep, px_step = p->stride_w * cstep, tap_col = p->dil_w * cstep;
+  const int32_t in_row = p->in_w * in_c;
+  const int8_t *in_end = in + p->in_h * in_row;
+  int32_t oy, ox;
+#if EK_ASM
+  const int fast = mode == 2 && (EK_DW8_ASM || (kh == 3 && kw == 3 && in_c >= 4 && p->dil_w == 1));
+  const int pairs = fast && p->stride_w == 1;
+  const int32_t full = fast && EK_DW8_ASM ? groups : in_c >> 2; /* full groups (EK_DW8_ASM: in_c % 4 == 0) */
+  ek_dw2_t a2;
+  a2.w = p->filter;
+  a2.qp = p->qp;
+  a2.sh = p->shift;
+  a2.step = in_c;
+  a2.gsz = gsz;
+  a2.k = 2 * p->out_offset + 1;
+#endif
+  ek_dw_fill(p, in, -1, span, groups);
+  for (oy = 0; oy < p->out_h; ++oy) {
+    /* the row buffer only when this output row would overwrite input a later row still reads */
+    const int32_t next = EK_MIN(EK_MAX((oy + 1) * p->stride_h - p->pad_top, 0), p->in_h);
+    int8_t *direct = out + oy * row;
+    const int in_place = tmp && direct + row > in + next * in_row && direct < in_end && next < p->in_h;
+    int8_t *dst = in_place ? tmp : direct;
+    ek_dw_fill(p, in, oy, span, groups);
+    for (ox = 0; ox < out_w; ++ox, dst += in_c) {
+      const int8_t *x = p->scratch + ox * px_step;
+      int32_t g = 0;
+#if EK_ASM
+      if (pairs && ox + 1 < out_w) { /* pixels ox and ox + 1 */
+        a2.x = x;
+        a2.dst = dst;
+        a2.end = dst + 4 * full;
+        ek_dw3x3_q8_2px(&a2);
+        if (full < groups) { /* a last, partial group */
+          ek_dw_groups(p, x, full, dst, gsz, tap_col, mode);
+          ek_dw_groups(p, x + px_step, full, dst + in_c, gsz, tap_col, mode);
+        }
+        ++ox;
+        dst += in_c;
+        continue;
+      }
+      if (fast) { /* the full groups in one loop */
+        g = full;
+        ek_dw3x3_q8(x, p->filter, tap_col, p->qp, p->shift, dst, g, gsz, 2 * p->out_offset + 1);
+      }
+#endif
+      if (g < groups) ek_dw_groups(p, x, g, dst, gsz, tap_col, mode);
+    }
+    if (in_place) ek_copy(direct, tmp, row);
+  }
+#if EK_ASM
+  if (fast) ek_clamp_lo(out, p->out_h * row, p->act_min);
+#endif
 }
 
 void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_dw_run(p, in, out, tmp, 1); }

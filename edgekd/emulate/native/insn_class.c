@@ -13,16 +13,9 @@
  * class counts instructions. Counters are shared: count a single-threaded guest.
  *
  * Output (file named by out=PATH): a "classes NAME..." header, one "ID TOTAL C0 C1 ..." line per window, and
- * "total N" at exit.
+ * "total N" at exit (the file, marker and exit handling are insn_common.h's).
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <qemu-plugin.h>
-
-#define EDGEKD_MARK_SYSCALL 0xED6E
-
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+#include "insn_common.h"
 
 enum {
     C_ALU, C_MUL, C_BRANCH, C_LD, C_ST, C_VLD, C_VST, C_FMUL_Q, C_FMUL_D, C_FP_Q, C_FP_D, C_IMUL_Q, C_IMUL_D,
@@ -34,11 +27,9 @@ static const char *class_names[N_CLASSES] = {
     "imull", "dot_q", "dot_d", "vacc_q", "vacc_d", "vint_q", "vint_d", "sys", "other"
 };
 
-static uint64_t executed;
 static uint64_t counts[N_CLASSES];
 static uint64_t start_executed;
 static uint64_t start_counts[N_CLASSES];
-static FILE *out;
 
 #define BITS(x, hi, lo) (((x) >> (lo)) & ((1u << ((hi) - (lo) + 1)) - 1))
 
@@ -252,46 +243,25 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
 }
 
-static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
-                       uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
+static void window_start(void)
 {
-    (void)id; (void)vcpu; (void)a3; (void)a4; (void)a5; (void)a6; (void)a7; (void)a8;
-    if (num != EDGEKD_MARK_SYSCALL) {
-        return;
-    }
-    if (a1 == 1) {
-        start_executed = executed;
-        memcpy(start_counts, counts, sizeof counts);
-    } else if (a1 == 2 && out != NULL) {
-        fprintf(out, "%llu %llu", (unsigned long long)a2, (unsigned long long)(executed - start_executed));
-        for (int c = 0; c < N_CLASSES; c++) {
-            fprintf(out, " %llu", (unsigned long long)(counts[c] - start_counts[c]));
-        }
-        fputc('\n', out);
-        fflush(out);
-    }
+    start_executed = executed;
+    memcpy(start_counts, counts, sizeof counts);
 }
 
-static void on_plugin_exit(qemu_plugin_id_t id, void *udata)
+static void window_stop(uint64_t id)
 {
-    (void)id; (void)udata;
-    if (out != NULL) {
-        fprintf(out, "total %llu\n", (unsigned long long)executed);
-        fclose(out);
-        out = NULL;
+    fprintf(out, "%llu %llu", (unsigned long long)id, (unsigned long long)(executed - start_executed));
+    for (int c = 0; c < N_CLASSES; c++) {
+        fprintf(out, " %llu", (unsigned long long)(counts[c] - start_counts[c]));
     }
+    fputc('\n', out);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
 {
     (void)info;
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "out=", 4) == 0) {
-            out = fopen(argv[i] + 4, "w");
-        }
-    }
-    if (out == NULL) {
-        fprintf(stderr, "insn_class: give out=PATH (a writable file)\n");
+    if (plugin_setup(id, "insn_class", argc, argv, on_translate) != 0) {
         return -1;
     }
     fputs("classes", out);
@@ -299,8 +269,5 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         fprintf(out, " %s", class_names[c]);
     }
     fputc('\n', out);
-    qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
-    qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
-    qemu_plugin_register_atexit_cb(id, on_plugin_exit, NULL);
     return 0;
 }

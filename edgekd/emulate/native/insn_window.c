@@ -10,20 +10,21 @@
  *
  * Counting is an inline add per translated block (QEMU_PLUGIN_INLINE_ADD_U64 of the block's length), the
  * same method as QEMU's tests/plugin/insn.c with inline=on. It is exact for single-threaded guests; run the
- * model with one thread while counting.
+ * model with one thread while counting. The file, marker and exit handling are insn_common.h's.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <qemu-plugin.h>
+#include "insn_common.h"
 
-#define EDGEKD_MARK_SYSCALL 0xED6E
+static uint64_t window_begin;
 
-QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
+static void window_start(void)
+{
+    window_begin = executed;
+}
 
-static uint64_t executed;
-static uint64_t window_start;
-static FILE *out;
+static void window_stop(uint64_t id)
+{
+    fprintf(out, "%llu %llu\n", (unsigned long long)id, (unsigned long long)(executed - window_begin));
+}
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
@@ -32,45 +33,8 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
                                              qemu_plugin_tb_n_insns(tb));
 }
 
-static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
-                       uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
-{
-    (void)id; (void)vcpu; (void)a3; (void)a4; (void)a5; (void)a6; (void)a7; (void)a8;
-    if (num != EDGEKD_MARK_SYSCALL) {
-        return;
-    }
-    if (a1 == 1) {
-        window_start = executed;
-    } else if (a1 == 2 && out != NULL) {
-        fprintf(out, "%llu %llu\n", (unsigned long long)a2, (unsigned long long)(executed - window_start));
-        fflush(out);
-    }
-}
-
-static void on_plugin_exit(qemu_plugin_id_t id, void *udata)
-{
-    (void)id; (void)udata;
-    if (out != NULL) {
-        fprintf(out, "total %llu\n", (unsigned long long)executed);
-        fclose(out);
-        out = NULL;
-    }
-}
-
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
 {
     (void)info;
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "out=", 4) == 0) {
-            out = fopen(argv[i] + 4, "w");
-        }
-    }
-    if (out == NULL) {
-        fprintf(stderr, "insn_window: give out=PATH (a writable file)\n");
-        return -1;
-    }
-    qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
-    qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
-    qemu_plugin_register_atexit_cb(id, on_plugin_exit, NULL);
-    return 0;
+    return plugin_setup(id, "insn_window", argc, argv, on_translate);
 }
