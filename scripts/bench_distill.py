@@ -21,6 +21,10 @@ and the teacher see the same mixed images, edgekd.distill.mix); ``--losses ce,kd
 ``--reuse-ce FILE`` takes the no-teacher runs of an earlier result file of the same task, labels and optimizer
 steps instead of training them again (recorded per run as ``reused_from``).
 
+Long schedules (issue 15): ``--views K`` has the runs with a teacher cycle K fixed augmentation draws, so the
+teacher's outputs are computed (and cached) K times, not once per epoch; the no-teacher runs draw anew each epoch.
+``--loss-arg temperature=2`` (repeatable) passes loss parameters to the runs with a teacher.
+
 Writes docs/bench_distill.json (every run) and the table between the markers in docs/benchmarks.md.
 Runs are resumable: a finished (target, loss, seed) already in the JSON is not run again.
 """
@@ -42,6 +46,7 @@ from benchdocs import replace_section  # noqa: E402
 from edgekd.data import load_task  # noqa: E402
 from edgekd.data.unlabelled import prepare  # noqa: E402
 from edgekd.distill import DATA_SEED, distill, train_teacher, twin_epochs  # noqa: E402
+from edgekd.distill.losses import parse_loss_args  # noqa: E402
 from edgekd.distill.train import TrainConfig  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
 
@@ -62,17 +67,20 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def table(result: dict) -> str:
     rows = ["| target | student | loss | seeds | float acc (mean +- sd) | int8 acc (mean +- sd) | vs no teacher "
-            "(int8, pp) | TFLM arena | .tflite | train s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "(int8, pp, per seed) | TFLM arena | .tflite | train s/run |", "|---|---|---|---|---|---|---|---|---|---|"]
     for target, runs in result["runs"].items():
-        base = [r["accuracy_int8"] for r in runs if r["loss"] == "ce"]
-        base_mean = mean_std(base)[0]
+        base = {r["seed"]: r["accuracy_int8"] for r in runs if r["loss"] == "ce"}
         for loss in result["losses"]:
             sel = [r for r in runs if r["loss"] == loss]
             if not sel:
                 continue
             f_m, f_s = mean_std([r["accuracy_float"] for r in sel])
             q_m, q_s = mean_std([r["accuracy_int8"] for r in sel])
-            gain = "" if loss == "ce" else f"{100 * (q_m - base_mean):+.2f}"
+            # Paired: the mean of per-seed differences over the seeds both have (same labels, seed and data order).
+            diffs = [100 * (r["accuracy_int8"] - base[r["seed"]]) for r in sel if r["seed"] in base]
+            g_m, g_s = mean_std(diffs)
+            spread = f" +- {g_s:.2f}" if len(diffs) > 1 else ""
+            gain = "" if loss == "ce" or not diffs else f"{g_m:+.2f}{spread} ({len(diffs)} paired)"
             s = sel[0]
             config = ", ".join(f"{k}={v}" for k, v in s["config"].items() if v is not None)
             rows.append(f"| {target} | {s['family']}({config}) | {loss} | {len(sel)} | "
@@ -99,7 +107,14 @@ def write_markdown(result: dict, section: str) -> None:
     reused = sorted({r["reused_from"] for runs in result["runs"].values() for r in runs if r.get("reused_from")})
     if reused:
         shorter += (f" The no-teacher runs were not rerun: they are those of {', '.join(reused)} (same student, "
-                    "labels and optimizer steps, trained by an earlier session).")
+                    "labels and optimizer steps).")
+    if result.get("views"):
+        shorter += (f" Runs with a teacher cycled {result['views']} fixed augmentation draws (`--views "
+                    f"{result['views']}`: the teacher's outputs computed {result['views']} times, then cached); the "
+                    "no-teacher runs drew anew each epoch.")
+    if result.get("loss_args"):
+        shorter += " Loss parameters of the runs with a teacher: " + ", ".join(
+            f"{k}={v:g}" for k, v in result["loss_args"].items()) + "."
     if any("+" in loss for loss in result["losses"]):
         shorter += (" kd+mixup / kd+cutmix: function matching (`--mix`): each epoch half the training samples are "
                     "shown mixed with a random partner and learn the teacher's output on the mixed image (no label "
@@ -130,6 +145,9 @@ def main() -> None:
                     help="label-scarce: keep this many training labels, the rest of the split is unlabelled")
     ap.add_argument("--reuse-ce", default=None,
                     help="earlier result file: reuse its no-teacher (ce) runs of the same task, labels and epochs")
+    ap.add_argument("--views", type=int, default=0,
+                    help="runs with a teacher cycle this many fixed augmentation draws (0: a fresh one each epoch)")
+    ap.add_argument("--loss-arg", action="append", default=[], help="NAME=NUMBER for the loss of runs with a teacher")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_distill.json"))
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_distill"))
     ap.add_argument("--section", default="distill", help="marker name of the table in docs/benchmarks.md")
@@ -157,6 +175,8 @@ def main() -> None:
     ce_epochs = args.epochs
     kd_epochs = args.distill_epochs or args.epochs
     result["distill_epochs"] = kd_epochs
+    loss_args = parse_loss_args(args.loss_arg)
+    result |= {"views": args.views, "loss_args": loss_args}
     for other in args.merge:
         more = json.loads(Path(other).read_text())
         for target, runs in more["runs"].items():
@@ -176,6 +196,8 @@ def main() -> None:
             mine += [r | {"reused_from": str(args.reuse_ce)} for r in old_runs if r["loss"] == "ce"
                      and r["epochs"] == ce_epochs and not any(m["loss"] == "ce" and m["seed"] == r["seed"]
                                                               for m in mine)]
+            if any(r["loss"] == "ce" for r in mine) and "ce" not in result["losses"]:
+                result["losses"].insert(0, "ce")
     for target in args.targets.split(","):
         runs = result["runs"].setdefault(target, [])
         for loss in args.losses.split(","):  # loss-major: the no-teacher vs KD comparison completes first
@@ -189,7 +211,8 @@ def main() -> None:
                             Path(args.runs_dir) / target / f"{tag}{loss}-seed{seed}", loss=base_loss, mix=mix,
                             epochs=ce_epochs if loss == "ce" else kd_epochs, seed=seed, limit=args.limit,
                             families=args.family, progress=sys.stderr.isatty(), labels=args.labels,
-                            quick_check=False)  # the no-teacher runs of this benchmark are the bar
+                            quick_check=False,  # the no-teacher runs of this benchmark are the bar
+                            views=0 if loss == "ce" else args.views, loss_args=None if loss == "ce" else loss_args)
                 m = d["measured"]
                 runs.append({"loss": loss, "seed": seed, "family": d["student"]["family"],
                              "config": d["student"]["config"], "params": d["student"]["params"],
@@ -198,6 +221,7 @@ def main() -> None:
                              "arena_bytes": m["arena_bytes"], "tflite_bytes": m["tflite_bytes"], "fits": d["fits"],
                              "train_seconds": d["timings_s"]["train"], "timings_s": d["timings_s"],
                              "teacher_cache": d["teacher_cache"], "epochs": d["train_config"]["epochs"],
+                             "views": d["train_config"]["views"], "loss_params": d["training"].get("loss_params"),
                              "labelled": d["training"]["labelled_samples"],
                              "unlabelled_used": d["training"]["unlabelled_samples"],
                              "teacher_check": d["teacher"].get("check"),

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import distill_fixtures
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,7 @@ from edgekd.data import load_task
 from edgekd.distill import augment, distill, load_student, train_student, train_teacher
 from edgekd.distill.cache import TeacherCache
 from edgekd.distill.losses import build_loss
-from edgekd.distill.teachers import load_teacher
+from edgekd.distill.teachers import ResNetTeacher, Teacher, load_teacher
 from edgekd.distill.train import TrainConfig, fit
 from edgekd.errors import EdgekdError
 from edgekd.students import StudentConfig, build_student
@@ -31,14 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = StudentConfig("dscnn", {"width": 8, "depth": 2, "resolution": None})
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path_factory.mktemp("cache")))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_task("digits", limit=400)
+isolated_teacher_cache = distill_fixtures.isolated_teacher_cache  # autouse: a fresh EDGEKD_CACHE per test
+digits = distill_fixtures.digits
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +82,82 @@ def test_teacher_cache_hits_and_matches_online_teacher(teacher_file: Path, digit
     assert torch.allclose(cache(x_aug, 2, idx)[0], teacher.logits(x_aug), atol=1e-5)
     other = TeacherCache(teacher, digits.x_train, digits.y_train, policy, aug_seed=1)
     assert other.dir != cache.dir
+
+
+def test_views_map_epochs_to_draws() -> None:
+    shifts, still = augment.Policy(shift=2), augment.Policy()
+    assert [augment.view(e, 0, shifts) for e in range(4)] == [0, 1, 2, 3]  # a fresh draw each epoch
+    assert [augment.view(e, 3, shifts) for e in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [augment.view(e, 0, still) for e in range(3)] == [0, 0, 0]  # nothing varies: one draw
+    assert [augment.view(e, 0, still, mixed=True) for e in range(3)] == [0, 1, 2]  # the mix still varies
+    assert augment.views_used(10, 3, shifts) == [0, 1, 2] and augment.views_used(2, 3, shifts) == [0, 1]
+    assert augment.views_used(5, 0, still) == [0] and augment.views_used(3, 0, shifts) == [0, 1, 2]
+
+
+def _counting_teacher(digits) -> tuple[Teacher, list[int]]:
+    """A small random teacher that counts the samples it is run on."""
+    torch.manual_seed(0)
+    module = ResNetTeacher(tuple(digits.spec.input_shape), 10, width=8, stages=2).eval()
+    rows: list[int] = []
+    module.register_forward_hook(lambda m, i, o: rows.append(len(o)))
+    return Teacher(module, "1" * 64, "edgekd", "counting-teacher"), rows
+
+
+@pytest.mark.parametrize(("policy", "views", "epochs", "passes"), [
+    (augment.Policy(), 0, 3, 1),  # no augmentation: one pass, whatever the epochs
+    (augment.Policy(shift=2), 2, 5, 2),  # two fixed views cycled over 5 epochs
+    (augment.Policy(shift=2), 0, 3, 3),  # a fresh draw each epoch (the default)
+])
+def test_the_teacher_runs_once_per_draw_not_per_epoch(digits, policy: augment.Policy, views: int, epochs: int,
+                                                      passes: int) -> None:
+    teacher, rows = _counting_teacher(digits)
+    n = len(digits.x_train)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, views=views)
+    students = []
+    for _ in range(2):  # the second run reads every draw from the cache: the teacher does not run again
+        cache = TeacherCache(teacher, digits.x_train, None, policy, aug_seed=0)
+        torch.manual_seed(0)
+        model = build_student(SMALL, digits.spec.input_shape, 10)
+        fit(model, digits.x_train, digits.y_train, digits.x_val, digits.y_val, tuple(model.input_shape),
+            build_loss("kd"), cfg, policy, teacher=cache, progress=False)
+        students.append(model)
+    assert sum(rows) == passes * n  # one teacher pass over the training set per draw, in the first run only
+    assert cache.stats.hits == passes and cache.stats.misses == 0
+    assert sorted(p.name for p in cache.dir.glob("epoch-*.npy")) == [f"epoch-{v:04d}.npy" for v in range(passes)]
+    a, b = (m.state_dict() for m in students)
+    assert all(torch.equal(v, b[k]) for k, v in a.items())  # deterministic: same seed, same student
+
+
+def test_a_cycled_view_gives_the_teacher_output_on_the_image_the_student_sees(digits) -> None:
+    teacher, _ = _counting_teacher(digits)
+    policy = augment.Policy(shift=2)
+    cache = TeacherCache(teacher, digits.x_train, None, policy, aug_seed=0)
+    seen: list[int] = []
+
+    def checked(x_aug: torch.Tensor, view: int, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, _ = cache(x_aug, view, idx)
+        assert torch.allclose(logits, teacher.logits(x_aug), atol=1e-5)
+        seen.append(view)
+        return logits, None
+
+    model = build_student(SMALL, digits.spec.input_shape, 10)
+    fit(model, digits.x_train, digits.y_train, digits.x_val, digits.y_val, tuple(model.input_shape),
+        build_loss("kd"), TrainConfig(epochs=4, batch_size=128, views=2), policy, teacher=checked, progress=False)
+    steps = -(-len(digits.x_train) // 128)
+    assert seen == [0] * steps + [1] * steps + [0] * steps + [1] * steps
+
+
+def test_a_checkpoint_without_later_settings_resumes_with_their_defaults(tmp_path: Path, digits) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=64)
+    torch.manual_seed(0)
+    model = build_student(SMALL, digits.spec.input_shape, 10)
+    _fit(model, digits, tmp_path, cfg, stop_after=1)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["views"], state["config"]["mix"]  # as edgekd wrote it before --mix and --views
+    torch.save(state, tmp_path / "checkpoint.pt")
+    assert _fit(model, digits, tmp_path, cfg, resume=True).resumed_from == 1
+    with pytest.raises(EdgekdError, match="other settings"):
+        _fit(model, digits, tmp_path, TrainConfig(epochs=2, batch_size=64, views=2), resume=True)
 
 
 def _fit(model: nn.Module, splits, out: Path | None, cfg: TrainConfig, **kw):

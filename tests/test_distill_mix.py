@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import distill_fixtures
 import numpy as np
 import pytest
 import torch
@@ -23,14 +24,8 @@ from edgekd.students import StudentConfig, build_student, to_model_input
 SMALL = StudentConfig("dscnn", {"width": 8, "depth": 2, "resolution": None})
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path_factory.mktemp("cache")))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_task("digits", limit=400)
+isolated_teacher_cache = distill_fixtures.isolated_teacher_cache  # autouse: a fresh EDGEKD_CACHE per test
+digits = distill_fixtures.digits
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +187,8 @@ def test_baseline_with_unlabelled_records_the_ship_evidence(tmp_path: Path, digi
 
     path = tmp_path / "t.pt"
     train_teacher("digits", path, epochs=3, limit=400, progress=False)
-    d = distill("nrf52840-dk", "digits", str(path), tmp_path / "run", epochs=2, limit=400, labels=100,
-                baseline=True, families=["dscnn"], progress=False, mix="cutmix")
+    d = distill("nrf52840-dk", "digits", str(path), tmp_path / "run", epochs=3, limit=400, labels=100,
+                baseline=True, families=["dscnn"], progress=False, mix="cutmix", views=2)
     unl = d["unlabelled"]
     assert unl["held_out_for_ship_decision"] > 0
     assert unl["used"] == unl["samples"] == d["training"]["unlabelled_samples"]
@@ -203,6 +198,9 @@ def test_baseline_with_unlabelled_records_the_ship_evidence(tmp_path: Path, digi
     assert 0 <= ev["agreement"]["distilled"] <= 1 and d["shipped"]["decided_by"] in (
         "validation", "validation (not decisive)", "teacher agreement")
     assert d["function_matching"]["name"] == "cutmix" and d["train_config"]["mix"] == "cutmix"
+    # --views 2: three epochs over two cached draws, the teacher ran twice (a fresh cache: both misses).
+    assert d["train_config"]["views"] == 2
+    assert d["teacher_cache"]["draws"] == 2 and d["teacher_cache"]["misses"] == 2
 
 
 def test_cli_unknown_mix_is_exit_2_and_one_line(tmp_path: Path) -> None:
@@ -214,3 +212,30 @@ def test_cli_unknown_mix_is_exit_2_and_one_line(tmp_path: Path) -> None:
                                     str(tmp_path / "run"), "--mix", "mosaic"])
     assert res.exit_code == 2 and "--mix 'mosaic': unknown; known: none, cutmix, mixup" in res.output
     assert not (tmp_path / "run").exists()
+
+
+def test_build_refuses_an_unknown_mix_before_any_stage(tmp_path: Path) -> None:
+    from cli_helpers import one_line_exit_2
+
+    line = one_line_exit_2(["build", "--target", "nrf52840-dk", "--task", "digits", "--out", str(tmp_path / "b"),
+                            "--mix", "mosaic"])
+    assert "--mix 'mosaic': unknown; known: none, cutmix, mixup" in line
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow  # a --fast build: about 2 minutes on shared cores
+def test_build_passes_mix_and_views_to_the_distill_stage(tmp_path: Path, cost_cache: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+
+    out = tmp_path / "b"
+    res = CliRunner().invoke(main, ["build", "--target", "nrf52840-dk", "--task", "digits", "--fast", "--epochs",
+                                    "3", "--labels", "200", "--mix", "mixup", "--views", "2", "--emulator", "none",
+                                    "--family", "dscnn", "--out", str(out), "--json"])
+    assert res.exit_code in (0, 1), (res.output, res.exception)  # 1: a gate; the distill stage ran either way
+    d = json.loads((out / "student" / "distill.json").read_text())
+    assert d["train_config"]["mix"] == "mixup" and d["train_config"]["views"] == 2
+    assert d["function_matching"]["name"] == "mixup" and d["teacher_cache"]["draws"] == 2

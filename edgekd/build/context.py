@@ -38,6 +38,8 @@ class BuildOptions:
     allow_weak_teacher: bool = False  # distil even from a teacher at chance level on validation
     labels: int | None = None  # keep this many training labels; the rest of the training split is unlabelled
     unlabelled: str | None = None  # samples without labels (.npz with x, .npy, image folder)
+    mix: str = "none"  # function matching with the teacher: mixup | cutmix | none (edgekd.distill.mix)
+    views: int = 0  # distil over this many fixed augmentation draws, teacher outputs cached (0: fresh each epoch)
     min_accuracy: float | None = None  # accuracy gate's bar (0..1), above chance level
     fast: bool = False
     loss: str = "kd"
@@ -70,6 +72,13 @@ class BuildOptions:
                               "that factory too")
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
             raise EdgekdError(f"min_accuracy must be a fraction in 0..1, got {self.min_accuracy!r}")
+        if self.mix != "none":
+            from edgekd.distill.mix import build_mix
+
+            build_mix(self.mix)  # an unknown name: one line now, not after the teacher stage
+        if self.views < 0:
+            raise EdgekdError(f"--views {self.views}: give 0 (a fresh augmentation draw each epoch) or a positive "
+                              "count")
 
     def resolved(self) -> BuildOptions:
         """Fill what ``fast`` changes: 6 distillation epochs, a short teacher, a stratified 3,000-sample slice."""

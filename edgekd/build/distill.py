@@ -20,7 +20,8 @@ def run(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TeacherRec
            "baseline": opts.baseline, "limit": opts.limit, "families": opts.families, "code": ctx.code,
            "teacher_weights": sha256_file(opts.teacher_weights) if opts.teacher_weights else None,
            "allow_weak_teacher": opts.allow_weak_teacher, "labels": opts.labels,
-           "unlabelled": data_key(opts.unlabelled, None) if opts.unlabelled else None}
+           "unlabelled": data_key(opts.unlabelled, None) if opts.unlabelled else None, "mix": opts.mix,
+           "views": opts.views}
     key |= stages.upstream_key("distill", teacher_stages if teacher.trained else None)
     if not teacher.trained:
         key["teacher_run"] = None
@@ -31,6 +32,6 @@ def run(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TeacherRec
                                budgets=opts.budgets, verify_int8=False, progress=opts.progress,
                                planned=plan.fitting, teacher_weights=opts.teacher_weights,
                                labels=opts.labels, unlabelled=opts.unlabelled,
-                               allow_weak_teacher=opts.allow_weak_teacher),
+                               allow_weak_teacher=opts.allow_weak_teacher, mix=opts.mix, views=opts.views),
                roots=[layout.student_dir])
     return DistillRecord.read(layout.distill_json)

@@ -107,6 +107,23 @@ def budget_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def distill_data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options `distill` and `build` share for few labels, unlabelled samples and function matching."""
+    fn = click.option("--views", default=0, show_default=True, type=click.IntRange(min=0),
+                      help="Cycle this many fixed augmentation draws when distilling, so the teacher runs that many "
+                           "passes (cached) however long the schedule; 0: a fresh draw (and teacher pass) each "
+                           "epoch.")(fn)
+    fn = click.option("--mix", default="none", show_default=True,
+                      help="Function matching: mixup | cutmix | none; half the samples are shown mixed and learn "
+                           "the teacher's output on the mixed image.")(fn)
+    fn = click.option("--allow-weak-teacher", is_flag=True,
+                      help="Distil even from a teacher at chance level on validation.")(fn)
+    fn = click.option("--labels", type=click.IntRange(min=1),
+                      help="Keep this many training labels (stratified, seeded); the other training samples become "
+                           "unlabelled.")(fn)
+    return fn
+
+
 def load_target_with_budgets(name: str, ram: str | None, flash: str | None, latency: str | None) -> Any:
     from edgekd.targets import load_target
 

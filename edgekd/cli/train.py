@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgekd.cli.shell import budget_options, emit_json, handle_errors, main, task_option
+from edgekd.cli.shell import budget_options, distill_data_options, emit_json, handle_errors, main, task_option
 
 
 @main.command("teacher")
@@ -62,14 +62,9 @@ def teacher_cmd(task: str, data_dir: str | None, out: str, epochs: int | None, s
 @click.option("--aug-seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Augmentation stream; fixed across seeds so cached teacher outputs are reused.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a stratified subset (smoke runs).")
-@click.option("--labels", type=click.IntRange(min=1),
-              help="Keep this many training labels (stratified, seeded); the other training samples become unlabelled.")
 @click.option("--unlabelled", multiple=True, type=click.Path(),
               help="Samples without labels (.npz with x, .npy, or an image folder): learnt from the teacher's outputs.")
-@click.option("--allow-weak-teacher", is_flag=True, help="Distil even from a teacher at chance level on validation.")
-@click.option("--mix", default="none", show_default=True,
-              help="Function matching: mixup | cutmix | none; half the samples are shown mixed and learn the "
-                   "teacher's output on the mixed image.")
+@distill_data_options
 @click.option("--family", "families", multiple=True, help="Only these student families (repeatable).")
 @click.option("--no-int8-check", is_flag=True, help="Skip the int8 export + TFLite Micro re-check.")
 @budget_options
@@ -80,7 +75,7 @@ def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: 
                 loss_arg: tuple[str, ...], epochs: int, batch_size: int, lr: float, patience: int, qat: bool,
                 qat_epochs: int, search: int, student_ref: str | None, baseline: bool, resume: bool, seed: int,
                 aug_seed: int, limit: int | None, labels: int | None, unlabelled: tuple[str, ...],
-                allow_weak_teacher: bool, mix: str, families: tuple[str, ...], no_int8_check: bool,
+                allow_weak_teacher: bool, mix: str, views: int, families: tuple[str, ...], no_int8_check: bool,
                 ram_budget: str | None,
                 flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """Train the student planned for TARGET (or --student, your own) from a teacher; writes OUT/student.pt and
@@ -97,7 +92,8 @@ def distill_cmd(target_name: str, task: str, data_dir: str | None, teacher_ref: 
                              budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
                              families=list(families) or None, batch_size=batch_size, lr=lr, patience=patience,
                              verify_int8=not no_int8_check, progress=not as_json, labels=labels,
-                             unlabelled=list(unlabelled) or None, allow_weak_teacher=allow_weak_teacher, mix=mix)
+                             unlabelled=list(unlabelled) or None, allow_weak_teacher=allow_weak_teacher, mix=mix,
+                             views=views)
     from edgekd.distill.train import is_main
 
     if not is_main():  # under torchrun only rank 0 reports

@@ -181,7 +181,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
             families: list[str] | None = None, batch_size: int = 128, lr: float = 3e-3, patience: int = 0,
             verify_int8: bool = True, progress: bool = True, planned: list[Candidate] | None = None,
             labels: int | None = None, unlabelled: str | Path | list[str | Path] | None = None,
-            allow_weak_teacher: bool = False, quick_check: bool = True, mix: str = DEFAULT_MIX) -> dict[str, Any]:
+            allow_weak_teacher: bool = False, quick_check: bool = True, mix: str = DEFAULT_MIX,
+            views: int = 0) -> dict[str, Any]:
     """Plan, train, check and save the student for ``target_name`` (a name, a profile path or a loaded Target)
     on ``task``; returns distill.json's content. ``planned``: the fitting candidates, best first, of a plan made
     earlier (``edgekd build``'s plan.json), used instead of planning again.
@@ -192,7 +193,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     distilled student and its no-teacher twin on validation is shipped (see :mod:`edgekd.distill.guard`);
     ``quick_check=False`` skips the quick no-teacher run a teacher is compared with otherwise (benchmarks that
     train the no-teacher students themselves). ``mix``: function matching with the teacher (``mixup``, ``cutmix``
-    or ``none``, :mod:`edgekd.distill.mix`)."""
+    or ``none``, :mod:`edgekd.distill.mix`). ``views``: cycle that many fixed augmentation draws when distilling
+    (0: a fresh draw each epoch), so the teacher's outputs are computed that many times whatever ``epochs``."""
     from edgekd.planner import evaluate, explain_no_fit, plan
     from edgekd.targets import Target, load_target
 
@@ -202,6 +204,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     if loss not in LOSSES:
         raise EdgekdError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
     mixer = build_mix(mix)  # an unknown name is one line now, not after the teacher
+    if views < 0:
+        raise EdgekdError(f"--views {views}: give 0 (a fresh augmentation draw each epoch) or a positive count")
     check_writable(out, "--out")  # before the teacher and the training, not at the save
     check_cache_root()  # EDGEKD_CACHE pointing at a file: one line now, not a traceback in the planner
     target = target_name if isinstance(target_name, Target) else load_target(target_name)
@@ -233,7 +237,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     teacher = None
     teacher_record: dict[str, Any] = {"path": None}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, aug_seed=aug_seed, patience=patience,
-                      mix=mix if LOSSES[loss].needs_teacher else "none")
+                      mix=mix if LOSSES[loss].needs_teacher else "none",
+                      views=views if LOSSES[loss].needs_teacher else 0)
     if mixer is not None and not LOSSES[loss].needs_teacher:
         log.warning("--mix %s: loss %r has no teacher to match on mixed images; training without mixing", mix, loss)
     if LOSSES[loss].needs_teacher or refs:
@@ -265,13 +270,16 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
         x_union, _ = training_union(splits)
         cache = TeacherCache(teacher, x_union, None, policy, aug_seed, mix=cfg.mix)
         t = time.perf_counter()
+        draws = augment.views_used(epochs, cfg.views, policy, cfg.mix != "none")
         if is_main():
-            for epoch in range(epochs):
-                cache.ensure(epoch)
+            for v in draws:
+                cache.ensure(v)
         barrier()
         timings["teacher_outputs"] = round(time.perf_counter() - t, 2)
-        cache_record = {"used": True, "dir": str(cache.dir), **asdict(cache.stats),
-                        "mode": "cached per augmentation draw (aug_seed, epoch)"}
+        cache_record = {"used": True, "dir": str(cache.dir), **asdict(cache.stats), "draws": len(draws),
+                        "mode": "cached per augmentation draw (aug_seed, draw); " + (
+                            f"{len(draws)} draw(s) cycled over {epochs} epochs" if len(draws) < epochs
+                            else "a fresh draw each epoch")}
     elif teacher is not None:
         cache_record = {"used": False, "mode": "online: feature maps are too large to cache, the teacher runs "
                                                "on every augmented batch"}

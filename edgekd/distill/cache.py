@@ -1,9 +1,11 @@
 """Teacher outputs computed once and kept on disk.
 
 The key is (teacher sha256, data fingerprint, augmentation policy, augmentation seed); under it, one file of
-logits per epoch's augmentation draw (the teacher sees exactly the augmented images the student sees). Repeated
-runs, other seeds and other targets of the same task reuse the files; only feature distillation, whose feature
-maps are too large to keep, runs the teacher online.
+logits per augmentation draw (the teacher sees exactly the augmented images the student sees). Epoch e uses
+draw :func:`edgekd.distill.augment.view`: draw e by default, draw 0 in every epoch when nothing is augmented or
+mixed, e mod K with ``views=K``, so a long schedule costs K teacher passes, not one per epoch. Repeated runs,
+other seeds and other targets of the same task reuse the files; only feature distillation, whose feature maps
+are too large to keep, runs the teacher online.
 
 The files are not trusted: each ``epoch-NNNN.npy`` has a sidecar ``epoch-NNNN.json`` (sha256, shape, dtype)
 written after it, and an entry whose bytes, shape or dtype do not match, that cannot be read, or has no sidecar
@@ -189,4 +191,5 @@ class TeacherCache:
         return self._logits
 
     def __call__(self, x_aug: torch.Tensor, epoch: int, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Rows ``idx`` of draw ``epoch`` (``fit`` passes the draw its epoch uses, not the epoch itself)."""
         return self.epoch_logits(epoch)[idx], None

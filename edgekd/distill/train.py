@@ -54,6 +54,7 @@ class TrainConfig:
     patience: int = 0  # 0: no early stopping
     eval_batch_size: int = 1024
     mix: str = "none"  # function matching with a teacher: "mixup", "cutmix" (edgekd.distill.mix) or "none"
+    views: int = 0  # with a teacher: cycle this many fixed augmentation draws (0: a fresh draw each epoch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +149,10 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     ``teacher(x_aug, epoch, idx)`` returns (teacher logits, teacher feature) for the augmented batch whose rows
     are training samples ``idx``; ``feature_layer`` names the student module whose output feeds a feature loss.
     With a teacher, ``cfg.mix`` mixes a share of each batch (function matching, :mod:`edgekd.distill.mix`): the
-    mixed rows are trained on the teacher's output for the mixed image alone (label -1).
+    mixed rows are trained on the teacher's output for the mixed image alone (label -1). With a teacher, epoch e
+    uses augmentation draw :func:`edgekd.distill.augment.view` (``cfg.views``), which is what ``teacher`` gets as
+    its epoch: a cached teacher then computes its outputs once per draw, not once per epoch. Without a teacher
+    every epoch draws anew (the no-teacher twin is unchanged by ``views``).
     """
     rank, size = world()
     mixer = mixing.build_mix(cfg.mix) if teacher is not None else None
@@ -202,8 +206,9 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
             for epoch in range(start_epoch, cfg.epochs):
                 torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and anything else drawing from torch RNG
                 order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-                draw = augment.draw(policy, n, cfg.aug_seed, epoch)
-                mix_draw = mixer.draw(n, tuple(x_t.shape[1:]), cfg.aug_seed, epoch) if mixer else None
+                view = augment.view(epoch, cfg.views, policy, mixer is not None) if teacher is not None else epoch
+                draw = augment.draw(policy, n, cfg.aug_seed, view)
+                mix_draw = mixer.draw(n, tuple(x_t.shape[1:]), cfg.aug_seed, view) if mixer else None
                 set_training(model, True)
                 totals: dict[str, float] = {}
                 seen = correct = labelled = 0
@@ -219,7 +224,7 @@ def fit(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                     yb = yb.to(dev)
                     t_logits = t_feat = None
                     if teacher is not None:
-                        t_logits, t_feat = teacher(xb, epoch, local)
+                        t_logits, t_feat = teacher(xb, view, local)
                     out = net(to_model_input(xb, input_shape).to(dev))
                     feats = {"student_feature": captured["feature"], "teacher_feature": t_feat} if feature_layer else {}
                     loss, parts = loss_fn.mixed(out, None if t_logits is None else t_logits.to(dev), yb, **feats)
@@ -272,7 +277,8 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
         lacking = sorted(keys - set(state)) if isinstance(state, dict) else sorted(keys)
         raise EdgekdError(f"{path}: not an edgekd checkpoint (no {', '.join(lacking)}); delete it, or rerun "
                           "without --resume")
-    if state.get("config") != cfg.to_dict():
+    # Settings added since a checkpoint was written take their defaults (mix "none", views 0: how it trained).
+    if not isinstance(state.get("config"), dict) or TrainConfig().to_dict() | state["config"] != cfg.to_dict():
         raise EdgekdError(f"{path}: checkpoint was made with other settings; rerun without --resume "
                           "or with the same flags")
     return state
