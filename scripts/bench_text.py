@@ -15,9 +15,10 @@ Steps, all on this machine's CPU with one torch thread (the machine is shared, i
    run on LiteRT (reference and XNNPACK kernels), TFLite Micro and ExecuTorch on the host, the int8 outputs scored
    like the float student, and the cost model's size / arena / latency estimate for the phone, Pi and MCU targets.
 Writes docs/text.json (and the artifacts under --work). Other modes: ``--baselines`` (mean vector, ridge
-regression: docs/text_baselines.json), ``--codegen runs/text-bench/mcu`` (generated C for the MCU student:
-docs/text_codegen.json), ``--count runs/text-bench/phone`` (qemu-aarch64 Pi Zero 2 W counts:
-docs/text_emulated.json), ``--table docs/text.json docs/text_transformer.json`` (the docs table).
+regression: docs/text_baselines.json), ``--init-compare`` (token-table starts: docs/text_init.json),
+``--codegen runs/text-bench/mcu`` (generated C for the MCU student: docs/text_codegen.json), ``--count
+runs/text-bench/phone`` (qemu-aarch64 Pi Zero 2 W counts: docs/text_emulated.json), ``--table docs/text.json
+docs/text_transformer.json`` (the docs table).
 """
 
 from __future__ import annotations
@@ -167,6 +168,68 @@ def baselines(args: argparse.Namespace) -> dict:
     return out
 
 
+def init_compare(args: argparse.Namespace) -> dict:
+    """The token-table starts without training (ridge regressions written into the student's rank): the old
+    ridge toward 0 factorised by the table's own SVD, the same with the reduced-rank reduction, and the ridge
+    toward the teacher's per-token prior; the prior alone (mean of token vectors, Model2Vec-style). Alphas
+    are chosen on a validation split (the last 2,000 of the training sample, fitted on the rest); the chosen
+    ones are then fitted on the whole sample and scored on the evaluation pool."""
+    import scipy.sparse as sparse
+    from sklearn.linear_model import Ridge
+
+    from edgekd.text.distill import token_prior
+    from edgekd.text.init import PRIOR_ALPHA, RIDGE_ALPHA, bag_of_words
+    from edgekd.text.metrics import mean_cosine
+    from edgekd.text.tokenize import make_tokenizer
+
+    data = TextData.sample(load_corpus(), args.train, args.eval, seed=0)
+    y, y_eval = teacher_embeddings(data, teacher_mod.EmbedStats())
+    n_fit = args.train - 2000
+    out: dict = {"train": args.train, "eval": args.eval, "validation": f"last 2000 of the {args.train} training "
+                 f"sentences, fitted on the first {n_fit}", "rank": args.rank}
+
+    def ridge(x: sparse.csr_matrix, target: np.ndarray, prior: np.ndarray | None, alpha: float) -> np.ndarray:
+        base = np.asarray(x @ prior) if prior is not None else 0.0
+        w = Ridge(alpha=alpha, fit_intercept=False).fit(x, target - base).coef_.T
+        return w + prior if prior is not None else w
+
+    def rank_svd(w: np.ndarray) -> np.ndarray:
+        u, sv, vt = np.linalg.svd(w, full_matrices=False)
+        return (u[:, : args.rank] * sv[: args.rank]) @ vt[: args.rank]
+
+    def rank_rrr(w: np.ndarray, x: sparse.csr_matrix) -> np.ndarray:
+        v = np.linalg.svd(np.asarray(x @ w), full_matrices=False)[2][: args.rank].T
+        return w @ v @ v.T
+
+    for kind in ("wordpiece", "hashed"):
+        tok = make_tokenizer(kind, 32, 4096)
+        x, x_eval = bag_of_words(tok.encode(data.train.texts), tok.vocab_size), bag_of_words(
+            tok.encode(data.eval.texts), tok.vocab_size)
+        xf, yf, xv, yv = x[:n_fit], y[:n_fit], x[n_fit:], y[n_fit:]
+        prior_fit = token_prior(tok, data.train.texts[:n_fit], teacher_mod.EmbedStats())
+        prior = token_prior(tok, data.train.texts, teacher_mod.EmbedStats())
+        res: dict = {"prior_only": {"validation": mean_cosine(np.asarray(xv @ prior_fit), yv),
+                                    "eval": mean_cosine(np.asarray(x_eval @ prior), y_eval)}, "validation": {}}
+        for alpha in (0.03, 0.1, 0.3, 1.0):
+            t = time.perf_counter()
+            w = ridge(xf, yf, prior_fit, alpha)
+            res["validation"][f"prior alpha {alpha:g}"] = {
+                "full_rank": mean_cosine(np.asarray(xv @ w), yv),
+                f"rank {args.rank} (reduced-rank)": mean_cosine(np.asarray(xv @ rank_rrr(w, xf)), yv),
+                "seconds": round(time.perf_counter() - t, 1)}
+            print(kind, alpha, res["validation"][f"prior alpha {alpha:g}"], flush=True)
+        for name, p, alpha in (("lstsq (ridge toward 0)", None, RIDGE_ALPHA),
+                               ("prior (ridge toward the token prior)", prior, PRIOR_ALPHA[kind])):
+            w = ridge(x, y, p, alpha)
+            res[name] = {"alpha": alpha, "full_rank": mean_cosine(np.asarray(x_eval @ w), y_eval),
+                         f"rank {args.rank}, table SVD (old)": mean_cosine(np.asarray(x_eval @ rank_svd(w)), y_eval),
+                         f"rank {args.rank}, reduced-rank (new)": mean_cosine(np.asarray(x_eval @ rank_rrr(w, x)),
+                                                                            y_eval)}
+            print(kind, name, res[name], flush=True)
+        out[kind] = res
+    return out
+
+
 def count_on_pi(folder: Path, target_name: str = "raspberry-pi-zero-2-w") -> dict:
     """The exported .tflite under qemu-aarch64 on the profile's core, on the token rows of 3 held-out sentences:
     reference and XNNPACK kernels against the host runs, and the counted time of a steady invoke."""
@@ -214,11 +277,15 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true", help="write docs/text_baselines.json (mean vector, ridge)")
     ap.add_argument("--codegen", metavar="FOLDER", help="generate C for FOLDER/student.tflite (an exported MCU "
                     "student), check it against TFLite Micro, link it for nucleo-h743zi2; write docs/text_codegen.json")
+    ap.add_argument("--init-compare", action="store_true", help="write docs/text_init.json (token-table starts "
+                    "before training: ridge toward 0 or toward the teacher's per-token prior)")
+    ap.add_argument("--rank", type=int, default=96, help="--init-compare: the student's table width")
     ap.add_argument("--train", type=int, default=20000)
     ap.add_argument("--eval", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--loss", default="relational")
-    ap.add_argument("--init", default="lstsq", choices=("lstsq", "random"), help="text_conv token table start")
+    ap.add_argument("--init", default="lstsq", choices=("lstsq", "prior", "random"),
+                    help="text_conv token table start")
     ap.add_argument("--lr", type=float, help="default: 5e-4 from the least-squares start, 2e-3 from random rows")
     ap.add_argument("--students", default="phone,mcu,transformer")
     ap.add_argument("--time-teacher", type=int, default=1000, help="sentences for the cold/cached teacher timing")
@@ -231,6 +298,11 @@ def main() -> None:
     if args.count:
         write_json(ROOT / "docs" / "text_emulated.json", count_on_pi(Path(args.count)))
         print((ROOT / "docs" / "text_emulated.json").read_text())
+        return
+    if args.init_compare:
+        torch.set_num_threads(1)
+        write_json(ROOT / "docs" / "text_init.json", init_compare(args))
+        print((ROOT / "docs" / "text_init.json").read_text())
         return
     if args.baselines:
         write_json(ROOT / "docs" / "text_baselines.json", baselines(args))
@@ -284,8 +356,8 @@ def main() -> None:
     result["students"] = {}
     for name in args.students.split(","):
         family, params, integer = STUDENTS[name]
-        init = "lstsq" if family == "text_conv" and args.init == "lstsq" else "random"
-        lr = args.lr if args.lr is not None else (5e-4 if init == "lstsq" else 2e-3)
+        init = args.init if family == "text_conv" else "random"
+        lr = args.lr if args.lr is not None else (2e-3 if init == "random" else 5e-4)
         cfg = TextTrainConfig(epochs=args.epochs, loss=args.loss, lr=lr)
         model, run = distil_text(StudentConfig(family, params), data, cfg, 32, teacher_macs, probe_teacher, init)
         entry = run.to_dict()

@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_text_build.py --targets google-pixel-8 \
         --out runs/text-build --json docs/text_build.json [--sentences 40960]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_text_build.py --targets google-pixel-8,nucleo-h743zi2 \
+        --once --out runs/text-build-prior --json docs/text_build_prior.json \
+        --save-report 'docs/text_build_prior_{target}_report.json'      # the per-token prior start
 
 For each target: the first build (every stage's seconds, the teacher's cache hits and misses, the report's text
 metrics and gates), a second build into the same folder (which stages it skipped, its wall time) and `package
@@ -22,22 +25,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgekd.build import build  # noqa: E402
+from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.io import write_json  # noqa: E402
 from edgekd.package import verify_package  # noqa: E402
 
 
-def one(target: str, out: Path, fast: bool, sentences: int | None) -> dict:
+def one(target: str, out: Path, fast: bool, sentences: int | None, once: bool = False) -> dict:
     load = os.getloadavg()[0]
     t = time.perf_counter()
     first = build(target, task="text-embedding", teacher="minilm", fast=fast, emulator="none", out=out,
                   limit=sentences)
     first_s = time.perf_counter() - t
     t = time.perf_counter()
-    second = build(target, task="text-embedding", teacher="minilm", fast=fast, emulator="none", out=out,
-                  limit=sentences)
+    second = None if once else build(target, task="text-embedding", teacher="minilm", fast=fast, emulator="none",
+                                     out=out, limit=sentences)
     second_s = time.perf_counter() - t
     t = time.perf_counter()
-    check = verify_package(out / first.bundle)
+    try:
+        check, problem = verify_package(out / first.bundle), None
+    except EdgekdError as exc:  # recorded, not fatal: the other targets still run
+        check, problem = None, str(exc)
     verify_s = time.perf_counter() - t
     report = first.to_json()
     bundle_bytes = (out / first.bundle).stat().st_size
@@ -48,9 +55,11 @@ def one(target: str, out: Path, fast: bool, sentences: int | None) -> dict:
                             "student": report["student"], "text_metrics": report["text_metrics"],
                             "gates": report["gates"], "passed": report["passed"], "training": report["distillation"],
                             "evaluated_on": report["evaluated_on"], "bundle_bytes": bundle_bytes},
-            "second_build": {"wall_seconds": round(second_s, 1), "skipped_stages": second.skipped_stages},
-            "package_verify": {"wall_seconds": round(verify_s, 1), "checks": [c.to_json() for c in check.vectors],
-                               "passed": check.passed}}
+            "second_build": {"wall_seconds": round(second_s, 1), "skipped_stages": second.skipped_stages}
+            if second else None,
+            "package_verify": {"wall_seconds": round(verify_s, 1),
+                               "checks": [c.to_json() for c in check.vectors] if check else [],
+                               "passed": check.passed if check else False, "error": problem}}
 
 
 def c_tokenizer(buckets: int = 4096) -> dict:
@@ -89,6 +98,9 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--sentences", type=int, help="training sentences (default: the task recipe's)")
     ap.add_argument("--json", default=str(ROOT / "docs" / "text_build.json"))
+    ap.add_argument("--once", action="store_true", help="one build per target (no second, skipping build)")
+    ap.add_argument("--save-report", metavar="PATTERN", help="copy each build's report.json here ({target} in "
+                    "the name), e.g. docs/text_build_{target}_report.json")
     ap.add_argument("--c-tokenizer", action="store_true", help="only: C vs Python tokenizer on the whole corpus "
                                                                   "(docs/text_ctokenizer.json)")
     args = ap.parse_args()
@@ -103,7 +115,12 @@ def main() -> None:
     result = {"started": started, "host": f"{os.cpu_count()} CPU cores shared with other jobs, torch threads 1",
               "runs": []}
     for target in args.targets.split(","):
-        result["runs"].append(one(target, Path(args.out) / target, args.fast, args.sentences))
+        result["runs"].append(one(target, Path(args.out) / target, args.fast, args.sentences, args.once))
+        if args.save_report:
+            from edgekd.io import atomic_write_bytes
+
+            atomic_write_bytes(Path(args.save_report.format(target=target)),
+                               (Path(args.out) / target / "report.json").read_bytes())
         write_json(args.json, result)
         print(target, result["runs"][-1]["first_build"]["text_metrics"]["int8"]["mean_cosine"], flush=True)
     print("wrote", args.json)

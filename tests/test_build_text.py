@@ -184,3 +184,22 @@ def test_fast_microcontroller_build_ships_the_hashed_tokenizer_and_its_c(private
     assert {"c/model.c", "c/edgekd_tokenizer.c", "c/edgekd_tokenizer.h", "c/edgekd_token_table.c"} <= set(files)
     assert "vocab.txt" not in files and json.loads(files["tokenizer.json"])["kind"] == "hashed"
     assert report.text_metrics["sizes"]["token_table_bytes"] == len(files["token_table.bin"]) == 4096 * 32
+
+
+def test_user_sentences_build_a_text_student_scored_without_a_probe(private_cache: Path, tmp_path: Path) -> None:
+    texts = corpus_mod.load_corpus().texts[:500]
+    mine = tmp_path / "my.txt"
+    mine.write_text("\n".join(texts + texts[:5]) + "\n", encoding="utf-8")  # duplicates are kept once
+    r = CliRunner().invoke(main, ["build", "--target", "google-pixel-8", "--task", "text-embedding", "--data",
+                                  str(mine), "--fast", "--emulator", "none", "--out", str(tmp_path / "u"), "--json"])
+    assert r.exit_code in (0, 1), (r.output, r.exception)  # 1: a gate failed, the report is still written
+    report = json.loads(r.stdout[r.stdout.index('{\n  "reports"'):])["reports"][0]
+    held = sum(corpus_mod.is_held_out(t) for t in set(texts))
+    f = report["text_metrics"]["float"]
+    assert report["evaluated_on"]["train_sentences"] == len(set(texts)) - held and f["nn_pool"] == held
+    assert f["probe_student"] is None and report["teacher"]["probe_accuracy"] is None and f["mean_cosine"] > 0.2
+    small = tmp_path / "small.txt"
+    small.write_text("\n".join(texts[:30]) + "\n", encoding="utf-8")
+    line = one_line_exit_2(["build", "--target", "google-pixel-8", "--task", "text-embedding", "--data", str(small),
+                            "--fast", "--emulator", "none", "--out", str(tmp_path / "s")])
+    assert "small.txt: 30 distinct sentences" in line and "give at least about 150 sentences" in line

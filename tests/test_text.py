@@ -263,6 +263,82 @@ def test_least_squares_init_makes_the_student_compute_the_ridge_regression():
         init_from_least_squares(narrow, ids, target)
 
 
+def test_prior_init_keeps_the_prior_for_tokens_the_training_never_saw():
+    from edgekd.text.init import bag_of_words, init_from_least_squares, init_from_prior
+
+    rng = np.random.default_rng(2)
+    prior = (rng.standard_normal((64, 12)) @ rng.standard_normal((12, 384))).astype(np.float64)
+    prior[0] = 0
+    seen = np.zeros((400, 8), dtype=np.int32)
+    seen[:, :5] = rng.integers(1, 32, (400, 5))  # ids 32..63 never occur in training
+    unseen = np.zeros((50, 8), dtype=np.int32)
+    unseen[:, :4] = rng.integers(32, 64, (50, 4))
+    target = np.asarray(bag_of_words(seen, 64) @ prior).astype(np.float32)
+    cfg = StudentConfig("text_conv", {"embed": 48, "width": 96, "depth": 2, "kernel": 3, "buckets": 64})
+    torch.manual_seed(0)
+    model = build_student(cfg, (8,), 384)
+    fit = init_from_prior(model, seen, target, prior, alpha=0.03)
+    want = np.asarray(bag_of_words(unseen, 64) @ prior)
+    assert fit > 0.99 and mean_cosine(student_embed(model, seen), target) > 0.97
+    assert mean_cosine(student_embed(model, unseen), want) > 0.97  # the teacher's own vectors, no data needed
+    torch.manual_seed(0)
+    old = build_student(cfg, (8,), 384)
+    init_from_least_squares(old, seen, target)
+    assert mean_cosine(student_embed(old, unseen), want) < 0.5  # shrunk toward 0: only the random channels
+    with pytest.raises(EdgekdError, match="does not match the student's vocabulary"):
+        init_from_prior(model, seen, target, prior[:32], alpha=0.03)
+
+
+def test_bucket_prior_is_the_count_weighted_mean_of_the_words_hashing_into_it():
+    from edgekd.text.init import bucket_prior
+    from edgekd.text.tokenize import WordPieceTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "dog", "cat", "run", "##s"]
+    vectors = np.random.default_rng(3).standard_normal((len(vocab), 384)).astype(np.float32)
+    wp = WordPieceTokenizer(vocab, 8)
+    hashed = HashedTokenizer(64, 8)
+    prior = bucket_prior(["dog cat dog", "runs", "dog"], hashed, vectors, wp)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v)
+
+    words = {"dog": (3, unit(vectors[4])), "cat": (1, unit(vectors[5])), "runs": (1, unit(vectors[6:8].mean(0)))}
+    want = np.zeros((64, 384))
+    total = np.zeros(64)
+    for word, (n, v) in words.items():
+        b = hashed.ids(word)[0]
+        want[b] += n * v
+        total[b] += n
+    want /= np.maximum(total, 1)[:, None]
+    assert prior.shape == (64, 384) and np.allclose(prior, want, atol=1e-6)
+    assert (np.abs(prior).sum(1) > 0).sum() == len({hashed.ids(w)[0] for w in words})
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_token_vectors_are_the_teachers_one_token_sentences_and_cached(tmp_path: Path):
+    from edgekd.text import teacher as T
+    from edgekd.text.tokenize import teacher_vocab
+
+    vocab = teacher_vocab()[:1200]  # a prefix keeps ids: [CLS] 101, [SEP] 102, single characters from 999
+    teacher = T.get_teacher()
+    first = T.EmbedStats()
+    vec = T.token_vectors(vocab, root=tmp_path, stats=first, teacher=teacher)
+    words = [vocab[i] for i in (999, 1010, 1100)]
+    assert vec.shape == (1200, 384) and not vec[0].any() and (first.hits, first.misses) == (0, 1)
+    assert np.abs(vec[[999, 1010, 1100]] - teacher.embed(words)).max() < 1e-5
+    second = T.EmbedStats()
+    assert np.array_equal(T.token_vectors(vocab, root=tmp_path, stats=second, teacher=teacher), vec)
+    assert (second.hits, second.misses) == (1, 0)
+    entry = next(tmp_path.glob("tokens-*.npy"))
+    entry.write_bytes(entry.read_bytes()[:-8])
+    third = T.EmbedStats()
+    assert np.abs(T.token_vectors(vocab, root=tmp_path, stats=third, teacher=teacher) - vec).max() < 1e-6
+    assert (third.repaired, third.misses) == (1, 1)
+    with pytest.raises(EdgekdError, match="\\[CLS\\] and \\[SEP\\]"):
+        T.token_vectors(vocab[:50], root=tmp_path, teacher=teacher)
+
+
 # -- export
 @pytest.mark.slow
 def test_int8_export_is_fully_integer_matches_the_runtimes_and_ships_vectors(tmp_path: Path):

@@ -48,18 +48,55 @@ LISTED = 10
 # ------------------------------------------------------------------ data
 
 @cache
-def _corpus() -> Any:
-    from edgekd.text.corpus import load_corpus
+def _corpus(path: str | None = None, sha256: str | None = None) -> Any:
+    """The built-in corpus, or the user's sentences (``--data my.txt`` / ``.npz``; ``sha256`` keys the memo)."""
+    from edgekd.text.corpus import corpus_from_texts, load_corpus, read_sentence_file
 
-    return load_corpus()
+    return load_corpus() if path is None else corpus_from_texts(read_sentence_file(path), Path(path).name)
+
+
+def user_text(ctx: BuildContext) -> str | None:
+    """The user's sentence file of a text build (``--data``), or None for the task's built-in corpus."""
+    return ctx.opts.data_dir
+
+
+def text_options(task: str, data: str | None, data_dir: str | None) -> tuple[str, str | None]:
+    """(task, data_dir) of ``edgekd build``: ``--data my.txt`` with a text ``--task`` is that task's sentences
+    (the text path reads them), with any other task the user's data set itself (the image path)."""
+    from edgekd.data import get_spec
+
+    if data is not None:
+        try:
+            if is_text(get_spec(task, None)):
+                return task, data
+        except EdgekdError:  # not a task name: --data names the user's data set, as before
+            pass
+    return data or task, data_dir
+
+
+def _sizes(ctx: BuildContext, recipe: TextRecipe) -> tuple[int, int]:
+    """(training, evaluation) sentences: the recipe's, at most what the user's file holds."""
+    n_train, n_eval = recipe.sizes(ctx.opts.fast)
+    path = user_text(ctx)
+    if path is None:
+        return n_train, n_eval
+    corpus = _corpus(path, sha256_file(Path(path)))
+    held = int(corpus.held_out.sum())
+    if held < 11 or held == len(corpus):
+        raise EdgekdError(f"{path}: {len(corpus)} distinct sentences, {held} of them held out for evaluation (by "
+                          "content hash, about 10 %); give at least about 150 sentences, one a line")
+    return min(n_train, len(corpus) - held), min(n_eval, held)
 
 
 def text_data(ctx: BuildContext, recipe: TextRecipe) -> TextData:
-    """The build's training sample and evaluation pool (sizes from the recipe, ``--fast`` smaller)."""
+    """The build's training sample and evaluation pool (sizes from the recipe, ``--fast`` smaller; from the
+    user's file when ``--data`` gave one)."""
     from edgekd.text.distill import TextData
 
-    n_train, n_eval = recipe.sizes(ctx.opts.fast)
-    return TextData.sample(_corpus(), n_train, n_eval, seed=ctx.opts.seed)
+    n_train, n_eval = _sizes(ctx, recipe)
+    path = user_text(ctx)
+    corpus = _corpus() if path is None else _corpus(path, sha256_file(Path(path)))
+    return TextData.sample(corpus, n_train, n_eval, seed=ctx.opts.seed)
 
 
 def _teacher_name(ctx: BuildContext, recipe: TextRecipe) -> str:
@@ -126,7 +163,8 @@ def teacher_stage(ctx: BuildContext, stages: Stages, recipe: TextRecipe) -> Text
 
     name = _teacher_name(ctx, recipe)
     path = ctx.layout.teacher_dir / f"{name}.json"
-    n_train, n_eval = recipe.sizes(ctx.opts.fast)
+    n_train, n_eval = _sizes(ctx, recipe)
+    user = user_text(ctx)
 
     def embed() -> None:
         from edgekd.text.distill import teacher_embeddings
@@ -148,12 +186,14 @@ def teacher_stage(ctx: BuildContext, stages: Stages, recipe: TextRecipe) -> Text
             stats.to_dict(), seconds).to_json())
 
     stages.run("teacher", {"teacher": teacher_mod.teacher_key(), "train": n_train, "eval": n_eval,
-                           "seed": ctx.opts.seed, "data": ctx.data, "code": ctx.code}, [path], embed, roots=[path])
+                           "seed": ctx.opts.seed, "data": ctx.data, "code": ctx.code,
+                           "sentences": sha256_file(Path(user)) if user else None}, [path], embed, roots=[path])
     return TextTeacherRecord.read(path)
 
 
 def _schedule(ctx: BuildContext, recipe: TextRecipe, config: Any, epochs: int | None) -> tuple[Any, str]:
-    """The training config and init of a student: the least-squares start where the student allows it."""
+    """The training config and init of a student: the least-squares start toward the teacher's per-token prior
+    where the student allows it."""
     from edgekd.text.train import TextTrainConfig
 
     p = config.params
@@ -162,7 +202,7 @@ def _schedule(ctx: BuildContext, recipe: TextRecipe, config: Any, epochs: int | 
     cfg = TextTrainConfig(epochs=epochs or (recipe.fast_epochs if ctx.opts.fast else recipe.epochs),
                           batch_size=recipe.batch_size, lr=recipe.lr_lstsq if lstsq else recipe.lr_random, loss=loss,
                           seed=ctx.opts.seed)
-    return cfg, "lstsq" if lstsq else "random"
+    return cfg, "prior" if lstsq else "random"
 
 
 def distill_stage(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TextTeacherRecord,

@@ -6,13 +6,25 @@ stages, and so that a stage can be replaced without touching what its file holds
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgekd.build.records import _REBUILD
 from edgekd.errors import EdgekdError
 from edgekd.io import read_json, sha256_file
+
+R = TypeVar("R")
+
+
+def _read_typed(path: Path, what: str, make: Callable[[dict[str, Any]], R]) -> R:
+    """``make`` applied to the JSON at ``path``; a missing field or a wrong type is one line naming the file."""
+    d = read_json(path, what, fix=_REBUILD)
+    try:
+        return make(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgekdError(f"{path}: not a {what} this edgekd wrote ({exc}); {_REBUILD}") from None
 
 
 @dataclass
@@ -31,12 +43,9 @@ class TextTeacherRecord:
 
     @classmethod
     def read(cls, path: Path) -> TextTeacherRecord:
-        d = read_json(path, "text teacher record", fix=_REBUILD)
-        try:
-            return cls(d["name"], d["key"], int(d["params"]), int(d["macs"]), int(d["tokens"]), d["probe_accuracy"],
-                       dict(d["sentences"]), dict(d["cache"]), float(d["seconds"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EdgekdError(f"{path}: not a text teacher record this edgekd wrote ({exc}); {_REBUILD}") from None
+        return _read_typed(path, "text teacher record", lambda d: cls(
+            d["name"], d["key"], int(d["params"]), int(d["macs"]), int(d["tokens"]), d["probe_accuracy"],
+            dict(d["sentences"]), dict(d["cache"]), float(d["seconds"])))
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "key": self.key, "params": self.params, "macs": self.macs, "tokens": self.tokens,
@@ -59,13 +68,9 @@ class TextDistillRecord:
 
     @classmethod
     def read(cls, path: Path) -> TextDistillRecord:
-        d = read_json(path, "text distill record", fix=_REBUILD)
-        try:
-            s = d["student"]
-            return cls(s["family"], dict(s["config"]), dict(d["metrics"]), dict(d["train"]), list(d["history"]),
-                       dict(d["init"]), dict(d["tokenizer"]), float(d["train_seconds"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EdgekdError(f"{path}: not a text distill record this edgekd wrote ({exc}); {_REBUILD}") from None
+        return _read_typed(path, "text distill record", lambda d: cls(
+            d["student"]["family"], dict(d["student"]["config"]), dict(d["metrics"]), dict(d["train"]),
+            list(d["history"]), dict(d["init"]), dict(d["tokenizer"]), float(d["train_seconds"])))
 
 
 @dataclass
@@ -83,13 +88,10 @@ class TextExportRecord:
 
     @classmethod
     def read(cls, folder: Path, path: Path) -> TextExportRecord:
-        d = read_json(path, "text export record", fix=_REBUILD)
-        try:
-            rec = cls(dict(d["files"]), list(d["tflite_ops"]), bool(d["fully_integer"]),
-                      {k: d[k] for k in ("input_scale", "input_zero_point", "output_scale", "output_zero_point")},
-                      dict(d["pte_delegation"]), dict(d["fidelity"]), int(d["shipped_bytes_tflite"]), d["c"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EdgekdError(f"{path}: not a text export record this edgekd wrote ({exc}); {_REBUILD}") from None
+        rec = _read_typed(path, "text export record", lambda d: cls(
+            dict(d["files"]), list(d["tflite_ops"]), bool(d["fully_integer"]),
+            {k: d[k] for k in ("input_scale", "input_zero_point", "output_scale", "output_zero_point")},
+            dict(d["pte_delegation"]), dict(d["fidelity"]), int(d["shipped_bytes_tflite"]), d["c"]))
         for name, meta in rec.files.items():
             if not (folder / name).is_file() or sha256_file(folder / name) != meta.get("sha256"):
                 raise EdgekdError(f"{folder / name}: missing or changed since export (sha256 differs); {_REBUILD}")
@@ -109,9 +111,6 @@ class TextVerifyRecord:
 
     @classmethod
     def read(cls, path: Path) -> TextVerifyRecord:
-        d = read_json(path, "text verify record", fix=_REBUILD)
-        try:
-            return cls(d["kernels"], dict(d["metrics_int8"]), dict(d["sizes"]), dict(d["budgets"]), dict(d["gates"]),
-                       bool(d["passed"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EdgekdError(f"{path}: not a text verify record this edgekd wrote ({exc}); {_REBUILD}") from None
+        return _read_typed(path, "text verify record", lambda d: cls(
+            d["kernels"], dict(d["metrics_int8"]), dict(d["sizes"]), dict(d["budgets"]), dict(d["gates"]),
+            bool(d["passed"])))

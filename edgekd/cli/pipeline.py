@@ -7,6 +7,7 @@ import click
 from edgekd.cli.shell import (
     budget_options,
     csv_list,
+    distill_data_options,
     emulator_options,
     finish,
     handle_errors,
@@ -21,13 +22,13 @@ from edgekd.errors import EdgekdError
 @click.option("--targets", "targets_csv", help="Several targets, comma-separated, sharing one teacher.")
 @click.option("--all", "all_targets", is_flag=True, help="Every known target.")
 @task_option
-@click.option("--data", "data_path", type=click.Path(), help="Your data (.npz or image folder) instead of --task.")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Your data (.npz or image folder) instead of --task; with a text --task, your sentences "
+                   "(one a line, or .npz of strings).")
 @click.option("--teacher", "teacher_ref",
               help="Teacher (.pt, .pt2, .onnx, .tflite, module:factory); default: train the task's built-in one.")
 @click.option("--teacher-weights", help="State dict for a module:factory teacher (loaded with weights_only).")
-@click.option("--allow-weak-teacher", is_flag=True, help="Distil even from a teacher at chance level on validation.")
-@click.option("--labels", type=click.IntRange(min=1),
-              help="Keep this many training labels (stratified, seeded); the other training samples become unlabelled.")
+@distill_data_options
 @click.option("--unlabelled", type=click.Path(exists=True),
               help="Samples without labels (.npz with x, .npy, or an image folder): learnt from the teacher's outputs.")
 @click.option("--min-accuracy", type=click.FloatRange(min=0, max=100),
@@ -62,7 +63,8 @@ from edgekd.errors import EdgekdError
 @handle_errors
 def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: bool, task: str, data_dir: str | None,
               data_path: str | None, teacher_ref: str | None, teacher_weights: str | None, allow_weak_teacher: bool,
-              labels: int | None, unlabelled: str | None, min_accuracy: float | None, out_dir: str | None,
+              labels: int | None, unlabelled: str | None, mix: str, views: int, min_accuracy: float | None,
+              out_dir: str | None,
               fast: bool, loss: str,
               epochs: int | None, qat: bool, search_arg: str, student_ref: str | None, baseline: bool, seed: int,
               families: tuple[str, ...], on_ray: bool, cluster: str | None, threads: int,
@@ -70,6 +72,7 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
               ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
     """plan -> teacher -> distill -> export -> verify -> package; unchanged stages are skipped. Exit 1 on a gate."""
     from edgekd.build import BuildOptions, build_many, default_out
+    from edgekd.build.text import text_options
     from edgekd.targets import load_all, load_target
 
     chosen = [t.name for t in load_all()] if all_targets else csv_list(targets_csv) or ([target_name] if target_name
@@ -77,9 +80,11 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
     if not chosen:
         raise EdgekdError("name what to build: --target NAME, --targets a,b,c or --all")
     search, searched = (int(search_arg), None) if search_arg.strip().isdigit() else (0, search_arg)
-    opts = BuildOptions(task=data_path or task, data_dir=data_dir, teacher=teacher_ref, fast=fast, loss=loss,
+    task, data_dir = text_options(task, data_path, data_dir)  # --data my.txt: a text task's own sentences
+    opts = BuildOptions(task=task, data_dir=data_dir, teacher=teacher_ref, fast=fast, loss=loss,
                         teacher_weights=teacher_weights, allow_weak_teacher=allow_weak_teacher, labels=labels,
-                        unlabelled=unlabelled, min_accuracy=None if min_accuracy is None else min_accuracy / 100,
+                        unlabelled=unlabelled, mix=mix, views=views,
+                        min_accuracy=None if min_accuracy is None else min_accuracy / 100,
                         epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
                         student=student_ref, searched=searched,
                         families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,

@@ -78,6 +78,18 @@ def tokenizer_for(model: TextStudent) -> Tokenizer:
     return make_tokenizer(spec["kind"], model.max_len, spec.get("buckets", 0) or 4096)
 
 
+def token_prior(tok: Tokenizer, texts: list[str], stats: teacher_mod.EmbedStats) -> np.ndarray:
+    """The prior table of a student's tokenizer: the teacher's vector of each WordPiece token (cached), or for
+    the hashed tokenizer each bucket's mean over the words of ``texts`` hashing into it."""
+    from edgekd.text.init import bucket_prior
+    from edgekd.text.tokenize import HashedTokenizer, WordPieceTokenizer, teacher_vocab
+
+    vectors = teacher_mod.token_vectors(teacher_vocab(), stats=stats)
+    if isinstance(tok, HashedTokenizer):
+        return bucket_prior(texts, tok, vectors, WordPieceTokenizer(teacher_vocab(), tok.max_len))
+    return vectors.astype(np.float64)
+
+
 def teacher_embeddings(data: TextData, stats: teacher_mod.EmbedStats) -> tuple[np.ndarray, np.ndarray]:
     return teacher_mod.embed(data.train.texts, stats=stats), teacher_mod.embed(data.eval.texts, stats=stats)
 
@@ -88,7 +100,8 @@ def distil_text(config: StudentConfig, data: TextData, train: TextTrainConfig, m
     """Train one student on ``data`` and score it against the teacher; teacher embeddings come from the cache.
 
     ``init="lstsq"`` starts a ``text_conv`` student from the factorised ridge regression
-    (:func:`edgekd.text.init.init_from_least_squares`) instead of random rows."""
+    (:func:`edgekd.text.init.init_from_least_squares`) instead of random rows; ``init="prior"`` from the
+    ridge shrunk toward the teacher's per-token vectors (:func:`edgekd.text.init.init_from_prior`)."""
     seconds: dict[str, float] = {}
     stats = teacher_mod.EmbedStats()
     start = time.perf_counter()
@@ -108,8 +121,16 @@ def distil_text(config: StudentConfig, data: TextData, train: TextTrainConfig, m
         start = time.perf_counter()
         init_fit = init_from_least_squares(model, ids_train, t_train, train.seed)
         seconds["init"] = round(time.perf_counter() - start, 1)
+    elif init == "prior":
+        from edgekd.text.init import PRIOR_ALPHA, init_from_prior
+
+        start = time.perf_counter()
+        prior_stats = teacher_mod.EmbedStats()
+        prior = token_prior(tok, data.train.texts, prior_stats)
+        init_fit = init_from_prior(model, ids_train, t_train, prior, PRIOR_ALPHA[tok.kind], train.seed)
+        seconds["init"] = round(time.perf_counter() - start, 1)
     elif init != "random":
-        raise EdgekdError(f"unknown init {init!r}; choose random or lstsq")
+        raise EdgekdError(f"unknown init {init!r}; choose random, lstsq or prior")
     init_cosine = mean_cosine(student_embed(model, ids_eval), t_eval)
     result = train_text_student(model, ids_train, t_train, train, ids_eval, t_eval)
     start = time.perf_counter()
@@ -119,6 +140,8 @@ def distil_text(config: StudentConfig, data: TextData, train: TextTrainConfig, m
     seconds["metrics"] = round(time.perf_counter() - start, 1)
     run = TextRun(config, tok.settings(), train, metrics, result, stats.to_dict(), seconds)
     run.init = {"kind": init, "ridge_train_cosine": init_fit, "eval_cosine_before_training": init_cosine}
+    if init == "prior":
+        run.init["token_vectors_cache"] = prior_stats.to_dict()
     return model, run
 
 
