@@ -5,8 +5,14 @@ runs successive halving and writes the frontier) because this is the only part t
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,5 +218,74 @@ def tune_asha(trials: list[Trial], settings: SearchSettings, runner: RayExecutor
     return cut or any(not t.rungs for t in trials)
 
 
-__all__ = ["RayExecutor", "SerialExecutor", "make_executor", "recalibrated_accuracy", "run_trial", "search_score",
-           "trial_job", "tune_asha"]
+@dataclass(frozen=True)
+class LocalCluster:
+    """Addresses of a cluster :func:`local_ray_cluster` started: a node's ``host:port``, and the head's Ray
+    Client ``ray://host:port`` when one was asked for; ``start_s``: seconds until every node had started."""
+
+    node: str
+    client: str | None
+    start_s: float
+
+
+def free_port() -> int:
+    """A TCP port nothing on this machine listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(args: list[str], log: Path, env: dict[str, str], timeout_s: float) -> subprocess.Popen:
+    """``ray start ... --block`` as our own child (its own session): terminating it stops the node's processes."""
+    ray = Path(sys.executable).with_name("ray")
+    proc = subprocess.Popen([str(ray), "start", *args, "--block", "--disable-usage-stats"], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout_s
+    while "Ray runtime started" not in log.read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.terminate()
+            proc.wait(timeout=60)
+            raise EdgekdError(f"ray start {' '.join(args)} failed (log {log}): {log.read_text()[-2000:]}")
+        time.sleep(1)
+    return proc
+
+
+@contextmanager
+def local_ray_cluster(log_dir: Path, nodes: int = 2, cpus: int = 1, client: bool = False,
+                      timeout_s: float = 120) -> Iterator[LocalCluster]:
+    """A real Ray cluster on this machine for tests and benchmarks: a head plus ``nodes - 1`` worker nodes of
+    ``cpus`` CPUs each (with ``client``, the head also serves Ray Client); every node is stopped on exit.
+
+    Token auth is on (``ray start --head`` turns it on), so ``RAY_AUTH_MODE=token`` is set for the nodes and for
+    this process (until exit); nodes run with one OpenMP thread, as trials pin their own."""
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="rk", dir="/tmp")  # Ray's socket paths must stay short
+    env = os.environ | {"OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token"}
+    head = ["--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false", f"--temp-dir={temp}"]
+    client_port = free_port() if client else None
+    if client_port:
+        head.append(f"--ray-client-server-port={client_port}")
+    procs: list[subprocess.Popen] = []
+    started = time.perf_counter()
+    try:
+        procs.append(_ray_start(head, log_dir / "head.log", env, timeout_s))
+        for i in range(1, nodes):
+            procs.append(_ray_start([f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}"],
+                                    log_dir / f"worker{i}.log", env, timeout_s))
+        yield LocalCluster(f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}" if client_port else None,
+                           round(time.perf_counter() - started, 1))
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=60)
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
+
+
+__all__ = ["LocalCluster", "RayExecutor", "SerialExecutor", "free_port", "local_ray_cluster", "make_executor",
+           "recalibrated_accuracy", "run_trial", "search_score", "trial_job", "tune_asha"]

@@ -3,6 +3,7 @@
 Three parts, each resumable (a part already in the JSON is not run again); run with one torch thread each:
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py fmnist     # searched vs planner pick, nrf52840-dk
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py half       # the same at half its latency budget
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py frontiers  # digits: nrf52840-dk, Pi 4, Pixel 8
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py ray        # serial vs a local 2-node Ray cluster
 
@@ -10,8 +11,11 @@ Three parts, each resumable (a part already in the JSON is not run again); run w
 train the chosen student and today's planner pick with the same recipe and epochs (no teacher, the "ce" row of
 the distillation table) on a larger slice (``--final-limit``), and test both on the test samples that load
 keeps, float and int8 (the real fully-integer .tflite on LiteRT's reference kernels, via
-``edgekd.distill.distill``). ``lastrung`` trains a finished fmnist part's planner pick for the last rung, on
-the same slice, when the search cut it earlier. ``frontiers`` writes docs/search/<target>-digits-frontier.png
+``edgekd.distill.distill``). ``half``: the bar's other branch; the search's latency budget is half the planner
+pick's, the finalists train on the whole training split and are tested on the whole test set, and each is
+compared with the planner pick on the same test samples (paired). ``lastrung`` trains a finished fmnist part's
+planner pick for the last rung, on the same slice, when the search cut it earlier. ``frontiers`` writes
+docs/search/<target>-digits-frontier.png
 (``replot`` redraws every figure from the JSON). ``bnlag``: the top 4 planner candidates after one short
 epoch, scored on running vs recalibrated BatchNorm statistics (``distill --search N``'s ranking). ``ray``
 starts a head and a second worker node on this machine with ``ray start`` (1 CPU each), runs the same search
@@ -24,18 +28,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgekd.distill import distill  # noqa: E402
 from edgekd.search import SearchSettings, search  # noqa: E402
+from edgekd.search_exec import local_ray_cluster  # noqa: E402
 from edgekd.search_space import parse_space  # noqa: E402
 from edgekd.targets import load_target  # noqa: E402
 
@@ -87,6 +90,111 @@ def fmnist(args: argparse.Namespace, data: dict) -> None:
                       "rows": rows, "frontier": result.to_json()}
 
 
+def half(args: argparse.Namespace, data: dict) -> None:
+    """The bar's "matches it at half the counted latency" branch. Search Fashion-MNIST with nrf52840-dk's latency
+    budget set to ``--latency-fraction`` of today's planner pick's estimated latency, then train today's planner
+    pick (full budgets), the searched student and the planner's own pick at the reduced budget with one recipe
+    (no teacher, ``--final-epochs``, ``--final-limit`` samples, each seed of ``--seeds``) and test each on the
+    whole test set, float and int8 on LiteRT's reference kernels. Resumable: the search and every finished row
+    are saved as they finish, and a rerun skips them."""
+    from edgekd.data import get_spec
+    from edgekd.planner import Candidate, plan
+    from edgekd.search import result_from_json
+
+    key = f"half{args.tag}"
+    part = data.setdefault(key, {})
+    nrf = load_target("nrf52840-dk")
+    today = plan(nrf, get_spec("fashion-mnist")).student
+    cap = round(today.predicted["latency_ms"] * args.latency_fraction, 3)
+    work = Path(args.work) / key
+    if "frontier" not in part:
+        settings = SearchSettings(task="fashion-mnist", trials=args.trials, seed=0, eta=3,
+                                  min_epochs=args.min_epochs, max_epochs=args.search_epochs,
+                                  limit=args.limit or None, pool=args.pool, space=parse_space(args.space))
+        t = time.perf_counter()
+        result = search(nrf, settings, work / "search", budgets={"latency": f"{cap}ms"})
+        part.update({"latency_fraction": args.latency_fraction, "latency_cap_ms": cap,
+                     "search_wall_s": round(time.perf_counter() - t, 1), "trials": len(result.trials),
+                     "trial_epochs": sum(int(r["epochs"]) for tr in result.trials for r in tr.rungs),
+                     "frontier": result.to_json(), "rows": []})
+        shutil.copy(work / "search" / "frontier.png", FIGS / f"nrf52840-dk-fashion-mnist-{key}-frontier.png")
+        save({key: part})
+    result = result_from_json(part["frontier"])
+    from edgekd.data import load_task
+    from edgekd.students.store import DATA_SEED
+
+    final = load_task("fashion-mnist", None, seed=DATA_SEED, limit=args.final_limit or None)
+    part["final"] = {"epochs": args.final_epochs, "limit": args.final_limit or None, "loss": "ce",
+                     "seeds": args.seeds, "train_samples": len(final.x_train), "test_samples": len(final.x_test),
+                     "runtime": "LiteRT reference kernels (int8)"}
+    chosen = result.best
+    arms = [("today's planner pick", Candidate(today.family, today.config, today.params, today.macs,
+                                              today.predicted, True)),
+            ("searched at the reduced budget", Candidate(chosen.family, chosen.config, chosen.params, chosen.macs,
+                                                         chosen.predicted, True))]
+    planner_half = result.trials[0]
+    if planner_half.origin == "planner" and planner_half.id != chosen.id:
+        arms.append(("planner pick at the reduced budget", Candidate(
+            planner_half.family, planner_half.config, planner_half.params, planner_half.macs,
+            planner_half.predicted, True)))
+    for seed in args.seeds:
+        for arm, cand in arms[:args.arms]:
+            if any(r["arm"] == arm and r["seed"] == seed for r in part["rows"]):
+                continue
+            t = time.perf_counter()
+            rec = distill(nrf, "fashion-mnist", None, work / f"final-{len(part['rows'])}", loss="ce",
+                          epochs=args.final_epochs, limit=args.final_limit or None, seed=seed, planned=[cand],
+                          progress=False)
+            part["rows"].append({"arm": arm, "seed": seed, "student": cand.label(), "predicted": cand.predicted,
+                                 "macs": cand.macs, "params": cand.params,
+                                 "accuracy_float": rec["student"]["accuracy_float"],
+                                 "accuracy_int8": rec["student"]["accuracy_int8"], "measured": rec["measured"],
+                                 "wall_s": round(time.perf_counter() - t, 1)})
+            save({key: part})
+    part["paired"] = _paired(part["rows"], final)
+    save({key: part})
+
+
+def _paired(rows: list[dict], splits: Any) -> list[dict]:
+    """Each arm's int8 .tflite against today's planner pick (same seed) on the same test samples, re-run on
+    LiteRT's reference kernels: the accuracy difference with its paired (McNemar) standard error and 95% interval,
+    which is far tighter than the two accuracies' own sampling errors."""
+    import math
+
+    import numpy as np
+
+    from edgekd.students import to_model_input
+    from edgekd.verify.litert import run_litert
+
+    def correct(row: dict) -> np.ndarray:
+        path = row["measured"]["tflite_path"]  # image students: channels-last int8 graphs
+        x = to_model_input(splits.x_test, _tflite_input_shape(path)).numpy()
+        return run_litert(Path(path), x, True, reference=True).argmax(1) == splits.y_test
+
+    out = []
+    for base in (r for r in rows if r["arm"] == "today's planner pick"):
+        ref = correct(base)
+        for row in rows:
+            if row is base or row["seed"] != base["seed"]:
+                continue
+            ok = correct(row)
+            n, b, c = len(ok), int((ok & ~ref).sum()), int((~ok & ref).sum())
+            diff = (b - c) / n
+            se = math.sqrt(b + c - (b - c) ** 2 / n) / n
+            out.append({"arm": row["arm"], "vs": base["arm"], "seed": row["seed"], "test_samples": n,
+                        "only_arm_right": b, "only_planner_right": c, "diff_pp": round(100 * diff, 2),
+                        "se_pp": round(100 * se, 2),
+                        "ci95_pp": [round(100 * (diff - 1.96 * se), 2), round(100 * (diff + 1.96 * se), 2)]})
+    return out
+
+
+def _tflite_input_shape(path: str) -> tuple[int, ...]:
+    """The (C, H, W) a channels-last int8 .tflite takes, read from its input tensor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, h, w, c = Interpreter(model_path=path).get_input_details()[0]["shape"]
+    return (int(c), int(h), int(w))
+
 def frontiers(args: argparse.Namespace, data: dict) -> None:
     data.setdefault("frontiers", {})
     for target in ("nrf52840-dk", "raspberry-pi-4b", "google-pixel-8"):
@@ -100,48 +208,18 @@ def frontiers(args: argparse.Namespace, data: dict) -> None:
         save(data)
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_node(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    ray = Path(sys.executable).with_name("ray")
-    proc = subprocess.Popen([str(ray), "start", *args, "--block", "--disable-usage-stats"], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    while "Ray runtime started" not in log.read_text():
-        if proc.poll() is not None:
-            raise SystemExit(f"ray start failed: {log.read_text()[-2000:]}")
-        time.sleep(1)
-    return proc
-
-
 def ray_part(args: argparse.Namespace, data: dict) -> None:
-    os.environ["RAY_AUTH_MODE"] = "token"
     settings = SearchSettings(task="digits", trials=args.trials, seed=0, eta=3, min_epochs=args.min_epochs,
                               max_epochs=args.search_epochs, limit=None)
     work = Path(args.work) / "ray"
     t = time.perf_counter()
     serial = search("nrf52840-dk", settings, work / "serial")
     serial_s = time.perf_counter() - t
-    port, temp = _port(), tempfile.mkdtemp(prefix="rk", dir="/tmp")
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    nodes = []
-    t0 = time.perf_counter()
-    try:
-        nodes.append(_ray_node(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                                f"--temp-dir={temp}"], work / "head.log", env))
-        nodes.append(_ray_node([f"--address=127.0.0.1:{port}", "--num-cpus=1"], work / "worker.log", env))
-        start_s = time.perf_counter() - t0
+    with local_ray_cluster(work, nodes=2, cpus=1) as cluster:
         t = time.perf_counter()
-        on_ray = search(load_target("nrf52840-dk"), settings, work / "ray", executor="ray",
-                        cluster=f"127.0.0.1:{port}")
+        on_ray = search(load_target("nrf52840-dk"), settings, work / "ray", executor="ray", cluster=cluster.node)
         ray_s = time.perf_counter() - t
-    finally:
-        for proc in reversed(nodes):
-            proc.terminate()
-            proc.wait(timeout=60)
+    start_s = cluster.start_s
     data["ray"] = {"settings": settings.__dict__, "trials": len(serial.trials),
                    "trial_runs": sum(len(tr.rungs) for tr in serial.trials),
                    "trial_epochs": sum(int(r["epochs"]) for tr in serial.trials for r in tr.rungs),
@@ -199,19 +277,28 @@ def replot(args: argparse.Namespace, data: dict) -> None:
         if key.startswith("fmnist"):
             plot_frontier(result_from_json(part["frontier"]),
                           FIGS / f"nrf52840-dk-fashion-mnist-{key.removeprefix('fmnist_')}-frontier.png")
+        if key.startswith("half") and "frontier" in part:
+            plot_frontier(result_from_json(part["frontier"]), FIGS / f"nrf52840-dk-fashion-mnist-{key}-frontier.png")
     for target, frontier in data.get("frontiers", {}).items():
         plot_frontier(result_from_json(frontier), FIGS / f"{target}-digits-frontier.png")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["fmnist", "frontiers", "ray", "replot", "lastrung", "bnlag"])
+    ap.add_argument("part", choices=["fmnist", "half", "frontiers", "ray", "replot", "lastrung", "bnlag"])
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--min-epochs", type=int, default=1)
     ap.add_argument("--search-epochs", type=int, default=3)
-    ap.add_argument("--limit", type=int, default=3000, help="training slice per search trial")
+    ap.add_argument("--limit", type=int, default=3000, help="training slice per search trial (0: all)")
     ap.add_argument("--final-epochs", type=int, default=10)
-    ap.add_argument("--final-limit", type=int, default=10000, help="training slice of the final comparison")
+    ap.add_argument("--final-limit", type=int, default=10000, help="training slice of the final comparison "
+                    "(0: all; half: the test set is then the whole one)")
+    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0],
+                    help="half: training seeds of the final comparison, e.g. 0,1")
+    ap.add_argument("--arms", type=int, default=3, help="half: train only the first N arms (today's pick, "
+                    "searched, planner at the reduced budget)")
+    ap.add_argument("--latency-fraction", type=float, default=0.5, help="half: the search's latency budget, as a "
+                    "fraction of today's planner pick's estimated latency")
     ap.add_argument("--pool", type=int, default=1, help="fitting draws per trial (largest MACs kept)")
     ap.add_argument("--space", action="append", default=[], help="narrow the space, e.g. resolution=none,24")
     ap.add_argument("--tag", default="", help="suffix of the fmnist part's JSON key and figure (e.g. _min3)")
@@ -219,11 +306,12 @@ def main() -> None:
     args = ap.parse_args()
     FIGS.mkdir(parents=True, exist_ok=True)
     data = load()
-    {"fmnist": fmnist, "frontiers": frontiers, "ray": ray_part, "replot": replot, "lastrung": lastrung,
+    {"fmnist": fmnist, "half": half, "frontiers": frontiers, "ray": ray_part, "replot": replot, "lastrung": lastrung,
      "bnlag": bnlag}[args.part](
         args, data)
     if args.part != "replot":
         key = f"fmnist_pool{args.pool}{args.tag}" if args.part in ("fmnist", "lastrung") else args.part
+        key += args.tag if args.part == "half" else ""
         key += "_lastrung" if args.part == "lastrung" else ""
         data.setdefault("commands", {})[key] = "OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py " + \
             " ".join(sys.argv[1:])

@@ -122,6 +122,29 @@ def test_same_seed_same_weights():
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
+@pytest.mark.parametrize("family,params,shape", [
+    ("dscnn", {"width": 8, "depth": 2, "resolution": None, "dropout": 0.2}, (1, 8, 8)),
+    ("resnet", {"width": 8, "depth": 1, "stages": 2, "resolution": None}, (1, 8, 8)),
+    ("mbv2", {"width": 8, "expand": 2, "kernel": 3, "d1": 1, "d2": 1, "d3": 1, "resolution": 16}, (1, 28, 28)),
+    ("cnn1d", {"width": 8, "depth": 2, "kernel": 3}, (6, 100)),
+])
+def test_families_share_one_tail_and_keep_the_checkpoint_layout(family, params, shape):
+    """Every conv family ends in StemBodyHead.finish: `stem.*`, `body.*`, then `head.fc.*` last (the key layout
+    saved student.pt files load by), dropout from the config, and `feature_channels` = the classifier's input."""
+    torch.manual_seed(0)
+    model = build_student(StudentConfig(family, params), shape, 10)
+    keys = list(model.state_dict())
+    assert keys[-2:] == ["head.fc.weight", "head.fc.bias"]
+    assert all(k.split(".")[0] in ("stem", "body") for k in keys[:-2])
+    assert keys.index(next(k for k in keys if k.startswith("body."))) > max(
+        (i for i, k in enumerate(keys) if k.startswith("stem.")), default=-1)  # stem first, then body
+    assert model.head.fc.in_features == model.feature_channels and model.head.fc.out_features == 10
+    assert model.head.dropout.p == params.get("dropout", 0.1)
+    model.eval()
+    x = torch.randn(2, *model_input_shape(model))
+    torch.testing.assert_close(model(x), model.head(model.features(x)))
+
+
 def test_candidates_never_upsample():
     dscnn = FAMILIES["dscnn"]
     assert {c["resolution"] for c in dscnn.candidates((1, 8, 8))} == {None}

@@ -178,6 +178,24 @@ class StemBodyHead(nn.Module):
     body: nn.Module
     head: nn.Module
 
+    def start_image(self, params: dict[str, Any], task_shape: tuple[int, ...], width: int) -> tuple[int, int]:
+        """Set ``input_shape`` (the task's image, capped at ``resolution``) and the 3x3 ``stem``; returns the
+        stem's output size. One place, so every image family takes its input the same way."""
+        cin = task_shape[0]
+        size = image_size(params, task_shape)
+        self.input_shape = (cin, *size)
+        self.stem, size = image_stem(cin, width, size)
+        return size
+
+    def finish(self, body: list[nn.Module], channels: int, params: dict[str, Any], num_classes: int) -> None:
+        """The shared tail: ``body`` as one Sequential, then pool + dropout + classifier over its ``channels``.
+
+        Assigned in this order (body, then head) so parameters are created, and state_dict keys listed, exactly
+        as the families did before this helper: seeded models and saved checkpoints stay byte-identical."""
+        self.body = nn.Sequential(*body)
+        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
+        self.feature_channels = channels
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.stem(x))
 

@@ -11,7 +11,6 @@ from typing import Any
 from torch import nn
 
 from edgekd.students import (
-    ClassifierHead,
     ConvBNReLU,
     Family,
     StemBodyHead,
@@ -38,9 +37,7 @@ class CNN1D(StemBodyHead):
             size = conv_out(size, kernel, stride, pad)
             channels = out
         self.stem = nn.Identity()
-        self.body = nn.Sequential(*layers)
-        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
-        self.feature_channels = channels
+        self.finish(layers, channels, params, num_classes)
 
 
 register_family(Family(

@@ -7,13 +7,10 @@ from typing import Any
 from torch import nn
 
 from edgekd.students import (
-    ClassifierHead,
     ConvBNReLU,
     Family,
     StemBodyHead,
     conv_step,
-    image_size,
-    image_stem,
     register_family,
 )
 
@@ -24,10 +21,7 @@ class DSCNN(StemBodyHead):
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth = int(params["width"]), int(params["depth"])
-        cin = task_shape[0]
-        size = image_size(params, task_shape)
-        self.input_shape = (cin, *size)
-        self.stem, size = image_stem(cin, width, size)
+        size = self.start_image(params, task_shape, width)
         blocks: list[nn.Module] = []
         channels = width
         downsample_at = {1, 3} if depth >= 4 else {1}
@@ -38,9 +32,7 @@ class DSCNN(StemBodyHead):
             blocks += [ConvBNReLU(channels, channels, (3, 3), (stride, stride), pad, groups=channels),
                        ConvBNReLU(channels, out, (1, 1), (1, 1), (0, 0))]
             channels = out
-        self.body = nn.Sequential(*blocks)
-        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
-        self.feature_channels = channels
+        self.finish(blocks, channels, params, num_classes)
 
 
 register_family(Family(

@@ -21,12 +21,9 @@ import torch
 from torch import nn
 
 from edgekd.students import (
-    ClassifierHead,
     Family,
     StemBodyHead,
     conv_step,
-    image_size,
-    image_stem,
     register_family,
 )
 
@@ -84,10 +81,7 @@ class MobileNetV2(StemBodyHead):
         depths = [int(params["d1"]), int(params["d2"]), int(params["d3"])]
         if kernel not in (3, 5, 7):
             raise ValueError(f"kernel must be 3, 5 or 7, got {kernel}")
-        cin = task_shape[0]
-        size = image_size(params, task_shape)
-        self.input_shape = (cin, *size)
-        self.stem, size = image_stem(cin, width, size)
+        size = self.start_image(params, task_shape, width)
         blocks: list[nn.Module] = []
         channels = width
         for stage, depth in enumerate(depths):
@@ -97,9 +91,7 @@ class MobileNetV2(StemBodyHead):
                 block = InvertedResidual(channels, out, expand, kernel, stride, size)
                 blocks.append(block)
                 size, channels = block.out_size, out
-        self.body = nn.Sequential(*blocks)
-        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
-        self.feature_channels = channels
+        self.finish(blocks, channels, params, num_classes)
 
 
 register_family(Family(

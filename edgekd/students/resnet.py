@@ -8,13 +8,10 @@ import torch
 from torch import nn
 
 from edgekd.students import (
-    ClassifierHead,
     ConvBNReLU,
     Family,
     StemBodyHead,
     conv_step,
-    image_size,
-    image_stem,
     register_family,
 )
 
@@ -44,10 +41,7 @@ class SmallResNet(StemBodyHead):
     def __init__(self, params: dict[str, Any], task_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         width, depth, stages = int(params["width"]), int(params["depth"]), int(params.get("stages", 2))
-        cin = task_shape[0]
-        size = image_size(params, task_shape)
-        self.input_shape = (cin, *size)
-        self.stem, size = image_stem(cin, width, size)
+        size = self.start_image(params, task_shape, width)
         layers: list[nn.Module] = []
         channels = width
         for stage in range(stages):
@@ -58,9 +52,7 @@ class SmallResNet(StemBodyHead):
                 layers.append(ConvBNReLU(channels, out, (3, 3), (stride, stride), pad))
                 channels = out
             layers += [BasicBlock(channels) for _ in range(depth)]
-        self.body = nn.Sequential(*layers)
-        self.head = ClassifierHead(channels, num_classes, float(params.get("dropout", 0.1)))
-        self.feature_channels = channels
+        self.finish(layers, channels, params, num_classes)
 
 
 register_family(Family(
