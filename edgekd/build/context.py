@@ -76,9 +76,9 @@ class BuildOptions:
             from edgekd.distill.mix import build_mix
 
             build_mix(self.mix)  # an unknown name: one line now, not after the teacher stage
-        if self.views < 0:
-            raise EdgekdError(f"--views {self.views}: give 0 (a fresh augmentation draw each epoch) or a positive "
-                              "count")
+        from edgekd.distill.augment import check_views
+
+        check_views(self.views)
 
     def resolved(self) -> BuildOptions:
         """Fill what ``fast`` changes: 6 distillation epochs, a short teacher, a stratified 3,000-sample slice."""

@@ -204,8 +204,7 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
     if loss not in LOSSES:
         raise EdgekdError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
     mixer = build_mix(mix)  # an unknown name is one line now, not after the teacher
-    if views < 0:
-        raise EdgekdError(f"--views {views}: give 0 (a fresh augmentation draw each epoch) or a positive count")
+    augment.check_views(views)
     check_writable(out, "--out")  # before the teacher and the training, not at the save
     check_cache_root()  # EDGEKD_CACHE pointing at a file: one line now, not a traceback in the planner
     target = target_name if isinstance(target_name, Target) else load_target(target_name)

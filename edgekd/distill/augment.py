@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from edgekd.data.knowledge import Augmentation
+from edgekd.errors import EdgekdError
 
 #: A task's augmentation: registered with the task (``edgekd.data.register_task(augment=...)``), default per kind.
 Policy = Augmentation
-__all__ = ["Draw", "Policy", "apply", "draw", "view", "views_used"]
+__all__ = ["Draw", "Policy", "apply", "check_views", "draw", "view", "views_used"]
 
 
 @dataclass
@@ -41,6 +42,12 @@ def draw(policy: Policy, n: int, aug_seed: int, epoch: int) -> Draw:
     flips = torch.rand(n, generator=g) < 0.5 if policy.flip else torch.zeros(n, dtype=torch.bool)
     scales = 1 + (torch.rand(n, generator=g) * 2 - 1) * policy.scale if policy.scale else torch.ones(n)
     return Draw(shifts, flips, scales)
+
+
+def check_views(views: int) -> None:
+    """A negative ``views`` is one line (for ``distill`` and, before any stage runs, ``build``)."""
+    if views < 0:
+        raise EdgekdError(f"--views {views}: give 0 (a fresh augmentation draw each epoch) or a positive count")
 
 
 def view(epoch: int, views: int, policy: Policy, mixed: bool = False) -> int:

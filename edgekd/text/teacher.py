@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -159,36 +160,46 @@ def _write(path: Path, arr: np.ndarray) -> None:
                                            "shape": list(arr.shape), "teacher": teacher_key()})
 
 
-def embed(texts: list[str], root: Path | None = None, stats: EmbedStats | None = None,
-          teacher: MiniLMTeacher | None = None) -> np.ndarray:
-    """Teacher embeddings of ``texts`` (N, 384), from the cache where present, computed and stored otherwise."""
+def _cache_folder(root: Path | None) -> Path:
     root = root or cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError:
         raise EdgekdError(f"cannot create the embedding cache {root}; point EDGEKD_CACHE to a writable folder") \
             from None
+    return root
+
+
+def _cached(path: Path, n: int, compute: Callable[[], np.ndarray], stats: EmbedStats) -> np.ndarray:
+    """The checked (n, 384) entry at ``path``, or ``compute()`` stored there when it is missing or damaged."""
+    start = time.perf_counter()
+    arr, problem = _read(path, n)
+    if arr is not None:
+        stats.hits += 1
+        stats.seconds_loading += time.perf_counter() - start
+        return arr
+    if problem:
+        log.warning("text-embedding cache: %s %s; recomputing it", path, problem)
+        stats.repaired += 1
+    start = time.perf_counter()
+    arr = compute()
+    _write(path, arr)
+    stats.misses += 1
+    stats.seconds_computing += time.perf_counter() - start
+    return arr
+
+
+def embed(texts: list[str], root: Path | None = None, stats: EmbedStats | None = None,
+          teacher: MiniLMTeacher | None = None) -> np.ndarray:
+    """Teacher embeddings of ``texts`` (N, 384), from the cache where present, computed and stored otherwise."""
+    root = _cache_folder(root)
     stats = stats if stats is not None else EmbedStats()
     stats.sentences += len(texts)
     parts = []
     for i in range(0, len(texts), CHUNK):
         chunk = texts[i : i + CHUNK]
-        path = root / f"{_chunk_key(chunk)}.npy"
-        start = time.perf_counter()
-        arr, problem = _read(path, len(chunk))
-        if arr is not None:
-            stats.hits += 1
-            stats.seconds_loading += time.perf_counter() - start
-        else:
-            if problem:
-                log.warning("text-embedding cache: %s %s; recomputing it", path, problem)
-                stats.repaired += 1
-            start = time.perf_counter()
-            arr = (teacher or get_teacher()).embed(chunk)
-            _write(path, arr)
-            stats.misses += 1
-            stats.seconds_computing += time.perf_counter() - start
-        parts.append(arr)
+        parts.append(_cached(root / f"{_chunk_key(chunk)}.npy", len(chunk),
+                             lambda chunk=chunk: (teacher or get_teacher()).embed(chunk), stats))
     return np.concatenate(parts) if parts else np.zeros((0, DIM), np.float32)
 
 
@@ -219,24 +230,9 @@ def token_vectors(vocab: list[str], root: Path | None = None, stats: EmbedStats 
     index = {t: i for i, t in enumerate(vocab)}
     if "[CLS]" not in index or "[SEP]" not in index:
         raise EdgekdError("token vectors need a BERT vocabulary with [CLS] and [SEP]; give the teacher's vocab.txt")
-    root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     key = sha256_bytes(("\n".join(vocab) + "\n").encode())[:16]
-    path = root / TOKEN_ENTRY.format(vocab=key)
     stats = stats if stats is not None else EmbedStats()
     stats.sentences += len(vocab)
-    start = time.perf_counter()
-    arr, problem = _read(path, len(vocab))
-    if arr is not None:
-        stats.hits += 1
-        stats.seconds_loading += time.perf_counter() - start
-        return arr
-    if problem:
-        log.warning("text-embedding cache: %s %s; recomputing it", path, problem)
-        stats.repaired += 1
-    start = time.perf_counter()
-    arr = _embed_token_ids(teacher or get_teacher(), len(vocab), index["[CLS]"], index["[SEP]"])
-    _write(path, arr)
-    stats.misses += 1
-    stats.seconds_computing += time.perf_counter() - start
-    return arr
+    return _cached(_cache_folder(root) / TOKEN_ENTRY.format(vocab=key), len(vocab),
+                   lambda: _embed_token_ids(teacher or get_teacher(), len(vocab), index["[CLS]"], index["[SEP]"]),
+                   stats)
