@@ -74,13 +74,19 @@ def text_options(task: str, data: str | None, data_dir: str | None) -> tuple[str
     return data or task, data_dir
 
 
+def _build_corpus(ctx: BuildContext) -> Any:
+    """The corpus a build samples: the built-in one, or the user's file (memoised by its content hash)."""
+    path = user_text(ctx)
+    return _corpus() if path is None else _corpus(path, sha256_file(Path(path)))
+
+
 def _sizes(ctx: BuildContext, recipe: TextRecipe) -> tuple[int, int]:
     """(training, evaluation) sentences: the recipe's, at most what the user's file holds."""
     n_train, n_eval = recipe.sizes(ctx.opts.fast)
     path = user_text(ctx)
     if path is None:
         return n_train, n_eval
-    corpus = _corpus(path, sha256_file(Path(path)))
+    corpus = _build_corpus(ctx)
     held = int(corpus.held_out.sum())
     if held < 11 or held == len(corpus):
         raise EdgekdError(f"{path}: {len(corpus)} distinct sentences, {held} of them held out for evaluation (by "
@@ -94,9 +100,7 @@ def text_data(ctx: BuildContext, recipe: TextRecipe) -> TextData:
     from edgekd.text.distill import TextData
 
     n_train, n_eval = _sizes(ctx, recipe)
-    path = user_text(ctx)
-    corpus = _corpus() if path is None else _corpus(path, sha256_file(Path(path)))
-    return TextData.sample(corpus, n_train, n_eval, seed=ctx.opts.seed)
+    return TextData.sample(_build_corpus(ctx), n_train, n_eval, seed=ctx.opts.seed)
 
 
 def _teacher_name(ctx: BuildContext, recipe: TextRecipe) -> str:
