@@ -61,7 +61,7 @@ def run_trial(job: dict[str, Any]) -> dict[str, float]:
                                   job["loss"] if teacher else "ce", cfg, None, False, None, cache,
                                   label=f"trial {job['id']}", progress=False)
     return {"epochs": int(job["epochs"]), "val_accuracy": recalibrated_accuracy(model, splits),
-            "val_accuracy_running_stats": float(record["best_val_accuracy"]),
+            "val_accuracy_running_stats": float(record["shipped_val_accuracy"]),
             "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -99,7 +99,7 @@ def search_score(model: Any, splits: Any, record: dict[str, Any]) -> dict[str, f
     epoch on Fashion-MNIST, a 6-block DS-CNN scores 10.2% on its running statistics and 54.2% recalibrated);
     the running-statistics score is kept beside it."""
     return {"val_accuracy": recalibrated_accuracy(model, splits),
-            "val_accuracy_running_stats": float(record["best_val_accuracy"])}
+            "val_accuracy_running_stats": float(record["shipped_val_accuracy"])}
 
 
 class SerialExecutor:

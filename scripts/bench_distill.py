@@ -25,6 +25,16 @@ Long schedules (issue 15): ``--views K`` has the runs with a teacher cycle K fix
 teacher's outputs are computed (and cached) K times, not once per epoch; the no-teacher runs draw anew each epoch.
 ``--loss-arg temperature=2`` (repeatable) passes loss parameters to the runs with a teacher.
 
+Teachers from other frameworks (issue 15): ``kd@onnx`` / ``kd@tflite`` distil from the ``--teacher`` .pt exported
+to ONNX / to a float .tflite (written next to it once, ``export_teacher``), paired with the ``kd`` row.
+
+``--twin equal-epochs`` trains the no-teacher runs for ``--epochs`` over their labels (the issue's literal "equal
+epochs") instead of the distilled runs' optimizer steps; ``--student dscnn:depth=6,width=48`` pins the student
+(rows stay comparable when the planner's pick changes).
+
+Which epoch to ship (issue 15): ``--final-epochs RUN_DIR...`` measures finished runs' final epoch (checkpoint.pt)
+against the epoch they shipped, float and int8, into ``--out``.
+
 Writes docs/bench_distill.json (every run) and the table between the markers in docs/benchmarks.md.
 Runs are resumable: a finished (target, loss, seed) already in the JSON is not run again.
 """
@@ -50,13 +60,44 @@ from edgekd.distill.losses import parse_loss_args  # noqa: E402
 from edgekd.distill.train import TrainConfig  # noqa: E402
 from edgekd.logs import setup  # noqa: E402
 
-ORDER = ["ce", "kd", "kd+mixup", "kd+cutmix", "dkd", "dist", "feature"]
+ORDER = ["ce", "kd", "kd@onnx", "kd@tflite", "kd+mixup", "kd+cutmix", "dkd", "dist", "feature"]
+FOREIGN = ("onnx", "tflite")
 
 
 def loss_and_mix(name: str) -> tuple[str, str]:
-    """``kd+mixup`` -> (``kd``, ``mixup``); ``kd`` -> (``kd``, ``none``)."""
-    loss, _, mix = name.partition("+")
+    """``kd+mixup`` -> (``kd``, ``mixup``); ``kd`` -> (``kd``, ``none``); ``kd@onnx`` -> (``kd``, ``none``)."""
+    loss, _, mix = name.partition("@")[0].partition("+")
     return loss, mix or "none"
+
+
+def teacher_format(name: str) -> str | None:
+    """``kd@onnx`` -> ``onnx`` (the .pt teacher exported to ONNX); ``kd`` -> None (the .pt teacher itself)."""
+    return name.partition("@")[2] or None
+
+
+def export_teacher(pt: Path, fmt: str, task: str) -> Path:
+    """The edgekd teacher ``pt`` written next to it as ``.onnx`` (torch.onnx, dynamic batch, NCHW) or as a float
+    ``.tflite`` (LiteRT, batch 1, NHWC: the layout a TensorFlow model has), once; the teacher the foreign-teacher
+    rows distil from. Float, not int8: the equivalent of the .pt teacher is the same function, and an int8 file
+    is another one (its logits move by up to a quantization step)."""
+    import torch
+
+    from edgekd.distill.teachers import load_teacher
+    from edgekd.export.tflite import export_tflite_float
+    from edgekd.io import atomic_path
+
+    path = pt.with_suffix(f".{fmt}")
+    if path.is_file():
+        return path
+    spec = load_task(task, seed=DATA_SEED, limit=64).spec
+    module = load_teacher(str(pt), spec).module.eval()
+    if fmt == "onnx":
+        with atomic_path(path) as tmp:
+            torch.onnx.export(module, (torch.zeros(2, *spec.input_shape),), str(tmp), dynamo=False,
+                              input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}})
+    else:
+        export_tflite_float(module, tuple(spec.input_shape), path)
+    return path
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -81,6 +122,11 @@ def table(result: dict) -> str:
             g_m, g_s = mean_std(diffs)
             spread = f" +- {g_s:.2f}" if len(diffs) > 1 else ""
             gain = "" if loss == "ce" or not diffs else f"{g_m:+.2f}{spread} ({len(diffs)} paired)"
+            if teacher_format(loss):  # a foreign teacher: also paired against the .pt teacher's run
+                pt = {r["seed"]: r["accuracy_int8"] for r in runs if r["loss"] == loss.partition("@")[0]}
+                vs = [100 * (r["accuracy_int8"] - pt[r["seed"]]) for r in sel if r["seed"] in pt]
+                if vs:
+                    gain += f"{'; ' if gain else ''}vs .pt teacher {statistics.fmean(vs):+.2f} ({len(vs)} paired)"
             s = sel[0]
             config = ", ".join(f"{k}={v}" for k, v in s["config"].items() if v is not None)
             rows.append(f"| {target} | {s['family']}({config}) | {loss} | {len(sel)} | "
@@ -99,7 +145,12 @@ def write_markdown(result: dict, section: str) -> None:
     scarce = (f" The student has {labels:,} labelled training samples and the other {result['unlabelled']:,} as "
               f"unlabelled (the teacher saw every label); the no-teacher student (ce) trains on the same "
               f"{labels:,} labels for as many optimizer steps ({result['ce_epochs']} epochs)."
-              if labels else "")
+              if labels and any(r["loss"] == "ce" for runs in result["runs"].values() for r in runs) else
+              f" The student has {labels:,} labelled training samples and the other {result['unlabelled']:,} as "
+              "unlabelled (the teacher saw every label)." if labels else "")
+    if labels and result.get("twin") == "equal-epochs":
+        scarce = scarce.replace("for as many optimizer steps", "for as many epochs (of its labelled samples only: "
+                                "fewer optimizer steps than the distilled runs)")
     kd_epochs = result.get("distill_epochs") or result["epochs"]
     shorter = (f" Runs with a teacher were time-boxed to {kd_epochs} epochs ({kd_epochs}/{result['epochs']} of the "
                "no-teacher runs' optimizer steps: the comparison favours the no-teacher student)."
@@ -119,11 +170,62 @@ def write_markdown(result: dict, section: str) -> None:
         shorter += (" kd+mixup / kd+cutmix: function matching (`--mix`): each epoch half the training samples are "
                     "shown mixed with a random partner and learn the teacher's output on the mixed image (no label "
                     "term).")
+    rules = {(r.get("epoch_selection") or {}).get("rule") for runs in result["runs"].values() for r in runs}
+    rules.discard(None)
+    if rules:
+        shorter += f" Epoch shipped: {' / '.join(sorted(rules))} (edgekd.distill.train.selection)."
+    foreign = sorted({r["teacher"]["source"] for runs in result["runs"].values() for r in runs
+                      if (r.get("teacher") or {}).get("source") in FOREIGN})
+    if foreign:
+        shorter += (" kd@onnx / kd@tflite: the same .pt teacher exported to ONNX (run by ONNX Runtime) / to a float "
+                    ".tflite (NHWC, run by LiteRT); the last column also pairs them with the .pt teacher's run.")
     body = (f"Task {result['task']}, {result['epochs']} epochs per run, {about}.{scarce}{shorter} Accuracies are "
             "on the full test set; int8 is the "
             "fully-integer .tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), arena is the "
             "minimum TFLite Micro accepted (host, measured).\n\n" + table(result))
     replace_section(section, body)
+
+
+def final_epochs(dirs: list[Path], out: Path) -> dict:
+    """Which epoch to ship, measured on finished runs: the test accuracy (float, and int8 on LiteRT's reference
+    kernels) of each run's final epoch (its checkpoint.pt) next to the epoch it shipped (best validation).
+    Writes ``out`` and returns it; the figures behind edgekd.distill.train.selection."""
+    import torch
+
+    from edgekd.distill.check import int8_accuracy
+    from edgekd.distill.train import accuracy, predict
+    from edgekd.students import StudentConfig, build_student, model_input_shape
+
+    result: dict = {"runs": {}}
+    splits_for: dict = {}
+    for d in dirs:
+        dj = json.loads((d / "distill.json").read_text())
+        labels = (dj.get("unlabelled") or {}).get("labels_kept")
+        key = (dj["task"], labels)
+        if key not in splits_for:
+            splits_for[key] = prepare(load_task(dj["task"], seed=DATA_SEED), labels)
+        splits = splits_for[key]
+        model = build_student(StudentConfig(dj["student"]["family"], dj["student"]["config"]),
+                              splits.spec.input_shape, splits.spec.num_classes)
+        model.load_state_dict(torch.load(d / "checkpoint.pt", weights_only=True)["model"])
+        history = dj["training"]["history"]
+        best = dj["training"]["best_epoch"]
+        row = {"loss": dj["training"]["loss"], "loss_params": dj["training"].get("loss_params"),
+               "seed": dj["train_config"]["seed"], "epochs": len(history), "val_samples": dj["data"]["val"],
+               "best_epoch": best, "val_best": history[best - 1]["val_accuracy"],
+               "val_final": history[-1]["val_accuracy"], "test_float_best": dj["student"]["accuracy_float"],
+               "test_int8_best": dj["measured"]["accuracy_int8"],
+               "test_float_final": accuracy(predict(model, splits.x_test, model_input_shape(model)), splits.y_test),
+               "test_int8_final": int8_accuracy(model, splits, d / "final_epoch_int8.tflite")}
+        result["runs"][str(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d)] = row
+        print(d, {k: row[k] for k in ("best_epoch", "epochs", "test_int8_best", "test_int8_final")}, flush=True)
+    gains = [r["test_int8_final"] - r["test_int8_best"] for r in result["runs"].values()]
+    result["final_minus_best_int8_pp"] = {"mean": 100 * statistics.fmean(gains), "min": 100 * min(gains),
+                                          "max": 100 * max(gains), "runs": len(gains),
+                                          "final_better": sum(g > 0 for g in gains), "same_epoch_or_tie":
+                                          sum(g == 0 for g in gains)}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def main() -> None:
@@ -151,13 +253,25 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_distill.json"))
     ap.add_argument("--runs-dir", default=str(ROOT / "runs" / "bench_distill"))
     ap.add_argument("--section", default="distill", help="marker name of the table in docs/benchmarks.md")
+    ap.add_argument("--student", default=None, metavar="FAMILY:K=V,...",
+                    help="train this student (e.g. dscnn:depth=6,width=48) instead of the planner's current pick, "
+                    "so that rows stay comparable when the planner changes")
+    ap.add_argument("--twin", choices=("equal-steps", "equal-epochs"), default="equal-steps",
+                    help="with --labels: the no-teacher runs get the distilled runs' optimizer steps (default) or "
+                    "their epochs over the labelled samples only (the issue's literal 'equal epochs')")
+    ap.add_argument("--final-epochs", nargs="+", default=None, metavar="RUN_DIR",
+                    help="measure finished runs' final epoch against the epoch they shipped, write --out, stop")
     args = ap.parse_args()
     setup()
+    if args.final_epochs:
+        final_epochs([Path(d).resolve() for d in args.final_epochs], Path(args.out))
+        return
     out = Path(args.out)
     teacher_path = Path(args.teacher or ROOT / "runs" / "teachers" / f"{args.task}.pt")
     needs_teacher = any(loss != "ce" for loss in args.losses.split(","))
     for name in args.losses.split(","):
-        if loss_and_mix(name)[0] not in ORDER or loss_and_mix(name)[1] not in ("none", "mixup", "cutmix"):
+        if (loss_and_mix(name)[0] not in ORDER or loss_and_mix(name)[1] not in ("none", "mixup", "cutmix")
+                or (teacher_format(name) or "onnx") not in FOREIGN):
             ap.error(f"--losses: unknown entry {name!r}; known: {', '.join(ORDER)}")
     if needs_teacher and not teacher_path.is_file():
         train_teacher(args.task, teacher_path)
@@ -184,8 +298,8 @@ def main() -> None:
             mine += [r for r in runs if not any(m["loss"] == r["loss"] and m["seed"] == r["seed"] for m in mine)]
     if args.labels:
         splits = prepare(load_task(args.task, seed=DATA_SEED, limit=args.limit), args.labels)
-        ce_epochs = twin_epochs(splits, TrainConfig(epochs=args.epochs))
-        result |= {"unlabelled": len(splits.x_unlabelled), "ce_epochs": ce_epochs,
+        ce_epochs = twin_epochs(splits, TrainConfig(epochs=args.epochs)) if args.twin == "equal-steps" else args.epochs
+        result |= {"twin": args.twin, "unlabelled": len(splits.x_unlabelled), "ce_epochs": ce_epochs,
                    "sizes": splits.summary()["sizes"]}
     if args.reuse_ce:
         old = json.loads(Path(args.reuse_ce).read_text())
@@ -199,6 +313,17 @@ def main() -> None:
             if any(r["loss"] == "ce" for r in mine) and "ce" not in result["losses"]:
                 result["losses"].insert(0, "ce")
     for target in args.targets.split(","):
+        planned = None
+        if args.student:
+            from edgekd.planner import evaluate
+            from edgekd.students import StudentConfig
+            from edgekd.targets import load_target
+
+            family, _, rest = args.student.partition(":")
+            config: dict = {"resolution": None}
+            config |= {k: int(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
+            planned = [evaluate(StudentConfig(family, config), load_target(target),
+                                load_task(args.task, seed=DATA_SEED, limit=64).spec)]
         runs = result["runs"].setdefault(target, [])
         for loss in args.losses.split(","):  # loss-major: the no-teacher vs KD comparison completes first
             for seed in [int(s) for s in args.seeds.split(",")]:
@@ -207,10 +332,12 @@ def main() -> None:
                 started = time.perf_counter()
                 tag = f"labels{args.labels}-" if args.labels else ""
                 base_loss, mix = loss_and_mix(loss)
-                d = distill(target, args.task, None if loss == "ce" else str(teacher_path),
+                fmt = teacher_format(loss)
+                ref = export_teacher(teacher_path, fmt, args.task) if fmt else teacher_path
+                d = distill(target, args.task, None if loss == "ce" else str(ref),
                             Path(args.runs_dir) / target / f"{tag}{loss}-seed{seed}", loss=base_loss, mix=mix,
                             epochs=ce_epochs if loss == "ce" else kd_epochs, seed=seed, limit=args.limit,
-                            families=args.family, progress=sys.stderr.isatty(), labels=args.labels,
+                            families=args.family, progress=sys.stderr.isatty(), labels=args.labels, planned=planned,
                             quick_check=False,  # the no-teacher runs of this benchmark are the bar
                             views=0 if loss == "ce" else args.views, loss_args=None if loss == "ce" else loss_args)
                 m = d["measured"]
@@ -225,6 +352,8 @@ def main() -> None:
                              "labelled": d["training"]["labelled_samples"],
                              "unlabelled_used": d["training"]["unlabelled_samples"],
                              "teacher_check": d["teacher"].get("check"),
+                             "teacher": {k: d["teacher"].get(k) for k in ("source", "sha256", "test_accuracy")},
+                             "epoch_selection": d["training"].get("selection"),
                              "wall_seconds": round(time.perf_counter() - started)})
                 print(f"{target} {loss} seed {seed}: float {d['student']['accuracy_float']:.4f} int8 "
                       f"{m['accuracy_int8']:.4f} ({runs[-1]['wall_seconds']} s)", flush=True)

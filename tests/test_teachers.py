@@ -491,3 +491,26 @@ def test_record_teachers_writes_docs_entries_from_the_teacher_files(tmp_path: Pa
     res = run(str(orphan))
     assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and "has no record orphan.pt.json" in res.stderr
     assert out.read_bytes() == first
+
+
+@pytest.mark.slow  # a 1-epoch digits teacher and a LiteRT conversion (~20 s)
+def test_bench_exports_the_pt_teacher_as_the_same_function(tmp_path: Path) -> None:
+    """scripts/bench_distill.py's foreign-teacher rows (kd@onnx, kd@tflite) distil from these exports."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from bench_distill import export_teacher, loss_and_mix, teacher_format
+
+    from edgekd.distill import train_teacher
+
+    assert loss_and_mix("kd@onnx") == ("kd", "none") and teacher_format("kd@tflite") == "tflite"
+    assert teacher_format("kd+mixup") is None and loss_and_mix("kd+mixup") == ("kd", "mixup")
+    pt = tmp_path / "digits.pt"
+    train_teacher("digits", pt, epochs=1, limit=400, progress=False)
+    ref = load_teacher(str(pt), SPEC).logits(X)
+    for fmt, layout in (("onnx", "first"), ("tflite", "last")):
+        path = export_teacher(pt, fmt, "digits")
+        assert path == pt.with_suffix(f".{fmt}") and export_teacher(pt, fmt, "digits") == path  # written once
+        teacher = load_teacher(str(path), SPEC)
+        assert teacher.source == fmt and teacher.module.layout == layout
+        assert (teacher.logits(X) - ref).abs().max() < 1e-4

@@ -115,6 +115,9 @@ class Report:
                 int8 = f"{100 * r['test_int8']:.2f}%" if r.get("test_int8") is not None else "-"
                 lines.append(f"| {name.replace('_', '-')} ({r['loss']}) | {100 * r['val_accuracy']:.2f}% | "
                              f"{100 * r['test_float']:.2f}% | {int8} |")
+        sel = (d.get("epoch_selection") or {}).get("student")
+        if sel:
+            lines.append(f"\nEpoch shipped: {sel['epoch']} ({sel['rule']}: {sel['why']}).")
         unl = d.get("unlabelled") or {}
         if unl.get("samples"):
             lines.append(f"\nUnlabelled samples: {unl.get('used', 0):,} used of {unl['samples']:,} ("
@@ -240,7 +243,7 @@ def _distillation(layout: BuildLayout) -> dict[str, Any] | None:
     if not isinstance(d, dict) or "shipped" not in d:
         return None
     return {"shipped": d.get("shipped"), "unlabelled": d.get("unlabelled"),
-            "teacher_check": (d.get("teacher") or {}).get("check")}
+            "teacher_check": (d.get("teacher") or {}).get("check"), "epoch_selection": d.get("epoch_selection")}
 
 
 def _c_entry(a: Artifact, entries: list[dict[str, Any]], est: Any, prefix: str) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def train_teacher(task: str, out: str | Path, epochs: int | None = None, seed: i
     test_acc = accuracy(predict(model, splits.x_test, tuple(spec.input_shape)), splits.y_test)
     record = {"task": spec.name, "arch": r.arch, "params": r.params,
               "param_count": sum(p.numel() for p in model.parameters()), "test_accuracy": test_acc,
-              "val_accuracy": result.best_val_accuracy, "train_seconds": result.seconds, "train": cfg.to_dict(),
+              "val_accuracy": result.shipped_val_accuracy, "epoch_selection": result.selection,
+              "train_seconds": result.seconds, "train": cfg.to_dict(),
               "label_smoothing": r.label_smoothing,
               "augmentation": asdict(policy), "history": result.history, "data": splits.summary()["sizes"]}
     if is_main():
@@ -317,7 +318,7 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
         timings["baseline"] = round(time.perf_counter() - t, 2)
         if teacher is not None:
             teacher_record["check"]["warning"] = guard.compare_teacher(
-                teacher_record["check"]["val_accuracy"], baseline_record["best_val_accuracy"],
+                teacher_record["check"]["val_accuracy"], baseline_record["shipped_val_accuracy"],
                 "the student's no-teacher twin")
         if teacher is not None:  # the int8 accuracy of both, for the record of what was shipped
             from edgekd.distill.check import int8_accuracy
@@ -328,9 +329,9 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
             timings["int8_both"] = round(time.perf_counter() - t, 2)
         if LOSSES[loss].needs_teacher:
             choice = guard.choose(
-                {"loss": loss, "val_accuracy": record["best_val_accuracy"], "test_float": record["test_accuracy"],
+                {"loss": loss, "val_accuracy": record["shipped_val_accuracy"], "test_float": record["test_accuracy"],
                  "test_int8": record.get("accuracy_int8")},
-                {"loss": "ce", "val_accuracy": baseline_record["best_val_accuracy"],
+                {"loss": "ce", "val_accuracy": baseline_record["shipped_val_accuracy"],
                  "test_float": baseline_record["test_accuracy"], "test_int8": baseline_record.get("accuracy_int8")},
                 _ship_evidence(model, twin, splits, teacher, teacher_record["check"]["val_accuracy"], x_ship))
             if choice["shipped"] == "no-teacher":
@@ -378,6 +379,8 @@ def distill(target_name: str | Target, task: str, teacher_ref: str | None, out_d
         "measured": measured,
         "fits": fits,
         "teacher_cache": cache_record,
+        "epoch_selection": {"student": record["selection"],
+                            "no_teacher": baseline_record["selection"] if baseline_record else None},
         "shipped": choice or {"shipped": "distilled" if teacher is not None else "no-teacher",
                               "reason": "no no-teacher twin was trained (--baseline compares and ships the better)"
                               if teacher is not None else "trained without a teacher (loss ce)"},

@@ -81,7 +81,7 @@ def quick_no_teacher(student: Any, splits: Splits, cfg: Any, progress: bool) -> 
     epochs = math.ceil(QUICK_STEPS / math.ceil(len(small.y_train) / cfg.batch_size))
     short = TrainConfig(**(cfg.to_dict() | {"epochs": epochs, "patience": 0}))
     _, rec = train_student(student, small, None, "ce", short, label="quick no-teacher check", progress=progress)
-    return {"val_accuracy": rec["best_val_accuracy"], "epochs": short.epochs, "train_samples": len(small.y_train)}
+    return {"val_accuracy": rec["shipped_val_accuracy"], "epochs": short.epochs, "train_samples": len(small.y_train)}
 
 
 def compare_teacher(teacher_val: float, student_val: float, what: str) -> str | None:

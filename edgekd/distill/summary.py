@@ -26,6 +26,9 @@ def distill_text(result: dict[str, Any], out_dir: str) -> str:
              f"{format_bytes(m['ram_bytes'])} / {format_bytes(b['ram_bytes'])} "
              f"({'measured' if result['measured'] else 'predicted'}); fits: {result['fits']}")
     lines = [first, sizes]
+    sel = (result.get("epoch_selection") or {}).get("student")
+    if sel:
+        lines.append(f"epoch shipped: {sel['epoch']} ({sel['rule']}: {sel['why']})")
     shipped = result.get("shipped") or {}
     if shipped.get("distilled"):
         lines.append(f"shipped the {shipped['shipped']} student: {shipped['reason']}")
