@@ -16,6 +16,10 @@ Steps, all on this machine's CPU with one torch thread (the machine is shared, i
    like the float student, and the cost model's size / arena / latency estimate for the phone, Pi and MCU targets.
 Writes docs/text.json (and the artifacts under --work). Other modes: ``--baselines`` (mean vector, ridge
 regression: docs/text_baselines.json), ``--init-compare`` (token-table starts: docs/text_init.json),
+``--tokenizers`` (ridge ceilings of microcontroller tokenizers at one table size: docs/text_tokenizers.json),
+``--frequent-validation`` (listed words and prior alpha of the frequent tokenizer on a validation split:
+docs/text_tokenizers_validation.json), ``--word-list N`` (edgekd/text/frequent_words.txt),
+``--students phone128 --init prior`` (the 128-wide phone table: docs/text_phone128.json),
 ``--codegen runs/text-bench/mcu`` (generated C for the MCU student: docs/text_codegen.json), ``--count
 runs/text-bench/phone`` (qemu-aarch64 Pi Zero 2 W counts: docs/text_emulated.json), ``--table docs/text.json
 docs/text_transformer.json`` (the docs table).
@@ -52,6 +56,8 @@ from edgekd.text.train import TextTrainConfig  # noqa: E402
 STUDENTS = {
     # phones and Pis: the teacher's WordPiece vocabulary, fully-integer conv body, least-squares init
     "phone": ("text_conv", {"embed": 96, "width": 192, "depth": 2, "kernel": 3, "buckets": None}, True),
+    # a wider WordPiece table (128) with a smaller body, still under the phone's 5 MB (docs/benchmarks.md, Text)
+    "phone128": ("text_conv", {"embed": 128, "width": 256, "depth": 2, "kernel": 3, "buckets": None}, True),
     # microcontrollers: 4,096 hashed word buckets
     "mcu": ("text_conv", {"embed": 64, "width": 128, "depth": 2, "kernel": 3, "buckets": 4096}, True),
     # the small transformer: float only (LayerNorm, attention stay float in litert-torch 0.10)
@@ -201,7 +207,7 @@ def init_compare(args: argparse.Namespace) -> dict:
         v = np.linalg.svd(np.asarray(x @ w), full_matrices=False)[2][: args.rank].T
         return w @ v @ v.T
 
-    for kind in ("wordpiece", "hashed"):
+    for kind in args.kinds.split(","):
         tok = make_tokenizer(kind, 32, 4096)
         x, x_eval = bag_of_words(tok.encode(data.train.texts), tok.vocab_size), bag_of_words(
             tok.encode(data.eval.texts), tok.vocab_size)
@@ -218,8 +224,11 @@ def init_compare(args: argparse.Namespace) -> dict:
                 f"rank {args.rank} (reduced-rank)": mean_cosine(np.asarray(xv @ rank_rrr(w, xf)), yv),
                 "seconds": round(time.perf_counter() - t, 1)}
             print(kind, alpha, res["validation"][f"prior alpha {alpha:g}"], flush=True)
+        best = max(res["validation"], key=lambda k: res["validation"][k][f"rank {args.rank} (reduced-rank)"])
+        res["best_validation_alpha"] = float(best.rsplit(" ", 1)[1])
         for name, p, alpha in (("lstsq (ridge toward 0)", None, RIDGE_ALPHA),
-                               ("prior (ridge toward the token prior)", prior, PRIOR_ALPHA[kind])):
+                               ("prior (ridge toward the token prior)", prior,
+                                PRIOR_ALPHA.get(kind, res["best_validation_alpha"]))):
             w = ridge(x, y, p, alpha)
             res[name] = {"alpha": alpha, "full_rank": mean_cosine(np.asarray(x_eval @ w), y_eval),
                          f"rank {args.rank}, table SVD (old)": mean_cosine(np.asarray(x_eval @ rank_svd(w)), y_eval),
@@ -227,6 +236,152 @@ def init_compare(args: argparse.Namespace) -> dict:
                                                                             y_eval)}
             print(kind, name, res[name], flush=True)
         out[kind] = res
+    return out
+
+
+def corpus_word_counts() -> list[tuple[str, int]]:
+    """Words of the corpus' training split (the first 32 of each sentence, as the tokenizers see them) with their
+    counts, most frequent first, ties alphabetical; held-out sentences are never counted."""
+    from collections import Counter
+
+    from edgekd.text.tokenize import split_words
+
+    counts = Counter(w for t in load_corpus().split(False).texts for w in split_words(t)[:32])
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def word_list(n: int) -> dict:
+    """Write edgekd/text/frequent_words.txt: the ``n`` most frequent ASCII words of the training split, skipping
+    any whose FNV-1a hash equals a more frequent word's (the tokenizer decides ids by hash)."""
+    from edgekd.io import atomic_write_text
+    from edgekd.text.tokenize import FREQUENT_WORDS, fnv1a32
+
+    ranked = corpus_word_counts()
+    words, seen, skipped = [], set(), []
+    for w, _ in ranked:
+        if len(words) == n:
+            break
+        h = fnv1a32(w.encode("utf-8"))
+        if not w.isascii() or h in seen:
+            skipped.append(w)
+            continue
+        seen.add(h)
+        words.append(w)
+    atomic_write_text(FREQUENT_WORDS, "\n".join(words) + "\n")
+    total = sum(c for _, c in ranked)
+    listed = dict(ranked)
+    return {"words": len(words), "distinct_training_words": len(ranked), "skipped": skipped[:20],
+            "share_of_word_occurrences": round(sum(listed[w] for w in words) / total, 4)}
+
+
+def tokenizer_compare(args: argparse.Namespace) -> dict:
+    """Ridge ceilings of candidate microcontroller tokenizers at one table size (``--rows``): the closed-form
+    bag-of-words regression of ``--baselines`` (token frequencies, scikit-learn's Ridge alpha 0.1 with
+    intercept, solved here by its normal equations) from each candidate's ids to the teacher's embeddings, fitted on
+    the training sample and scored on the pool. Candidates: one hash per word (today's ``hashed``); the top-N
+    training words exact + one hash for the rest; two hashes per word (the sum of two rows); top-N + two hashes;
+    word hash + its character trigrams' hashes (fastText-style, the trigrams sharing one word's weight); top-N +
+    word and trigram hashes for the rest."""
+    import scipy.sparse as sparse
+
+    from edgekd.text.metrics import mean_cosine
+    from edgekd.text.tokenize import fnv1a32, split_words
+
+    rows = args.rows
+    data = TextData.sample(load_corpus(), args.train, args.eval, seed=0)
+    y, y_eval = teacher_embeddings(data, teacher_mod.EmbedStats())
+    ranked = [w for w, _ in corpus_word_counts()]
+    words_train = [split_words(t)[:32] for t in data.train.texts]
+    words_eval = [split_words(t)[:32] for t in data.eval.texts]
+
+    def h(word: str, salt: bytes = b"") -> int:
+        return fnv1a32(salt + word.encode("utf-8"))
+
+    def trigrams(word: str) -> list[str]:
+        s = f"<{word}>"
+        return [s[i : i + 3] for i in range(max(1, len(s) - 2))]
+
+    def candidate(n: int, scheme: str):  # type: ignore[no-untyped-def]
+        exact = {w: 1 + i for i, w in enumerate(ranked[:n])}
+        spill = rows - 1 - n
+
+        def feats(word: str) -> list[tuple[int, float]]:
+            if word in exact:
+                return [(exact[word], 1.0)]
+            out = [(1 + n + h(word) % spill, 1.0)]
+            if scheme == "two hashes":
+                out.append((1 + n + h(word, b"\x01") % spill, 1.0))
+            elif scheme == "word + trigram hashes":
+                grams = trigrams(word)
+                out += [(1 + n + h(g, b"#") % spill, 1.0 / len(grams)) for g in grams]
+            return out
+        return feats
+
+    def bow(words: list[list[str]], feats) -> sparse.csr_matrix:  # type: ignore[no-untyped-def]
+        r, c, v = [], [], []
+        for i, ws in enumerate(words):
+            for w in ws:
+                for col, val in feats(w):
+                    r.append(i)
+                    c.append(col)
+                    v.append(val)
+        m = sparse.csr_matrix((v, (r, c)), shape=(len(words), rows))
+        return sparse.csr_matrix(m.multiply(1 / np.asarray(m.sum(1)).clip(1e-9)))
+
+    out: dict = {"train": args.train, "eval": args.eval, "rows": rows, "ridge_alpha": 0.1,
+                 "distinct_training_words": len(ranked), "candidates": {}}
+    grid = [(0, "one hash"), *((n, "one hash") for n in (1024, 2048, 3072, 3584, 3840, 3968, 4032, 4094)),
+            (0, "two hashes"), (2048, "two hashes"), (3072, "two hashes"), (3584, "two hashes"),
+            (0, "word + trigram hashes"), (2048, "word + trigram hashes"), (3584, "word + trigram hashes")]
+    for n, scheme in grid:
+        t = time.perf_counter()
+        feats = candidate(n, scheme)
+        x, xe = bow(words_train, feats).toarray(), bow(words_eval, feats).toarray()
+        mu, ym = x.mean(0), y.mean(0)
+        xc = x - mu
+        w = np.linalg.solve(xc.T @ xc + 0.1 * np.eye(rows), xc.T @ (y - ym))
+        name = f"top {n} exact + {scheme}" if n else scheme
+        out["candidates"][name] = {"exact_words": n, "scheme": scheme,
+                                   "train_cosine": round(mean_cosine(xc @ w + ym, y), 4),
+                                   "eval_cosine": round(mean_cosine((xe - mu) @ w + ym, y_eval), 4),
+                                   "seconds": round(time.perf_counter() - t, 1)}
+        print(name, out["candidates"][name], flush=True)
+    return out
+
+
+def frequent_validation(args: argparse.Namespace) -> dict:
+    """How many listed words the ``frequent`` tokenizer keeps, and its prior alpha, chosen as the builds start:
+    the ridge toward the per-id prior (:func:`edgekd.text.init.bucket_prior`) reduced to rank ``--rank``, fitted
+    on the first ``train - 2000`` training sentences and scored on the last 2,000 (never the evaluation pool)."""
+    import json
+
+    from edgekd.text.distill import token_prior
+    from edgekd.text.init import bag_of_words
+    from edgekd.text.metrics import mean_cosine
+    from edgekd.text.tokenize import FrequentWordsTokenizer, frequent_words
+
+    data = TextData.sample(load_corpus(), args.train, args.eval, seed=0)
+    y = teacher_mod.embed(data.train.texts)
+    n_fit = args.train - 2000
+    out: dict = {"train": args.train, "validation": f"last 2000 of the {args.train} training sentences, fitted on the "
+                 f"first {n_fit}", "rank": args.rank, "rows": args.rows, "results": {}}
+    path = ROOT / "docs" / "text_tokenizers_validation.json"
+    if path.exists():  # a run with other alphas adds to the table
+        out["results"] = json.loads(path.read_text())["results"]
+    for n in [int(w) for w in args.words.split(",")]:
+        tok = FrequentWordsTokenizer(frequent_words(n), args.rows, 32)
+        x = bag_of_words(tok.encode(data.train.texts), args.rows)
+        xf, xv = x[:n_fit].toarray(), x[n_fit:].toarray()
+        prior = token_prior(tok, data.train.texts[:n_fit], teacher_mod.EmbedStats())
+        gram = xf.T @ xf
+        for alpha in [float(a) for a in args.alphas.split(",")]:
+            w = prior + np.linalg.solve(gram + alpha * np.eye(args.rows), xf.T @ (y[:n_fit] - xf @ prior))
+            v = np.linalg.svd(xf @ w, full_matrices=False)[2][: args.rank].T
+            key = f"words {n}, alpha {alpha:g}"
+            out["results"][key] = {"full_rank": round(mean_cosine(xv @ w, y[n_fit:]), 4),
+                                   f"rank {args.rank} (reduced-rank)": round(mean_cosine(xv @ w @ v @ v.T, y[n_fit:]),
+                                                                             4)}
+            print(key, out["results"][key], flush=True)
     return out
 
 
@@ -280,6 +435,17 @@ def main() -> None:
     ap.add_argument("--init-compare", action="store_true", help="write docs/text_init.json (token-table starts "
                     "before training: ridge toward 0 or toward the teacher's per-token prior)")
     ap.add_argument("--rank", type=int, default=96, help="--init-compare: the student's table width")
+    ap.add_argument("--kinds", default="wordpiece,hashed", help="--init-compare: the tokenizers compared (other "
+                    "than the default: written to docs/text_init_<kinds>.json)")
+    ap.add_argument("--tokenizers", action="store_true", help="write docs/text_tokenizers.json (ridge ceilings of "
+                    "candidate microcontroller tokenizers at --rows table rows)")
+    ap.add_argument("--frequent-validation", action="store_true", help="write docs/text_tokenizers_validation.json "
+                    "(listed words and prior alpha of the frequent tokenizer, on a validation split)")
+    ap.add_argument("--alphas", default="0.1,0.3,1", help="--frequent-validation: prior ridge strengths")
+    ap.add_argument("--words", default="3072,3584,3840,3968,4094", help="--frequent-validation: listed words")
+    ap.add_argument("--rows", type=int, default=4096, help="--tokenizers: token-table rows")
+    ap.add_argument("--word-list", type=int, metavar="N", help="write edgekd/text/frequent_words.txt (the N most "
+                    "frequent training words)")
     ap.add_argument("--train", type=int, default=20000)
     ap.add_argument("--eval", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=6)
@@ -299,10 +465,22 @@ def main() -> None:
         write_json(ROOT / "docs" / "text_emulated.json", count_on_pi(Path(args.count)))
         print((ROOT / "docs" / "text_emulated.json").read_text())
         return
+    if args.word_list:
+        print(word_list(args.word_list))
+        return
+    if args.frequent_validation:
+        write_json(ROOT / "docs" / "text_tokenizers_validation.json", frequent_validation(args))
+        return
+    if args.tokenizers:
+        write_json(ROOT / "docs" / "text_tokenizers.json", tokenizer_compare(args))
+        print((ROOT / "docs" / "text_tokenizers.json").read_text())
+        return
     if args.init_compare:
         torch.set_num_threads(1)
-        write_json(ROOT / "docs" / "text_init.json", init_compare(args))
-        print((ROOT / "docs" / "text_init.json").read_text())
+        kinds = args.kinds.replace(",", "_")
+        name = "text_init.json" if kinds == "wordpiece_hashed" else f"text_init_{kinds}.json"
+        write_json(ROOT / "docs" / name, init_compare(args))
+        print((ROOT / "docs" / name).read_text())
         return
     if args.baselines:
         write_json(ROOT / "docs" / "text_baselines.json", baselines(args))

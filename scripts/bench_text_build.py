@@ -30,14 +30,15 @@ from edgekd.io import write_json  # noqa: E402
 from edgekd.package import verify_package  # noqa: E402
 
 
-def one(target: str, out: Path, fast: bool, sentences: int | None, once: bool = False) -> dict:
+def one(target: str, out: Path, fast: bool, sentences: int | None, once: bool = False,
+        emulator: str = "none") -> dict:
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    first = build(target, task="text-embedding", teacher="minilm", fast=fast, emulator="none", out=out,
+    first = build(target, task="text-embedding", teacher="minilm", fast=fast, emulator=emulator, out=out,
                   limit=sentences)
     first_s = time.perf_counter() - t
     t = time.perf_counter()
-    second = None if once else build(target, task="text-embedding", teacher="minilm", fast=fast, emulator="none",
+    second = None if once else build(target, task="text-embedding", teacher="minilm", fast=fast, emulator=emulator,
                                      out=out, limit=sentences)
     second_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -62,7 +63,7 @@ def one(target: str, out: Path, fast: bool, sentences: int | None, once: bool = 
                                "passed": check.passed if check else False, "error": problem}}
 
 
-def c_tokenizer(buckets: int = 4096) -> dict:
+def c_tokenizer(buckets: int = 4096, kind: str = "hashed") -> dict:
     """The C tokenizer (host gcc) against the Python one on every corpus sentence."""
     import tempfile
 
@@ -70,13 +71,14 @@ def c_tokenizer(buckets: int = 4096) -> dict:
 
     from edgekd.text.ccode import c_sources, run_c_tokenizer
     from edgekd.text.corpus import load_corpus
-    from edgekd.text.tokenize import HashedTokenizer
+    from edgekd.text.tokenize import make_tokenizer
 
     texts = load_corpus().texts
-    tok = HashedTokenizer(buckets, 32)
+    tok = make_tokenizer(kind, 32, buckets)
     with tempfile.TemporaryDirectory() as tmp:
         table = np.zeros((buckets, 8), np.int8).tobytes()
-        for name, text in c_sources(tok.settings(), {"width": 8, "scale": 1.0, "zero_point": 0}, table).items():
+        for name, text in c_sources(tok.settings(), {"width": 8, "scale": 1.0, "zero_point": 0}, table,
+                                    getattr(tok, "words", None)).items():
             (Path(tmp) / name).write_text(text)
         t = time.perf_counter()
         ids = run_c_tokenizer(tmp, texts, 32)
@@ -88,7 +90,7 @@ def c_tokenizer(buckets: int = 4096) -> dict:
     ascii_ = np.array([t.isascii() for t in texts])
     return {"sentences": len(texts), "ascii": int(ascii_.sum()), "ascii_differ": int((differ & ascii_).sum()),
             "non_ascii_differ": int((differ & ~ascii_).sum()), "c_seconds": round(c_s, 1),
-            "python_seconds": round(py_s, 1), "buckets": buckets}
+            "python_seconds": round(py_s, 1), "buckets": buckets, "kind": kind}
 
 
 def main() -> None:
@@ -103,10 +105,16 @@ def main() -> None:
                     "the name), e.g. docs/text_build_{target}_report.json")
     ap.add_argument("--c-tokenizer", action="store_true", help="only: C vs Python tokenizer on the whole corpus "
                                                                   "(docs/text_ctokenizer.json)")
+    ap.add_argument("--kind", default="hashed", help="--c-tokenizer: hashed (docs/text_ctokenizer.json) or frequent "
+                    "(docs/text_ctokenizer_frequent.json)")
+    ap.add_argument("--emulator", default="none", help="the builds' --emulator (qemu: counted latency on the "
+                    "emulated core)")
     args = ap.parse_args()
     if args.c_tokenizer:
-        write_json(ROOT / "docs" / "text_ctokenizer.json", c_tokenizer())
-        print((ROOT / "docs" / "text_ctokenizer.json").read_text())
+        name = "text_ctokenizer.json" if args.kind == "hashed" else f"text_ctokenizer_{args.kind}.json"
+        path = ROOT / "docs" / name
+        write_json(path, c_tokenizer(kind=args.kind))
+        print(path.read_text())
         return
     import torch
 
@@ -115,7 +123,8 @@ def main() -> None:
     result = {"started": started, "host": f"{os.cpu_count()} CPU cores shared with other jobs, torch threads 1",
               "runs": []}
     for target in args.targets.split(","):
-        result["runs"].append(one(target, Path(args.out) / target, args.fast, args.sentences, args.once))
+        result["runs"].append(one(target, Path(args.out) / target, args.fast, args.sentences, args.once,
+                                  args.emulator))
         if args.save_report:
             from edgekd.io import atomic_write_bytes
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -164,11 +165,20 @@ def test_text_build_refuses_another_teacher_before_any_work(private_cache: Path,
     assert not (tmp_path / "b" / "plan.json").exists()
 
 
-def test_fast_microcontroller_build_ships_the_hashed_tokenizer_and_its_c(private_cache: Path, tmp_path: Path) -> None:
-    from edgekd.build import build
+BOARD_TOOLS = all(shutil.which(t) for t in ("qemu-system-arm", "arm-none-eabi-gcc"))
 
-    report = build("nucleo-h743zi2", task="text-embedding", fast=True, emulator="none", out=tmp_path / "m")
+
+def test_fast_microcontroller_build_ships_the_frequent_words_tokenizer_and_its_c(private_cache: Path,
+                                                                                tmp_path: Path) -> None:
+    """The planner's bucketed table gets the recipe's frequent-words tokenizer; the C is counted on the
+    emulated board (unicorn + the M7 cycle model) when the board tools are installed."""
+    from edgekd.build import build
+    from edgekd.text.tokenize import frequent_words
+
+    report = build("nucleo-h743zi2", task="text-embedding", fast=True, emulator="qemu" if BOARD_TOOLS else "none",
+                   out=tmp_path / "m")
     assert report.passed and report.student["config"]["buckets"] == 4096
+    assert report.student["config"]["tokenizer"] == "frequent" and report.student["tokenizer"]["words"] == 4094
     assert [(a["format"], a["runtime"]) for a in report.artifacts] == [("tflite", "litert-reference"),
                                                                        ("c", "edgekd-c")]
     assert report.gates["ram"]["kind"] == "measured"  # TFLite Micro's minimum arena
@@ -182,8 +192,43 @@ def test_fast_microcontroller_build_ships_the_hashed_tokenizer_and_its_c(private
     assert c["bit_exact_vs_tflm"] and c["tokenizer_sentences_identical"] == c["checked_sentences"] == 200
     files = _members(tmp_path / "m" / report.bundle)
     assert {"c/model.c", "c/edgekd_tokenizer.c", "c/edgekd_tokenizer.h", "c/edgekd_token_table.c"} <= set(files)
-    assert "vocab.txt" not in files and json.loads(files["tokenizer.json"])["kind"] == "hashed"
+    assert json.loads(files["tokenizer.json"])["kind"] == "frequent"
+    assert files["vocab.txt"].decode().splitlines() == frequent_words()
     assert report.text_metrics["sizes"]["token_table_bytes"] == len(files["token_table.bin"]) == 4096 * 32
+    # on the device the list is the C tokenizer's 4,094 4-byte hashes, not vocab.txt
+    sizes = report.text_metrics["sizes"]
+    assert sizes["flashed_bytes"] == sizes["shipped_bytes"] - len(files["vocab.txt"]) + 4 * 4094
+    assert "4,094 listed words as 4-byte hashes" in report.gates["flash"]["detail"]
+    if BOARD_TOOLS:
+        counted = report.text_metrics["latency_counted"]
+        assert report.gates["latency"]["kind"] == "counted" and report.gates["latency"]["value"] == counted["ms"]
+        assert counted["runtime"] == "edgekd-c" and counted["cycles"] > counted["instructions"] / 4 > 0
+        assert 0 < counted["ms"] < report.text_metrics["latency_estimated_ms"] * 10 and "timing_m" in counted["method"]
+        assert c["latency_kind"] == "counted" and c["latency_ms"] == counted["ms"]
+        assert "Counted latency per 32-token sentence" in (tmp_path / "m" / "report.md").read_text()
+
+
+@pytest.mark.emulator
+@pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-aarch64 is not installed")
+def test_pi_build_with_an_emulator_counts_the_tflite_on_the_emulated_cortex_a(private_cache: Path,
+                                                                              tmp_path: Path) -> None:
+    """With --emulator qemu the verify stage runs the .tflite under qemu-aarch64 as the Pi's Cortex-A53 on
+    held-out sentences' token rows (edgekd.text.latency) and the latency gate takes the counted figure."""
+    from edgekd.build import build
+
+    report = build("raspberry-pi-zero-2-w", task="text-embedding", fast=True, emulator="qemu", out=tmp_path / "p")
+    counted = report.text_metrics["latency_counted"]
+    assert counted["runtime"] == "litert-xnnpack" and counted["emulator"] == "qemu-aarch64 -cpu cortex-a53"
+    assert counted["bit_exact_vs_host"] and counted["sentences"] == 3 and counted["instructions"] > 10_000
+    assert 0 < counted["threads_ms"] <= counted["ms"] < 10  # the issue's Pi goal: under 10 ms a sentence
+    assert "timing_a" in counted["method"] and "counted, not measured" in counted["method"]
+    lat, emu = report.gates["latency"], report.gates["emulator"]
+    assert lat["kind"] == "counted" and lat["value"] == counted["ms"] and lat["passed"]
+    assert emu["passed"] and emu["value"] == 0
+    tflite = report.artifacts[0]
+    assert (tflite["latency_kind"], tflite["emulator"], tflite["bit_exact_vs_host"]) == (
+        "counted", "qemu-aarch64 -cpu cortex-a53", True)
+    assert "Counted latency per 32-token sentence" in (tmp_path / "p" / "report.md").read_text()
 
 
 def test_user_sentences_build_a_text_student_scored_without_a_probe(private_cache: Path, tmp_path: Path) -> None:

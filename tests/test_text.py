@@ -138,6 +138,36 @@ def test_tokenizer_files_round_trip_and_bad_files(tmp_path: Path):
         load_tokenizer(tmp_path / "nowhere")
 
 
+def test_frequent_words_tokenizer_gives_listed_words_their_own_ids(tmp_path: Path):
+    from edgekd.text.tokenize import FrequentWordsTokenizer, frequent_words, make_tokenizer
+
+    words = ["the", ",", "of", "a", "dog"]
+    tok = FrequentWordsTokenizer(words, 64, 8)
+    order = sorted(fnv1a32(w.encode()) for w in words)
+    assert [tok.word_id(w) for w in words] == [1 + order.index(fnv1a32(w.encode())) for w in words]
+    assert tok.word_id("zebra") == 1 + 5 + fnv1a32(b"zebra") % (64 - 1 - 5)
+    ids = tok.encode(["The dog, a ZEBRA"])
+    assert ids.tolist() == [[tok.word_id(w) for w in ("the", "dog", ",", "a", "zebra")] + [0, 0, 0]]
+    paths = tok.save(tmp_path)
+    assert [p.name for p in paths] == ["tokenizer.json", "vocab.txt"]
+    back = load_tokenizer(tmp_path)
+    assert back.settings() == tok.settings() and (back.encode(SENTENCES) == tok.encode(SENTENCES)).all()
+    (tmp_path / "vocab.txt").write_text("the\nof\n")
+    with pytest.raises(EdgekdError, match="does not match the sha256"):
+        load_tokenizer(tmp_path)
+    for bad, match in ((["the", "the"], "share an FNV-1a hash"), (["two words"], "not one lower-case"),
+                       (["Dog"], "not one lower-case"), (["café"], "not one lower-case"), ([], "1 to buckets - 2")):
+        with pytest.raises(EdgekdError, match=match):
+            FrequentWordsTokenizer(bad, 64, 8)
+    # the packaged list: the corpus' most frequent words; a 4,096-id table lists 4,094 and shares the last id
+    listed = frequent_words()
+    assert len(listed) == 4094 and listed[:5] == ["the", "a", "of", "or", "in"]
+    mcu = make_tokenizer("frequent", 32, 4096)
+    assert mcu.words == listed and mcu.spill == 1
+    assert mcu.encode(["zebroid qwertyuiop"]).tolist()[0][:3] == [4095, 4095, 0]  # unlisted words share one id
+    assert len(make_tokenizer("frequent", 32, 1024).words) == 1022
+
+
 # -- teacher and its cache
 @needs_minilm
 @pytest.mark.slow

@@ -11,18 +11,19 @@ import pytest
 
 from edgekd.errors import EdgekdError
 from edgekd.text.ccode import c_sources, run_c_tokenizer
-from edgekd.text.tokenize import HashedTokenizer, WordPieceTokenizer
+from edgekd.text.tokenize import FrequentWordsTokenizer, HashedTokenizer, WordPieceTokenizer, frequent_words
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 CASES = ["Hello, World!", "a\tb\x01c  d", "ALL CAPS... ok?", "", "   ", "x" * 300, "it's 42% (approx.)",
          "a" * 5 + " b" * 40, "draw air into, and expel out of, the lungs", "{[(<quoted>)]}~`|\\^_@#$&*+=-/:;\"'"]
 
 
-def _write(tmp: Path, buckets: int = 4096, width: int = 8) -> tuple[HashedTokenizer, np.ndarray]:
-    tok = HashedTokenizer(buckets, 32)
+def _write(tmp: Path, buckets: int = 4096, width: int = 8,
+           words: list[str] | None = None) -> tuple[HashedTokenizer | FrequentWordsTokenizer, np.ndarray]:
+    tok = HashedTokenizer(buckets, 32) if words is None else FrequentWordsTokenizer(words, buckets, 32)
     table = np.random.default_rng(1).integers(-128, 128, size=(buckets, width), dtype=np.int8)
     for name, text in c_sources(tok.settings(), {"width": width, "scale": 0.05, "zero_point": -2},
-                                table.tobytes()).items():
+                                table.tobytes(), words).items():
         (tmp / name).write_text(text)
     return tok, table
 
@@ -55,5 +56,42 @@ def test_c_sources_are_deterministic_and_hold_the_table(tmp_path: Path) -> None:
     with pytest.raises(EdgekdError, match="expected 64 x 4"):
         c_sources(tok.settings(), meta, table.tobytes()[:-1])
     wp = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"])
-    with pytest.raises(EdgekdError, match="hashed vocabulary"):
+    with pytest.raises(EdgekdError, match="hashed and frequent-words vocabularies"):
         c_sources(wp.settings(), meta, table.tobytes())
+
+
+@needs_gcc
+@pytest.mark.parametrize("n", [3072, 4094])  # 1,023 hashed ids for unlisted words; the default: one shared id
+def test_frequent_words_c_tokenizer_gives_the_python_ids(tmp_path: Path, n: int) -> None:
+    words = frequent_words(n)
+    tok, _ = _write(tmp_path, words=words)
+    rng = np.random.default_rng(2)
+    pool = np.array(words[:500] + ["zebra", "Qwerty", "xylophones", "UNLISTED", "9"])
+    sentences = [" ".join(rng.choice(pool, size=int(rng.integers(0, 40)))) for _ in range(300)]
+    alphabet = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:!?'\"()-\t"))
+    randoms = ["".join(rng.choice(alphabet, size=int(rng.integers(0, 120)))) for _ in range(200)]
+    texts = CASES + sentences + randoms + [" ".join(words)]
+    ids = tok.encode(texts)
+    assert (run_c_tokenizer(tmp_path, texts, 32) == ids).all()
+    assert ((ids[len(CASES) : len(CASES) + 300] >= 1) | (ids[len(CASES) : len(CASES) + 300] == 0)).all()
+    listed = ids[-1]  # the first 32 listed words all get ids 1..n
+    assert (listed >= 1).all() and (listed <= n).all() and len(set(listed.tolist())) == 32
+    assert (tok.encode(["zebroid qwertyuiop"]) > n).sum() == 2
+
+
+def test_frequent_words_c_sources_hold_the_sorted_hashes_and_refuse_a_wrong_list() -> None:
+    words = ["the", "of", "dog"]
+    tok = FrequentWordsTokenizer(words, 64, 32)
+    table = np.zeros(64 * 4, dtype=np.int8).tobytes()
+    meta = {"width": 4, "scale": 0.25, "zero_point": 3}
+    a = c_sources(tok.settings(), meta, table, words)
+    assert a == c_sources(tok.settings(), meta, table, words)
+    assert "#define EDGEKD_TOKENIZER_WORDS 3u" in a["edgekd_tokenizer.h"]
+    hashes = ", ".join(f"0x{h:08X}u" for h in sorted(tok.hashes))
+    assert f"edgekd_tokenizer_word_hashes[EDGEKD_TOKENIZER_WORDS] = {{\n  {hashes}\n}};" in a["edgekd_token_table.c"]
+    with pytest.raises(EdgekdError, match="vocab.txt does not match"):
+        c_sources(tok.settings(), meta, table, ["the", "of", "cat"])
+    with pytest.raises(EdgekdError, match="needs the word list"):
+        c_sources(tok.settings(), meta, table)
+    # the hashed tokenizer's sources carry no word table
+    assert "WORDS" not in c_sources(HashedTokenizer(64, 32).settings(), meta, table)["edgekd_tokenizer.h"]

@@ -53,6 +53,17 @@ class TextReport:
         m, q = dist.metrics, verify.metrics_int8
         prefix = ctx.layout.rel(ctx.layout.artifacts)
         sizes = verify.sizes
+        counted = sizes.get("latency_counted")  # on the emulated core: the .tflite (Cortex-A) or the C (MCUs)
+
+        def latency(runtime_counted: bool) -> dict[str, Any]:
+            if counted and runtime_counted:
+                return {"latency_ms": counted["ms"], "latency_kind": "counted", "latency_method": counted["method"],
+                        "emulator": counted["emulator"], "bit_exact_vs_host": counted["bit_exact_vs_host"],
+                        "max_diff_vs_host": counted["max_step_diff_vs_host"]}
+            return {"latency_ms": sizes["latency_ms"], "latency_kind": sizes["latency_kind"],
+                    "latency_method": sizes["latency_method"], "emulator": None, "bit_exact_vs_host": None,
+                    "max_diff_vs_host": None}
+
         artifacts = []
         for name, runtime in (("student.tflite", f"litert-{verify.kernels}"), ("student.pte", "executorch")):
             if name not in export.files:
@@ -61,28 +72,28 @@ class TextReport:
             artifacts.append({
                 "format": name.rsplit(".", 1)[1], "precision": "int8", "path": f"{prefix}/{name}",
                 "bytes": export.files[name]["bytes"], "sha256": export.files[name]["sha256"], "runtime": runtime,
-                "emulator": None, "kernels": verify.kernels if name.endswith("tflite") else "xnnpack",
+                "kernels": verify.kernels if name.endswith("tflite") else "xnnpack",
                 "accuracy": None, "agreement_with_float": None,
                 "mean_cosine_to_teacher": q["mean_cosine"] if name.endswith("tflite") else None,
                 "cosine_to_float": fid.get("cosine_vs_float"), "max_abs_err": fid.get("max_abs_err"),
-                "arena_bytes": sizes["ram_bytes"], "latency_ms": sizes["latency_ms"],
-                "latency_kind": sizes["latency_kind"], "latency_method": sizes["latency_method"],
-                "host_latency_ms": None, "bit_exact_vs_host": None, "max_diff_vs_host": None})
+                "arena_bytes": sizes["ram_bytes"], "host_latency_ms": None}
+                | latency(name == "student.tflite" and not export.c))
         if export.c:  # microcontrollers: tokenizer, table and model in edgekd's generated C
             c = export.c
             artifacts.append({
                 "format": "c", "precision": "int8", "path": f"{prefix}/c", "bytes": None, "sha256": None,
-                "runtime": "edgekd-c", "emulator": None, "kernels": None, "accuracy": None,
+                "runtime": "edgekd-c", "kernels": None, "accuracy": None,
                 "agreement_with_float": None, "mean_cosine_to_teacher": None, "cosine_to_float": None,
-                "max_abs_err": None, "arena_bytes": c["arena_bytes"], "latency_ms": sizes["latency_ms"],
-                "latency_kind": sizes["latency_kind"], "latency_method": sizes["latency_method"],
-                "host_latency_ms": None, "bit_exact_vs_host": None, "max_diff_vs_host": None,
+                "max_abs_err": None, "arena_bytes": c["arena_bytes"], "host_latency_ms": None,
                 "bit_exact_vs_tflm": c["bit_exact_vs_tflm"], "checked_sentences": c["sentences"],
-                "tokenizer_sentences_identical": c["tokenizer_sentences_identical"], "files": c["files"]})
-        shipped = {"shipped_bytes": export.shipped_bytes, "token_table_bytes": sizes["token_table_bytes"],
+                "tokenizer_sentences_identical": c["tokenizer_sentences_identical"], "files": c["files"]}
+                | latency(True))
+        shipped = {"shipped_bytes": export.shipped_bytes, "flashed_bytes": sizes.get("flashed_bytes"),
+                   "token_table_bytes": sizes["token_table_bytes"],
                    "model_bytes": sizes["model_bytes"], "teacher_fp32_bytes": 4 * teacher.params}
         metrics = {"float": m, "int8": q, "int8_kernels": verify.kernels, "sizes": shipped,
-                   "host_runtimes": export.fidelity}
+                   "host_runtimes": export.fidelity, "latency_counted": counted,
+                   "latency_estimated_ms": sizes["latency_ms"]}
         return cls(ctx.target.name, ctx.spec.name,
                    {"name": teacher.name, "params": teacher.params, "macs": teacher.macs, "accuracy": None,
                     "probe_accuracy": teacher.probe_accuracy, "cache": teacher.cache, "embed_seconds": teacher.seconds},
@@ -158,6 +169,13 @@ class TextReport:
             lines.append(f"| {a['path']} | {a['runtime']} | {size} | {cos} | {a['arena_bytes']:,} B | "
                          f"{a['latency_ms']:.3f} ms ({a['latency_kind']}) |")
         sizes = self.text_metrics["sizes"]
+        counted = self.text_metrics.get("latency_counted")
+        if counted:
+            threads = (f", {counted['threads_ms']:.3f} ms on its {counted['threads']} cores"
+                       if counted.get("threads_ms") else "")
+            lines += ["", f"Counted latency per {f['tokens']}-token sentence: **{counted['ms']:.3f} ms** on one core"
+                      f"{threads} ({counted['runtime']}, {counted['emulator']}; cost-model estimate "
+                      f"{self.text_metrics['latency_estimated_ms']:.3f} ms). How: {counted['method']}."]
         lines += ["", f"Shipped for the .tflite runtime: {sizes['shipped_bytes']:,} B (model "
                   f"{sizes['model_bytes']:,} B, "
                   f"int8 token table {sizes['token_table_bytes']:,} B, tokenizer files); the teacher's fp32 weights: "

@@ -1,9 +1,12 @@
-"""The hashed tokenizer and the token table in C, for microcontroller text students.
+"""The microcontroller tokenizers (hashed, frequent words + hashed) and the token table in C.
 
 A microcontroller bundle's pipeline is all C: ``edgekd_tokenize`` (text -> ids, the Python
-:class:`edgekd.text.tokenize.HashedTokenizer` on ASCII text), ``edgekd_token_rows`` (ids -> int8 rows of the
-table, a ``const`` array in flash) and edgekd's generated model (``edgekd.codegen``: rows -> int8 embedding).
-The sources are generated from ``tokenizer.json`` and ``token_table.json``/``.bin`` only, so ``package verify``
+:class:`edgekd.text.tokenize.HashedTokenizer` or :class:`~edgekd.text.tokenize.FrequentWordsTokenizer` on ASCII
+text), ``edgekd_token_rows`` (ids -> int8 rows of the table, a ``const`` array in flash) and edgekd's generated
+model (``edgekd.codegen``: rows -> int8 embedding). The frequent-words tokenizer's list becomes a ``const``
+array of the words' sorted FNV-1a hashes (4 bytes a word, binary search), which is how the Python tokenizer
+decides ids too. The sources are generated from ``tokenizer.json`` (+ ``vocab.txt``) and
+``token_table.json``/``.bin`` only, so ``package verify``
 regenerates them from a bundle's own files, requires them byte-identical, and compiles and runs its regenerated
 copy with the host gcc (never the bundle's).
 """
@@ -62,35 +65,82 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def c_sources(tokenizer: dict[str, Any], table_meta: dict[str, Any], table: bytes) -> dict[str, str]:
-    """The three C files for a hashed tokenizer's settings and its int8 table (deterministic text)."""
-    if tokenizer.get("kind") != "hashed":
-        raise EdgekdError(f"the C tokenizer is for the hashed vocabulary; this student uses {tokenizer.get('kind')!r}"
-                          " (WordPiece needs its 30,522-word vocabulary: phones and Pis run the Python tokenizer)")
+_HASHED_BUCKET = ("static int32_t bucket(uint32_t hash) { return (int32_t)(1u + hash % (EDGEKD_TOKENIZER_BUCKETS - "
+                  "1u)); }")
+_FREQUENT_BUCKET = """/* A listed word's id is 1 + the index of its hash among the listed words' sorted hashes (binary
+ * search); any other word is hashed into the ids after them. */
+static int32_t bucket(uint32_t hash) {
+  uint32_t lo = 0u, hi = EDGEKD_TOKENIZER_WORDS;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2u;
+    if (edgekd_tokenizer_word_hashes[mid] < hash) lo = mid + 1u;
+    else hi = mid;
+  }
+  if (lo < EDGEKD_TOKENIZER_WORDS && edgekd_tokenizer_word_hashes[lo] == hash) return (int32_t)(1u + lo);
+  return (int32_t)(1u + EDGEKD_TOKENIZER_WORDS +
+                   hash % (EDGEKD_TOKENIZER_BUCKETS - 1u - EDGEKD_TOKENIZER_WORDS));
+}"""
+_FREQUENT_DECL = """
+
+/* Frequent-words tokenizer: the EDGEKD_TOKENIZER_WORDS listed words (vocab.txt) take ids 1..WORDS in the order
+ * of their sorted FNV-1a hashes; every other word 1 + WORDS + hash % (BUCKETS - 1 - WORDS). */
+#define EDGEKD_TOKENIZER_WORDS @WORDS@u
+extern const uint32_t edgekd_tokenizer_word_hashes[EDGEKD_TOKENIZER_WORDS];"""
+
+
+def c_sources(tokenizer: dict[str, Any], table_meta: dict[str, Any], table: bytes,
+              words: list[str] | None = None) -> dict[str, str]:
+    """The three C files for a hashed or frequent-words tokenizer's settings (and word list) and its int8 table
+    (deterministic text)."""
+    from edgekd.text.tokenize import FrequentWordsTokenizer
+
+    kind = tokenizer.get("kind")
+    if kind not in ("hashed", "frequent"):
+        raise EdgekdError(f"the C tokenizer is for the hashed and frequent-words vocabularies; this student uses "
+                          f"{kind!r} (WordPiece needs its 30,522-word vocabulary: phones and Pis run the Python "
+                          "tokenizer)")
     buckets, width = int(tokenizer["vocab_size"]), int(table_meta["width"])
     if len(table) != buckets * width:
         raise EdgekdError(f"token table holds {len(table)} bytes, expected {buckets} x {width}")
     values = {"BUCKETS": str(buckets), "MAX_LEN": str(int(tokenizer["max_len"])), "WIDTH": str(width),
-              "SCALE": repr(float(table_meta["scale"])), "ZERO_POINT": str(int(table_meta["zero_point"]))}
+              "SCALE": repr(float(table_meta["scale"])), "ZERO_POINT": str(int(table_meta["zero_point"])),
+              "BUCKET_FN": _HASHED_BUCKET, "WORDS_DECL": ""}
+    hashes = ""
+    if kind == "frequent":
+        if words is None:
+            raise EdgekdError("the frequent-words C tokenizer needs the word list (vocab.txt)")
+        tok = FrequentWordsTokenizer(words, buckets, int(tokenizer["max_len"]))
+        if tok.settings()["vocab_sha256"] != tokenizer.get("vocab_sha256"):
+            raise EdgekdError("vocab.txt does not match the vocab_sha256 in tokenizer.json; re-export")
+        values |= {"BUCKET_FN": _FREQUENT_BUCKET, "WORDS_DECL": _FREQUENT_DECL.replace("@WORDS@", str(len(words)))}
+        lines = (", ".join(f"0x{h:08X}u" for h in tok.hashes[i : i + 8]) for i in range(0, len(tok.hashes), 8))
+        hashes = ("\n\nconst uint32_t edgekd_tokenizer_word_hashes[EDGEKD_TOKENIZER_WORDS] = {\n"
+                  + ",\n".join("  " + line for line in lines) + "\n};\n")
     out = {name: _fill((TEMPLATES / name).read_text(), values) for name in FILES[:2]}
     rows = np.frombuffer(table, dtype=np.int8).reshape(buckets, width)
     body = ",\n".join("  " + ", ".join(str(int(v)) for v in row) for row in rows)
     out["edgekd_token_table.c"] = ("/* Generated by edgekd from token_table.bin; do not edit. */\n"
                                    '#include "edgekd_tokenizer.h"\n\n'
                                    "const int8_t edgekd_token_table[EDGEKD_TOKENIZER_BUCKETS * "
-                                   f"EDGEKD_TOKEN_TABLE_WIDTH] = {{\n{body}\n}};\n")
+                                   f"EDGEKD_TOKEN_TABLE_WIDTH] = {{\n{body}\n}};\n{hashes}")
     return out
 
 
+def _words(data: bytes | None) -> list[str] | None:
+    return None if data is None else data.decode("utf-8").splitlines()
+
+
 def write_c_tokenizer(folder: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write the C tokenizer and table for the export in ``folder`` (tokenizer.json, token_table.*)."""
+    """Write the C tokenizer and table for the export in ``folder`` (tokenizer.json, vocab.txt, token_table.*)."""
     import json
 
     folder, out = Path(folder), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
     sources = c_sources(json.loads((folder / "tokenizer.json").read_text()),
                         json.loads((folder / "token_table.json").read_text()),
-                        (folder / "token_table.bin").read_bytes())
+                        (folder / "token_table.bin").read_bytes(),
+                        _words(vocab.read_bytes() if vocab.exists() else None))
     return [atomic_write_text(out / name, text) for name, text in sources.items()]
 
 
@@ -169,7 +219,7 @@ def check_bundle_c(bundle: Path, files: dict[str, bytes], texts: list[str], want
         regen = root / "c"
         generate_c(root / "student.tflite", regen)
         sources = c_sources(json.loads(files["tokenizer.json"]), json.loads(files["token_table.json"]),
-                            files["token_table.bin"])
+                            files["token_table.bin"], _words(files.get("vocab.txt")))
         for name, text in sources.items():
             (regen / name).write_text(text)
         expected = {p.name: p.read_bytes() for p in regen.iterdir()}

@@ -80,12 +80,12 @@ def tokenizer_for(model: TextStudent) -> Tokenizer:
 
 def token_prior(tok: Tokenizer, texts: list[str], stats: teacher_mod.EmbedStats) -> np.ndarray:
     """The prior table of a student's tokenizer: the teacher's vector of each WordPiece token (cached), or for
-    the hashed tokenizer each bucket's mean over the words of ``texts`` hashing into it."""
+    the hashed and frequent-words tokenizers each id's mean over the words of ``texts`` mapped to it."""
     from edgekd.text.init import bucket_prior
-    from edgekd.text.tokenize import HashedTokenizer, WordPieceTokenizer, teacher_vocab
+    from edgekd.text.tokenize import FrequentWordsTokenizer, HashedTokenizer, WordPieceTokenizer, teacher_vocab
 
     vectors = teacher_mod.token_vectors(teacher_vocab(), stats=stats)
-    if isinstance(tok, HashedTokenizer):
+    if isinstance(tok, HashedTokenizer | FrequentWordsTokenizer):
         return bucket_prior(texts, tok, vectors, WordPieceTokenizer(teacher_vocab(), tok.max_len))
     return vectors.astype(np.float64)
 

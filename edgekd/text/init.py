@@ -32,12 +32,13 @@ import torch
 
 from edgekd.errors import EdgekdError
 from edgekd.text.model import TextStudent
-from edgekd.text.tokenize import HashedTokenizer, WordPieceTokenizer
+from edgekd.text.tokenize import FrequentWordsTokenizer, HashedTokenizer, WordPieceTokenizer
 
 RIDGE_ALPHA = 0.1
 #: Ridge strength toward the prior, per tokenizer: the best of 0.03 / 0.1 / 0.3 / 1 on a 2,000-sentence
-#: validation split of the 20,000 training sentences (never the evaluation pool; docs/text_init.json).
-PRIOR_ALPHA = {"wordpiece": 0.03, "hashed": 0.3}
+#: validation split of the 20,000 training sentences (never the evaluation pool; docs/text_init.json;
+#: frequent: 0.01 / 0.03 / 0.1 / 0.3 / 1, docs/text_tokenizers_validation.json).
+PRIOR_ALPHA = {"wordpiece": 0.03, "hashed": 0.3, "frequent": 0.1}
 
 
 def bag_of_words(ids: np.ndarray, vocab: int):  # type: ignore[no-untyped-def]
@@ -95,10 +96,11 @@ def init_from_prior(model: TextStudent, ids: np.ndarray, targets: np.ndarray, pr
     return mean_cosine(np.asarray(x @ w), targets)
 
 
-def bucket_prior(texts: list[str], hashed: HashedTokenizer, vectors: np.ndarray,
+def bucket_prior(texts: list[str], hashed: HashedTokenizer | FrequentWordsTokenizer, vectors: np.ndarray,
                  wordpiece: WordPieceTokenizer) -> np.ndarray:
-    """(buckets, 384): each hashed bucket's count-weighted mean of the teacher vectors of the words of ``texts``
-    that hash into it (a word's vector: the unit mean of its WordPiece tokens' ``vectors``); 0 where none."""
+    """(buckets, 384): each id's count-weighted mean of the teacher vectors of the words of ``texts`` that map to
+    it (a word's vector: the unit mean of its WordPiece tokens' ``vectors``); 0 where none. A listed word of the
+    frequent-words tokenizer has an id to itself, so its row is that word's own vector."""
     from collections import Counter
 
     from edgekd.text.tokenize import split_words

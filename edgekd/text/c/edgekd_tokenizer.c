@@ -10,7 +10,7 @@ static int is_punctuation(unsigned char c) {
   return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
 }
 
-static int32_t bucket(uint32_t hash) { return (int32_t)(1u + hash % (EDGEKD_TOKENIZER_BUCKETS - 1u)); }
+@BUCKET_FN@
 
 int edgekd_tokenize(const char *text, int32_t ids[EDGEKD_TOKENIZER_MAX_LEN]) {
   int n = 0, in_word = 0;

@@ -13,7 +13,7 @@
 #define EDGEKD_TOKEN_TABLE_WIDTH @WIDTH@
 /* The rows are already in the model input's int8 scale and zero point. */
 #define EDGEKD_TOKEN_TABLE_SCALE @SCALE@f
-#define EDGEKD_TOKEN_TABLE_ZERO_POINT @ZERO_POINT@
+#define EDGEKD_TOKEN_TABLE_ZERO_POINT @ZERO_POINT@@WORDS_DECL@
 
 extern const int8_t edgekd_token_table[EDGEKD_TOKENIZER_BUCKETS * EDGEKD_TOKEN_TABLE_WIDTH];
 
