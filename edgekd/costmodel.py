@@ -24,8 +24,11 @@ model of the converter's output, calibrated together against the same converted 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -91,6 +94,12 @@ class Layer:
     fp32_weight_bytes: int = 0
     channels: int = 0
     note: str = ""
+    # What the per-operator cycle fits (mcu_cycles.json) need beyond MACs: kernel taps (k_h x k_w), stride,
+    # input channels, and the elements of the layer's input.
+    kernel: int = 0
+    stride: int = 1
+    in_channels: int = 0
+    input_elems: int = 0
 
 
 @dataclass
@@ -400,7 +409,8 @@ class _GraphLowering:
         out_shape = shape if rank == 2 else (shape[0], shape[1], 1, shape[2])
         return self.emit(op, name, [buf], out_shape, True, constants=2, params=weights + cout, macs=macs,
                          int8_weight_bytes=weights + 4 * cout, fp32_weight_bytes=4 * (weights + cout),
-                         channels=cout)
+                         channels=cout, kernel=kernel_numel, stride=max(stride), in_channels=cin,
+                         input_elems=self.buffers[buf].size // self.elem)
 
     def lower_linear(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
         x, w = (node.args[1], node.args[2]) if str(node.target) == "aten.addmm.default" else node.args[:2]
@@ -410,7 +420,7 @@ class _GraphLowering:
         return self.emit("FULLY_CONNECTED", name, [self.buffer_of[x]], shape, False, constants=2,
                          params=in_f * out_f + out_f, macs=rows * in_f * out_f,
                          int8_weight_bytes=in_f * out_f + 4 * out_f, fp32_weight_bytes=4 * (in_f * out_f + out_f),
-                         channels=out_f)
+                         channels=out_f, kernel=1, in_channels=in_f, input_elems=rows * in_f)
 
     def lower_pool(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
         x = node.args[0]
@@ -423,7 +433,9 @@ class _GraphLowering:
             pshape = (in_shape[0], in_shape[1], in_shape[2] + 2 * padding[0], in_shape[3] + 2 * padding[1])
             buf = self.emit("PAD", name, [buf], pshape, True, constants=1, note="pool padding is not SAME")
         op = "MAX_POOL_2D" if "max" in str(node.target) else "AVERAGE_POOL_2D"
-        return self.emit(op, name, [buf], shape, True, macs=math.prod(shape) * math.prod(kernel))
+        return self.emit(op, name, [buf], shape, True, macs=math.prod(shape) * math.prod(kernel),
+                         kernel=math.prod(kernel), stride=max(stride), in_channels=in_shape[1],
+                         input_elems=self.buffers[buf].size // self.elem)
 
     def lower_mean(self, node: Any, name: str, shape: tuple[int, ...], target: str) -> int:
         x = node.args[0]
@@ -440,7 +452,7 @@ class _GraphLowering:
         elif target == "aten.adaptive_avg_pool2d.default" and tuple(node.args[1]) != (1, 1):
             return self.emit("UNSUPPORTED:adaptive_avg_pool2d to non-1x1", name, [buf], shape, True)
         return self.emit("MEAN", name, [buf], shape, self.nhwc[buf] and len(shape) == 4, constants=1,
-                         macs=math.prod(in_shape))
+                         macs=math.prod(in_shape), input_elems=math.prod(in_shape))
 
     def lower_view(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
         x = node.args[0]
@@ -527,12 +539,119 @@ def analyze(model: torch.nn.Module, input_shape: tuple[int, ...], dtype: str = "
                       tflite_bytes, head, overhead, max(head, prepare_temp) + overhead, layers)
 
 
+#: Per-operator cycle fits of edgekd's generated C per Cortex-M core (scripts/calibrate_costs.py writes it).
+MCU_CYCLES = Path(__file__).parent / "costdata" / "mcu_cycles.json"
+
+
+@cache
+def mcu_calibration() -> dict[str, Any]:
+    """The calibrated per-operator cycle costs (``{}`` when the data file is missing: profile rates are used)."""
+    try:
+        return json.loads(MCU_CYCLES.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _ceil(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+#: Cores whose generated C runs the Helium (MVE) matrix product: taps padded to 16s, channels to 4s, no assembly.
+_MVE_CORES = ("cortex-m55", "cortex-m85")
+
+
+def mcu_layer_features(layer: Layer, folded: bool = False, core: str = "") -> tuple[str, list[float]] | None:
+    """The cycle-fit class of one layer as edgekd's generated C runs it, and its feature vector (the order of
+    each class's ``features`` in mcu_cycles.json); None for operators without a fit.
+
+    Why these features: the matrix-product kernel (CONV_2D, a depthwise conv from one input channel, FULLY_
+    CONNECTED) pads taps to 4s and output channels to 2s, expands each pixel's receptive field once and
+    requantizes each output; the depthwise kernel copies the input rows it reads into a window; the
+    elementwise and pooling kernels touch every input and output once; the M4/M7 assembly kernels take 3x3
+    stride-1 depthwise layers two pixels at a time and matrix products whose padded taps are a multiple of 8 with
+    an even channel count (other shapes run C paths: their own classes). ``folded``: a PAD the C folds into the
+    convolution after it (no copy). ``core``: on Helium cores the matrix product pads taps to 16 and channels to
+    4 (one VMLADAVA per 16 taps, 4 channels a pass); its tail class is a channel count not a multiple of 4.
+    """
+    op, outs = layer.op, math.prod(layer.output_shape) if layer.output_shape else 0
+    chans = layer.channels or (layer.output_shape[1] if len(layer.output_shape) > 1 else 1)
+    if op == "RESHAPE" or op == "PAD" and folded:
+        return "free", []
+    matrix = op in ("CONV_2D", "FULLY_CONNECTED") or op == "DEPTHWISE_CONV_2D" and layer.in_channels == 1
+    if matrix and layer.kernel:
+        taps = layer.kernel * (1 if op == "DEPTHWISE_CONV_2D" else layer.in_channels)
+        mve = core in _MVE_CORES
+        k4, c2 = (_ceil(taps, 16), _ceil(chans, 4)) if mve else (_ceil(taps, 4), _ceil(chans, 2))
+        pix = max(outs // max(chans, 1), 1)
+        if op == "FULLY_CONNECTED":
+            klass = "fc"
+        elif op == "DEPTHWISE_CONV_2D":
+            klass = "stem"  # a depthwise conv from the one input channel: the students' first layer
+        elif chans % 4 if mve else k4 % 8 or chans % 2:
+            klass = "conv_tail"  # outside the M4/M7 assembly kernel's shapes (its C path); Helium: channel tails
+        else:
+            klass = "pointwise" if layer.kernel == 1 else "conv"
+        return klass, [pix * k4 * c2, pix * c2, pix * k4, 1.0]
+    if op == "DEPTHWISE_CONV_2D" and layer.kernel:
+        klass = ("dw3x3s1" if layer.stride == 1 else "dw3x3") if layer.kernel == 9 else "dw"
+        rows = layer.output_shape[2] if len(layer.output_shape) == 4 else 1
+        return klass, [layer.macs, outs, layer.input_elems, rows * chans, 1.0]
+    if op in ("ADD", "PAD", "RELU", "RELU6", "SOFTMAX"):
+        return op.lower(), [outs, 1.0]
+    if op == "MEAN":
+        return "mean", [layer.input_elems, outs, 1.0]
+    if op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return "avgpool" if op == "AVERAGE_POOL_2D" else "maxpool", [layer.macs, outs, 1.0]
+    return None
+
+
+def _calibrated(report: CostReport, target: Target) -> LatencyEstimate | None:
+    """The generated C's latency from per-operator cycle fits on the target's core, when it has them."""
+    if not target.is_mcu or "edgekd-c" not in target.runtimes or report.dtype != "int8":
+        return None
+    core = mcu_calibration().get("cores", {}).get(target.cpu.core)
+    if not core or any(ly.macs and not ly.kernel and ly.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+                       for ly in report.layers):  # no kernel shapes (an unreadable graph): profile rate
+        return None
+    fits, tp = core["classes"], target.throughput
+    hz = target.cpu.clock_mhz * 1e6
+    io_bytes = math.prod(report.input_shape) + (math.prod(report.layers[-1].output_shape) if report.layers else 0)
+    cycles = float(core["invoke"][0]) + core["invoke"][1] * io_bytes  # edgekd_invoke's glue, input/output copies
+    fallback = []
+    for i, layer in enumerate(report.layers):
+        after = report.layers[i + 1].op if i + 1 < len(report.layers) else ""
+        feat = mcu_layer_features(layer, after in ("CONV_2D", "DEPTHWISE_CONV_2D"), target.cpu.core)
+        if feat is not None and feat[0] == "free":
+            continue
+        if feat is None or feat[0] not in fits:  # no fit for this operator: the profile's rate, as before
+            fallback.append(layer.op)
+            cycles += layer.macs / tp.int8_macs_per_cycle if layer.macs else layer.output_bytes
+            cycles += tp.op_overhead_us * 1e-6 * hz
+            continue
+        cycles += max(sum(a * f for a, f in zip(fits[feat[0]]["coef"], feat[1], strict=True)), 0.0)
+    floor = report.macs / (tp.peak_int8_macs_per_cycle * hz * tp.threads)
+    ms = max(cycles / hz, floor) * 1e3
+    err = max(c["max_abs_err_pct"] for c in fits.values())
+    method = (f"edgekd-c (generated C) on the {target.cpu.core}: {len(report.layers)} layers charged per-operator "
+              f"cycles calibrated from counted runs ({core['counter']}; {core['cases']} single-layer models, fit "
+              f"error up to {err:.0f}% per layer; scripts/calibrate_costs.py -> edgekd/costdata/mcu_cycles.json) "
+              f"at {target.cpu.clock_mhz:g} MHz ({target.name} profile)")
+    if fallback:
+        method += f"; no fit for {', '.join(sorted(set(fallback)))}: profile rate used"
+    return LatencyEstimate(round(ms, 4), round(floor * 1e3, 4), "estimated", method)
+
+
 def estimate_latency(report: CostReport, target: Target) -> LatencyEstimate:
     """Latency from MACs and the profile's sustained rate, never below the physical peak-rate floor.
 
     Per layer: MACs / (sustained MACs per cycle x clock x threads) plus the profile's fixed per-operator
     dispatch cost; operators without MACs (PAD, TRANSPOSE, RESHAPE, ADD ...) cost one cycle per output byte.
+    Microcontrollers that run edgekd's generated C use its calibrated per-operator cycles instead
+    (:func:`mcu_layer_features`), so the estimate predicts the counted figure the latency gate checks.
     """
+    calibrated = _calibrated(report, target)
+    if calibrated is not None:
+        return calibrated
     tp = target.throughput
     int8 = report.dtype == "int8"
     rate = tp.int8_macs_per_cycle if int8 else tp.fp32_macs_per_cycle

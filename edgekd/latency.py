@@ -55,10 +55,15 @@ class LatencyReport:
 
 
 def tflite_layers(path: str | Path) -> tuple[str, list[costmodel.Layer]]:
-    """Operators of a ``.tflite`` with their MACs and output bytes, read from the file's tensors."""
+    """Operators of a ``.tflite`` with their MACs and output bytes, read from the file's tensors.
+
+    Kernel taps, stride, input channels and input size are filled in too, and 4-D shapes are given channels
+    first like :func:`edgekd.costmodel.analyze`'s, so a microcontroller's estimate uses the same calibrated
+    per-operator cycles (:func:`edgekd.costmodel.mcu_layer_features`) for a file as for a student.
+    """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from edgekd.codegen.graph import read_tflite
+    from edgekd.codegen.graph import load_graph, read_tflite
 
     buf = read_tflite(path)  # empty, not TFL3, root offset outside the file: one line before native code sees it
     try:
@@ -69,24 +74,56 @@ def tflite_layers(path: str | Path) -> tuple[str, list[costmodel.Layer]]:
         reason = " ".join(str(exc).split())[:160]
         raise EdgekdError(f"{path}: not a valid .tflite flatbuffer (truncated or corrupt: {reason}); pass the "
                           "exported model_int8.tflite") from None
+    try:
+        options = [op.options for op in load_graph(path).operators]
+    except EdgekdError:  # a graph edgekd-c cannot read (float constants of other types ...): MACs only
+        options = []
     tensors = {d["index"]: d for d in it.get_tensor_details()}
     layers = []
     dtypes = set()
-    for op in it._get_ops_details():
+    for k, op in enumerate(it._get_ops_details()):
         name = op["op_name"]
         out = tensors[op["outputs"][0]]
         shape = tuple(int(s) for s in out["shape"])
         size = int(np.prod(shape)) * np.dtype(out["dtype"]).itemsize
         ins = [tensors[i] for i in op["inputs"] if i >= 0]
-        macs = 0
+        macs, extra = 0, {}
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(ins) > 1:
             w = tuple(int(s) for s in ins[1]["shape"])
             per_output = int(np.prod(w[1:])) if name == "CONV_2D" else (w[1] * w[2] if name == "DEPTHWISE_CONV_2D"
                                                                           else w[-1])
             macs = int(np.prod(shape)) * per_output
             dtypes.add("fp32" if ins[1]["dtype"] == np.float32 else "int8")
-        layers.append(costmodel.Layer(len(layers), name, "", shape, size, macs=macs))
+            if k < len(options):
+                extra = _kernel_fields(name, w, tuple(int(s) for s in ins[0]["shape"]), shape, options[k])
+        elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and k < len(options):
+            o = options[k]
+            taps = int(o.get("filterHeight", 1)) * int(o.get("filterWidth", 1))
+            macs = int(np.prod(shape)) * taps  # counted like the cost model's pools, max pools included
+            extra = {"kernel": taps, "stride": max(int(o.get("strideH", 1)), int(o.get("strideW", 1))),
+                     "in_channels": int(ins[0]["shape"][-1])}
+        elif name == "MEAN" and options:
+            macs = int(np.prod(ins[0]["shape"]))
+        if ins and k < len(options):
+            extra.setdefault("input_elems", int(np.prod(ins[0]["shape"])))
+        layers.append(costmodel.Layer(len(layers), name, "", _channels_first(shape) if options else shape, size,
+                                      macs=macs, **extra))
     return ("fp32" if "fp32" in dtypes else "int8"), layers
+
+
+def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """NHWC -> NCHW, the order the cost model's layers use."""
+    return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else shape
+
+
+def _kernel_fields(op: str, w: tuple[int, ...], in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                   o: dict[str, Any]) -> dict[str, int]:
+    """Kernel taps, stride, input channels and output channels of a CONV_2D / DEPTHWISE_CONV_2D / FC."""
+    if op == "FULLY_CONNECTED":
+        return {"kernel": 1, "in_channels": w[-1], "channels": w[0]}
+    stride = max(int(o.get("strideH", 1) or 1), int(o.get("strideW", 1) or 1))
+    cin = in_shape[-1] if op == "DEPTHWISE_CONV_2D" else w[3]
+    return {"kernel": w[1] * w[2], "stride": stride, "in_channels": cin, "channels": out_shape[-1]}
 
 
 def _student_layers(folder: Path, precision: str) -> tuple[str, list[costmodel.Layer]]:

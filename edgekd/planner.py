@@ -2,8 +2,9 @@
 
 "Most capable" is largest MACs, then most parameters. Each candidate is costed by :mod:`edgekd.costmodel`
 (flash = model bytes + the runtime's flash overhead; RAM = planned arena + the runtime's RAM overhead;
-latency = the profile-based estimate) and refused when its converted graph would need an operator the
-target does not support, so nobody trains a student that cannot ship.
+latency = the estimate: per-operator cycles of edgekd's generated C calibrated on counted runs where the target
+is a microcontroller with a fit, else the profile's MAC rate) and refused when its converted graph would need an
+operator the target does not support, so nobody trains a student that cannot ship.
 """
 
 from __future__ import annotations

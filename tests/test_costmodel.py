@@ -33,6 +33,9 @@ from edgekd.costmodel import (
 from edgekd.errors import EdgekdError
 from edgekd.targets import load_target
 
+ROOT = Path(__file__).resolve().parent.parent
+MAX_FIT_ERR_PCT = 30.0  # per class, per core: the worst single-layer case of scripts/calibrate_costs.py
+
 
 def ops(report: costmodel.CostReport) -> list[str]:
     return [layer.op for layer in report.layers]
@@ -246,8 +249,13 @@ def test_plan_arena_residual_equal_sizes_descending_order_needs_four_slots():
 
 # ---------------------------------------------------------------- latency
 
+def tflm_only(name: str):
+    """The profile with TFLite Micro as its only runtime: the estimate uses the profile's MAC rate."""
+    return dataclasses.replace(load_target(name), runtimes=("tflm",))
+
+
 def test_latency_on_nrf52840_equals_the_hand_formula():
-    target = load_target("nrf52840-dk")
+    target = tflm_only("nrf52840-dk")
     r = analyze(nn.Conv2d(4, 8, 3, stride=2, padding=1), (4, 28, 28))  # PAD (0 MACs) + CONV_2D
     hz = 64e6
     pad_s = 30 * 30 * 4 / hz  # one cycle per byte moved
@@ -262,13 +270,13 @@ def test_latency_on_nrf52840_equals_the_hand_formula():
 
 
 def test_latency_uses_fp32_rates_for_fp32_reports():
-    target = load_target("nrf52840-dk")
+    target = load_target("nrf52840-dk")  # the generated C is int8: fp32 keeps the profile rate on any runtime
     r = analyze(nn.Linear(64, 32), (64,), dtype="fp32", channels_last_input=False)
     assert estimate_latency(r, target).ms == pytest.approx((64 * 32 / (0.1 * 64e6) + 30e-6) * 1e3, abs=1e-4)
 
 
 def test_latency_never_below_the_peak_rate_floor():
-    nrf = load_target("nrf52840-dk")
+    nrf = tflm_only("nrf52840-dk")
     r = analyze(conv_bn_relu(), (3, 8, 8))
     tp = nrf.throughput
     at_peak = dataclasses.replace(nrf, throughput=dataclasses.replace(
@@ -284,6 +292,74 @@ def test_latency_never_below_the_peak_rate_floor():
     # more threads divide both the estimate and the floor
     four = dataclasses.replace(at_peak, throughput=dataclasses.replace(at_peak.throughput, threads=4))
     assert estimate_latency(r, four).floor_ms == pytest.approx(floor / 4, abs=1e-4)
+
+
+def fitted(core: str, klass: str, features: list[float]) -> float:
+    coef = costmodel.mcu_calibration()["cores"][core]["classes"][klass]["coef"]
+    return sum(a * f for a, f in zip(coef, features, strict=True))
+
+
+def test_mcu_running_the_generated_c_sums_calibrated_per_operator_cycles():
+    nrf = load_target("nrf52840-dk")
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+    r = analyze(model, (1, 8, 8))
+    assert ops(r) == ["DEPTHWISE_CONV_2D", "CONV_2D"]
+    assert [(ly.kernel, ly.stride, ly.in_channels, ly.input_elems) for ly in r.layers] == [(9, 1, 1, 64),
+                                                                                         (9, 1, 8, 512)]
+    # the stem: a matrix product of 9 taps padded to 12, 8 channels, 64 pixels
+    stem = fitted("cortex-m4", "stem", [64 * 12 * 8, 64 * 8, 64 * 12, 1])
+    conv = fitted("cortex-m4", "conv", [64 * 72 * 16, 64 * 16, 64 * 72, 1])
+    a, b = costmodel.mcu_calibration()["cores"]["cortex-m4"]["invoke"]
+    cycles = a + b * (64 + 16 * 64) + stem + conv
+    lat = estimate_latency(r, nrf)
+    assert lat.ms == pytest.approx(cycles / 64e3, abs=1e-3)
+    assert "calibrated" in lat.method and "cortex-m4" in lat.method and "mcu_cycles.json" in lat.method
+    assert lat.ms != pytest.approx(estimate_latency(r, tflm_only("nrf52840-dk")).ms, rel=0.01)
+    assert lat.floor_ms == estimate_latency(r, tflm_only("nrf52840-dk")).floor_ms  # the peak floor stays
+
+
+def test_targets_without_a_cycle_fit_keep_the_profile_rate():
+    r = analyze(conv_bn_relu(), (3, 8, 8))
+    for name in ("raspberry-pi-4b", "google-pixel-8", "esp32-s3-devkitc-1"):  # Linux targets; Xtensa: no fit
+        lat = estimate_latency(r, load_target(name))
+        assert "calibrated" not in lat.method and "MACs/cycle" in lat.method, name
+
+
+def test_layers_without_shapes_keep_the_profile_rate():
+    """Layers read from a .tflite by edgekd.latency carry MACs but no kernel shape: no per-operator fit applies."""
+    bare = [dataclasses.replace(ly, kernel=0, in_channels=0) for ly in analyze(conv_bn_relu(), (3, 8, 8)).layers]
+    r = costmodel.CostReport((), "int8", 0, sum(ly.macs for ly in bare), 0, 0, 0, 0, 0, 0, bare)
+    nrf = load_target("nrf52840-dk")
+    assert estimate_latency(r, nrf) == estimate_latency(r, tflm_only("nrf52840-dk"))
+
+
+def test_folded_pad_and_reshape_cost_nothing_in_the_generated_c():
+    r = analyze(nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                              nn.Linear(8, 10)), (4, 28, 28))
+    assert ops(r) == ["PAD", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    assert costmodel.mcu_layer_features(r.layers[0], folded=True) == ("free", [])
+    assert costmodel.mcu_layer_features(r.layers[0]) == ("pad", [30 * 30 * 4, 1.0])
+    assert [costmodel.mcu_layer_features(ly)[0] for ly in r.layers[1:]] == ["conv_tail", "mean", "fc"]
+    reshape = costmodel.Layer(0, "RESHAPE", "r", (1, 10), 10)
+    assert costmodel.mcu_layer_features(reshape) == ("free", [])
+
+
+def test_calibration_file_is_the_fit_of_the_counts_it_holds():
+    """edgekd/costdata/mcu_cycles.json: per core, every counted case, and its fit reproduces from those counts."""
+    import copy
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("calibrate_costs", ROOT / "scripts" / "calibrate_costs.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = costmodel.mcu_calibration()
+    assert {"cortex-m4", "cortex-m7", "cortex-m0plus"} <= set(data["cores"])
+    again = script.refit(copy.deepcopy(data))
+    for core, entry in data["cores"].items():
+        assert again["cores"][core]["classes"] == entry["classes"], core
+        assert entry["cases"] == len(entry["counted"]) and entry["counter"]
+        for klass, fit in entry["classes"].items():
+            assert fit["max_abs_err_pct"] <= MAX_FIT_ERR_PCT, (core, klass, fit)
 
 
 # ---------------------------------------------------------------- what cannot be lowered or exported

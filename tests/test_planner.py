@@ -21,6 +21,8 @@ from edgekd.targets import load_target
 from edgekd.units import format_bytes
 
 KIB = 1024
+WHOLE_MODEL_ERR_PCT = 10.0  # calibrated estimate vs the counted invoke (docs/cost_check.json)
+LAYER_ERR_PCT = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -260,3 +262,23 @@ def test_check_student_costs_a_named_config_like_the_planner(nrf, digits):
     with pytest.raises(OverBudget, match=r"latency .* ms > budget 0.1 ms") as exc:
         check_student(config, nrf.with_budgets(latency="0.1ms"), digits)
     assert exc.value.exit_code == 1
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+@pytest.mark.parametrize("pair", ["nrf52840-dk:digits", "stm32f746g-disco:digits"])
+def test_planned_student_passes_the_counted_latency_gate(pair: str, tmp_path: Path):
+    """Issue 14 item 4: on a microcontroller that runs edgekd's generated C, the planner's latency is the C's
+    calibrated per-operator cycles, so the student it fits also passes the gate's counted figure (the planned
+    student, untrained, exported to int8, its C counted by ``count_invoke`` as ``edgekd build`` does)."""
+    spec = importlib.util.spec_from_file_location("calibrate_costs",
+                                                  Path(__file__).resolve().parent.parent / "scripts" /
+                                                  "calibrate_costs.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    r = script.check(pair, tmp_path)
+    assert r["estimated_ms"] <= r["budget_ms"] and r["passes_counted_gate"], r
+    assert abs(r["err_pct"]) <= WHOLE_MODEL_ERR_PCT, r
+    assert r["layers_matched"] and "calibrated" in r["method"]
+    for layer in r["layers"]:
+        assert abs(layer["err_pct"]) <= LAYER_ERR_PCT, layer

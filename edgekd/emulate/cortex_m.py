@@ -8,7 +8,8 @@ semihosting, through a ``.testio`` region outside the budgets.
 QEMU 7.2 has no cycle counter. Instructions per invoke are counted with the ``unicorn`` engine
 (:mod:`edgekd.emulate.count`), or with edgekd's QEMU TCG plugin for cores unicorn lacks (the M55). On the
 Cortex-M4 and M7 the executed instruction stream is charged by edgekd's per-class cycle model
-(:mod:`edgekd.emulate.timing_m`); other cores turn instructions into time with the core's cycles-per-instruction
+(:mod:`edgekd.emulate.timing_m`), on the Cortex-M55 by its beat-wise MVE model (:mod:`edgekd.emulate.timing_m55`,
+from QEMU's per translated block counts); other cores turn instructions into time with the core's cycles-per-instruction
 figure from :mod:`edgekd.cores`. Either way *counted* milliseconds are a model, not a measurement.
 """
 
@@ -35,6 +36,9 @@ from edgekd.emulate import (
 )
 from edgekd.emulate.count import count_instructions
 from edgekd.emulate.timing_m import CYCLE_MODEL_CORES, time_invoke
+from edgekd.emulate.timing_m55 import CORE as M55_CORE
+from edgekd.emulate.timing_m55 import SOURCE as M55_SOURCE
+from edgekd.emulate.timing_m55 import time_on_qemu
 from edgekd.errors import EdgekdError
 from edgekd.targets import Target
 
@@ -109,7 +113,7 @@ class InvokeCount:
     cpi: float
     cpi_source: str
     clock_mhz: float
-    cycles: int | None = None  # from edgekd's per-class cycle model (Cortex-M4/M7), else None
+    cycles: int | None = None  # from edgekd's per-class cycle model (Cortex-M4/M7/M55), else None
     cycle_model: str | None = None
 
     @property
@@ -199,8 +203,15 @@ def count_invoke(build: BoardBuild, target: Target, sample: np.ndarray, output_s
     counted = InvokeCount(None, None, None, spec.cpi or 0.0, spec.cpi_source, target.cpu.clock_mhz)
     if spec.unicorn_cpu is None:
         try:
-            counted.instructions = count_on_qemu(build, target, sample, output_size, timeout)
-            counted.counter = "qemu-system-arm TCG plugin (runs of 1 and 2 samples, difference)"
+            if target.cpu.core == M55_CORE:  # per-block counts charged by the M55's beat-wise table
+                timed = time_on_qemu(build, target, sample, output_size, timeout)
+                counted.instructions, counted.cycles = timed.instructions, timed.cycles
+                counted.cpi = round(timed.cpi, 3)
+                counted.cycle_model = M55_SOURCE
+                counted.counter = "qemu-system-arm TCG plugin tb_profile (runs of 1 and 2 samples, difference)"
+            else:
+                counted.instructions = count_on_qemu(build, target, sample, output_size, timeout)
+                counted.counter = "qemu-system-arm TCG plugin (runs of 1 and 2 samples, difference)"
         except EdgekdError as e:
             counted.note = f"no instruction count: {e}"
         if counted.instructions is None and counted.note is None:

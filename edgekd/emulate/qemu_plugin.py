@@ -4,8 +4,10 @@ Debian ships no header for the plugin API; scripts/install_emulators.sh takes it
 source tarball. ``insn_window.c`` adds each translated block's length to a counter when the block executes (the
 method of QEMU's tests/plugin/insn.c) and writes the counter between marker syscalls (user mode) and at exit
 (both modes), so it serves qemu-aarch64 and qemu-system-arm alike. ``insn_class.c`` (aarch64 guests) does the
-same per instruction class, for the Cortex-A cycle model (:mod:`edgekd.emulate.timing_a`). Both include
-``insn_common.h`` (the output file, the marker syscall, the exit line).
+same per instruction class, for the Cortex-A cycle model (:mod:`edgekd.emulate.timing_a`). ``tb_profile.c``
+(Thumb guests, which QEMU 7.2's plugin API does not classify) writes per translated block its executions and
+taken exits, for the Cortex-M55 cycle model (:mod:`edgekd.emulate.timing_m55`). All include ``insn_common.h``
+(the output file, the marker syscall, the exit line).
 """
 
 from __future__ import annotations

@@ -26,8 +26,11 @@ per profile); instruction fetch is assumed hidden by the prefetch buffer / instr
 few hundred bytes).
 
 Not modelled: caches (no data-cache misses beyond the flash line above; no I-cache misses), bus contention
-(DMA, the other AHB masters), write buffers, interrupts, the M7's TCM vs AXI timing. Everything is
-deterministic: same firmware and input, same cycles.
+(DMA, the other AHB masters), write buffers, interrupts, the M7's TCM vs AXI timing, its load-use latency and
+branch mispredictions. Everything is deterministic: same firmware and input, same cycles. Checked against loops
+whose Cortex-M4 timing the TRM states by scripts/validate_cycles.py (:func:`loop_cycles`; docs/benchmarks.md).
+Per-call counts on cores without a table (the M0+) come from :func:`count_segments`: the planner's per-operator
+cycle costs are fitted on them and on :func:`time_invoke`'s (scripts/calibrate_costs.py).
 """
 
 from __future__ import annotations
@@ -234,6 +237,21 @@ def _dual(a: Insn, b: Insn) -> bool:
     return not (a.dest and (a.dest in b.reads or a.dest == b.base))
 
 
+def taken_refill(core: str, target: Insn | None, address: int) -> int:
+    """Cycles a taken branch adds to reach ``address``: the M4's refill P = 1, plus 1 when the target is a 32-bit
+    instruction that is not word aligned; the M7 predicts the branch (0), the alignment cycle stays."""
+    extra = 1 if target is not None and target.size == 4 and address % 4 else 0
+    return (0 if core == "cortex-m7" else 1) + extra
+
+
+def loop_cycles(insns: dict[int, Insn], start: int, end: int, core: str) -> int:
+    """Cycles of one iteration of the loop from ``start`` to its backward branch at ``end``, charged as a run
+    charges it (the body's table cost + the taken branch's refill). Why: the table can then be checked against
+    loops whose timing the TRM states."""
+    body = [insns[a] for a in sorted(insns) if start <= a <= end]
+    return _block_cost(body, core) + taken_refill(core, insns.get(start), start)
+
+
 def flash_timing(target: Target) -> FlashTiming:
     """The profile's flash wait states (0, 'not in edgekd's table', for profiles without a cited figure)."""
     return FLASH.get(target.name, DEFAULT_FLASH)
@@ -245,9 +263,30 @@ def time_invoke(build: BoardBuild, target: Target, sample: np.ndarray, flash: Fl
     if core not in CYCLE_MODEL_CORES:
         raise EdgekdError(f"{target.name}: the cycle model covers the Cortex-M4 and M7, not {core}; "
                           "its figure stays instructions x CPI")
+    return _walk(build, target, sample, flash or flash_timing(target), True)
+
+
+def count_segments(build: BoardBuild, target: Target, sample: np.ndarray) -> Timed:
+    """Instructions per kernel call on a core unicorn runs but the cycle table does not cover (the M0+, M3):
+    each segment's cycles are its instructions x the core's CPI (:mod:`edgekd.cores`), the figure edgekd's
+    counted latency uses for those cores. Why: per-layer counts to calibrate the planner's cost model on."""
+    from edgekd.codegen.board import core_spec
+
+    spec = core_spec(target)
+    if spec.unicorn_cpu is None or not spec.cpi:
+        raise EdgekdError(f"{target.name}: unicorn has no model of {target.cpu.core}; count it with QEMU's plugin")
+    timed = _walk(build, target, sample, DEFAULT_FLASH, False)
+    for seg in timed.segments:
+        seg.cycles = round(seg.instructions * spec.cpi)
+    timed.cycles = sum(seg.cycles for seg in timed.segments)
+    return timed
+
+
+def _walk(build: BoardBuild, target: Target, sample: np.ndarray, flash: FlashTiming, charge: bool) -> Timed:
+    """One invoke under unicorn, split per top-level kernel call; ``charge``: cycles from the M4/M7 table."""
     import unicorn
 
-    flash = flash or flash_timing(target)
+    core = target.cpu.core if charge else ""
     insns = disassemble(build.elf)
     uc, entry, ret, symbols = load_invoke(build, target, sample)
     functions = {addr & ~1: name for name, (addr, _) in symbols.items() if name.startswith("ek_")}
@@ -272,16 +311,16 @@ def time_invoke(build: BoardBuild, target: Target, sample: np.ndarray, flash: Fl
             refill = 0
             if last is not None and last.klass in ("branch", "pop_pc", "branch_load"):
                 refill = 1
-            block_cache[key] = (len(run), _block_cost(run, core), address + size, refill)
+            block_cache[key] = (len(run), _block_cost(run, core) if charge else 0, address + size,
+                                refill if charge else 0)
         return block_cache[key]
 
     def on_block(engine: Any, address: int, size: int, _: Any) -> None:
         n, c, fall, refill = cost(address, size)
         if state["pending"] and address != state["fall"]:  # the previous block's branch was taken
-            target_insn = insns.get(address)
-            extra = 1 if target_insn is not None and target_insn.size == 4 and address % 4 else 0
-            state["cycles"] += (0 if core == "cortex-m7" else 1) + extra
-            state["seg"].cycles += (0 if core == "cortex-m7" else 1) + extra
+            refill = taken_refill(core, insns.get(address), address)
+            state["cycles"] += refill
+            state["seg"].cycles += refill
         if address in functions:
             lr = engine.reg_read(unicorn.arm_const.UC_ARM_REG_LR) & ~1
             if invoke_lo <= lr < invoke_hi:
@@ -305,8 +344,8 @@ def time_invoke(build: BoardBuild, target: Target, sample: np.ndarray, flash: Fl
         state["seg"].cycles += flash.miss_cycles
 
     uc.hook_add(unicorn.UC_HOOK_BLOCK, on_block)
-    if flash.wait_states:
+    if flash.wait_states and charge:
         uc.hook_add(unicorn.UC_HOOK_MEM_READ, on_read, begin=flash_lo, end=flash_hi - 1)
     uc.emu_start(entry | 1, ret)
-    return Timed(core, int(state["insns"]), int(state["cycles"]) + int(state["wait"]), int(state["wait"]), flash,
-                 [seg for seg in segments if seg.instructions])
+    return Timed(target.cpu.core, int(state["insns"]), int(state["cycles"]) + int(state["wait"]),
+                 int(state["wait"]), flash, [seg for seg in segments if seg.instructions])
