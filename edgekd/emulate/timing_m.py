@@ -136,8 +136,8 @@ def _classify(mnemonic: str, operands: str, size: int) -> Insn:
     regs = _REG.findall(operands.split(";")[0].split("@")[0])
     dest = regs[0] if regs else ""
     if _MULTI.match(m):
-        n = len(_register_list(operands))
-        klass = "pop_pc" if m.startswith(("pop", "ldm")) and "pc" in _register_list(operands) else "multi"
+        n = len(register_list(operands))
+        klass = "pop_pc" if m.startswith(("pop", "ldm")) and "pc" in register_list(operands) else "multi"
         return Insn(size, m, operands, klass, n, dest)
     if m in ("ldrd", "strd"):
         return Insn(size, m, operands, "double", 2, dest, regs[2] if len(regs) > 2 else "", tuple(regs[1:]))
@@ -164,7 +164,9 @@ def _classify(mnemonic: str, operands: str, size: int) -> Insn:
     return Insn(size, m, operands, "alu_cond" if cond else "alu", 0, dest, "", tuple(regs[1:]))
 
 
-def _register_list(operands: str) -> list[str]:
+def register_list(operands: str) -> list[str]:
+    """The registers of an LDM/STM/PUSH/POP/VPUSH list, ranges expanded: ``{r4-r6, lr}`` -> r4, r5, r6, lr;
+    ``{d8-d9}`` -> d8, d9 (the M55 model reads the same lists)."""
     inner = re.search(r"\{(.*?)\}", operands)
     if not inner:
         return []
@@ -172,8 +174,8 @@ def _register_list(operands: str) -> list[str]:
     for part in inner.group(1).split(","):
         part = part.strip()
         if "-" in part:
-            lo, hi = (int(p.strip().lstrip("r")) for p in part.split("-"))
-            out += [f"r{k}" for k in range(lo, hi + 1)]
+            lo, hi = (p.strip() for p in part.split("-"))
+            out += [f"{lo[0]}{k}" for k in range(int(lo[1:]), int(hi[1:]) + 1)]
         elif part:
             out.append(part)
     return out

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.codegen.board import BoardBuild
-from edgekd.emulate.timing_m import FlashTiming, Segment, Timed
+from edgekd.emulate.timing_m import FlashTiming, Segment, Timed, register_list
 from edgekd.errors import EdgekdError
 from edgekd.targets import Target
 from edgekd.tools import require_tool
@@ -128,22 +128,6 @@ def _regs(text: str) -> list[str]:
     return out
 
 
-def _reg_list(operands: str) -> list[str]:
-    inner = re.search(r"\{(.*?)\}", operands)
-    if not inner:
-        return []
-    out: list[str] = []
-    for part in inner.group(1).split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-")
-            kind = lo.strip()[0]
-            out += [f"{kind}{k}" for k in range(int(lo.strip()[1:]), int(hi.strip()[1:]) + 1)]
-        elif part:
-            out.append(part)
-    return out
-
-
 def _vec_base(m: str) -> str:
     base = m.split(".")[0]
     if base in _VEC:
@@ -165,7 +149,7 @@ def classify(mnemonic: str, operands: str, size: int) -> Op:
     if m in ("dls", "dlstp", "wls", "wlstp"):
         return Op(size, m, "alu", 1, 1, 1, tuple(regs[1:]), ("lr",), branch="b" if m.startswith("w") else "")
     if m in ("vpush", "vpop", "vldmia", "vstmia", "vldmdb", "vstmdb", "vldm", "vstm"):
-        n = len(_reg_list(ops))
+        n = len(register_list(ops))
         d = n if "d" in ops.split("{")[-1][:2] else math.ceil(n / 2)
         return Op(size, m, "ls", 1 + d, 1 + d, 2, ("sp",), ("sp",))
     vb = _vec_base(m)
@@ -174,7 +158,7 @@ def classify(mnemonic: str, operands: str, size: int) -> Op:
         beats = 1 if vb in _ONE_BEAT else 2
         store = vb.startswith(("vstr", "vst2", "vst4"))
         if vb.startswith(("vld2", "vld4")):
-            writes = tuple(_regs(",".join(_reg_list(ops))))
+            writes = tuple(_regs(",".join(register_list(ops))))
         elif store or vb in ("vcmp", "vpst", "vpnot") or vb.startswith(("vpst", "vpt")):
             writes = ()
         else:
@@ -194,7 +178,7 @@ def classify(mnemonic: str, operands: str, size: int) -> Op:
     if m in ("b", "bl", "blx", "bx", "cbz", "cbnz", "tbb", "tbh") or cond_branch:
         return Op(size, m, "alu", 1, 1, 1, tuple(regs), ("lr",) if m.startswith("bl") else (), branch="b")
     if m in ("ldm", "ldmia", "ldmdb", "stm", "stmia", "stmdb", "push", "pop"):
-        lst = _regs(",".join(_reg_list(ops)))
+        lst = _regs(",".join(register_list(ops)))
         cyc = 1 + math.ceil(len(lst) / 2)
         load = m.startswith(("ldm", "pop"))
         return Op(size, m, "lsu", cyc, cyc, 2, tuple(regs[:1]) + (() if load else tuple(lst)),
