@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,17 +183,25 @@ def count_on_qemu(build: BoardBuild, target: Target, sample: np.ndarray, output_
     plugin = build_plugin(cache_dir() / "plugins")
     if plugin is None:
         return None
-    totals = []
-    with tempfile.TemporaryDirectory(prefix="edgekd-count-") as tmp:
+    one, two = plugin_runs(build, target, sample, output_size, timeout, plugin, read_total, "wrote no count")
+    return two - one
+
+
+def plugin_runs(build: BoardBuild, target: Target, sample: np.ndarray, output_size: int, timeout: float,
+                plugin: Path, read: Callable[[Path], Any], what: str) -> tuple[Any, Any]:
+    """Run the firmware under a QEMU plugin with one copy of ``sample`` and with two, and ``read`` each run's
+    plugin output; the two readings differ by one invoke (plus the harness loop). ``what`` names the failure."""
+    readings = []
+    with tempfile.TemporaryDirectory(prefix="edgekd-plugin-") as tmp:
         for n in (1, 2):
-            out = Path(tmp) / f"count{n}.txt"
+            out = Path(tmp) / f"plugin{n}.txt"
             x = np.repeat(np.asarray(sample, dtype=np.int8)[None], n, axis=0)
             run = run_board(build, target, x, output_size, timeout, f"{plugin},out={out}")
-            total = read_total(out)
-            if not run.ok or total is None:
-                raise EdgekdError(f"the QEMU plugin wrote no count ({run.error or 'no output'})")
-            totals.append(total)
-    return totals[1] - totals[0]
+            reading = read(out) if run.ok and out.is_file() else None
+            if reading is None:
+                raise EdgekdError(f"the QEMU plugin {what} ({run.error or 'no output'})")
+            readings.append(reading)
+    return readings[0], readings[1]
 
 
 def count_invoke(build: BoardBuild, target: Target, sample: np.ndarray, output_size: int,

@@ -49,7 +49,6 @@ import bisect
 import math
 import re
 import subprocess
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,20 +356,13 @@ def time_on_qemu(build: BoardBuild, target: Target, sample: np.ndarray, output_s
     """One invoke of ``sample`` on the QEMU board, charged by the M55 model (runs of 1 and 2 samples, the
     difference of their per-block counts). Raises EdgekdError when the plugin cannot be built or run."""
     from edgekd.emulate import cache_dir
-    from edgekd.emulate.cortex_m import run_board
+    from edgekd.emulate.cortex_m import plugin_runs
     from edgekd.emulate.qemu_plugin import build_plugin
 
     plugin = build_plugin(cache_dir() / "plugins", "tb_profile.c")
     if plugin is None:
         raise EdgekdError("QEMU's plugin header is missing (scripts/install_emulators.sh installs it)")
-    profiles = []
-    with tempfile.TemporaryDirectory(prefix="edgekd-m55-") as tmp:
-        for n in (1, 2):
-            out = Path(tmp) / f"tb{n}.txt"
-            x = np.repeat(np.asarray(sample, dtype=np.int8)[None], n, axis=0)
-            run = run_board(build, target, x, output_size, timeout, f"{plugin},out={out}")
-            if not run.ok or not out.is_file():
-                raise EdgekdError(f"the QEMU block profile failed ({run.error or 'no output'})")
-            profiles.append(Profile.read(out))
+    one, two = plugin_runs(build, target, sample, output_size, timeout, plugin, Profile.read,
+                           "wrote no block profile")
     elf = Path(build.elf)
-    return charge(profiles[1].minus(profiles[0]), disassemble(elf), _symbols(elf))
+    return charge(two.minus(one), disassemble(elf), _symbols(elf))
