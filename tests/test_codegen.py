@@ -430,6 +430,30 @@ def test_depthwise_layout_and_scratch(tmp_path: Path) -> None:
     span = (int(fields["out_w"]) - 1) * int(fields["stride_w"]) + 2 * int(fields["dil_w"]) + 1
     buffers = result.plan.to_dict()["buffers"]
     assert buffers["scratch0"]["bytes"] == 3 * span * 8 and buffers["scratch0"]["live"] == [0, 0]
+    # the Helium filter (dilation 1 across, >= 16 window bytes a channel): one 9-tap row per channel, 8 rows,
+    # under #if, same name
+    assert src.count("static const int8_t op0_filter[72]") == 1 + (fields["dil_w"] == "1" and 3 * span >= 16)
+
+
+def test_helium_filter_layouts() -> None:
+    """layout.py's Helium layouts, value by value: the matrix product's [out_c / 4][k16 / 16][4][16] (zero taps
+    past the filter, zero rows past out_c) and the depthwise [c4][k_h * k_w] rows with the taps in [k_w][k_h] order
+    (the kernel window's), only for dilation 1 across and at most 16 taps."""
+    from edgekd.codegen.layout import MVE_SUFFIX, dw_layout, mve_dw_filter, mve_filter
+
+    rng = np.random.default_rng(1404)
+    f = rng.integers(-127, 128, size=(5, 20), dtype=np.int8)
+    laid = mve_filter(f).reshape(2, 2, 4, 16)
+    assert np.array_equal(laid[0, 1, 2, :4], f[2, 16:]) and not laid[0, 1, 2, 4:].any()
+    assert np.array_equal(laid[1, 0, 0], f[4, :16]) and not laid[1, :, 1:].any()
+    d = rng.integers(-127, 128, size=(3, 2, 6), dtype=np.int8)  # [k_h][k_w][c]
+    rows = mve_dw_filter(d).reshape(8, 6)
+    assert list(rows[4]) == [d[0, 0, 4], d[1, 0, 4], d[2, 0, 4], d[0, 1, 4], d[1, 1, 4], d[2, 1, 4]]
+    assert not rows[6:].any()
+    args = (None, [1 << 30] * 6, [-5] * 6, 3, -128, 127)
+    assert "filter" + MVE_SUFFIX in dw_layout(d, *args, 6)[2]  # span 6 x 3 rows: 18 window bytes a channel
+    assert "filter" + MVE_SUFFIX not in dw_layout(d, *args, 6, dil_w=2)[2]
+    assert "filter" + MVE_SUFFIX not in dw_layout(d, *args, 5)[2]  # 15 bytes: a load could leave the window
 
 
 def test_kws_dscnn_bit_exact_on_the_host(tmp_path: Path) -> None:
@@ -443,22 +467,31 @@ def test_kws_dscnn_bit_exact_on_the_host(tmp_path: Path) -> None:
 
 
 def test_asm_coverage_defines_follow_the_layer_shapes(tmp_path: Path) -> None:
-    """kernels.c starts with the mode-2 kernels the assembly covers in every layer and whether none clamps below
-    -128 (so an assembly build drops their C leftovers): all three for the KWS model's 64-channel layers (ReLU onto
-    zero point -128), not EK_DW8_ASM for a 6-channel depthwise."""
+    """kernels.c starts with the mode-2 kernels the assembly covers in every layer, whether none clamps below
+    -128, and the Helium coverage (out_c % 4, no dilation across, no 4-byte kernel rows, every depthwise on the
+    Helium path), so a build drops the C leftovers its layers never run: all but EK_MM_NO_RUN4 for the KWS model
+    (its first layer's kernel rows are 4 bytes), not EK_DW8_ASM for a 6-channel depthwise, not EK_MM4_MVE for a
+    conv with 5 output channels."""
     from tflite_builder import kws_dscnn_model
 
     (tmp_path / "kws.tflite").write_bytes(kws_dscnn_model())
     generate_c(tmp_path / "kws.tflite", tmp_path / "kws")
-    head = (tmp_path / "kws" / "kernels.c").read_text().splitlines()[:4]
-    assert [line.split()[:3] for line in head[:3]] == [
-        ["#define", "EK_MM8_ASM", "1"], ["#define", "EK_DW8_ASM", "1"], ["#define", "EK_Q8_NO_LO", "1"]]
-    assert not head[3].startswith("#define")
+    head = (tmp_path / "kws" / "kernels.c").read_text().splitlines()[:7]
+    assert [line.split()[1] for line in head[:6]] == [
+        "EK_MM8_ASM", "EK_DW8_ASM", "EK_Q8_NO_LO", "EK_MM4_MVE", "EK_MM_DIL1", "EK_DW_MVE_ALL"]
+    assert all(line.startswith("#define") and line.split()[2] == "1" for line in head[:6])
+    assert not head[6].startswith("#define")
     model, _ = conv_model(np.random.default_rng(1405), depthwise=True, cin=6, mult=1, k=3, stride=1, padding=1)
     (tmp_path / "dw6.tflite").write_bytes(model)
     generate_c(tmp_path / "dw6.tflite", tmp_path / "dw6")
     assert "ek_dw_q8(&op0" in (tmp_path / "dw6" / "model.c").read_text()
     assert "EK_DW8_ASM 1" not in (tmp_path / "dw6" / "kernels.c").read_text()
+    model, _ = conv_model(np.random.default_rng(1406), depthwise=False, cin=3, cout=5, k=3, stride=1, padding=1)
+    (tmp_path / "c5.tflite").write_bytes(model)
+    generate_c(tmp_path / "c5.tflite", tmp_path / "c5")
+    text = (tmp_path / "c5" / "kernels.c").read_text()
+    assert "ek_conv_mm_q" in (tmp_path / "c5" / "model.c").read_text()
+    assert "EK_MM4_MVE 1" not in text and "EK_MM_NO_RUN4 1" in text and "EK_MM_DIL1 1" in text
 
 
 def test_small_kernels_option_is_recorded_and_deterministic(tmp_path: Path) -> None:

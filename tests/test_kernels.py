@@ -25,6 +25,8 @@ CASES = [  # (depthwise, cin, cout, k, stride, padding): seeds pick H, W, dilati
     (True, 13, None, 3, 1, 1),
     (False, 6, 5, 1, 1, 1),
     (False, 3, 9, 3, 2, 0),
+    (True, 20, None, 3, 1, 1),  # Helium: two full 8-channel window scatters and a predicated tail
+    (False, 5, 8, 3, 1, 1),  # Helium: out_c % 4 == 0, the assembly two-pixel loop, 45 taps (k16 48)
 ]
 
 

@@ -135,17 +135,26 @@ def _header(g: Graph, lowered: Lowered, plan: Plan, source: str) -> str:
 
 def _asm_defines(steps: list[Step]) -> str:
     """``#define`` lines for kernels.c: which of ek_conv_mm_q8 / ek_dw_q8 the assembly kernels cover in every layer
-    of this model (their shape rules are kernels.c's) and whether none of their layers clamps below -128, so an
-    assembly build leaves those kernels' C leftovers and the lower-clamp pass out."""
+    of this model (their shape rules are kernels.c's), whether none of their layers clamps below -128, and what the
+    Helium paths cover (out_c % 4 == 0 in every ek_conv_mm_q* layer, no matrix product dilated across or with
+    4-byte kernel rows, every ek_dw_q* layer with the Helium filter), so a build leaves out the C leftovers, the
+    lower-clamp pass and the branches this model's layers never run (flash: docs/benchmarks.md)."""
     def covered(kernel: str, rule: Callable[[dict[str, Any]], bool]) -> bool:
         return all(rule(s.fields) for s in steps if s.kernel == kernel)
     mm = covered("ek_conv_mm_q8", lambda f: f["k4"] % 8 == 0 and f["out_c"] % 2 == 0)
     dw = covered("ek_dw_q8", lambda f: f["k_h"] == 3 and f["k_w"] == 3 and f["dil_w"] == 1 and f["in_c"] % 4 == 0)
     no_lo = all(s.fields["act_min"] == -128 for s in steps if s.kernel in ("ek_conv_mm_q8", "ek_dw_q8"))
+    mms = [s.fields for s in steps if s.kernel.startswith("ek_conv_mm")]
     return "".join(f"#define {name} 1 /* generated: {why} */\n" for name, ok, why in (
         ("EK_MM8_ASM", mm, "every layer fits the assembly kernel"),
         ("EK_DW8_ASM", dw, "every layer fits the assembly kernel"),
-        ("EK_Q8_NO_LO", no_lo, "no lower clamp in these layers")) if ok)
+        ("EK_Q8_NO_LO", no_lo, "no lower clamp in these layers"),
+        ("EK_MM4_MVE", all(s.fields["out_c"] % 4 == 0 for s in steps if s.kernel in ("ek_conv_mm_q", "ek_conv_mm_q8")),
+         "every Helium matrix-product layer fits the assembly kernel"),
+        ("EK_MM_DIL1", all(f["dil_w"] == 1 for f in mms), "no matrix-product layer is dilated across"),
+        ("EK_MM_NO_RUN4", all(f["k_w"] * f["in_c"] != 4 for f in mms), "no 4-byte kernel rows"),
+        ("EK_DW_MVE_ALL", all("filter" + MVE_SUFFIX in s.arrays for s in steps if s.kernel in ("ek_dw_q", "ek_dw_q8")),
+         "every depthwise layer takes the Helium path")) if ok)
 
 
 def generate_c(tflite_path: str | Path, out_dir: str | Path, small: bool = False) -> CodegenResult:

@@ -72,23 +72,27 @@ MVE_SUFFIX = "@mve"
 
 
 def mve_filter(filters: np.ndarray) -> np.ndarray:
-    """The matrix product's filter for Helium: one row of taps per output channel, padded with zeros to a
-    multiple of 16 (one VMLADAVA.S8 per 16 taps, every lane useful), channels padded to a multiple of 4 with zero
-    rows (the kernel takes 4 channels x 2 pixels per pass)."""
+    """The matrix product's filter for Helium: taps padded with zeros to a multiple of 16 (one VMLADAVA.S8 per 16
+    taps, every lane useful), channels to a multiple of 4 with zero rows, laid out [out_c / 4][k16 / 16][4][16]:
+    per group of 4 channels (the kernel takes 4 channels x 2 pixels per pass) and per 16 taps, the 4 channels'
+    taps in a row, so the kernel walks one pointer with immediate offsets."""
     out_c, taps = filters.shape
     k16 = -(-taps // 16) * 16
-    rows = np.zeros((-(-out_c // 4) * 4, k16), np.int8)
+    c4 = -(-out_c // 4) * 4
+    rows = np.zeros((c4, k16), np.int8)
     rows[:out_c, :taps] = filters
-    return rows.reshape(-1)
+    return rows.reshape(c4 // 4, 4, k16 // 16, 16).transpose(0, 2, 1, 3).reshape(-1)
 
 
 def dw_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int], in_offset: int,
-              out_offset: int, act_max: int, span: int) -> tuple[str, int, Arrays] | None:
+              out_offset: int, act_max: int, span: int, dil_w: int = 1) -> tuple[str, int, Arrays] | None:
     """Depthwise, multiplier 1 (``ek_dw_q*``): kernel, scratch bytes and constants, or None when the fast
     requantization is not exact (the general ``ek_depthwise`` runs it). ``filters`` is [k_h][k_w][c]; channels
     are padded to groups of 4 (zero weights) and laid out per group as [group][k_w][k_h][4], the order the
     kernel walks its scratch window ([group][column][k_h][4]: ``span`` padded columns of the k_h input rows of
-    an output row, padding = the input zero point, so the input offset folds into the bias exactly)."""
+    an output row, padding = the input zero point, so the input offset folds into the bias exactly). With
+    dilation 1 across, at most 16 taps and at least 16 window bytes a channel (``span * k_h``) the Helium kernel's
+    layout (:func:`mve_dw_filter`) goes along."""
     kh, kw, out_c = filters.shape
     per_channel = filters.reshape(kh * kw, out_c).T
     fast, tables = requant_tables(per_channel, bias, mults, shifts, out_offset, act_max,
@@ -104,4 +108,17 @@ def dw_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], sh
     shift = np.zeros(c4, np.int64)
     shift[:out_c] = tables["shift"][1]
     arrays = {"filter": ("int8_t", laid), "qp": ("int32_t", qp), "shift": ("int8_t", shift)}
+    if dil_w == 1 and kh * kw <= 16 and span * kh >= 16:  # kernels.c's EK_DW_MVE: where ek_dw_q* take Helium
+        arrays["filter" + MVE_SUFFIX] = ("int8_t", mve_dw_filter(filters))
     return ("ek_dw_q", "ek_dw_q8")[fast - 1], kh * span * c4, arrays
+
+
+def mve_dw_filter(filters: np.ndarray) -> np.ndarray:
+    """The depthwise filter [k_h][k_w][c] for Helium: one row of k_h * k_w taps per channel (channels padded to
+    4s) in [k_w][k_h] order, the order of the kernel's window ([channel][column][k_h]), so one output is one
+    16-byte load and one VMLADAVA.S8 against its channel's row; the kernel loads each row once a row of outputs,
+    predicated to the taps (zeros after them), so the rows need no padding (flash)."""
+    kh, kw, out_c = filters.shape
+    rows = np.zeros((-(-out_c // 4) * 4, kh * kw), np.int8)
+    rows[:out_c, :kh * kw] = filters.transpose(2, 1, 0).reshape(out_c, kw * kh)
+    return rows.reshape(-1)

@@ -169,7 +169,7 @@ def _conv_like(g: Graph, op: Operator, x: Tensor, y: Tensor, pads: tuple[int, in
     if depthwise and filter_in_c == 1:
         span = (out_w - 1) * sw + (kw - 1) * dw + 1  # padded input columns an output row reads
         dw_fast = layout.dw_layout(wdata.reshape(kh, kw, out_c), bias, mults, shifts, -x.zero_point,
-                                   y.zero_point, act_max, span)
+                                   y.zero_point, act_max, span, dw)
         if dw_fast:
             kernel, scratch, dw_arrays = dw_fast
             return Step(name, kernel, "ek_mm_t", {k: v for k, v in fields.items() if k != "filter_in_c"},

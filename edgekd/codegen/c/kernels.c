@@ -31,6 +31,13 @@
 #define EK_ASM 0
 #endif
 
+/* The Helium build's assembly (the matrix product's two-pixel loop, ek_mm_mve_2px), under the same rules. */
+#if EK_MVE && defined(__OPTIMIZE__) && !defined(EK_SMALL)
+#define EK_MVE_ASM 1
+#else
+#define EK_MVE_ASM 0
+#endif
+
 #if defined(__GNUC__)
 #define EK_INLINE static inline __attribute__((always_inline))
 #else
@@ -39,7 +46,7 @@
 
 /* Setup code (once per layer or output row) and the assembly kernels' leftovers: built for size (-Os) in the
  * speed build too, for flash (in the KWS model 52 B for about 5K cycles: docs/benchmarks.md). */
-#if EK_ASM && defined(__GNUC__) && !defined(__clang__)
+#if (EK_ASM || EK_MVE_ASM) && defined(__GNUC__) && !defined(__clang__)
 #define EK_COLD __attribute__((optimize("Os")))
 #else
 #define EK_COLD
@@ -64,6 +71,21 @@
 #endif
 #ifndef EK_Q8_NO_LO
 #define EK_Q8_NO_LO 0
+#endif
+/* Also from generate_c: every Helium matrix-product layer has out_c % 4 == 0 (a lone pixel then pairs with itself
+ * in the assembly, no C group path), no matrix-product layer is dilated across or has 4-byte kernel rows, every
+ * depthwise layer takes the Helium path. Each only drops code the model's layers never run. */
+#ifndef EK_MM4_MVE
+#define EK_MM4_MVE 0
+#endif
+#ifndef EK_MM_DIL1
+#define EK_MM_DIL1 0
+#endif
+#ifndef EK_MM_NO_RUN4
+#define EK_MM_NO_RUN4 0
+#endif
+#ifndef EK_DW_MVE_ALL
+#define EK_DW_MVE_ALL 0
 #endif
 
 #define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -136,7 +158,10 @@ void ek_copy(int8_t *dst, const int8_t *src, int32_t n) {
   int32_t i = 0;
   if (dst == src) return;
   if (dst < src || dst >= src + n) { /* forward: each chunk is read whole before it is written, so safe */
-#if EK_DSP
+#if EK_MVE
+    for (; i + 16 <= n; i += 16) vstrbq_s8(dst + i, vldrbq_s8(src + i));
+#endif
+#if EK_DSP && !EK_MVE
     for (; i + 16 <= n; i += 16) {
       uint32_t v0, v1, v2, v3;
       __builtin_memcpy(&v0, src + i, 4);
@@ -347,28 +372,84 @@ EK_INLINE void ek_rq4_mve(int32x4_t acc, int32x4_t m, int32x4_t s, int32_t oo, i
   h = vshlq_s32(vaddq_s32(h, vshlq_s32(vdupq_n_s32(2 * oo + 1), s)), vmvnq_s32(s));
   vstrbq_s32(d, vminq_s32(vmaxq_s32(h, vdupq_n_s32(lo)), vdupq_n_s32(hi)));
 }
+
+/* Four scalar sums (VMLADAVA results) as one vector, lane by lane (VDUP, then one VMOV.32 per lane: the
+ * two-lane VMOV would save two instructions, but which lane its first register lands in is read differently by
+ * different tools, so it is not used). */
+EK_INLINE int32x4_t ek_pack4(int32_t a0, int32_t a1, int32_t a2, int32_t a3) {
+  return vsetq_lane_s32(a3, vsetq_lane_s32(a2, vsetq_lane_s32(a1, vdupq_n_s32(a0), 1), 2), 3);
+}
+
+/* ek_rq4_mve with the channels' constants prepared once for many pixels: m, nr = -(s + 1) = -r, lo, hi. After
+ * VQRDMULH, h - (h < 0) rounded-shifted right by r (VRSHL adds 2^(r-1) first, without overflow) plus out_offset is
+ * ((h - (h < 0) + 2^(r-1) + out_offset 2^r) >> r): ek_rqv exactly. */
+EK_INLINE int32x4_t ek_rq4v(int32x4_t acc, int32x4_t m, int32x4_t nr, int32_t oo, int32x4_t lo, int32x4_t hi) {
+  int32x4_t h = vqrdmulhq_s32(acc, m);
+  h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(h), 31)));
+  h = vaddq_n_s32(vrshlq_s32(h, nr), oo);
+  return vminq_s32(vmaxq_s32(h, lo), hi);
+}
 #endif
 
 EK_INLINE void ek_rq_run(const int32_t *buf, int32_t n, int32_t ps, const int32_t *qp, const int8_t *sh, int32_t oo,
                          int32_t lo, int32_t hi, int mode, int8_t *da, int8_t *db, int two) {
   int32_t k = 0;
-#if EK_MVE
-  if (mode != 0) {
-    const uint32x4_t om = vidupq_n_u32(1, 2), ob = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)ps);
-    for (; k + 4 <= n; k += 4) {
-      const int32_t *b = buf + ps * k;
-      const int32x4_t m = vldrwq_gather_shifted_offset_s32(qp + 2 * k, om), s = vldrbq_s32(sh + k);
-      ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b, ob), m, s, oo, lo, hi, da + k);
-      if (two) ek_rq4_mve(vldrwq_gather_shifted_offset_s32(b + 1, ob), m, s, oo, lo, hi, db + k);
-    }
-  }
-#endif
   for (; k < n; ++k) {
     const int32_t m = qp[2 * k + 1], r = sh[k], a0 = buf[ps * k], a1 = two ? buf[ps * k + 1] : 0;
     da[k] = ek_rqv(a0, m, r, oo, lo, hi, mode);
     if (two) db[k] = ek_rqv(a1, m, r, oo, lo, hi, mode);
   }
 }
+
+#if EK_MVE
+/* n bytes from s to d, 16 a step, the last step predicated (nothing past d + n is written). */
+EK_INLINE void ek_run_mve(int8_t *d, const int8_t *s, int32_t n) {
+  for (; n >= 16; n -= 16, d += 16, s += 16) vstrbq_s8(d, vldrbq_s8(s));
+  if (n > 0) {
+    const mve_pred16_t pr = vctp8q((uint32_t)n);
+    vstrbq_p_s8(d, vldrbq_z_s8(s, pr), pr);
+  }
+}
+
+/* n bytes of value z at d, the same way (one out-of-line copy: ek_gather_mve calls it four times, for flash). */
+__attribute__((noinline)) static void ek_fill_mve(int8_t *d, int8x16_t z, int32_t n) {
+  for (; n >= 16; n -= 16, d += 16) vstrbq_s8(d, z);
+  if (n > 0) vstrbq_p_s8(d, z, vctp8q((uint32_t)n));
+}
+
+/* ek_gather for dilation 1 across with vector copies: per kernel row its in-bounds columns are one run of
+ * input bytes, the zero point before and after it (the columns in bounds are the same for every row). */
+static void ek_gather_mve(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t ox, int8_t *stage) {
+  const int32_t in_c = p->in_c, run = p->k_w * in_c, k4 = p->k4;
+  const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+  const int32_t row_step = p->dil_h * p->in_w * in_c;
+  const int8x16_t z = vdupq_n_s8((int8_t)-p->in_offset);
+  int32_t t0, t1, ky0, ky1, ky, b0, b1;
+  const int8_t *src;
+  int8_t *d = stage;
+  ek_taps(ix0, 1, p->in_w, p->k_w, &t0, &t1);
+  ek_taps(iy0, p->dil_h, p->in_h, p->k_h, &ky0, &ky1);
+  t0 = EK_MIN(t0, p->k_w); /* a window wholly outside the input: no taps in bounds */
+  t1 = EK_MIN(t1, p->k_w);
+  ky0 = EK_MIN(ky0, p->k_h);
+  ky1 = EK_MIN(ky1, p->k_h);
+  b0 = t0 * in_c;
+  b1 = t1 * in_c;
+  src = in + ((iy0 + ky0 * p->dil_h) * p->in_w + ix0 + t0) * in_c;
+  ek_fill_mve(d, z, ky0 * run); /* rows above the input */
+  d += ky0 * run;
+  if (!EK_MM_NO_RUN4 && run == 4 && b0 == 0 && b1 == 4) { /* 4-byte kernel rows in bounds: words */
+    for (ky = ky0; ky < ky1; ++ky, d += 4, src += row_step) __builtin_memcpy(d, src, 4);
+  } else {
+    for (ky = ky0; ky < ky1; ++ky, d += run, src += row_step) {
+      ek_fill_mve(d, z, b0);
+      ek_run_mve(d + b0, src, b1 - b0);
+      ek_fill_mve(d + b1, z, run - b1);
+    }
+  }
+  ek_fill_mve(d, z, (int32_t)(stage + k4 - d)); /* rows below the input, and the padding to k4 */
+}
+#endif
 
 /* The receptive field of output pixel (oy, ox) in filter order (ky, kx, c), out-of-image taps as the input zero
  * point, padded to k4 with it too: `stage` then holds k4 int8 values whose (x + offset) is exact. */
@@ -377,7 +458,7 @@ static void ek_gather(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t ox
   const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
   int32_t ky, kx, c, n = 0;
 #if !defined(EK_SMALL)
-  if (run == 4) { /* a 4-byte kernel row (e.g. one channel, 4 wide): one word per row */
+  if (!EK_MM_NO_RUN4 && run == 4) { /* a 4-byte kernel row (e.g. one channel, 4 wide): one word per row */
     const int whole = p->dil_w == 1 && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
     const int32_t step = p->dil_h * p->in_w * in_c;
     const int8_t *src = in + (iy0 * p->in_w + ix0) * in_c;
@@ -532,42 +613,148 @@ EK_INLINE void ek_mm_1x2(const int32_t *col, const int8_t *w, int32_t k4, int32_
 
 /* Every pair of output channels against the two columns; `mode` is a constant at each call (see ek_rq). */
 #if EK_MVE
-/* One pixel's raw int8 receptive field x (k4 taps) as the MVE column, zero-padded to k16 = k4 rounded up to 16
- * (those lanes meet the zero taps of the filter's Helium layout; the predicated load reads only k4 bytes). */
-static void ek_expand_mve(const int8_t *x, int32_t k4, int8_t *col) {
+/* One pixel's k4 input bytes into its column (16 bytes a step; the bytes past k4 are left as they are). */
+EK_INLINE void ek_copy_mve(const int8_t *x, int32_t k4, int8_t *col) {
   int32_t t;
-  for (t = 0; t < k4; t += 16) vstrbq_s8(col + t, vldrbq_z_s8(x + t, vctp8q((uint32_t)(k4 - t))));
+  for (t = 0; t + 16 <= k4; t += 16) vstrbq_s8(col + t, vldrbq_s8(x + t));
+  if (t < k4) vstrbq_s8(col + t, vldrbq_z_s8(x + t, vctp8q((uint32_t)(k4 - t))));
 }
 
 /* 2 pixels x 4 output channels with VMLADAVA.S8, every lane useful: the filter's Helium layout (layout.py
- * mve_filter) has one row of k16 taps per channel, so each 16 taps are 2 column loads, 4 filter loads and 8
- * VMLADAVA for 128 MACs. The input offset is in the folded biases b; a = [px0 oc0..3, px1 oc0..3]. */
-EK_INLINE void ek_mm_mve4(const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t k16, const int32_t *b,
-                          int two, int32_t *a) {
-  int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3], e0 = b[0], e1 = b[1], e2 = b[2], e3 = b[3], t;
-  for (t = 0; t < k16; t += 16) {
-    const int8x16_t x0 = vldrbq_s8(c0 + t), w0 = vldrbq_s8(w + t), w1 = vldrbq_s8(w + k16 + t);
-    const int8x16_t w2 = vldrbq_s8(w + 2 * k16 + t), w3 = vldrbq_s8(w + 3 * k16 + t);
+ * mve_filter) holds, per group of 4 output channels and per 16 taps, the 4 channels' 16 taps in a row, so each
+ * 16 taps are 2 column loads, 4 filter loads (one pointer, immediate offsets) and 8 VMLADAVA for 128 MACs. The
+ * columns c0, c1 hold k16 = n * 16 taps (the lanes past k4 meet zero taps of the filter); s = [px0 oc0..3,
+ * px1 oc0..3] are the bare sums (the input offset is in the folded biases, added by the caller). */
+EK_INLINE void ek_mm_mve4(const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t n, int two, int32_t *s) {
+  int8x16_t x0 = vldrbq_s8(c0), w0 = vldrbq_s8(w), w1 = vldrbq_s8(w + 16), w2 = vldrbq_s8(w + 32);
+  int8x16_t w3 = vldrbq_s8(w + 48), x1;
+  int32_t a0 = vmladavq_s8(x0, w0), a1 = vmladavq_s8(x0, w1), a2 = vmladavq_s8(x0, w2), a3 = vmladavq_s8(x0, w3);
+  int32_t e0 = 0, e1 = 0, e2 = 0, e3 = 0, t;
+  if (two) {
+    x1 = vldrbq_s8(c1);
+    e0 = vmladavq_s8(x1, w0);
+    e1 = vmladavq_s8(x1, w1);
+    e2 = vmladavq_s8(x1, w2);
+    e3 = vmladavq_s8(x1, w3);
+  }
+  for (t = 1; t < n; ++t) {
+    c0 += 16;
+    c1 += 16;
+    w += 64;
+    x0 = vldrbq_s8(c0);
+    w0 = vldrbq_s8(w);
+    w1 = vldrbq_s8(w + 16);
+    w2 = vldrbq_s8(w + 32);
+    w3 = vldrbq_s8(w + 48);
     a0 = vmladavaq_s8(a0, x0, w0);
     a1 = vmladavaq_s8(a1, x0, w1);
     a2 = vmladavaq_s8(a2, x0, w2);
     a3 = vmladavaq_s8(a3, x0, w3);
     if (two) {
-      const int8x16_t x1 = vldrbq_s8(c1 + t);
+      x1 = vldrbq_s8(c1);
       e0 = vmladavaq_s8(e0, x1, w0);
       e1 = vmladavaq_s8(e1, x1, w1);
       e2 = vmladavaq_s8(e2, x1, w2);
       e3 = vmladavaq_s8(e3, x1, w3);
     }
   }
-  a[0] = a0;
-  a[1] = a1;
-  a[2] = a2;
-  a[3] = a3;
-  a[4] = e0;
-  a[5] = e1;
-  a[6] = e2;
-  a[7] = e3;
+  s[0] = a0;
+  s[1] = a1;
+  s[2] = a2;
+  s[3] = a3;
+  s[4] = e0;
+  s[5] = e1;
+  s[6] = e2;
+  s[7] = e3;
+}
+
+#if EK_MVE_ASM
+/* Two pixels x every group of 4 output channels with ek_rq mode 1 / 2 (out_c a multiple of 4), one assembly
+ * function: the 8 VMLADAVA accumulators need the 8 even registers (r0 ... r12, lr; the instruction takes no odd
+ * one), which the compiler does not manage without moves. Per 16 taps 2 column loads, 4 filter loads (one
+ * pointer, immediate offsets) and 8 VMLADAVA; per group the sums go to the stack with one STM (ascending
+ * registers to ascending addresses: lanes 0..3 of each pixel) and back as two vectors, the biases and multipliers
+ * come de-interleaved from qp by VLD20/VLD21, and both pixels are requantized as ek_rq4v does (VQRDMULH,
+ * h - (h < 0), VRSHL by -r, + out_offset, clamp) and stored with one VSTRB.32 each. */
+typedef struct {
+  const int8_t *c0, *c1; /* the two columns (k16 bytes each) */
+  const int8_t *w;       /* the Helium filter layout (layout.py mve_filter) */
+  const int32_t *qp;     /* (bias, multiplier) per channel */
+  const int8_t *sh;      /* s = r - 1 per channel */
+  int8_t *da, *db;       /* the pixels' outputs */
+  int32_t groups, n1;    /* out_c / 4, k16 / 16 - 1 */
+  int32_t oo, lo, hi;    /* output offset, activation range */
+} ek_mmv_t;
+
+void ek_mm_mve_2px(ek_mmv_t *a);
+__asm__(".pushsection .text.ek_mm_mve_2px,\"ax\",%progbits\n\t.syntax unified\n\t.thumb\n\t.align 2\n\t"
+        ".type ek_mm_mve_2px, %function\n\t.thumb_func\n"
+        "ek_mm_mve_2px:\n\t"
+        "push {r4-r11, lr}\n\tvpush {d8-d15}\n\tsub sp, #32\n\t"
+        "mov r9, r0\n\tldr r5, [r9, #8]\n\tldr r11, [r9, #12]\n\t"
+        "ldr r0, [r9, #40]\n\tvdup.32 q6, r0\n\tldr r0, [r9, #44]\n\tvdup.32 q7, r0\n"
+        "1:\n\t"
+        "ldr r1, [r9, #0]\n\tldr r3, [r9, #4]\n\t"
+        "vldrb.u8 q0, [r1], #16\n\tvldrb.u8 q1, [r3], #16\n\tvldrb.u8 q3, [r5, #16]\n\t"
+        "vldrb.u8 q4, [r5, #32]\n\tvldrb.u8 q5, [r5, #48]\n\tvldrb.u8 q2, [r5], #64\n\t"
+        "vmladav.s8 r0, q0, q2\n\tvmladav.s8 r2, q0, q3\n\tvmladav.s8 r4, q0, q4\n\tvmladav.s8 r6, q0, q5\n\t"
+        "vmladav.s8 r8, q1, q2\n\tvmladav.s8 r10, q1, q3\n\tvmladav.s8 r12, q1, q4\n\tvmladav.s8 lr, q1, q5\n\t"
+        "ldr r7, [r9, #32]\n\tcbz r7, 3f\n"
+        "2:\n\t"
+        "vldrb.u8 q0, [r1], #16\n\tvldrb.u8 q1, [r3], #16\n\tvldrb.u8 q3, [r5, #16]\n\t"
+        "vldrb.u8 q4, [r5, #32]\n\tvldrb.u8 q5, [r5, #48]\n\tvldrb.u8 q2, [r5], #64\n\t"
+        "vmladava.s8 r0, q0, q2\n\tvmladava.s8 r2, q0, q3\n\tvmladava.s8 r4, q0, q4\n\tvmladava.s8 r6, q0, q5\n\t"
+        "vmladava.s8 r8, q1, q2\n\tvmladava.s8 r10, q1, q3\n\tvmladava.s8 r12, q1, q4\n\tvmladava.s8 lr, q1, q5\n\t"
+        "subs r7, #1\n\tbne 2b\n"
+        "3:\n\t"
+        "stm sp, {r0, r2, r4, r6, r8, r10, r12, lr}\n\tvldrw.u32 q0, [sp]\n\tvldrw.u32 q1, [sp, #16]\n\t"
+        "vld20.32 {q2, q3}, [r11]\n\tvld21.32 {q2, q3}, [r11]!\n\t"
+        "ldr r0, [r9, #16]\n\tvldrb.s32 q4, [r0], #4\n\tstr r0, [r9, #16]\n\tvmvn q4, q4\n\t"
+        "ldr r2, [r9, #36]\n\tldr r4, [r9, #20]\n\tldr r6, [r9, #24]\n\t"
+        "vadd.i32 q0, q0, q2\n\tvadd.i32 q1, q1, q2\n\tvqrdmulh.s32 q0, q0, q3\n\tvqrdmulh.s32 q1, q1, q3\n\t"
+        "vshr.u32 q5, q0, #31\n\tvsub.i32 q0, q0, q5\n\tvshr.u32 q5, q1, #31\n\tvsub.i32 q1, q1, q5\n\t"
+        "vrshl.s32 q0, q0, q4\n\tvrshl.s32 q1, q1, q4\n\tvadd.i32 q0, q0, r2\n\tvadd.i32 q1, q1, r2\n\t"
+        "vmax.s32 q0, q0, q6\n\tvmax.s32 q1, q1, q6\n\tvmin.s32 q0, q0, q7\n\tvmin.s32 q1, q1, q7\n\t"
+        "vstrb.32 q0, [r4], #4\n\tvstrb.32 q1, [r6], #4\n\tstr r4, [r9, #20]\n\tstr r6, [r9, #24]\n\t"
+        "ldr r0, [r9, #28]\n\tsubs r0, #1\n\tstr r0, [r9, #28]\n\tbne 1b\n\t"
+        "add sp, #32\n\tvpop {d8-d15}\n\tpop {r4-r11, pc}\n\t"
+        ".size ek_mm_mve_2px, .-ek_mm_mve_2px\n\t.popsection");
+#endif
+
+/* One group of 4 output channels (oc..) for both pixels, requantized as vectors (modes 1, 2); `tail`: the last
+ * group of a layer whose out_c is not a multiple of 4 (predicated table loads and stores). */
+EK_INLINE void ek_mm_group_mve(const ek_mm_t *p, const int8_t *c0, const int8_t *c1, const int8_t *w, int32_t n,
+                               int32_t oc, int8_t *da, int8_t *db, int two, int tail) {
+  const int32_t *q = p->qp + 2 * oc;
+  const uint32x4_t ev = vidupq_n_u32(0, 2), od = vidupq_n_u32(1, 2);
+  const mve_pred16_t pq = vctp32q((uint32_t)(p->out_c - oc));
+  const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+  int32x4_t b, m, nr, v;
+  int32_t s[8];
+  ek_mm_mve4(c0, c1, w, n, two, s);
+  if (tail) {
+    b = vldrwq_gather_shifted_offset_z_s32(q, ev, pq);
+    m = vldrwq_gather_shifted_offset_z_s32(q, od, pq);
+    nr = vmvnq_s32(vldrbq_z_s32(p->shift + oc, pq));
+  } else {
+    b = vldrwq_gather_shifted_offset_s32(q, ev);
+    m = vldrwq_gather_shifted_offset_s32(q, od);
+    nr = vmvnq_s32(vldrbq_s32(p->shift + oc));
+  }
+  v = ek_rq4v(vaddq_s32(ek_pack4(s[0], s[1], s[2], s[3]), b), m, nr, p->out_offset, lo, hi);
+  if (tail) {
+    vstrbq_p_s32(da + oc, v, pq);
+  } else {
+    vstrbq_s32(da + oc, v);
+  }
+  if (two) {
+    v = ek_rq4v(vaddq_s32(ek_pack4(s[4], s[5], s[6], s[7]), b), m, nr, p->out_offset, lo, hi);
+    if (tail) {
+      vstrbq_p_s32(db + oc, v, pq);
+    } else {
+      vstrbq_s32(db + oc, v);
+    }
+  }
 }
 #endif
 
@@ -650,24 +837,44 @@ EK_INLINE void ek_mm_channels(const ek_mm_t *p, const int32_t *col, int8_t *da, 
   const int32_t *qp = p->qp;
   int32_t oc, acc[4];
 #if EK_MVE
-  const int32_t k16 = (k4 + 15) & ~15;
-  const int8_t *c0 = (const int8_t *)col, *c1 = c0 + k16;
-  (void)acc;
-  for (oc = 0; oc < out_c; oc += EK_RQ_CHUNK) { /* 4 channels at a time (filter rows padded to 4s), then */
-    const int32_t n = EK_MIN(EK_RQ_CHUNK, out_c - oc);  /* the chunk's requantization */
-    int32_t buf[2 * EK_RQ_CHUNK], k, j;
-    for (k = 0; k < n; k += 4, w += 4 * k16) {
-      int32_t b[4], a[8];
-      for (j = 0; j < 4; ++j) b[j] = k + j < n ? qp[2 * (oc + k + j)] : 0;
-      ek_mm_mve4(c0, c1, w, k16, b, two, a);
-      for (j = 0; j < 4 && k + j < n; ++j) {
-        buf[2 * (k + j)] = a[j];
-        buf[2 * (k + j) + 1] = a[4 + j];
+  {
+    const int32_t k16 = (k4 + 15) & ~15, n = k16 >> 4;
+    const int8_t *c0 = (const int8_t *)col, *c1 = c0 + k16;
+    (void)acc;
+    if (mode != 0) {
+#if EK_MVE_ASM
+      if (EK_MM4_MVE || (two && (out_c & 3) == 0)) { /* EK_MM4_MVE: a lone pixel comes paired with itself */
+        ek_mmv_t a;
+        a.c0 = c0;
+        a.c1 = c1;
+        a.w = w;
+        a.qp = qp;
+        a.sh = sh;
+        a.da = da;
+        a.db = db;
+        a.groups = out_c >> 2;
+        a.n1 = n - 1;
+        a.oo = oo;
+        a.lo = lo;
+        a.hi = hi;
+        ek_mm_mve_2px(&a);
+        return;
+      }
+#endif
+      for (oc = 0; oc + 4 <= out_c; oc += 4, w += 4 * k16) ek_mm_group_mve(p, c0, c1, w, n, oc, da, db, two, 0);
+      if (oc < out_c) ek_mm_group_mve(p, c0, c1, w, n, oc, da, db, two, 1);
+      return;
+    }
+    for (oc = 0; oc < out_c; oc += 4, w += 4 * k16) { /* TFLite's general requantization, per output */
+      int32_t s[8], j;
+      ek_mm_mve4(c0, c1, w, n, two, s);
+      for (j = 0; j < 4 && oc + j < out_c; ++j) {
+        da[oc + j] = ek_rqv(s[j] + qp[2 * (oc + j)], qp[2 * (oc + j) + 1], sh[oc + j], oo, lo, hi, 0);
+        if (two) db[oc + j] = ek_rqv(s[4 + j] + qp[2 * (oc + j)], qp[2 * (oc + j) + 1], sh[oc + j], oo, lo, hi, 0);
       }
     }
-    ek_rq_run(buf, n, 2, qp + 2 * oc, sh + oc, oo, lo, hi, mode, da + oc, db + oc, two);
+    return;
   }
-  return;
 #endif
   oc = 0;
 #if EK_ASM
@@ -728,16 +935,18 @@ EK_INLINE void ek_mm_pixels(const ek_mm_t *p, const int8_t *in, int32_t ay, int3
   int32_t *col = (int32_t *)(void *)(((uintptr_t)(p->scratch + k4) + 3u) & ~(uintptr_t)3u);
 #if EK_MVE
   const int32_t k16 = (k4 + 15) & ~15;
+  (void)stage;
   if (p->k_h == 1 && p->k_w == 1 && p->pad_top == 0 && p->pad_left == 0 && p->in_c == k4) {
-    ek_expand_mve(in + (ay * p->stride_h * p->in_w + ax * p->stride_w) * k4, k4, (int8_t *)col);
-    if (two) ek_expand_mve(in + (by * p->stride_h * p->in_w + bx * p->stride_w) * k4, k4, (int8_t *)col + k16);
+    /* copied, not read in place: the outputs may overwrite these pixels (in-place layers, ek_mm_direct) */
+    ek_copy_mve(in + (ay * p->stride_h * p->in_w + ax * p->stride_w) * k4, k4, (int8_t *)col);
+    if (two) ek_copy_mve(in + (by * p->stride_h * p->in_w + bx * p->stride_w) * k4, k4, (int8_t *)col + k16);
+  } else if (EK_MM_DIL1 || p->dil_w == 1) { /* the receptive fields straight into the two k16-byte columns
+                                               * (bytes k4.. meet zero taps) */
+    ek_gather_mve(p, in, ay, ax, (int8_t *)col);
+    if (two) ek_gather_mve(p, in, by, bx, (int8_t *)col + k16);
   } else {
-    ek_gather(p, in, ay, ax, stage);
-    ek_expand_mve(stage, k4, (int8_t *)col);
-    if (two) {
-      ek_gather(p, in, by, bx, stage);
-      ek_expand_mve(stage, k4, (int8_t *)col + k16);
-    }
+    ek_gather(p, in, ay, ax, (int8_t *)col);
+    if (two) ek_gather(p, in, by, bx, (int8_t *)col + k16);
   }
   ek_mm_channels(p, col, da, db, two, mode);
   return;
@@ -804,7 +1013,7 @@ EK_INLINE void ek_mm_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t
     const int32_t by = ax + 1 == out_w ? ay + 1 : ay, bx = ax + 1 == out_w ? 0 : ax + 1;
     int8_t *da = tmp ? tmp + (ay & 1) * row + ax * out_c : out + k * out_c;
     int8_t *db = tmp ? tmp + (by & 1) * row + bx * out_c : out + (k + 1) * out_c;
-#if defined(EK_SMALL)
+#if defined(EK_SMALL) || (EK_MVE && EK_MM4_MVE)
     /* one copy of the pixel code: a lone pixel goes as a pair with itself (same bytes written twice) */
     ek_mm_pixels(p, in, ay, ax, two ? by : ay, two ? bx : ax, 1, da, two ? db : da, mode);
 #elif EK_MVE
@@ -1109,6 +1318,181 @@ EK_LEFTOVER void ek_dw_groups(const ek_mm_t *p, const int8_t *x, int32_t g, int8
   }
 }
 
+#if EK_MVE
+/* Helium depthwise (multiplier 1, dilation 1 across, k_h * k_w <= 16 taps; ek_rq modes 1 / 2). The window holds,
+ * per channel, the k_h input rows an output row reads column by column: [channel][column][k_h] (S = span * k_h
+ * bytes per channel, padding = the input zero point), so one output's taps are k_w * k_h consecutive bytes and
+ * its channel's filter one row of k_h * k_w taps in the same order (layout.py dw_layout, the Helium filter; loaded
+ * predicated to the taps, so the lanes past them are zero and the rows need no padding): one VLDRB and
+ * one VMLADAVA.S8 per output, the four filter rows of a group held in registers across the row's pixels, and
+ * four channels requantized as one vector. Channels are written into the window by byte scatters (VSTRB with
+ * 16-bit offsets c * S, 8 channels per store); padding columns are written once a layer (oy < 0). */
+/* n channels of value z (pad) or of src into the window at d (channel stride S), 8 channels per scatter. */
+EK_INLINE void ek_dw_col_mve(int8_t *d, const int8_t *src, int32_t n, int32_t S, uint16x8_t off, int16x8_t z,
+                             int pad) {
+  int32_t c;
+  for (c = 0; c + 8 <= n; c += 8, d += 8 * S) vstrbq_scatter_offset_s16(d, off, pad ? z : vldrbq_s16(src + c));
+  if (c < n) {
+    const mve_pred16_t pr = vctp16q((uint32_t)(n - c));
+    vstrbq_scatter_offset_p_s16(d, off, pad ? z : vldrbq_z_s16(src + c, pr), pr);
+  }
+}
+
+static void ek_dw_fill_mve(const ek_mm_t *p, const int8_t *in, int32_t oy, int32_t span, int32_t S) {
+  const int32_t in_c = p->in_c, kh = p->k_h, c0 = EK_MIN(p->pad_left, span);
+  const int32_t c1 = EK_MAX(EK_MIN(span, p->pad_left + p->in_w), c0);
+  const uint16x8_t off = vmulq_n_u16(vidupq_n_u16(0, 1), (uint16_t)S);
+  const int16x8_t z = vdupq_n_s16((int16_t)-p->in_offset);
+  int32_t ky, col;
+  for (ky = 0; ky < kh; ++ky) {
+    const int32_t iy = oy * p->stride_h - p->pad_top + ky * p->dil_h;
+    int8_t *d = p->scratch + ky;
+    if (oy < 0) { /* the padding columns, once a layer */
+      for (col = 0; col < c0; ++col) ek_dw_col_mve(d + col * kh, in, in_c, S, off, z, 1);
+      for (col = c1; col < span; ++col) ek_dw_col_mve(d + col * kh, in, in_c, S, off, z, 1);
+    } else if (iy < 0 || iy >= p->in_h) { /* a padding row */
+      for (col = c0; col < c1; ++col) ek_dw_col_mve(d + col * kh, in, in_c, S, off, z, 1);
+    } else if ((in_c & 7) == 0) { /* the hot case: whole scatters, the row's columns in one run of input */
+      const int8_t *src = in + (iy * p->in_w + c0 - p->pad_left) * in_c;
+      const int32_t n8 = in_c >> 3, dstep = 8 * S;
+      for (col = c0, d += c0 * kh; col < c1; ++col, d += kh) {
+        int8_t *dd = d;
+        int32_t k;
+        for (k = 0; k < n8; ++k, src += 8, dd += dstep) vstrbq_scatter_offset_s16(dd, off, vldrbq_s16(src));
+      }
+    } else {
+      const int8_t *src = in + (iy * p->in_w + c0 - p->pad_left) * in_c;
+      for (col = c0; col < c1; ++col, src += in_c) ek_dw_col_mve(d + col * kh, src, in_c, S, off, z, 0);
+    }
+  }
+}
+
+/* One output row, four channels (c..c + 3) at a time; `tail`: the last group, whose last channel's taps end the
+ * window (a predicated load, no read past it) and whose store may be partial. */
+EK_INLINE void ek_dw_group_mve(const ek_mm_t *p, const int8_t *x, int32_t S, int32_t c, int8_t *d, int tail) {
+  const int32_t in_c = p->in_c, step = p->stride_w * p->k_h, oo = p->out_offset;
+  const int32_t taps = p->k_h * p->k_w;
+  const int8_t *w = p->filter + taps * c;
+  const int32_t *q = p->qp + 2 * c;
+  const mve_pred16_t pt = vctp8q((uint32_t)taps), ps = vctp32q((uint32_t)(in_c - c));
+  const int8x16_t w0 = vldrbq_z_s8(w, pt), w1 = vldrbq_z_s8(w + taps, pt), w2 = vldrbq_z_s8(w + 2 * taps, pt);
+  const int8x16_t w3 = vldrbq_z_s8(w + 3 * taps, pt);
+  const int32_t b0 = q[0], b1 = q[2], b2 = q[4], b3 = q[6];
+  const int32x4_t m = vldrwq_gather_shifted_offset_s32(q, vidupq_n_u32(1, 2));
+  const int32x4_t nr = vmvnq_s32(vldrbq_s32(p->shift + c));
+  const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+  int32_t ox;
+  for (ox = 0; ox < p->out_w; ++ox, x += step, d += in_c) {
+    const int32_t a0 = vmladavaq_s8(b0, vldrbq_s8(x), w0), a1 = vmladavaq_s8(b1, vldrbq_s8(x + S), w1);
+    const int32_t a2 = vmladavaq_s8(b2, vldrbq_s8(x + 2 * S), w2);
+    const int32_t a3 = vmladavaq_s8(b3, tail ? vldrbq_z_s8(x + 3 * S, pt) : vldrbq_s8(x + 3 * S), w3);
+    const int32x4_t v = ek_rq4v(ek_pack4(a0, a1, a2, a3), m, nr, oo, lo, hi);
+    if (tail) {
+      vstrbq_p_s32(d, v, ps);
+    } else {
+      vstrbq_s32(d, v);
+    }
+  }
+}
+
+#if EK_MVE_ASM
+/* ek_dw_group_mve for `groups` full groups of 4 channels (not the layer's last group: its last channel's 16-byte
+ * load would read past the window) in one assembly function: the four VMLADAVA sums need even registers, and the
+ * four filter rows stay in q4..q7 across the row; the biases and the clamp bounds wait on the stack (the eight
+ * vector registers are taken), the sums go there by one STM and come back as one vector (the narrowing store
+ * takes a low base register: r0, free once the sums are stored). */
+typedef struct {
+  const int8_t *x;       /* the window at the first group's first channel (advances a group a pass) */
+  const int8_t *w;       /* its filter rows (taps bytes a channel, loaded predicated: zeros past the taps) */
+  const int32_t *qp;     /* (bias, multiplier) per channel */
+  const int8_t *sh;      /* s = r - 1 per channel */
+  int8_t *d;             /* the row's output at the first group's channel */
+  int32_t S, step, in_c, out_w, groups; /* window bytes a channel, a pixel; output pixel step; pixels; groups */
+  int32_t oo, lo, hi;    /* output offset, activation range */
+  int32_t taps;          /* k_h * k_w */
+} ek_dwv_t;
+
+void ek_dw_mve_groups(ek_dwv_t *a);
+__asm__(".pushsection .text.ek_dw_mve_groups,\"ax\",%progbits\n\t.syntax unified\n\t.thumb\n\t.align 2\n\t"
+        ".type ek_dw_mve_groups, %function\n\t.thumb_func\n"
+        "ek_dw_mve_groups:\n\t"
+        "push {r4-r11, lr}\n\tvpush {d8-d15}\n\tsub sp, #64\n\tmov r9, r0\n\t"
+        "ldr r0, [r9, #44]\n\tvdup.32 q0, r0\n\tvstrw.32 q0, [sp, #32]\n\t"
+        "ldr r0, [r9, #48]\n\tvdup.32 q0, r0\n\tvstrw.32 q0, [sp, #48]\n\t"
+        "ldr r10, [r9, #24]\n\tldr r11, [r9, #28]\n\tldr lr, [r9, #40]\n"
+        "1:\n\t"
+        "ldr r1, [r9, #0]\n\tldr r0, [r9, #20]\n\tadd r3, r1, r0\n\tadd r5, r3, r0\n\tadd r7, r5, r0\n\t"
+        "add r2, r7, r0\n\tstr r2, [r9, #0]\n\t"
+        "ldr r2, [r9, #4]\n\tldr r0, [r9, #52]\n\tadd r4, r2, r0\n\tadd r6, r4, r0\n\tadd r12, r6, r0\n\t"
+        "vctp.8 r0\n\tvpstttt\n\tvldrbt.u8 q4, [r2]\n\tvldrbt.u8 q5, [r4]\n\tvldrbt.u8 q6, [r6]\n\t"
+        "vldrbt.u8 q7, [r12]\n\tadd r2, r12, r0\n\tstr r2, [r9, #4]\n\t"
+        "ldr r2, [r9, #8]\n\tvld20.32 {q2, q3}, [r2]\n\tvld21.32 {q2, q3}, [r2]!\n\tstr r2, [r9, #8]\n\t"
+        "vstrw.32 q2, [sp, #16]\n\t"
+        "ldr r2, [r9, #12]\n\tvldrb.s32 q2, [r2], #4\n\tstr r2, [r9, #12]\n\tvmvn q2, q2\n\t"
+        "ldr r8, [r9, #16]\n\tadds r2, r8, #4\n\tstr r2, [r9, #16]\n\tldr r12, [r9, #32]\n"
+        "2:\n\t"
+        "vldrb.u8 q0, [r1]\n\tadd r1, r10\n\tvmladav.s8 r0, q0, q4\n\t"
+        "vldrb.u8 q0, [r3]\n\tadd r3, r10\n\tvmladav.s8 r2, q0, q5\n\t"
+        "vldrb.u8 q0, [r5]\n\tadd r5, r10\n\tvmladav.s8 r4, q0, q6\n\t"
+        "vldrb.u8 q0, [r7]\n\tadd r7, r10\n\tvmladav.s8 r6, q0, q7\n\t"
+        "stm sp, {r0, r2, r4, r6}\n\tvldrw.u32 q1, [sp]\n\tvldrw.u32 q0, [sp, #16]\n\tvadd.i32 q1, q1, q0\n\t"
+        "vqrdmulh.s32 q1, q1, q3\n\tvshr.u32 q0, q1, #31\n\tvsub.i32 q1, q1, q0\n\tvrshl.s32 q1, q1, q2\n\t"
+        "vadd.i32 q1, q1, lr\n\tvldrw.u32 q0, [sp, #32]\n\tvmax.s32 q1, q1, q0\n\tvldrw.u32 q0, [sp, #48]\n\t"
+        "vmin.s32 q1, q1, q0\n\tmov r0, r8\n\tvstrb.32 q1, [r0]\n\tadd r8, r11\n\tsubs r12, #1\n\tbne 2b\n\t"
+        "ldr r0, [r9, #36]\n\tsubs r0, #1\n\tstr r0, [r9, #36]\n\tbne 1b\n\t"
+        "add sp, #64\n\tvpop {d8-d15}\n\tpop {r4-r11, pc}\n\t"
+        ".size ek_dw_mve_groups, .-ek_dw_mve_groups\n\t.popsection");
+#endif
+
+/* Where ek_dw_q* take the Helium path, as layout.py dw_layout decides when it writes the Helium filter: dilation 1
+ * across, at most 16 taps, and at least 16 window bytes a channel (a 16-byte load from any channel but the last
+ * then stays inside the window; the last one's is predicated). */
+#define EK_DW_MVE(p) \
+  ((p)->dil_w == 1 && (p)->k_h * (p)->k_w <= 16 && (((p)->out_w - 1) * (p)->stride_w + (p)->k_w) * (p)->k_h >= 16)
+
+static void ek_dw_mve(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
+  const int32_t in_c = p->in_c, c4 = (in_c + 3) & ~3, row = p->out_w * in_c, in_row = p->in_w * in_c;
+  const int32_t span = (p->out_w - 1) * p->stride_w + p->k_w, S = span * p->k_h;
+  const int8_t *in_end = in + p->in_h * in_row;
+  int32_t oy, c;
+  ek_dw_fill_mve(p, in, -1, span, S);
+  for (oy = 0; oy < p->out_h; ++oy) {
+    /* the row buffer only when this output row would overwrite input a later row still reads */
+    const int32_t next = EK_MIN(EK_MAX((oy + 1) * p->stride_h - p->pad_top, 0), p->in_h);
+    int8_t *direct = out + oy * row;
+    const int in_place = tmp && direct + row > in + next * in_row && direct < in_end && next < p->in_h;
+    int8_t *dst = in_place ? tmp : direct;
+    ek_dw_fill_mve(p, in, oy, span, S);
+    c = 0;
+#if EK_MVE_ASM
+    if (c4 > 4) { /* every group but the last */
+      ek_dwv_t a;
+      a.x = p->scratch;
+      a.w = p->filter;
+      a.qp = p->qp;
+      a.sh = p->shift;
+      a.d = dst;
+      a.S = S;
+      a.step = p->stride_w * p->k_h;
+      a.in_c = in_c;
+      a.out_w = p->out_w;
+      a.groups = (c4 >> 2) - 1;
+      a.oo = p->out_offset;
+      a.lo = p->act_min;
+      a.hi = p->act_max;
+      a.taps = p->k_h * p->k_w;
+      ek_dw_mve_groups(&a);
+      c = c4 - 4;
+    }
+#else
+    for (; c + 4 < c4; c += 4) ek_dw_group_mve(p, p->scratch + c * S, S, c, dst + c, 0);
+#endif
+    ek_dw_group_mve(p, p->scratch + c * S, S, c, dst + c, 1);
+    if (in_place) ek_copy(direct, tmp, row);
+  }
+}
+#endif
+
 EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
   const int32_t in_c = p->in_c, out_w = p->out_w, row = out_w * in_c, kh = p->k_h, kw = p->k_w;
   const int32_t groups = (in_c + 3) / 4, cstep = kh * 4;
@@ -1168,9 +1552,25 @@ EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t
 #endif
 }
 
-void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_dw_run(p, in, out, tmp, 1); }
+void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
+#if EK_MVE
+  if (EK_DW_MVE_ALL || EK_DW_MVE(p)) { /* the Helium filter layout (layout.py dw_layout) */
+    ek_dw_mve(p, in, out, tmp);
+    return;
+  }
+#endif
+  ek_dw_run(p, in, out, tmp, 1);
+}
 
-void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_dw_run(p, in, out, tmp, 2); }
+void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
+#if EK_MVE
+  if (EK_DW_MVE_ALL || EK_DW_MVE(p)) { /* the Helium filter layout (layout.py dw_layout) */
+    ek_dw_mve(p, in, out, tmp);
+    return;
+  }
+#endif
+  ek_dw_run(p, in, out, tmp, 2);
+}
 
 /* One function per requantization mode, so a firmware links only the ones its layers use. */
 void ek_conv_mm(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 0); }
@@ -1362,7 +1762,26 @@ EK_INLINE void ek_pool(const ek_conv_t *p, const int8_t *in, int8_t *out, int8_t
       const int32_t ix0 = ox * p->stride_w - p->pad_left;
       const int32_t x0 = EK_MAX(0, -ix0), x1 = EK_MIN(p->k_w, p->in_w - ix0);
       c = 0;
-#if EK_DSP
+#if EK_MVE
+      if (average && p->k_h * p->k_w <= 256) { /* 8 channels per vector: halfword sums cannot overflow */
+        const int32_t count = (y1 - y0) * (x1 - x0), half = count / 2;
+        for (; c + 8 <= p->out_c && count > 0; c += 8) {
+          int16x8_t sum = vdupq_n_s16(0);
+          int16_t v[8];
+          int32_t k;
+          for (y = y0; y < y1; ++y) {
+            const int8_t *px = in + ((iy0 + y) * p->in_w + ix0 + x0) * p->in_c + c;
+            for (x = x0; x < x1; ++x, px += p->in_c) sum = vaddq_s16(sum, vldrbq_s16(px));
+          }
+          vst1q_s16(v, sum);
+          for (k = 0; k < 8; ++k) {
+            const int32_t a = v[k] > 0 ? (v[k] + half) / count : (v[k] - half) / count;
+            dst[ox * p->out_c + c + k] = ek_clamp(a, p->act_min, p->act_max);
+          }
+        }
+      }
+#endif
+#if EK_DSP && !EK_MVE
       if (average && p->k_h * p->k_w <= 256) { /* 4 channels per word: halfword sums cannot overflow */
         const int32_t count = (y1 - y0) * (x1 - x0), half = count / 2;
         for (; c + 4 <= p->out_c && count > 0; c += 4) {
@@ -1483,6 +1902,14 @@ EK_INLINE int32_t ek_rshift(int32_t x, int32_t e) {
   return (x >> e) + ((x & mask) > (mask >> 1) + (int32_t)((uint32_t)x >> 31) ? 1 : 0);
 }
 
+#if EK_MVE
+/* ek_rshift of 4 lanes: for e >= 1 ties away from zero is VRSHL's round-half-up of x - (x < 0); `neg` is all
+ * ones for e >= 1 and zero for e = 0 (no shift, no correction). */
+EK_INLINE int32x4_t ek_rshift_mve(int32x4_t x, int32_t e, int32x4_t neg) {
+  return vrshlq_n_s32(vaddq_s32(x, vandq_s32(vshrq_n_s32(x, 31), neg)), -e);
+}
+#endif
+
 /* ADD of two same-shape tensors, one flat loop. TFLite's int8 add: left shift 20 (<= 22 checked when generated),
  * multipliers below one, so |(x + offset) << 20| < 2^28, |a + b| < 2^29, and each ek_srdhm is SMMULR of the
  * doubled value, exactly. */
@@ -1492,8 +1919,22 @@ void ek_add_flat(const ek_add_t *p, const int8_t *in1, const int8_t *in2, int8_t
   const int32_t m1 = p->in1_mult, m2 = p->in2_mult, mo = p->out_mult;
   const int32_t e1 = -p->in1_shift, e2 = -p->in2_shift, eo = -p->out_shift;
   const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-  int32_t i;
-  for (i = 0; i < n; ++i) {
+  int32_t i = 0;
+#if EK_MVE
+  if (e1 >= 0 && e2 >= 0 && eo >= 0) { /* 4 elements a vector (TFLite's add shifts right: e >= 0) */
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    const int32x4_t n1 = vdupq_n_s32(e1 ? -1 : 0), n2 = vdupq_n_s32(e2 ? -1 : 0), no = vdupq_n_s32(eo ? -1 : 0);
+    for (; i + 4 <= n; i += 4) { /* SMMULR(x << ls, m) is VQRDMULH(x << (ls - 1), m) */
+      const int32x4_t xa = vshlq_r_s32(vaddq_n_s32(vldrbq_s32(in1 + i), o1), ls - 1);
+      const int32x4_t xb = vshlq_r_s32(vaddq_n_s32(vldrbq_s32(in2 + i), o2), ls - 1);
+      const int32x4_t a = ek_rshift_mve(vqrdmulhq_n_s32(xa, m1), e1, n1);
+      const int32x4_t b = ek_rshift_mve(vqrdmulhq_n_s32(xb, m2), e2, n2);
+      const int32x4_t v = vaddq_n_s32(ek_rshift_mve(vqrdmulhq_n_s32(vaddq_s32(a, b), mo), eo, no), oo);
+      vstrbq_s32(out + i, vminq_s32(vmaxq_s32(v, vlo), vhi));
+    }
+  }
+#endif
+  for (; i < n; ++i) {
     const int32_t a = ek_rshift(ek_smmulr((int32_t)((uint32_t)(in1[i] + o1) << ls), m1), e1);
     const int32_t b = ek_rshift(ek_smmulr((int32_t)((uint32_t)(in2[i] + o2) << ls), m2), e2);
     int32_t v = ek_rshift(ek_smmulr((a + b) * 2, mo), eo) + oo;
