@@ -3,19 +3,23 @@
     .venv/bin/python scripts/bench_kernels.py --label after     # ~2-4 min on one core
     .venv/bin/python scripts/bench_kernels.py --label after --keep-as after-v1   # keep the last run to compare
 
-Models (built with tests/tflite_builder.py, random int8 weights): a keyword-spotting DS-CNN shaped like MLPerf
-Tiny's (49x10x1 input, PAD + 10x4 stride-2 depthwise to 64 channels, 4 x (3x3 depthwise + 1x1 conv, 64
-channels), average pool, fully connected 12: 2,656,768 MACs) and single-operator models with the ResNet-student
-layer shapes of issue 14's table (conv 3x3 24->24 on 8x8, conv 3x3 stride 2 24->48 out 3x3, conv 3x3 48->48 on
-3x3, ADD 8x8x24). For each: edgekd generates the C, links it into the profile's budgets, runs it on the
-profile's QEMU board over seeded random inputs and compares every output byte with the TFLite Micro
-interpreter; then one invoke is counted under unicorn (instructions) and charged by edgekd's Cortex-M4/M7 cycle
-model (edgekd/emulate/timing_m.py), per kernel call; the M55 is counted whole-model by QEMU's TCG plugin. The
-CMSIS-NN figures are the ones issue 14 reports (CMSIS-NN built -O2, same counters). ``--label`` keeps one run per
-label in docs/bench_kernels.json (``before``: the kernels before issue 14's work) and the table in
-docs/benchmarks.md shows the latest label next to ``before`` (instructions) and, with ``--keep-as``, next to the
-run it replaced (M4 cycles per layer). The KWS model is also built for size (``generate_c(small=True)``:
-EK_SMALL, the C DSP paths without the assembly kernels) on the M4, checked and counted the same way.
+Models (built with tests/tflite_builder.py, random int8 weights): a keyword-spotting DS-CNN shaped like MLPerf Tiny's
+(49x10x1 input, PAD + 10x4 stride-2 depthwise to 64 channels, 4 x (3x3 depthwise + 1x1 conv, 64 channels), average
+pool, fully connected 12: 2,656,768 MACs) and single-operator models with the ResNet-student layer shapes of issue
+14's table (conv 3x3 24->24 on 8x8, conv 3x3 stride 2 24->48 out 3x3, conv 3x3 48->48 on 3x3, ADD 8x8x24). For each:
+edgekd generates the C, links it into the profile's budgets, runs it on the profile's QEMU board over seeded random
+inputs and compares every output byte with the TFLite Micro interpreter; then one invoke is counted under unicorn
+(instructions) and charged by edgekd's Cortex-M4/M7 cycle model (edgekd/emulate/timing_m.py), per kernel call; the M55
+is counted by QEMU's TCG plugin, whole-model (runs of 1 and 2 inputs, the difference) and per kernel call
+(scripts/qemu_call_marks.c: a count noted at every block of edgekd_invoke, which runs between two kernel calls), and
+its whole invoke and each kernel call are charged in cycles by edgekd's beat-wise M55 model
+(edgekd/emulate/timing_m55.py; per translated block counts, snapshot by the tb_profile plugin at every block of
+edgekd_invoke for the per-call figures, whose instructions must equal qemu_call_marks'). The CMSIS-NN figures are the
+ones issue 14 reports (CMSIS-NN built -O2, same counters). ``--label`` keeps one run per label in
+docs/bench_kernels.json (``before``: the kernels before issue 14's work) and the table in docs/benchmarks.md shows the
+latest label next to ``before`` (instructions) and, with ``--keep-as``, next to the run it replaced (M4 cycles per
+layer). The KWS model is also built for size (``generate_c(small=True)``: EK_SMALL, the C DSP paths without the
+assembly kernels) on the M4, checked and counted the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +49,7 @@ from edgekd.codegen import generate_c  # noqa: E402
 from edgekd.codegen.board import build_board  # noqa: E402
 from edgekd.emulate.cortex_m import count_on_qemu, run_board  # noqa: E402
 from edgekd.emulate.timing_m import FLASH, time_invoke  # noqa: E402
+from edgekd.emulate.timing_m55 import time_calls_on_qemu, time_on_qemu  # noqa: E402
 from edgekd.io import atomic_path  # noqa: E402
 from edgekd.targets import load_target  # noqa: E402
 from edgekd.verify.tflm import min_arena  # noqa: E402
@@ -67,6 +74,34 @@ M4, M7, M55 = "nrf52840-dk", "stm32f746g-disco", "alif-ensemble-e3"
 MLPERF_M4_MS = 43.4  # MLPerf Tiny closed division record, DS-CNN KWS on a 120 MHz Cortex-M4 (issue 14)
 
 
+def m55_layer_counts(build: Any, target: Any, sample: np.ndarray, output_size: int, ops: int,
+                     work: Path) -> list[int] | None:
+    """Instructions of each kernel call of one invoke on the QEMU board (scripts/qemu_call_marks.c), or None
+    without gcc, QEMU's plugin header or the symbol."""
+    from edgekd.emulate.qemu_plugin import plugin_header
+
+    header, gcc, nm = plugin_header(), shutil.which("gcc"), shutil.which("arm-none-eabi-nm")
+    if header is None or gcc is None or nm is None:
+        return None
+    plugin = work / "qemu_call_marks.so"
+    if not plugin.is_file():
+        subprocess.run([gcc, "-shared", "-fPIC", "-O2", f"-I{header}", str(ROOT / "scripts" / "qemu_call_marks.c"),
+                        "-o", str(plugin)], check=True, capture_output=True)
+    span = None
+    for line in subprocess.run([nm, "-S", str(build.elf)], capture_output=True, text=True).stdout.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[3] == "edgekd_invoke":
+            span = (int(f[0], 16) & ~1, (int(f[0], 16) & ~1) + int(f[1], 16))
+    if span is None:
+        return None
+    out = work / "marks.txt"
+    run = run_board(build, target, np.asarray(sample, np.int8)[None], output_size, 300,
+                    f"{plugin},out={out},lo={span[0]},hi={span[1]}")
+    marks = [int(v) for v in out.read_text().split()] if run.ok and out.is_file() else []
+    steps = np.diff(marks).tolist()
+    return steps[1:1 + ops] if len(steps) == ops + 2 else None  # before the first call, after the last
+
+
 def measure(name: str, model: bytes, work: Path, samples: int) -> dict[str, Any]:
     """Bit-exactness on each board, counted instructions and modelled cycles per kernel call."""
     path = work / f"{re.sub(r'[^A-Za-z0-9]+', '_', name)}.tflite"
@@ -88,7 +123,17 @@ def measure(name: str, model: bytes, work: Path, samples: int) -> dict[str, Any]
                                "tflm_arena_bytes": tflm_arena, "macs": gen.macs, "ops": gen.ops}
         if target_name == M55:
             row["instructions"] = count_on_qemu(build, target, x[0], gen.output_size, 300)
-            row["counter"] = "qemu-system-arm TCG plugin (whole invoke)"
+            row["counter"] = "qemu-system-arm TCG plugin (whole invoke; per kernel call: scripts/qemu_call_marks.c)"
+            m55 = time_on_qemu(build, target, x[0], gen.output_size, 300)  # per-block counts, beat-wise MVE table
+            row.update(cycles=m55.cycles, clock_mhz=target.cpu.clock_mhz, ms=round(m55.ms(target.cpu.clock_mhz), 3),
+                       cycle_model="edgekd.emulate.timing_m55 (whole invoke)")
+            per_call = m55_layer_counts(build, target, x[0], gen.output_size, len(gen.ops), work)
+            calls = time_calls_on_qemu(build, target, x[0], gen.output_size, 300).calls(len(gen.ops)) or []
+            if per_call and calls and [c.instructions for c in calls] != per_call:
+                raise SystemExit(f"{name}: tb_profile's per-call instructions differ from qemu_call_marks'")
+            row["layer_cycle_model"] = "edgekd.emulate.timing_m55 per kernel call (tb_profile marks)"
+            row["layers"] = [{"op": op, "instructions": n, **({"cycles": calls[k].cycles} if k < len(calls) else {})}
+                             for k, (op, n) in enumerate(zip(gen.ops, per_call or [], strict=False))]
         else:
             timed = time_invoke(build, target, x[0])
             steps = timed.segments[2:-1] if len(timed.segments) == len(gen.ops) + 3 else []
@@ -119,20 +164,25 @@ def measure(name: str, model: bytes, work: Path, samples: int) -> dict[str, Any]
 
 
 def rows_of(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any] | None, dict | None]]:
-    """(table label, M4 figures, M7 figures, M55 figures) for whole models and single layers."""
+    """(table label, M4 figures, M7 figures, M55 figures) for whole models and single layers. M55 per layer: the
+    kernel call's count where the run has them (runs before issue 14's Helium round: the whole single-layer invoke,
+    none for the KWS layers and the ADD)."""
     rows = []
     for r in results:
+        m55_layers = r[M55].get("layers") or []
         if r["model"] == "kws":
             rows.append(("kws", r[M4], r[M7], r[M55]))
             for i, label in KWS_LAYERS.items():
                 m4 = next((ly for k, ly in enumerate(r[M4]["layers"]) if k == i - 1), None)
                 m7 = next((ly for k, ly in enumerate(r[M7]["layers"]) if k == i - 1), None)
+                m55 = m55_layers[i - 1] if len(m55_layers) >= i else None
                 if m4:
-                    rows.append((label, m4, m7, None))
+                    rows.append((label, m4, m7, m55))
         else:
             layer = r[M4]["layers"][-1] if r[M4]["layers"] else r[M4]
             m7 = r[M7]["layers"][-1] if r[M7]["layers"] else r[M7]
-            rows.append((r["model"], layer, m7, r[M55] if r["model"] != "ADD 8x8x24" else None))
+            m55 = m55_layers[-1] if m55_layers else (r[M55] if r["model"] != "ADD 8x8x24" else None)
+            rows.append((r["model"], layer, m7, m55))
     return rows
 
 
@@ -145,19 +195,21 @@ def table(data: dict[str, Any], label: str, previous: str | None = None) -> str:
     shown = previous if last else None
     lines = ["| layer / model | edgekd M4 instr. | before | CMSIS-NN M4 | ratio | M4 cycles (model) | "
              + (f"M4 cycles ({shown}) | " if shown else "") + "cycles/instr. "
-             "| edgekd M7 instr. | M7 cycles (model) | edgekd M55 instr. | CMSIS-NN M55 (MVE) | ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if shown else "")]
+             "| edgekd M7 instr. | M7 cycles (model) | edgekd M55 instr. | CMSIS-NN M55 (MVE) | ratio "
+             "| M55 cycles (model) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if shown else "")]
     for name, m4, m7, m55 in rows_of(now["results"]):
         cm4, cm55 = CMSIS.get(name, (None, None))
         old = prev.get(name, {}).get("instructions")
         was = last.get(name, {}).get("cycles")
         m55n = m55["instructions"] if m55 else None
+        m55c = m55.get("cycles") if m55 else None
         lines.append(f"| {name} | {m4['instructions']:,} | {f'{old:,}' if old else '-'} | {cm4:,} | "
                      f"{m4['instructions'] / cm4:.2f} | {m4['cycles']:,} | "
                      + (f"{f'{was:,}' if was else '-'} | " if shown else "")
                      + f"{m4['cycles'] / m4['instructions']:.2f} | "
                      f"{m7['instructions']:,} | {m7['cycles']:,} | {f'{m55n:,}' if m55n else '-'} | "
-                     f"{cm55:,} | {f'{m55n / cm55:.2f}' if m55n else '-'} |")
+                     f"{cm55:,} | {f'{m55n / cm55:.2f}' if m55n else '-'} | {f'{m55c:,}' if m55c else '-'} |")
     kws = next(r for r in now["results"] if r["model"] == "kws")
     m4 = kws[M4]
     at = m4["at_120mhz"]
@@ -169,9 +221,12 @@ def table(data: dict[str, Any], label: str, previous: str | None = None) -> str:
               f"| instructions / invoke | {m4['instructions']:,} | {kws[M7]['instructions']:,} | "
               f"{kws[M55]['instructions']:,} |",
               f"| cycles (edgekd model, no flash waits) | {m4['cycles']:,} ({m4['cycles'] / m4['macs']:.2f}/MAC) | "
-              f"{kws[M7]['cycles']:,} | - |",
+              f"{kws[M7]['cycles']:,} | "
+              + (f"{kws[M55]['cycles']:,} ({kws[M55]['cycles'] / m4['macs']:.2f}/MAC; timing_m55) |"
+                 if kws[M55].get("cycles") else "- |"),
               f"| ms at the profile clock | {m4['ms']} ({m4['clock_mhz']:g} MHz) | {kws[M7]['ms']} "
-              f"({kws[M7]['clock_mhz']:g} MHz) | - |",
+              f"({kws[M7]['clock_mhz']:g} MHz) | "
+              + (f"{kws[M55]['ms']} ({kws[M55]['clock_mhz']:g} MHz) |" if kws[M55].get("ms") else "- |"),
               f"| ms at 120 MHz (MLPerf Tiny record {MLPERF_M4_MS} ms) | {at['ms_no_wait']} (0 wait states), "
               f"{at['ms_l4r5_flash']} (STM32L4R5 flash model) | - | - |",
               f"| flash (ELF) | {m4['flash_bytes']:,} | {kws[M7]['flash_bytes']:,} | {kws[M55]['flash_bytes']:,} |",

@@ -277,7 +277,8 @@ def check(pair: str, work: Path) -> dict[str, Any]:
     from edgekd.codegen.board import build_board
     from edgekd.data import get_spec
     from edgekd.emulate.cortex_m import count_invoke
-    from edgekd.emulate.timing_m import count_segments, time_invoke
+    from edgekd.emulate.timing_m import Segment, count_segments, time_invoke
+    from edgekd.emulate.timing_m55 import time_calls_on_qemu
     from edgekd.export.tflite import export_tflite_int8
     from edgekd.planner import plan
     from edgekd.students import build_student, model_input_shape
@@ -302,8 +303,11 @@ def check(pair: str, work: Path) -> dict[str, Any]:
     core = target.cpu.core
     if core in ("cortex-m4", "cortex-m7"):
         segments = time_invoke(build, target, x).segments
-    else:  # the M0+ per kernel call under unicorn; the M55 (QEMU's plugin) is counted whole-model only
-        segments = [] if core == "cortex-m55" else count_segments(build, target, x).segments
+    elif core == "cortex-m55":  # per kernel call: tb_profile's block counts between edgekd_invoke's blocks
+        calls = time_calls_on_qemu(build, target, x, gen.output_size, 300).calls(len(gen.ops)) or []
+        segments = [Segment(c.segments[0].function if c.segments else "?", c.instructions, c.cycles) for c in calls]
+    else:  # the M0+ per kernel call under unicorn
+        segments = count_segments(build, target, x).segments
     fits = costmodel.mcu_calibration()["cores"][core]["classes"]
     kernels = [s for s in segments if s.function not in ("edgekd_invoke", "ek_copy")]
     layers = []

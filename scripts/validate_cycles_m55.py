@@ -1,7 +1,8 @@
 """The Cortex-M55 cycle model (edgekd/emulate/timing_m55.py) on sequences whose timing its sources state, and on
-the KWS DS-CNN whole model; writes docs/cycle_validation_m55.json and the `m55cycles` table of docs/benchmarks.md.
+the KWS DS-CNN, whole model and per kernel call (``time_calls_on_qemu``); writes docs/cycle_validation_m55.json
+and the `m55cycles` table of docs/benchmarks.md.
 
-    .venv/bin/python scripts/validate_cycles_m55.py     # ~30 s (one KWS build, two QEMU runs)
+    .venv/bin/python scripts/validate_cycles_m55.py     # ~30 s (one KWS build, three QEMU runs)
 
 Each sequence is charged as a counted run charges a translated block (``block_cycles``: steady state, the second
 of two passes; ``loop_cycles`` adds the taken branch). The "stated" column is what the source says or what its
@@ -25,7 +26,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from benchdocs import replace_section  # noqa: E402
 
-from edgekd.emulate.timing_m55 import block_cycles, classify, disassemble, loop_cycles, time_on_qemu  # noqa: E402
+from edgekd.emulate.timing_m55 import (  # noqa: E402
+    block_cycles,
+    classify,
+    disassemble,
+    loop_cycles,
+    time_calls_on_qemu,
+    time_on_qemu,
+)
 from edgekd.io import write_json  # noqa: E402
 
 # (name, instructions, stated cycles, where the figure comes from)
@@ -65,6 +73,7 @@ def kws_profile(work: Path) -> dict[str, Any]:
     build = build_board(work / "c", target)
     x = np.random.default_rng(2).integers(-128, 128, size=gen.input_shape[1:], dtype=np.int8)
     timed = time_on_qemu(build, target, x, gen.output_size, 300)
+    calls = time_calls_on_qemu(build, target, x, gen.output_size, 300).calls(len(gen.ops)) or []
     ops = disassemble(build.elf)
     loop = _mm_loop(ops)
     cpi = float(CORES[target.cpu.core].cpi or 0)
@@ -75,7 +84,12 @@ def kws_profile(work: Path) -> dict[str, Any]:
             "old_cycles_instructions_x_cpi": round(timed.instructions * cpi), "old_cpi": cpi,
             "per_function": [{"function": s.function, "instructions": s.instructions, "cycles": s.cycles}
                              for s in timed.segments],
-            "mm_inner_loop": loop}
+            "mm_inner_loop": loop,
+            "per_call": [{"op": op, "instructions": c.instructions, "cycles": c.cycles}
+                         for op, c in zip(gen.ops, calls, strict=True)],
+            "per_call_gap": {"instructions": timed.instructions - sum(c.instructions for c in calls),
+                             "cycles": timed.cycles - sum(c.cycles for c in calls),
+                             "what": "the invoke's entry/exit blocks and the harness loop"}}
 
 
 def _mm_loop(ops: dict) -> dict[str, Any] | None:
@@ -106,6 +120,14 @@ def table(rows: list[dict[str, Any]], kws: dict[str, Any]) -> str:
     if loop:
         lines.append(f"| ek_mm_mve_2px 16-tap loop ({loop['instructions']} instructions, 128 MACs) | "
                      f"{loop['cycles']} cycles ({loop['bound']}) |")
+    if kws.get("per_call"):
+        gap = kws["per_call_gap"]
+        lines += ["", "| kernel call (tb_profile marks at edgekd_invoke's blocks) | instructions | cycles | CPI |",
+                  "|---|---|---|---|"]
+        for k, c in enumerate(kws["per_call"]):
+            lines.append(f"| {k}: {c['op']} | {c['instructions']:,} | {c['cycles']:,} | "
+                         f"{c['cycles'] / max(c['instructions'], 1):.2f} |")
+        lines.append(f"| not in a call ({gap['what']}) | {gap['instructions']:,} | {gap['cycles']:,} | |")
     lines += ["", "| function (whole invoke) | instructions | cycles | CPI |", "|---|---|---|---|"]
     for s in kws["per_function"][:8]:
         lines.append(f"| {s['function']} | {s['instructions']:,} | {s['cycles']:,} | "

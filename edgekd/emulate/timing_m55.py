@@ -366,3 +366,64 @@ def time_on_qemu(build: BoardBuild, target: Target, sample: np.ndarray, output_s
                            "wrote no block profile")
     elf = Path(build.elf)
     return charge(two.minus(one), disassemble(elf), _symbols(elf))
+
+
+def read_phases(path: Path) -> dict[int, Profile]:
+    """tb_profile's per-mark phases ("cb PHASE START N END COUNT TAKEN" lines), phase -> block profile."""
+    phases: dict[int, dict[tuple[int, int, int], list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for line in path.read_text().splitlines():
+        if line.startswith("cb "):
+            _, ph, start, n, end, count, taken = line.split()
+            b = phases[int(ph)][(int(start, 16), int(n), int(end, 16))]
+            b[0] += int(count)
+            b[1] += int(taken)
+    return {k: Profile(dict(v)) for k, v in sorted(phases.items())}
+
+
+@dataclass
+class CallTiming:
+    """One invoke's run split at the blocks of ``edgekd_invoke``: ``phases[0]`` before its first block, then one
+    per block of it (the block and the kernel it calls), the last after it; ``total`` is the whole run."""
+
+    phases: list[Timed]
+    total: Timed
+
+    def calls(self, ops: int) -> list[Timed] | None:
+        """The ``ops`` kernel calls: the phases between marks less the first (the invoke's entry) and the last
+        (its exit), as scripts/bench_kernels.py's instruction marks take them; None when the count differs."""
+        between = self.phases[1:-1]
+        return between[1:1 + ops] if len(between) == ops + 2 else None
+
+
+def time_calls_on_qemu(build: BoardBuild, target: Target, sample: np.ndarray, output_size: int,
+                       timeout: float) -> CallTiming:
+    """One run of ``sample`` on the QEMU board with tb_profile marking every block of ``edgekd_invoke``, each
+    phase charged by the M55 model. Why: per kernel call cycles, which add up to the run's cycles exactly (each
+    block is charged the same way in every phase). Raises EdgekdError without the plugin or the symbol."""
+    import tempfile
+
+    from edgekd.emulate import cache_dir
+    from edgekd.emulate.cortex_m import run_board
+    from edgekd.emulate.qemu_plugin import build_plugin
+
+    plugin = build_plugin(cache_dir() / "plugins", "tb_profile.c")
+    if plugin is None:
+        raise EdgekdError("QEMU's plugin header is missing (scripts/install_emulators.sh installs it)")
+    elf = Path(build.elf)
+    nm = require_tool("arm-none-eabi-nm", "gcc-arm-none-eabi")
+    span = None
+    for line in subprocess.run([nm, "-S", str(elf)], capture_output=True, text=True).stdout.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[3] == "edgekd_invoke":
+            span = (int(f[0], 16) & ~1, (int(f[0], 16) & ~1) + int(f[1], 16))
+    if span is None:
+        raise EdgekdError(f"{elf} has no edgekd_invoke symbol: build it with edgekd's board harness")
+    with tempfile.TemporaryDirectory(prefix="edgekd-calls-") as tmp:
+        out = Path(tmp) / "calls.txt"
+        run = run_board(build, target, np.asarray(sample, np.int8)[None], output_size, timeout,
+                        f"{plugin},out={out},lo={span[0]},hi={span[1]}")
+        if not run.ok or not out.is_file():
+            raise EdgekdError(f"the QEMU plugin wrote no per-call block profile ({run.error or 'no output'})")
+        phases, total = read_phases(out), Profile.read(out)
+    ops, fns = disassemble(elf), _symbols(elf)
+    return CallTiming([charge(p, ops, fns) for p in phases.values()], charge(total, ops, fns))
