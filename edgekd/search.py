@@ -66,6 +66,11 @@ class SearchSettings:
     #: Narrows the families' spaces: only draws whose parameter takes one of these values (``--space
     #: resolution=none,24``: no input shrunk below 24 px).
     space: dict[str, list[Any]] | None = None
+    #: With a figure: each draw that fits the cost model's budgets is also exported (seed-0 untrained weights,
+    #: int8) and its generated C counted on the target's emulated core (:func:`count_untrained`); only draws at
+    #: or under this many counted ms become trials, and ``pool`` keeps those nearest it (the MAC-linear estimate
+    #: ranks an inverted-residual student at 0.37x a DS-CNN whose C it takes 0.61x the time of).
+    counted_latency_ms: float | None = None
 
     def rungs(self) -> list[int]:
         """Epochs per rung: min_epochs x eta^k up to max_epochs (the last rung is max_epochs)."""
@@ -95,6 +100,11 @@ class Trial:
         return self.rungs[-1]["val_accuracy"] if self.rungs else float("nan")
 
     @property
+    def latency_ms(self) -> float:
+        """The latency the search compares trials on: counted when the search counted it, else estimated."""
+        return float(self.predicted.get("latency_ms_counted", self.predicted["latency_ms"]))
+
+    @property
     def fidelity(self) -> int:
         return int(self.rungs[-1]["epochs"]) if self.rungs else 0
 
@@ -121,6 +131,7 @@ class SearchResult:
     executor: str
     wall_s: float
     timings: dict[str, float] = field(default_factory=dict)  # sample_s, executor_start_s, trials_s
+    counted: int = 0  # candidates exported and counted on the emulated core (``counted_latency_ms``)
 
     @property
     def passed(self) -> bool:
@@ -137,7 +148,7 @@ class SearchResult:
         return {"format": FORMAT, "target": self.target, "task": self.task, "settings": asdict(self.settings),
                 "budgets": self.budgets, "rungs": self.settings.rungs(), "candidates_costed": self.candidates_costed,
                 "trials": trials, "frontier": self.frontier, "chosen": trials[self.chosen] | {"id": self.chosen},
-                "cut_by_budget": self.cut_by_budget}
+                "cut_by_budget": self.cut_by_budget, "candidates_counted": self.counted}
 
     def to_json(self) -> dict[str, Any]:
         out = self.deterministic_json()
@@ -147,7 +158,7 @@ class SearchResult:
         out["timings_s"] = self.timings
         out["trial_runs"] = sum(len(t.rungs) for t in self.trials)
         out["trial_epochs"] = sum(int(r["epochs"]) for t in self.trials for r in t.rungs)
-        out["latency_kind"] = "estimated"
+        out["latency_kind"] = "counted (untrained weights)" if self.settings.counted_latency_ms else "estimated"
         return out
 
     def text(self) -> str:
@@ -159,22 +170,49 @@ class SearchResult:
         for t in self.trials:
             mark = "*" if t.id == self.chosen else ("f" if t.id in self.frontier else " ")
             lines.append(f"{t.id:>3}{mark}{t.label()[:64]:<64} {t.fidelity:>6} {t.accuracy:>8.4f} "
-                         f"{t.predicted['latency_ms']:>8.2f}ms {t.predicted['ram_bytes'] / 1024:>7.1f}Ki "
+                         f"{t.latency_ms:>8.2f}ms {t.predicted['ram_bytes'] / 1024:>7.1f}Ki "
                          f"{t.predicted['flash_bytes'] / 1024:>7.1f}Ki")
         lines.append(f"chosen (*): {b.label()}  val accuracy {b.accuracy:.4f} after {b.fidelity} epochs; frontier (f) "
-                     f"{len(self.frontier)} trials; latency estimated by the cost model")
+                     f"{len(self.frontier)} trials; latency "
+                     + ("counted on the emulated core (untrained weights)" if self.settings.counted_latency_ms
+                        else "estimated by the cost model"))
         return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ candidates
 
 
-def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[list[Trial], int]:
+def count_untrained(config: StudentConfig, target: Any, spec: Any, calibration: Any, work: Path) -> float:
+    """Counted ms of ``config``'s generated C on ``target``'s emulated core, before any training: seed-0 weights,
+    int8 export calibrated on ``calibration`` (task data), one invoke counted (``edgekd latency --emulator qemu``).
+    Why untrained: the budget must be checked before a trial costs an epoch. Trained weights change the
+    requantization paths a little (Fashion-MNIST, nrf52840-dk: +9% for dscnn(depth=6, width=48), +14% for an
+    expand-1 mbv2), so a budget in these units is best set from a reference counted the same way."""
+    import torch
+
+    from edgekd.export.tflite import export_tflite_int8
+    from edgekd.latency import model_latency
+    from edgekd.students import build_student, model_input_shape, to_model_input
+
+    torch.manual_seed(0)
+    model = build_student(config, tuple(spec.input_shape), spec.num_classes).eval()
+    shape = tuple(model_input_shape(model))
+    path = work / "candidate_int8.tflite"
+    export_tflite_int8(model, shape, to_model_input(calibration, shape).numpy(), path)
+    return round(model_latency(target, path, emulator="qemu").ms, 4)
+
+
+def _sample_trials(target: Any, spec: Any, settings: SearchSettings,
+                   calibration: Any = None) -> tuple[list[Trial], int, int]:
     """Today's planner pick, then seeded draws from the families' spaces that fit every budget and operator.
 
     With ``pool`` > 1, ``pool`` times as many fitting draws are costed and the largest by MACs become trials:
     MCUNet's TinyNAS observation that, under the same constraints, the models using more of the compute budget
-    are the more accurate ones."""
+    are the more accurate ones. With ``counted_latency_ms`` each fitting draw (and the planner pick) is also
+    counted (:func:`count_untrained`, on ``calibration`` samples) and must fit that too; the pool then keeps the
+    draws with the most counted latency, the ones using the budget. Returns (trials, costed, counted)."""
+    import tempfile
+
     from edgekd.planner import _CostCache, evaluate, plan
     from edgekd.students import FAMILIES, families_for
 
@@ -184,10 +222,26 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[li
         raise EdgekdError(f"no student family with a search space serves {spec.kind} tasks; use --family")
     check_space(settings.space or {}, fams)
     trials: list[Trial] = []
+    cap = settings.counted_latency_ms
+    if cap is not None and calibration is None:
+        raise EdgekdError("counting candidates needs calibration samples of the task")
+    scratch = tempfile.TemporaryDirectory(prefix="edgekd-count-")
+    n_counted = 0
+
+    def within_count(family: str, config: dict[str, Any], predicted: dict[str, float]) -> bool:
+        nonlocal n_counted
+        if cap is None:
+            return True
+        n_counted += 1
+        predicted["latency_ms_counted"] = count_untrained(StudentConfig(family, config), target, spec, calibration,
+                                                          Path(scratch.name))
+        return predicted["latency_ms_counted"] <= cap
+
     base = plan(target, spec)
     if base.student is not None:
         s = base.student
-        trials.append(Trial(0, s.family, dict(s.config), s.params, s.macs, s.predicted, "planner"))
+        if within_count(s.family, s.config, s.predicted):
+            trials.append(Trial(0, s.family, dict(s.config), s.params, s.macs, s.predicted, "planner"))
     rng = random.Random(settings.seed)
     pool = sorted((f.name, json.dumps(p, sort_keys=True)) for f in fams for p in f.candidates(
         tuple(spec.input_shape), space=True) if in_space(p, settings.space or {}))
@@ -204,19 +258,23 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[li
             continue
         costed += 1
         cand = evaluate(StudentConfig(family, json.loads(text)), target, spec, cache)
-        if cand.fits:
+        if cand.fits and within_count(cand.family, cand.config, cand.predicted):
             drawn.append(cand)
             seen.add(text)
     cache.save()
+    scratch.cleanup()
     if settings.pool > 1:
-        order = sorted(range(len(drawn)), key=lambda i: (-drawn[i].macs, i))[:settings.trials - len(trials)]
+        def size(c: Any) -> float:
+            return c.predicted["latency_ms_counted"] if cap is not None else c.macs
+
+        order = sorted(range(len(drawn)), key=lambda i: (-size(drawn[i]), i))[:settings.trials - len(trials)]
         drawn = [drawn[i] for i in sorted(order)]
     for cand in drawn[:settings.trials - len(trials)]:
         trials.append(Trial(len(trials), cand.family, cand.config, cand.params, cand.macs, cand.predicted, "sampled"))
     if not trials:
         raise EdgekdError(f"no student of {', '.join(names)} fits {target.name} after costing {costed} candidates; "
                           "raise a budget or give --family")
-    return trials, costed
+    return trials, costed, n_counted
 
 
 # ------------------------------------------------------------------ the search
@@ -225,7 +283,7 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings) -> tuple[li
 def pareto(trials: list[Trial]) -> list[int]:
     """Ids of trials no other trial beats on accuracy, latency and RAM at once (ties kept once, lowest id)."""
     def key(t: Trial) -> tuple[float, float, float]:
-        return (-t.accuracy, t.predicted["latency_ms"], t.predicted["ram_bytes"])
+        return (-t.accuracy, t.latency_ms, t.predicted["ram_bytes"])
 
     front = []
     for t in trials:
@@ -274,7 +332,8 @@ def search(target_name: Any, settings: SearchSettings, out_dir: str | Path, exec
         raise EdgekdError("--eta must be at least 2")
     target = target_name if isinstance(target_name, Target) else load_target(target_name)
     target = target.with_budgets(**(budgets or {}))
-    spec = load_task(settings.task, settings.data_dir, seed=DATA_SEED, limit=10).spec
+    probe = load_task(settings.task, settings.data_dir, seed=DATA_SEED, limit=10)
+    spec = probe.spec
     if settings.teacher:  # a bad teacher fails now, not in every trial
         from edgekd.distill.teachers import load_teacher
 
@@ -283,7 +342,7 @@ def search(target_name: Any, settings: SearchSettings, out_dir: str | Path, exec
         raise EdgekdError(f"unknown scheduler {scheduler!r}; use sha or asha")
     if scheduler == "asha" and executor != "ray":
         raise EdgekdError("--scheduler asha is Ray Tune's scheduler: run it on Ray (drop --serial)")
-    trials, costed = _sample_trials(target, spec, settings)
+    trials, costed, counted = _sample_trials(target, spec, settings, probe.x_train)
     timings = {"sample_s": round(time.perf_counter() - started, 2)}
     t = time.perf_counter()
     runner = make_executor(executor, cluster, settings.threads, workers)
@@ -302,10 +361,10 @@ def search(target_name: Any, settings: SearchSettings, out_dir: str | Path, exec
         raise EdgekdError("the search trained no trial in time; raise --budget-minutes")
     top = max(t.fidelity for t in ran)
     last = [t for t in ran if t.fidelity == top]
-    chosen = min(last, key=lambda t: (-t.accuracy, t.predicted["latency_ms"], t.id)).id
+    chosen = min(last, key=lambda t: (-t.accuracy, t.latency_ms, t.id)).id
     result = SearchResult(target.name, spec.name, settings, target.budgets.to_dict(), trials, pareto(ran), chosen,
                           costed, cut, runner.name + (", Ray Tune ASHAScheduler" if scheduler == "asha" else ""),
-                          time.perf_counter() - started, timings)
+                          time.perf_counter() - started, timings, counted)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / FRONTIER_JSON, result.to_json())
     plot_frontier(result, out / FRONTIER_PNG)
@@ -342,11 +401,12 @@ def result_from_json(d: dict[str, Any]) -> SearchResult:
                     t["rungs"]) for t in d["trials"]]
     return SearchResult(d["target"], d["task"], SearchSettings(**d["settings"]), d["budgets"], trials, d["frontier"],
                         d["chosen"]["id"], d["candidates_costed"], d["cut_by_budget"], d.get("executor", ""),
-                        d.get("wall_s", 0.0), d.get("timings_s", {}))
+                        d.get("wall_s", 0.0), d.get("timings_s", {}), d.get("candidates_counted", 0))
 
 
 def plot_frontier(result: SearchResult, path: Path) -> Path:
-    """Validation accuracy vs estimated latency (left) and predicted RAM (right); frontier joined, choice ringed."""
+    """Validation accuracy vs latency (left: counted when the search counted it, else estimated) and predicted RAM
+    (right); frontier joined, choice ringed, the planner's pick (trial 0) a square drawn over the rings."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -356,28 +416,38 @@ def plot_frontier(result: SearchResult, path: Path) -> Path:
     front = [result.trials[i] for i in result.frontier]
     ran = [t for t in result.trials if t.rungs]
     best = result.best
-    for ax, key, scale, unit, budget in ((axes[0], "latency_ms", 1.0, "ms (estimated)", "latency_ms"),
+    cap = result.settings.counted_latency_ms
+    lat_unit = "ms (counted, untrained weights)" if cap is not None else "ms (estimated)"
+
+    def x(t: Trial, key: str) -> float:
+        return t.latency_ms if key == "latency_ms" else t.predicted[key]
+
+    for ax, key, scale, unit, budget in ((axes[0], "latency_ms", 1.0, lat_unit, cap or result.budgets["latency_ms"]),
                                          (axes[1], "ram_bytes", 1 / 1024, "KiB (predicted arena + runtime)",
-                                          "ram_bytes")):
+                                          result.budgets["ram_bytes"])):
         for origin, marker in (("sampled", "o"), ("planner", "s")):
             pts = [t for t in ran if t.origin == origin]
-            if pts:
-                sc = ax.scatter([t.predicted[key] * scale for t in pts], [100 * t.accuracy for t in pts],
-                                c=[t.fidelity for t in pts], cmap="viridis", marker=marker, s=40,
+            if pts:  # the planner's square on top of the frontier's and the choice's rings, outlined
+                sc = ax.scatter([x(t, key) * scale for t in pts], [100 * t.accuracy for t in pts],
+                                c=[t.fidelity for t in pts], cmap="viridis", marker=marker,
+                                s=70 if origin == "planner" else 40, zorder=4 if origin == "planner" else 2,
+                                edgecolors="k" if origin == "planner" else "face", linewidths=1,
                                 vmin=result.settings.min_epochs, vmax=result.settings.max_epochs,
-                                label="today's planner pick" if origin == "planner" else "trials")
+                                label="planner's pick at these budgets (trial 0)" if origin == "planner"
+                                else "trials")
         line, best_so_far = [], -1.0  # this panel's 2-D frontier: more accurate than everything cheaper
-        for t in sorted(ran, key=lambda t: (t.predicted[key], -t.accuracy)):
+        for t in sorted(ran, key=lambda t: (x(t, key), -t.accuracy)):
             if t.accuracy > best_so_far:
                 line.append(t)
                 best_so_far = t.accuracy
-        ax.step([t.predicted[key] * scale for t in line], [100 * t.accuracy for t in line], where="post",
+        ax.step([x(t, key) * scale for t in line], [100 * t.accuracy for t in line], where="post",
                 color="tab:red", lw=1, label="frontier (this pair)")
-        ax.scatter([t.predicted[key] * scale for t in front], [100 * t.accuracy for t in front], s=70,
-                   facecolors="none", edgecolors="tab:orange", linewidths=1, label="frontier (accuracy, latency, RAM)")
-        ax.scatter([best.predicted[key] * scale], [100 * best.accuracy], s=180, facecolors="none",
-                   edgecolors="tab:red", linewidths=2, label=f"chosen: {best.label()[:40]}")
-        ax.axvline(result.budgets[budget] * scale, color="k", ls="--", lw=1, label="budget")
+        ax.scatter([x(t, key) * scale for t in front], [100 * t.accuracy for t in front], s=110,
+                   facecolors="none", edgecolors="tab:orange", linewidths=1, zorder=3,
+                   label="frontier (accuracy, latency, RAM)")
+        ax.scatter([x(best, key) * scale], [100 * best.accuracy], s=220, facecolors="none",
+                   edgecolors="tab:red", linewidths=2, zorder=3, label=f"chosen: {best.label()[:40]}")
+        ax.axvline(budget * scale, color="k", ls="--", lw=1, label="budget")
         ax.set_xscale("log")
         ax.set_xlabel(f"{'latency' if key == 'latency_ms' else 'RAM'}, {unit}")
         ax.set_ylabel("validation accuracy, % (at the trial's last rung)")

@@ -104,6 +104,9 @@ def test_search_cli_json_and_bad_input(tmp_path: Path):
     r = CliRunner().invoke(main, ["search", "--target", "nrf52840-dk", "--epochs", "1", "--min-epochs", "3",
                                   "--serial", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--min-epochs 3 is more than --epochs 1" in r.stderr
+    r = CliRunner().invoke(main, ["search", "--target", "nrf52840-dk", "--counted-latency", "0", "--serial",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--counted-latency" in r.stderr
 
 
 # ---------------------------------------------------------------- Ray (slow); two-node cluster tests: test_ray.py
@@ -144,12 +147,59 @@ def test_pool_keeps_the_largest_fitting_draws():
     from edgekd.search import _sample_trials
 
     nrf, spec = load_target("nrf52840-dk"), get_spec("digits")
-    uniform, _ = _sample_trials(nrf, spec, SearchSettings(trials=7))
-    pooled, _ = _sample_trials(nrf, spec, SearchSettings(trials=3, pool=3))
+    uniform, *_ = _sample_trials(nrf, spec, SearchSettings(trials=7))
+    pooled, *_ = _sample_trials(nrf, spec, SearchSettings(trials=3, pool=3))
     assert uniform[0].origin == pooled[0].origin == "planner" and uniform[0].config == pooled[0].config
     largest = sorted(uniform[1:], key=lambda t: -t.macs)[:2]
     assert [t.config for t in pooled[1:]] == [t.config for t in sorted(largest, key=lambda t: t.id)]
     assert [t.id for t in pooled] == [0, 1, 2]
+
+
+def test_counted_latency_ranks_and_plots_trials(tmp_path: Path):
+    """With a counted figure, the search compares, chooses and plots trials on it, not on the estimate."""
+    from edgekd.search import SearchResult, plot_frontier
+
+    trials = [trial(0, 0.90, 10, 100), trial(1, 0.90, 20, 100), trial(2, 0.85, 30, 100)]
+    trials[0].origin = "planner"
+    trials[0].predicted["latency_ms_counted"] = 9.0
+    trials[1].predicted["latency_ms_counted"] = 4.0  # slower by the estimate, faster counted
+    trials[2].predicted["latency_ms_counted"] = 2.0
+    assert [t.latency_ms for t in trials] == [9.0, 4.0, 2.0]
+    assert pareto(trials) == [1, 2]  # on the estimate, 0 (as accurate, faster) would dominate 1: [0, 2]
+    settings = SearchSettings(counted_latency_ms=10.0)
+    result = SearchResult("nrf52840-dk", "digits", settings, load_target("nrf52840-dk").budgets.to_dict(), trials,
+                          pareto(trials), 1, 3, False, "serial", 1.0, counted=3)
+    assert result.to_json()["latency_kind"] == "counted (untrained weights)"
+    assert result.deterministic_json()["candidates_counted"] == 3
+    assert "counted on the emulated core" in result.text()
+    png = plot_frontier(result, tmp_path / "f.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.emulator  # counts each draw's generated C on the emulated Cortex-M4 (unicorn)
+def test_counted_cap_keeps_the_draws_nearest_it():
+    """counted_latency_ms: each fitting draw is counted (untrained, int8, edgekd's C on the emulated core); only
+    draws under the cap are trials, and --pool keeps those with the most counted latency. Checked against the
+    same seeded draws counted without a cap."""
+    from edgekd.data import load_task
+    from edgekd.search import _sample_trials
+    from edgekd.students.store import DATA_SEED
+
+    nrf, probe = load_target("nrf52840-dk"), load_task("digits", None, seed=DATA_SEED, limit=10)
+    calib = probe.x_train
+    every, costed, counted = _sample_trials(nrf, probe.spec, SearchSettings(trials=5, counted_latency_ms=1e9), calib)
+    assert counted == 5 and costed >= 4 and len(every) == 5 and every[0].origin == "planner"
+    ms = [t.predicted["latency_ms_counted"] for t in every]
+    assert all(m > 0 for m in ms) and [t.latency_ms for t in every] == ms
+    cap = max(ms[0], sorted(ms[1:])[2])  # the planner pick and at least 3 of the 4 draws fit
+    capped, _, n = _sample_trials(nrf, probe.spec, SearchSettings(trials=2, pool=2, counted_latency_ms=cap), calib)
+    assert capped[0].origin == "planner" and capped[0].latency_ms == ms[0]  # counting is deterministic
+    assert all(t.latency_ms <= cap for t in capped)
+    kept = [t for t in every[1:] if t.predicted["latency_ms_counted"] <= cap][:2]  # pool 2 x 1 trial, draw order
+    nearest = max(kept, key=lambda t: t.predicted["latency_ms_counted"])
+    assert [(t.config, t.latency_ms) for t in capped[1:]] == [(nearest.config, nearest.latency_ms)]
+    assert n == 2 + every[1:].index(kept[-1])  # the planner, then every fitting draw up to the last one kept
 
 
 @pytest.mark.slow
@@ -211,7 +261,7 @@ def test_space_narrows_the_draws_and_refuses_unknown_values():
     space = parse_space(["resolution=none,24", "kernel=3,5"])
     assert space == {"resolution": [None, 24], "kernel": [3, 5]}
     nrf, spec = load_target("nrf52840-dk"), get_spec("fashion-mnist")
-    trials, _ = _sample_trials(nrf, spec, SearchSettings(task="fashion-mnist", trials=5, space=space))
+    trials, *_ = _sample_trials(nrf, spec, SearchSettings(task="fashion-mnist", trials=5, space=space))
     assert len(trials) == 5 and trials[0].origin == "planner"
     assert all(t.config["resolution"] in (None, 24) and t.config["kernel"] in (3, 5) for t in trials[1:])
     with pytest.raises(EdgekdError, match=r"--space resolution=30: choose among 12, 16, 20, 24, None"):

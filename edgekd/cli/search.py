@@ -30,6 +30,9 @@ from edgekd.cli.shell import budget_options, finish, handle_errors, main, task_o
               help="Cost POOL x TRIALS fitting draws and train the largest by MACs (TinyNAS's prior; 1: uniform).")
 @click.option("--space", "space_items", multiple=True,
               help="Narrow the search space: KEY=V1,V2 (repeatable), e.g. resolution=none,24.")
+@click.option("--counted-latency", "counted_ms", type=click.FloatRange(min=0, min_open=True),
+              help="Also count each fitting draw's generated C on the target's emulated core (untrained weights) "
+                   "and keep draws at or under this many ms; --pool then keeps those nearest it.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Torch threads per trial.")
 @click.option("--serial", is_flag=True, help="Run trials in this process instead of on Ray.")
 @click.option("--scheduler", type=click.Choice(["sha", "asha"]), default="sha", show_default=True,
@@ -43,7 +46,7 @@ from edgekd.cli.shell import budget_options, finish, handle_errors, main, task_o
 def search_cmd(target_name: str, task: str, data_dir: str | None, out_dir: str, trials: int,
                budget_minutes: float | None, seed: int, max_epochs: int, min_epochs: int, eta: int, limit: int,
                teacher_ref: str | None, families: tuple[str, ...], pool: int, space_items: tuple[str, ...],
-               threads: int, serial: bool,
+               counted_ms: float | None, threads: int, serial: bool,
                scheduler: str,
                cluster: str | None,
                ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
@@ -54,7 +57,7 @@ def search_cmd(target_name: str, task: str, data_dir: str | None, out_dir: str, 
     settings = SearchSettings(task=task, data_dir=data_dir, trials=trials, seed=seed, eta=eta, min_epochs=min_epochs,
                               max_epochs=max_epochs, limit=limit or None, families=list(families) or None,
                               teacher=teacher_ref, threads=threads, budget_minutes=budget_minutes, pool=pool,
-                              space=parse_space(space_items))
+                              space=parse_space(space_items), counted_latency_ms=counted_ms)
     result = search(target_name, settings, out_dir, "serial" if serial else "ray", cluster,
                     {"ram": ram_budget, "flash": flash_budget, "latency": latency_budget}, scheduler=scheduler)
     finish(result, as_json)
