@@ -2,7 +2,8 @@
 
 For each target: the planned student trained without a teacher (labels only), with Hinton KD and with feature
 distillation, same epochs and recipe, N seeds; float accuracy and int8 accuracy of the real fully-integer
-.tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), plus the TFLite Micro arena.
+.tflite on LiteRT's reference kernels (TFLite Micro's arithmetic, to within one output step), plus the
+TFLite Micro arena.
 
     .venv/bin/python scripts/bench_distill.py --task fashion-mnist --targets nrf52840-dk,raspberry-pi-4b \\
         --seeds 0,1,2 --epochs 15 --teacher runs/teachers/fashion-mnist.pt
@@ -181,8 +182,8 @@ def write_markdown(result: dict, section: str) -> None:
                     ".tflite (NHWC, run by LiteRT); the last column also pairs them with the .pt teacher's run.")
     body = (f"Task {result['task']}, {result['epochs']} epochs per run, {about}.{scarce}{shorter} Accuracies are "
             "on the full test set; int8 is the "
-            "fully-integer .tflite on LiteRT's reference kernels (bit-exact with TFLite Micro), arena is the "
-            "minimum TFLite Micro accepted (host, measured).\n\n" + table(result))
+            "fully-integer .tflite on LiteRT's reference kernels (TFLite Micro's arithmetic, to within one output "
+            "step), arena is the minimum TFLite Micro accepted (host, measured).\n\n" + table(result))
     replace_section(section, body)
 
 

@@ -19,8 +19,9 @@ def run_litert(path: str | Path, x: np.ndarray, channels_last: bool, reference: 
                threads: int = 1, invoke_ms: list[float] | None = None) -> np.ndarray:
     """Dequantized outputs of ``path`` on float inputs ``x`` (N, *model input, channels-first).
 
-    ``reference`` selects LiteRT's built-in reference kernels (bit-exact with TFLite Micro) instead of the
-    default XNNPACK-delegated ones. ``invoke_ms``, when given, receives the wall time of every invoke.
+    ``reference`` selects LiteRT's built-in reference kernels (TFLite Micro's arithmetic to within one output
+    step: tests/test_verify.py) instead of the default XNNPACK-delegated ones. ``invoke_ms``, when given,
+    receives the wall time of every invoke.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
