@@ -571,7 +571,8 @@ def mcu_layer_features(layer: Layer, folded: bool = False, core: str = "") -> tu
     stride-1 depthwise layers two pixels at a time and matrix products whose padded taps are a multiple of 8 with
     an even channel count (other shapes run C paths: their own classes). ``folded``: a PAD the C folds into the
     convolution after it (no copy). ``core``: on Helium cores the matrix product pads taps to 16 and channels to
-    4 (one VMLADAVA per 16 taps, 4 channels a pass); its tail class is a channel count not a multiple of 4.
+    4 (one VMLADAVA per 16 taps, 4 channels a pass); its tail classes (conv_tail, fc_tail) are a channel count
+    not a multiple of 4 (the C group path).
     """
     op, outs = layer.op, math.prod(layer.output_shape) if layer.output_shape else 0
     chans = layer.channels or (layer.output_shape[1] if len(layer.output_shape) > 1 else 1)
@@ -584,18 +585,18 @@ def mcu_layer_features(layer: Layer, folded: bool = False, core: str = "") -> tu
         k4, c2 = (_ceil(taps, 16), _ceil(chans, 4)) if mve else (_ceil(taps, 4), _ceil(chans, 2))
         pix = max(outs // max(chans, 1), 1)
         if op == "FULLY_CONNECTED":
-            klass = "fc"
+            klass = "fc_tail" if mve and chans % 4 else "fc"  # Helium: the C path (channel tails) vs the assembly
         elif op == "DEPTHWISE_CONV_2D":
             klass = "stem"  # a depthwise conv from the one input channel: the students' first layer
         elif chans % 4 if mve else k4 % 8 or chans % 2:
             klass = "conv_tail"  # outside the M4/M7 assembly kernel's shapes (its C path); Helium: channel tails
         else:
             klass = "pointwise" if layer.kernel == 1 else "conv"
-        return klass, [pix * k4 * c2, pix * c2, pix * k4, 1.0]
+        return klass, [pix * k4 * c2, pix * c2, pix * k4, pix, 1.0]
     if op == "DEPTHWISE_CONV_2D" and layer.kernel:
         klass = ("dw3x3s1" if layer.stride == 1 else "dw3x3") if layer.kernel == 9 else "dw"
         rows = layer.output_shape[2] if len(layer.output_shape) == 4 else 1
-        return klass, [layer.macs, outs, layer.input_elems, rows * chans, 1.0]
+        return klass, [layer.macs, outs, layer.input_elems, rows * chans, outs // max(chans, 1), 1.0]
     if op in ("ADD", "PAD", "RELU", "RELU6", "SOFTMAX"):
         return op.lower(), [outs, 1.0]
     if op == "MEAN":

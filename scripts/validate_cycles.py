@@ -7,7 +7,8 @@ as a run charges it (timing_m.loop_cycles: the body's table cost + the taken bra
 figure is the sum of the Cortex-M4 TRM r0p1 table 3-1 timings (section 3.3.1; P, the pipeline refill, is 1-3
 "depending on the alignment and width of the target instruction"): this checks that the table and its reader
 implement the TRM, not the TRM against silicon. Arm publishes no cycle table for the Cortex-M7; its column is
-the model's dual-issue figure, with no published figure to compare.
+the model's dual-issue figure, with no published figure to compare. The models against published whole-program
+cycle counts (Dhrystone 2.1 on the M4, M7 and M55): scripts/validate_cycles_published.py.
 """
 
 from __future__ import annotations

@@ -139,11 +139,12 @@ def _asm_defines(steps: list[Step]) -> str:
     Helium paths cover (out_c % 4 == 0 in every ek_conv_mm_q* layer, no matrix product dilated across or with
     4-byte kernel rows, every ek_dw_q* layer with the Helium filter), so a build leaves out the C leftovers, the
     lower-clamp pass and the branches this model's layers never run (flash: docs/benchmarks.md)."""
-    def covered(kernel: str, rule: Callable[[dict[str, Any]], bool]) -> bool:
-        return all(rule(s.fields) for s in steps if s.kernel == kernel)
+    def covered(kernel: str, rule: Callable[[dict[str, Any]], bool]) -> bool:  # mode 1 (_q) runs the _q8 path
+        return all(rule(s.fields) for s in steps if s.kernel in (kernel, kernel[:-1]))
     mm = covered("ek_conv_mm_q8", lambda f: f["k4"] % 8 == 0 and f["out_c"] % 2 == 0)
     dw = covered("ek_dw_q8", lambda f: f["k_h"] == 3 and f["k_w"] == 3 and f["dil_w"] == 1 and f["in_c"] % 4 == 0)
-    no_lo = all(s.fields["act_min"] == -128 for s in steps if s.kernel in ("ek_conv_mm_q8", "ek_dw_q8"))
+    no_lo = all(s.fields["act_min"] == -128 for s in steps if s.kernel in ("ek_conv_mm_q8", "ek_dw_q8",
+                                                                          "ek_conv_mm_q", "ek_dw_q"))
     mms = [s.fields for s in steps if s.kernel.startswith("ek_conv_mm")]
     return "".join(f"#define {name} 1 /* generated: {why} */\n" for name, ok, why in (
         ("EK_MM8_ASM", mm, "every layer fits the assembly kernel"),
@@ -155,6 +156,13 @@ def _asm_defines(steps: list[Step]) -> str:
         ("EK_MM_NO_RUN4", all(f["k_w"] * f["in_c"] != 4 for f in mms), "no 4-byte kernel rows"),
         ("EK_DW_MVE_ALL", all("filter" + MVE_SUFFIX in s.arrays for s in steps if s.kernel in ("ek_dw_q", "ek_dw_q8")),
          "every depthwise layer takes the Helium path")) if ok)
+
+
+def _r0_define(steps: list[Step]) -> str:
+    """``#define EK_DW_R0`` when a depthwise layer on the fast path has a channel with TFLite shift 0 (its table
+    holds s = -1): kernels.c then compiles the code that takes it exactly; other models keep their code as it was."""
+    r0 = any(int(s.arrays["shift"][1].min(initial=0)) < 0 for s in steps if s.kernel in ("ek_dw_q", "ek_dw_q8"))
+    return "#define EK_DW_R0 1 /* generated: a depthwise channel with shift 0 */\n" if r0 else ""
 
 
 def generate_c(tflite_path: str | Path, out_dir: str | Path, small: bool = False) -> CodegenResult:
@@ -204,7 +212,7 @@ def generate_c(tflite_path: str | Path, out_dir: str | Path, small: bool = False
             shutil.copyfile(Path(__file__).parent / "c" / name, tmp)
             if name == "kernels.c":
                 tmp.write_text(("#define EK_SMALL 1 /* generated for size: no hand-written assembly */\n" if small
-                                else _asm_defines(lowered.steps)) + tmp.read_text())
+                                else _asm_defines(lowered.steps)) + _r0_define(lowered.steps) + tmp.read_text())
         files.append(out_dir / name)
     result = CodegenResult(out_dir, files, plan.arena_bytes, [s.op for s in lowered.steps], plan, x.shape, x.scale,
                            x.zero_point, y.shape, y.scale, y.zero_point, const_bytes,

@@ -25,18 +25,21 @@ def folded_bias(bias: np.ndarray | None, in_offset: int, filters: np.ndarray) ->
 
 
 def requant_tables(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], shifts: list[int],
-                   out_offset: int, act_max: int, table_bias: np.ndarray | None = None) -> tuple[int, Arrays]:
+                   out_offset: int, act_max: int, table_bias: np.ndarray | None = None,
+                   shift0: bool = False) -> tuple[int, Arrays]:
     """Requantization mode and per-channel tables: qp [out_c][2] = bias, multiplier; shift (mode 1 / 2: s = r - 1
     for r = -shift; the kernels compute the rounding constant (2 out_offset + 1) << s).
 
     Mode 1 (2 when act_max is 127: SSAT clamps) is exact when every shift is in [-22, -1] (the rounding constant
     2^(r-1) + out_offset * 2^r stays in int32) and every accumulator, bias + sum((x + offset) * w) with
     |x + offset| <= 255, is below 2^30 in magnitude (so 2 * acc does not overflow for SMMULR); else mode 0.
-    ``table_bias`` replaces the bias in qp (a folded bias: the accumulator, and so the bound, is the same)."""
+    ``table_bias`` replaces the bias in qp (a folded bias: the accumulator, and so the bound, is the same).
+    ``shift0``: shift 0 (r = 0, s = -1: no rounding shift) is exact too; the depthwise kernels take it (kernels.c
+    EK_DW_R0, which emit.py sets for a model with such a channel)."""
     out_c = filters.shape[0]
     b = bias.astype(np.int64) if bias is not None else np.zeros(out_c, np.int64)
     bound = np.abs(b) + 255 * np.abs(filters.astype(np.int64)).sum(axis=1)
-    fast = int(all(-22 <= s <= -1 for s in shifts) and int(bound.max(initial=0)) < (1 << 30))
+    fast = int(all(-22 <= s <= (0 if shift0 else -1) for s in shifts) and int(bound.max(initial=0)) < (1 << 30))
     if fast and act_max == 127:
         fast = 2
     r = np.array([-s for s in shifts], np.int64)
@@ -96,7 +99,7 @@ def dw_layout(filters: np.ndarray, bias: np.ndarray | None, mults: list[int], sh
     kh, kw, out_c = filters.shape
     per_channel = filters.reshape(kh * kw, out_c).T
     fast, tables = requant_tables(per_channel, bias, mults, shifts, out_offset, act_max,
-                                  folded_bias(bias, in_offset, per_channel))
+                                  folded_bias(bias, in_offset, per_channel), shift0=True)
     if not fast:
         return None
     c4 = -(-out_c // 4) * 4

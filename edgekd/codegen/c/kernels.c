@@ -87,6 +87,13 @@
 #ifndef EK_DW_MVE_ALL
 #define EK_DW_MVE_ALL 0
 #endif
+/* From generate_c too: some ek_dw_q* channel has TFLite shift 0 (effective scale in [0.5, 1): r = 0, s = -1, no
+ * rounding shift; layout.py lets only depthwise layers have it). The requantization then takes s = -1 exactly
+ * (ek_rqv's branch, the Helium paths' masked -(h < 0)), and the 3x3 assembly, which shifts by s, gets those
+ * channels recomputed after each row (ek_dw_r0_row). Off (0), every model without such a channel keeps its code. */
+#ifndef EK_DW_R0
+#define EK_DW_R0 0
+#endif
 
 #define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EK_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -346,6 +353,11 @@ EK_INLINE int8_t ek_rqv(int32_t acc, int32_t m, int32_t sh, int32_t out_offset, 
   int32_t h;
   if (mode == 0) return ek_out8(acc, m, sh, out_offset, lo, hi);
   h = ek_smmulr(acc * 2, m);
+#if EK_DW_R0
+  if (sh < 0) { /* r = 0: TFLite's SRDHM(acc, m) + out_offset, no rounding shift */
+    h += out_offset;
+  } else
+#endif
   h = ((h - (int32_t)((uint32_t)h >> 31) + (2 * out_offset + 1) * (1 << sh)) >> sh) >> 1;
   h = h < lo ? lo : h;
 #if EK_DSP
@@ -368,7 +380,11 @@ EK_INLINE int8_t ek_rq(int32_t acc, const int32_t *qp, int32_t sh, int32_t out_o
  * clamp and a narrowing byte store. */
 EK_INLINE void ek_rq4_mve(int32x4_t acc, int32x4_t m, int32x4_t s, int32_t oo, int32_t lo, int32_t hi, int8_t *d) {
   int32x4_t h = vqrdmulhq_s32(acc, m);
+#if EK_DW_R0 /* s = -1 (r = 0): no -(h < 0) (h & ~s keeps the sign only where s >= 0); (2 oo + 1) >> 1 = oo */
+  h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(vbicq_s32(h, s)), 31)));
+#else
   h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(h), 31)));
+#endif
   h = vshlq_s32(vaddq_s32(h, vshlq_s32(vdupq_n_s32(2 * oo + 1), s)), vmvnq_s32(s));
   vstrbq_s32(d, vminq_s32(vmaxq_s32(h, vdupq_n_s32(lo)), vdupq_n_s32(hi)));
 }
@@ -385,7 +401,11 @@ EK_INLINE int32x4_t ek_pack4(int32_t a0, int32_t a1, int32_t a2, int32_t a3) {
  * ((h - (h < 0) + 2^(r-1) + out_offset 2^r) >> r): ek_rqv exactly. */
 EK_INLINE int32x4_t ek_rq4v(int32x4_t acc, int32x4_t m, int32x4_t nr, int32_t oo, int32x4_t lo, int32x4_t hi) {
   int32x4_t h = vqrdmulhq_s32(acc, m);
+#if EK_DW_R0 /* nr = 0 (r = 0): no -(h < 0) (h & nr keeps the sign only where nr < 0); VRSHL by 0 is h */
+  h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(vandq_s32(h, nr)), 31)));
+#else
   h = vsubq_s32(h, vreinterpretq_s32_u32(vshrq_n_u32(vreinterpretq_u32_s32(h), 31)));
+#endif
   h = vaddq_n_s32(vrshlq_s32(h, nr), oo);
   return vminq_s32(vmaxq_s32(h, lo), hi);
 }
@@ -982,6 +1002,22 @@ EK_INLINE void ek_clamp_lo(int8_t *d, int32_t n, int32_t lo) {
   }
   for (; i < n; ++i) d[i] = (int8_t)EK_MAX(d[i], lo);
 }
+
+/* The upper clamp of a whole output tensor, 4 bytes at a time (SSUB8 sets a byte's GE flag where hi >= it, SEL
+ * keeps it there, else hi). Why: requantization mode 1 (act_max < 127, a ReLU6 whose range a trained model's
+ * calibration stretched past 6) is mode 2's arithmetic then this clamp, so those layers run the assembly
+ * kernels too instead of the C path (a trained mbv2 counted 1.35x its untrained twin on the M4 before). */
+EK_INLINE void ek_clamp_hi(int8_t *d, int32_t n, int32_t hi) {
+  const uint32_t hi4 = (uint32_t)(uint8_t)hi * 0x01010101u;
+  int32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    uint32_t v, t;
+    __builtin_memcpy(&v, d + i, 4);
+    __asm__("ssub8 %1, %2, %0\n\tsel %0, %0, %2" : "+r"(v), "=&r"(t) : "r"(hi4) : "cc");
+    __builtin_memcpy(d + i, &v, 4);
+  }
+  for (; i < n; ++i) d[i] = (int8_t)EK_MIN(d[i], hi);
+}
 #endif
 
 /* Whether writing each pair of output pixels straight to `out` (once both are expanded) never overwrites input
@@ -1413,6 +1449,11 @@ typedef struct {
 } ek_dwv_t;
 
 void ek_dw_mve_groups(ek_dwv_t *a);
+#if EK_DW_R0 /* ek_rq4v's masked -(h < 0): q2 = nr */
+#define EK_DWV_NEG "vand q0, q1, q2\n\tvshr.u32 q0, q0, #31\n\t"
+#else
+#define EK_DWV_NEG "vshr.u32 q0, q1, #31\n\t"
+#endif
 __asm__(".pushsection .text.ek_dw_mve_groups,\"ax\",%progbits\n\t.syntax unified\n\t.thumb\n\t.align 2\n\t"
         ".type ek_dw_mve_groups, %function\n\t.thumb_func\n"
         "ek_dw_mve_groups:\n\t"
@@ -1436,12 +1477,13 @@ __asm__(".pushsection .text.ek_dw_mve_groups,\"ax\",%progbits\n\t.syntax unified
         "vldrb.u8 q0, [r5]\n\tadd r5, r10\n\tvmladav.s8 r4, q0, q6\n\t"
         "vldrb.u8 q0, [r7]\n\tadd r7, r10\n\tvmladav.s8 r6, q0, q7\n\t"
         "stm sp, {r0, r2, r4, r6}\n\tvldrw.u32 q1, [sp]\n\tvldrw.u32 q0, [sp, #16]\n\tvadd.i32 q1, q1, q0\n\t"
-        "vqrdmulh.s32 q1, q1, q3\n\tvshr.u32 q0, q1, #31\n\tvsub.i32 q1, q1, q0\n\tvrshl.s32 q1, q1, q2\n\t"
+        "vqrdmulh.s32 q1, q1, q3\n\t" EK_DWV_NEG "vsub.i32 q1, q1, q0\n\tvrshl.s32 q1, q1, q2\n\t"
         "vadd.i32 q1, q1, lr\n\tvldrw.u32 q0, [sp, #32]\n\tvmax.s32 q1, q1, q0\n\tvldrw.u32 q0, [sp, #48]\n\t"
         "vmin.s32 q1, q1, q0\n\tmov r0, r8\n\tvstrb.32 q1, [r0]\n\tadd r8, r11\n\tsubs r12, #1\n\tbne 2b\n\t"
         "ldr r0, [r9, #36]\n\tsubs r0, #1\n\tstr r0, [r9, #36]\n\tbne 1b\n\t"
         "add sp, #64\n\tvpop {d8-d15}\n\tpop {r4-r11, pc}\n\t"
         ".size ek_dw_mve_groups, .-ek_dw_mve_groups\n\t.popsection");
+#undef EK_DWV_NEG
 #endif
 
 /* Where ek_dw_q* take the Helium path, as layout.py dw_layout decides when it writes the Helium filter: dilation 1
@@ -1491,6 +1533,37 @@ static void ek_dw_mve(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *t
     if (in_place) ek_copy(direct, tmp, row);
   }
 }
+#endif
+
+#if EK_ASM && EK_DW_R0
+/* The channels with s = -1 (TFLite shift 0) of one output row at dst, recomputed from the window after the 3x3
+ * assembly (which shifts by s, so it cannot take r = 0) wrote them: with dilation 1 across a channel's 9 taps are
+ * every 4th byte of its window (and of its filter, held in registers for the row as halfword pairs for SMLABB /
+ * SMLABT); then ek_rqv mode 2, exact (the upper clamp, if any, is ek_dw_q's pass after the layer). A layer has
+ * few such channels (effective scale >= 0.5), so this costs little: about 60 cycles an output on the M4 (counted,
+ * with the scan of the shifts). */
+#define EK_PAIR(lo16, hi16) ((int32_t)(((uint32_t)(lo16) & 0xFFFFu) | ((uint32_t)(hi16) << 16)))
+static void ek_dw_r0_row(const ek_mm_t *p, int8_t *dst, int32_t gsz, int32_t px_step) {
+  const int32_t in_c = p->in_c, out_w = p->out_w, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int32_t c;
+  for (c = 0; c < in_c; ++c) {
+    if (p->shift[c] < 0) {
+      const int8_t *w = p->filter + (c >> 2) * 36 + (c & 3), *x = p->scratch + (c >> 2) * gsz + (c & 3);
+      const int32_t w01 = EK_PAIR(w[0], w[4]), w23 = EK_PAIR(w[8], w[12]), w45 = EK_PAIR(w[16], w[20]);
+      const int32_t w67 = EK_PAIR(w[24], w[28]), w8 = w[32], b = p->qp[2 * c], m = p->qp[2 * c + 1];
+      int8_t *d = dst + c;
+      const int8_t *end = x + out_w * px_step;
+      for (; x < end; x += px_step, d += in_c) {
+        int32_t acc = __smlabt(x[4], w01, __smlabb(x[0], w01, b));
+        acc = __smlabt(x[12], w23, __smlabb(x[8], w23, acc));
+        acc = __smlabt(x[20], w45, __smlabb(x[16], w45, acc));
+        acc = __smlabt(x[28], w67, __smlabb(x[24], w67, acc));
+        *d = ek_rqv(__smlabb(x[32], w8, acc), m, -1, oo, lo, hi, 2);
+      }
+    }
+  }
+}
+#undef EK_PAIR
 #endif
 
 EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp, int mode) {
@@ -1545,6 +1618,9 @@ EK_INLINE void ek_dw_run(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t
 #endif
       if (g < groups) ek_dw_groups(p, x, g, dst, gsz, tap_col, mode);
     }
+#if EK_ASM && EK_DW_R0
+    if (fast) ek_dw_r0_row(p, in_place ? tmp : direct, gsz, px_step);
+#endif
     if (in_place) ek_copy(direct, tmp, row);
   }
 #if EK_ASM
@@ -1559,7 +1635,12 @@ void ek_dw_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
     return;
   }
 #endif
+#if EK_ASM
+  ek_dw_q8(p, in, out, tmp); /* mode 2 (SSAT at 127), then the upper clamp: exactly mode 1 (one copy of the code) */
+  ek_clamp_hi(out, p->out_h * p->out_w * p->in_c, p->act_max);
+#else
   ek_dw_run(p, in, out, tmp, 1);
+#endif
 }
 
 void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
@@ -1575,7 +1656,14 @@ void ek_dw_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
 /* One function per requantization mode, so a firmware links only the ones its layers use. */
 void ek_conv_mm(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 0); }
 
-void ek_conv_mm_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 1); }
+void ek_conv_mm_q(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) {
+#if EK_ASM
+  ek_conv_mm_q8(p, in, out, tmp); /* mode 2 (SSAT at 127), then the upper clamp: exactly mode 1 (one copy) */
+  ek_clamp_hi(out, p->out_h * p->out_w * p->out_c, p->act_max);
+#else
+  ek_mm_run(p, in, out, tmp, 1);
+#endif
+}
 
 void ek_conv_mm_q8(const ek_mm_t *p, const int8_t *in, int8_t *out, int8_t *tmp) { ek_mm_run(p, in, out, tmp, 2); }
 
