@@ -1,9 +1,11 @@
 """Accuracy-aware, hardware-aware student search: ``edgekd search``.
 
-1. **Candidates.** Configs are drawn (seeded) from each family's search space (``Family.space``: the
-   inverted-residual ``mbv2`` family's per-stage depth, expand ratio, kernel 3/5/7, width and input resolution),
-   each costed by the cost model and checked against every budget and the target's operator set; only fitting
-   ones become trials. Today's planner pick is always trial 0, so the search is measured against it.
+1. **Candidates.** Configs are drawn (seeded, the families in turn) from each family's search space
+   (``Family.space``: the inverted-residual ``mbv2`` family's per-stage depth, expand ratio, kernel 3/5/7, width
+   and input resolution; the planner's ``dscnn`` depth/width/resolution and ``resnet`` depth/stages/width/resolution,
+   each declared where its family is registered), each costed by the cost model and checked against every budget and the
+   target's operator set; only fitting ones become trials. Today's planner pick is always trial 0, so the search
+   is measured against it.
 2. **Successive halving** (synchronous ASHA, reduction factor ``eta``): every trial is distilled for a short run
    of ``min_epochs`` epochs on a stratified training slice; the best 1/eta by validation accuracy (after
    BatchNorm recalibration, :func:`edgekd.search_exec.recalibrated_accuracy`) are trained again for eta times
@@ -24,6 +26,7 @@ between nodes. Where trials run (this process, Ray tasks, Ray Tune) is :mod:`edg
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -55,7 +58,7 @@ class SearchSettings:
     min_epochs: int = 1
     max_epochs: int = 9
     limit: int | None = 3000  # stratified training slice each trial trains on (None: all)
-    families: list[str] | None = None  # default: every family with a search space for the task (mbv2 ...)
+    families: list[str] | None = None  # default: every family with a search space for the task (dscnn, mbv2, resnet)
     teacher: str | None = None  # with a teacher: KD trials (cached teacher outputs); without: cross-entropy
     loss: str = "kd"
     threads: int = 1  # torch threads per trial
@@ -202,6 +205,20 @@ def count_untrained(config: StudentConfig, target: Any, spec: Any, calibration: 
     return round(model_latency(target, path, emulator="qemu").ms, 4)
 
 
+def _draw_order(fams: list[Any], input_shape: tuple[int, ...], settings: SearchSettings) -> list[tuple[str, str]]:
+    """Every (family, config) of the searched spaces in ``--space``, in seeded draw order: each family's members
+    shuffled, then taken in turn from each family, so a family with a large space (mbv2: 6,750 members) does not
+    crowd out the others (dscnn 420, resnet 360). One family: the plain seeded shuffle of its members."""
+    rng = random.Random(settings.seed)
+    lists = []
+    for fam in sorted(fams, key=lambda f: f.name):
+        members = sorted((fam.name, json.dumps(p, sort_keys=True)) for p in fam.candidates(input_shape, space=True)
+                         if in_space(p, settings.space or {}))
+        rng.shuffle(members)
+        lists.append(members)
+    return [m for turn in itertools.zip_longest(*lists) for m in turn if m is not None]
+
+
 def _sample_trials(target: Any, spec: Any, settings: SearchSettings,
                    calibration: Any = None) -> tuple[list[Trial], int, int]:
     """Today's planner pick, then seeded draws from the families' spaces that fit every budget and operator.
@@ -242,10 +259,7 @@ def _sample_trials(target: Any, spec: Any, settings: SearchSettings,
         s = base.student
         if within_count(s.family, s.config, s.predicted):
             trials.append(Trial(0, s.family, dict(s.config), s.params, s.macs, s.predicted, "planner"))
-    rng = random.Random(settings.seed)
-    pool = sorted((f.name, json.dumps(p, sort_keys=True)) for f in fams for p in f.candidates(
-        tuple(spec.input_shape), space=True) if in_space(p, settings.space or {}))
-    rng.shuffle(pool)
+    pool = _draw_order(fams, tuple(spec.input_shape), settings)
     cache = _CostCache()
     seen = {json.dumps(t.config, sort_keys=True) for t in trials}
     costed = 0

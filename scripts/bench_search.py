@@ -108,57 +108,67 @@ def half(args: argparse.Namespace, data: dict) -> None:
     free pre-filter. ``--reuse KEY`` takes today's pick's finished rows from another part with the same final
     recipe (the training is deterministic) instead of training them again. Every final row's int8 .tflite is
     counted on the emulated core (edgekd's C, unicorn + the Cortex-M4 cycle model), trained weights."""
-    from edgekd.data import load_task
-    from edgekd.planner import Candidate
-    from edgekd.search import result_from_json
-    from edgekd.students.store import DATA_SEED
-
     key = f"half{args.tag}"
     part = data.setdefault(key, {})
     nrf = load_target("nrf52840-dk")
     today = issue_baseline(nrf)
     cap = round(today.predicted["latency_ms"] * args.latency_fraction, 3)
     work = Path(args.work) / key
-    if "frontier" not in part:
-        counted_cap = None
-        if args.counted:
-            from edgekd.search import count_untrained
-            from edgekd.students import StudentConfig
+    counted_cap = part.get("counted_latency_cap_ms")
+    if args.counted and "frontier" not in part:
+        from edgekd.data import load_task
+        from edgekd.search import count_untrained
+        from edgekd.students import StudentConfig
+        from edgekd.students.store import DATA_SEED
 
-            probe = load_task("fashion-mnist", None, seed=DATA_SEED, limit=10)
-            work.mkdir(parents=True, exist_ok=True)
-            part["today_counted_untrained_ms"] = count_untrained(StudentConfig(today.family, today.config), nrf,
-                                                                 probe.spec, probe.x_train, work)
-            counted_cap = round(part["today_counted_untrained_ms"] * args.latency_fraction, 3)
+        probe = load_task("fashion-mnist", None, seed=DATA_SEED, limit=10)
+        work.mkdir(parents=True, exist_ok=True)
+        part["today_counted_untrained_ms"] = count_untrained(StudentConfig(today.family, today.config), nrf,
+                                                             probe.spec, probe.x_train, work)
+        counted_cap = round(part["today_counted_untrained_ms"] * args.latency_fraction, 3)
+    result, final = _search_part(args, data, key, nrf, work, counted_cap, {"latency": f"{cap}ms"},
+                                 {"latency_fraction": args.latency_fraction, "latency_cap_ms": cap})
+    arms = [("today's planner pick", today), ("searched at the reduced budget", _candidate(result.best))]
+    if result.trials[0].origin == "planner" and result.trials[0].id != result.best.id:
+        arms.append(("planner pick at the reduced budget", _candidate(result.trials[0])))
+    _finals(args, data, key, data[key], nrf, arms, Path(args.work) / key, final)
+
+
+def _search_part(args: argparse.Namespace, data: dict, key: str, nrf: Any, work: Path, counted_cap: float | None,
+                 budgets: dict[str, str] | None, info: dict) -> tuple[Any, Any]:
+    """A finals part's search on Fashion-MNIST at ``nrf``'s budgets (``budgets`` overriding some), unless the part
+    already holds its frontier (resumable); ``info`` is stored with it. Returns the search result and the final
+    comparison's splits (``--final-limit``), recorded in the part's "final"."""
+    from edgekd.data import load_task
+    from edgekd.search import result_from_json
+    from edgekd.students.store import DATA_SEED
+
+    part = data.setdefault(key, {})
+    if "frontier" not in part:
         settings = SearchSettings(task="fashion-mnist", trials=args.trials, seed=0, eta=3,
                                   min_epochs=args.min_epochs, max_epochs=args.search_epochs,
                                   limit=args.limit or None, pool=args.pool, space=parse_space(args.space),
-                                  counted_latency_ms=counted_cap)
+                                  counted_latency_ms=counted_cap, families=args.families)
         t = time.perf_counter()
-        result = search(nrf, settings, work / "search", budgets={"latency": f"{cap}ms"})
-        part.update({"latency_fraction": args.latency_fraction, "latency_cap_ms": cap,
-                     "counted_latency_cap_ms": counted_cap,
-                     "search_wall_s": round(time.perf_counter() - t, 1), "trials": len(result.trials),
-                     "trial_epochs": sum(int(r["epochs"]) for tr in result.trials for r in tr.rungs),
-                     "frontier": result.to_json(), "rows": []})
+        result = search(nrf, settings, work / "search", budgets=budgets)
+        part.update(info | {"counted_latency_cap_ms": counted_cap, "search_wall_s": round(time.perf_counter() - t, 1),
+                            "trials": len(result.trials),
+                            "trial_epochs": sum(int(r["epochs"]) for tr in result.trials for r in tr.rungs),
+                            "frontier": result.to_json(), "rows": []})
         shutil.copy(work / "search" / "frontier.png", FIGS / f"nrf52840-dk-fashion-mnist-{key}-frontier.png")
         save({key: part})
-    result = result_from_json(part["frontier"])
     final = load_task("fashion-mnist", None, seed=DATA_SEED, limit=args.final_limit or None)
     part["final"] = {"epochs": args.final_epochs, "limit": args.final_limit or None, "loss": "ce",
                      "seeds": args.seeds, "train_samples": len(final.x_train), "test_samples": len(final.x_test),
                      "runtime": "LiteRT reference kernels (int8)"}
-    chosen = result.best
-    arms = [("today's planner pick", Candidate(today.family, today.config, today.params, today.macs,
-                                              today.predicted, True)),
-            ("searched at the reduced budget", Candidate(chosen.family, chosen.config, chosen.params, chosen.macs,
-                                                         chosen.predicted, True))]
-    planner_half = result.trials[0]
-    if planner_half.origin == "planner" and planner_half.id != chosen.id:
-        arms.append(("planner pick at the reduced budget", Candidate(
-            planner_half.family, planner_half.config, planner_half.params, planner_half.macs,
-            planner_half.predicted, True)))
-    _finals(args, data, key, part, nrf, arms, work, final)
+    return result_from_json(part["frontier"]), final
+
+
+def _candidate(trial: Any) -> Any:
+    """A search trial as the planner candidate ``distill`` trains (it fitted every budget when drawn)."""
+    from edgekd.planner import Candidate
+
+    return Candidate(trial.family, trial.config, trial.params, trial.macs, trial.predicted, True)
 
 
 def _finals(args: argparse.Namespace, data: dict, key: str, part: dict, nrf: Any, arms: list[tuple[str, Any]],
@@ -212,44 +222,17 @@ def full(args: argparse.Namespace, data: dict) -> None:
     when the issue was filed, ``dscnn(depth=6, width=48)``, whose rows ``--reuse`` takes from ``half``), the
     searched student and the planner's calibrated pick (the search's trial 0) with ``half``'s final recipe.
     ``--counted-latency MS`` also caps every draw's counted latency (untrained weights)."""
-    from edgekd.data import load_task
-    from edgekd.planner import Candidate
-    from edgekd.search import result_from_json
-    from edgekd.students.store import DATA_SEED
-
     key = f"full{args.tag}"
-    part = data.setdefault(key, {})
     nrf = load_target("nrf52840-dk")
     baseline = issue_baseline(nrf)
-    work = Path(args.work) / key
-    if "frontier" not in part:
-        settings = SearchSettings(task="fashion-mnist", trials=args.trials, seed=0, eta=3,
-                                  min_epochs=args.min_epochs, max_epochs=args.search_epochs,
-                                  limit=args.limit or None, pool=args.pool, space=parse_space(args.space),
-                                  counted_latency_ms=args.counted_latency or None)
-        t = time.perf_counter()
-        result = search(nrf, settings, work / "search")
-        part.update({"baseline": baseline.label(), "baseline_estimated_ms": baseline.predicted["latency_ms"],
-                     "latency_budget_ms": nrf.latency_budget_ms,
-                     "counted_latency_cap_ms": args.counted_latency or None,
-                     "search_wall_s": round(time.perf_counter() - t, 1), "trials": len(result.trials),
-                     "trial_epochs": sum(int(r["epochs"]) for tr in result.trials for r in tr.rungs),
-                     "frontier": result.to_json(), "rows": []})
-        shutil.copy(work / "search" / "frontier.png", FIGS / f"nrf52840-dk-fashion-mnist-{key}-frontier.png")
-        save({key: part})
-    result = result_from_json(part["frontier"])
-    final = load_task("fashion-mnist", None, seed=DATA_SEED, limit=args.final_limit or None)
-    part["final"] = {"epochs": args.final_epochs, "limit": args.final_limit or None, "loss": "ce",
-                     "seeds": args.seeds, "train_samples": len(final.x_train), "test_samples": len(final.x_test),
-                     "runtime": "LiteRT reference kernels (int8)"}
-
-    def cand(t: Any) -> Any:
-        return Candidate(t.family, t.config, t.params, t.macs, t.predicted, True)
-
-    arms = [("today's planner pick", baseline), ("searched at the full budget", cand(result.best))]
+    result, final = _search_part(args, data, key, nrf, Path(args.work) / key, args.counted_latency or None, None,
+                                 {"baseline": baseline.label(),
+                                  "baseline_estimated_ms": baseline.predicted["latency_ms"],
+                                  "latency_budget_ms": nrf.latency_budget_ms})
+    arms = [("today's planner pick", baseline), ("searched at the full budget", _candidate(result.best))]
     if result.trials[0].origin == "planner" and result.trials[0].id != result.best.id:
-        arms.append(("planner's calibrated pick", cand(result.trials[0])))
-    _finals(args, data, key, part, nrf, arms, work, final)
+        arms.append(("planner's calibrated pick", _candidate(result.trials[0])))
+    _finals(args, data, key, data[key], nrf, arms, Path(args.work) / key, final)
 
 
 def _paired(rows: list[dict], splits: Any) -> list[dict]:
@@ -412,6 +395,8 @@ def main() -> None:
     ap.add_argument("--counted-latency", type=float, default=0.0, help="full: also cap every draw's counted "
                     "latency (ms, emulated core, untrained weights)")
     ap.add_argument("--pool", type=int, default=1, help="fitting draws per trial (largest MACs kept)")
+    ap.add_argument("--families", type=lambda v: v.split(","), default=None,
+                    help="families searched, e.g. dscnn,resnet (default: every family with a search space)")
     ap.add_argument("--space", action="append", default=[], help="narrow the space, e.g. resolution=none,24")
     ap.add_argument("--tag", default="", help="suffix of the fmnist part's JSON key and figure (e.g. _min3)")
     ap.add_argument("--work", default="/tmp/edgekd-bench-search")

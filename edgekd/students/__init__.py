@@ -65,6 +65,16 @@ FAMILIES: dict[str, Family] = {}
 
 
 def register_family(family: Family) -> Family:
+    """Add a family; its search ``space`` (if any) must name exactly the grid's parameters and hold every grid
+    value, so ``edgekd search`` can always reach the planner's pick and ``--config`` names every parameter."""
+    if family.space is not None:
+        if set(family.space) != set(family.grid):
+            raise EdgekdError(f"search space of {family.name}: parameters {sorted(family.space)} differ from its "
+                              f"grid's {sorted(family.grid)}")
+        missing = {k: [v for v in family.grid[k] if v not in family.space[k]] for k in family.grid}
+        if any(missing.values()):
+            raise EdgekdError(f"search space of {family.name} leaves out grid values "
+                              f"{ {k: v for k, v in missing.items() if v} }")
     FAMILIES[family.name] = family
     return family
 

@@ -40,5 +40,7 @@ register_family(Family(
     kinds=("image",),
     build=DSCNN,
     grid={"width": (8, 12, 16, 24, 32, 48, 64), "depth": (2, 3, 4, 5, 6), "resolution": (None, 20, 16)},
+    space={"width": (8, 12, 16, 20, 24, 32, 40, 48, 56, 64, 80, 96), "depth": (2, 3, 4, 5, 6, 7, 8),
+           "resolution": (None, 24, 20, 16, 12)},
     describe="depthwise-separable CNN (stem conv + depthwise/pointwise blocks)",
 ))

@@ -60,5 +60,7 @@ register_family(Family(
     kinds=("image",),
     build=SmallResNet,
     grid={"width": (8, 12, 16, 24, 32), "depth": (1, 2), "stages": (2, 3), "resolution": (None, 16)},
+    space={"width": (8, 12, 16, 20, 24, 32, 40, 48), "depth": (1, 2, 3), "stages": (1, 2, 3),
+           "resolution": (None, 24, 20, 16, 12)},
     describe="small ResNet (identity basic blocks, strided conv between stages)",
 ))
