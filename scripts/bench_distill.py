@@ -33,6 +33,11 @@ to ONNX / to a float .tflite (written next to it once, ``export_teacher``), pair
 epochs") instead of the distilled runs' optimizer steps; ``--student dscnn:depth=6,width=48`` pins the student
 (rows stay comparable when the planner's pick changes).
 
+Training on another machine (issue 15): ``--no-int8`` trains and records float results only (a GPU machine
+without LiteRT; each row keeps its ``run_dir`` and the device it trained on); ``--measure-int8`` then exports each
+such run's ``student.pt`` here and measures int8 on LiteRT's reference kernels and the TFLite Micro arena, the same
+``measure_int8`` that ``distill`` runs. Rows of several such files are joined with ``--merge``.
+
 Which epoch to ship (issue 15): ``--final-epochs RUN_DIR...`` measures finished runs' final epoch (checkpoint.pt)
 against the epoch they shipped, float and int8, into ``--out``.
 
@@ -101,6 +106,40 @@ def export_teacher(pt: Path, fmt: str, task: str) -> Path:
     return path
 
 
+def trained_on() -> str:
+    """Where this process trains: the GPU's name, or "cpu" (float results differ between them bit for bit)."""
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def measure_rows(result: dict, limit: int | None) -> int:
+    """int8 for the rows trained with ``--no-int8`` (elsewhere): each run's student.pt exported to a fully-integer
+    .tflite here, run on LiteRT's reference kernels over the test set, and its TFLite Micro arena measured, by
+    edgekd.distill.check.measure_int8 as ``distill`` does. Returns how many rows were measured."""
+    from edgekd.distill.check import measure_int8
+    from edgekd.students.store import load_student
+    from edgekd.targets import load_target
+
+    splits = None
+    done = 0
+    for target, runs in result["runs"].items():
+        for r in runs:
+            if r.get("accuracy_int8") is not None:
+                continue
+            if splits is None:
+                splits = prepare(load_task(result["task"], seed=DATA_SEED, limit=limit), result.get("labels"))
+            d = ROOT / r["run_dir"]
+            model, _ = load_student(d)
+            m = measure_int8(model, splits, d / "student_int8.tflite", load_target(target))
+            r |= {"accuracy_int8": m["accuracy_int8"], "agreement": m["agreement_with_float"],
+                  "arena_bytes": m["arena_bytes"], "tflite_bytes": m["tflite_bytes"], "fits": r["fits"] and m["fits"],
+                  "int8_measured": "here, after training: " + m["runtime"]}
+            done += 1
+            print(f"{target} {r['loss']} seed {r['seed']}: int8 {m['accuracy_int8']:.4f} (measured here)", flush=True)
+    return done
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
@@ -139,9 +178,12 @@ def table(result: dict) -> str:
 
 def write_markdown(result: dict, section: str) -> None:
     t = result.get("teacher")
-    about = (f"teacher {t['arch']} ({t['param_count']:,} params, test accuracy {100 * t['test_accuracy']:.2f}%, "
+    arch = t["arch"] + (" " + ", ".join(f"{k} {v}" for k, v in t["params"].items()) if t and t.get("params") else "") \
+        if t else ""
+    about = (f"teacher {arch} ({t['param_count']:,} params, test accuracy {100 * t['test_accuracy']:.2f}%, "
              f"label smoothing {t.get('label_smoothing', 0.1)}, {t.get('epochs', '?')} epochs, trained in "
-             f"{t['train_seconds']:.0f} s on this 2-core machine)" if t else "teacher not trained yet")
+             f"{t['train_seconds']:.0f} s on {t.get('trained_on') or 'this 2-core machine'})" if t
+             else "teacher not trained yet")
     labels = result.get("labels")
     scarce = (f" The student has {labels:,} labelled training samples and the other {result['unlabelled']:,} as "
               f"unlabelled (the teacher saw every label); the no-teacher student (ce) trains on the same "
@@ -175,6 +217,12 @@ def write_markdown(result: dict, section: str) -> None:
     rules.discard(None)
     if rules:
         shorter += f" Epoch shipped: {' / '.join(sorted(rules))} (edgekd.distill.train.selection)."
+    devices = sorted({r["trained_on"] for runs in result["runs"].values() for r in runs
+                      if r.get("trained_on", "cpu") != "cpu"})
+    if devices:
+        shorter += (f" Students trained on {', '.join(d.removeprefix('cuda: ') for d in devices)} (PyTorch, CUDA; "
+                    "float results differ from CPU runs bit for bit); their int8 files were exported and measured "
+                    "on this machine.")
     foreign = sorted({r["teacher"]["source"] for runs in result["runs"].values() for r in runs
                       if (r.get("teacher") or {}).get("source") in FOREIGN})
     if foreign:
@@ -260,6 +308,10 @@ def main() -> None:
     ap.add_argument("--twin", choices=("equal-steps", "equal-epochs"), default="equal-steps",
                     help="with --labels: the no-teacher runs get the distilled runs' optimizer steps (default) or "
                     "their epochs over the labelled samples only (the issue's literal 'equal epochs')")
+    ap.add_argument("--no-int8", action="store_true",
+                    help="train and record float results only (a machine without LiteRT); --measure-int8 later")
+    ap.add_argument("--measure-int8", action="store_true",
+                    help="measure int8 here for the runs recorded with --no-int8 (their run_dir's student.pt)")
     ap.add_argument("--final-epochs", nargs="+", default=None, metavar="RUN_DIR",
                     help="measure finished runs' final epoch against the epoch they shipped, write --out, stop")
     args = ap.parse_args()
@@ -283,7 +335,7 @@ def main() -> None:
     if teacher_path.is_file():
         teacher = json.loads(teacher_path.with_suffix(teacher_path.suffix + ".json").read_text())
         result["teacher"] = {k: teacher.get(k) for k in ("arch", "param_count", "test_accuracy", "train_seconds",
-                                                         "label_smoothing")}
+                                                         "label_smoothing", "params", "trained_on")}
         result["teacher"] |= {"epochs": teacher["train"]["epochs"], "path": str(teacher_path)}
     result["losses"] = sorted(set(result.get("losses", [])) | set(args.losses.split(",")),
                               key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
@@ -340,8 +392,11 @@ def main() -> None:
                             epochs=ce_epochs if loss == "ce" else kd_epochs, seed=seed, limit=args.limit,
                             families=args.family, progress=sys.stderr.isatty(), labels=args.labels, planned=planned,
                             quick_check=False,  # the no-teacher runs of this benchmark are the bar
-                            views=0 if loss == "ce" else args.views, loss_args=None if loss == "ce" else loss_args)
-                m = d["measured"]
+                            views=0 if loss == "ce" else args.views, loss_args=None if loss == "ce" else loss_args,
+                            verify_int8=not args.no_int8)
+                m = d["measured"] or dict.fromkeys(("accuracy_int8", "agreement_with_float", "arena_bytes",
+                                                    "tflite_bytes"))
+                run_dir = Path(args.runs_dir).resolve() / target / f"{tag}{loss}-seed{seed}"
                 runs.append({"loss": loss, "seed": seed, "family": d["student"]["family"],
                              "config": d["student"]["config"], "params": d["student"]["params"],
                              "macs": d["student"]["macs"], "accuracy_float": d["student"]["accuracy_float"],
@@ -355,12 +410,20 @@ def main() -> None:
                              "teacher_check": d["teacher"].get("check"),
                              "teacher": {k: d["teacher"].get(k) for k in ("source", "sha256", "test_accuracy")},
                              "epoch_selection": d["training"].get("selection"),
-                             "wall_seconds": round(time.perf_counter() - started)})
+                             "run_dir": str(run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir),
+                             "trained_on": trained_on(), "wall_seconds": round(time.perf_counter() - started)})
                 print(f"{target} {loss} seed {seed}: float {d['student']['accuracy_float']:.4f} int8 "
-                      f"{m['accuracy_int8']:.4f} ({runs[-1]['wall_seconds']} s)", flush=True)
+                      f"{m['accuracy_int8']} ({runs[-1]['wall_seconds']} s)", flush=True)
                 out.write_text(json.dumps(result, indent=2) + "\n")
-                write_markdown(result, args.section)
+                if not args.no_int8:
+                    write_markdown(result, args.section)
+    if args.measure_int8:
+        measure_rows(result, args.limit)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if any(r.get("accuracy_int8") is None for runs in result["runs"].values() for r in runs):
+        print("int8 not measured yet for some runs (--no-int8): run again with --measure-int8 on a machine with "
+              "LiteRT; no table written", flush=True)
+        return
     write_markdown(result, args.section)
     print(table(result))
 
