@@ -20,6 +20,7 @@ regression: docs/text_baselines.json), ``--init-compare`` (token-table starts: d
 ``--frequent-validation`` (listed words and prior alpha of the frequent tokenizer on a validation split:
 docs/text_tokenizers_validation.json), ``--word-list N`` (edgekd/text/frequent_words.txt),
 ``--students phone128 --init prior`` (the 128-wide phone table: docs/text_phone128.json),
+``--plans`` (the planner's text student for every bundled target: docs/text_plans.json),
 ``--codegen runs/text-bench/mcu`` (generated C for the MCU student: docs/text_codegen.json), ``--count
 runs/text-bench/phone`` (qemu-aarch64 Pi Zero 2 W counts: docs/text_emulated.json), ``--table docs/text.json
 docs/text_transformer.json`` (the docs table).
@@ -252,25 +253,17 @@ def corpus_word_counts() -> list[tuple[str, int]]:
 
 def word_list(n: int) -> dict:
     """Write edgekd/text/frequent_words.txt: the ``n`` most frequent ASCII words of the training split, skipping
-    any whose FNV-1a hash equals a more frequent word's (the tokenizer decides ids by hash)."""
+    any whose FNV-1a hash equals a more frequent word's (the tokenizer decides ids by hash); the rule a build on
+    the user's sentences applies to theirs (``edgekd.text.tokenize.corpus_frequent_words``)."""
     from edgekd.io import atomic_write_text
-    from edgekd.text.tokenize import FREQUENT_WORDS, fnv1a32
+    from edgekd.text.tokenize import FREQUENT_WORDS, corpus_frequent_words
 
     ranked = corpus_word_counts()
-    words, seen, skipped = [], set(), []
-    for w, _ in ranked:
-        if len(words) == n:
-            break
-        h = fnv1a32(w.encode("utf-8"))
-        if not w.isascii() or h in seen:
-            skipped.append(w)
-            continue
-        seen.add(h)
-        words.append(w)
+    words = corpus_frequent_words(load_corpus().split(False).texts, n, 32, min_count=1)
     atomic_write_text(FREQUENT_WORDS, "\n".join(words) + "\n")
     total = sum(c for _, c in ranked)
     listed = dict(ranked)
-    return {"words": len(words), "distinct_training_words": len(ranked), "skipped": skipped[:20],
+    return {"words": len(words), "distinct_training_words": len(ranked),
             "share_of_word_occurrences": round(sum(listed[w] for w in words) / total, 4)}
 
 
@@ -385,6 +378,36 @@ def frequent_validation(args: argparse.Namespace) -> dict:
     return out
 
 
+def plans(top: int = 3) -> dict:
+    """``edgekd plan --task text-embedding`` on every bundled target (cost-model estimates, not measurements): the
+    student each target gets, its predicted flash / RAM / latency against the budgets, the runners-up, and for
+    phones and Pis the issue's phone goals (int8 files at most 5 MB: the cost model's model bytes plus the
+    tokenizer's vocab.txt; at least 20x fewer MACs per 32-token sentence than the teacher)."""
+    from edgekd.planner import plan
+    from edgekd.targets import load_all
+    from edgekd.text.task import SPEC
+    from edgekd.text.teacher import MACS_PER_SENTENCE
+    from edgekd.text.tokenize import make_tokenizer
+
+    vocab = len(make_tokenizer("wordpiece", 32).vocab_text.encode("utf-8"))
+    out: dict = {"how": f"edgekd.planner.plan(target, text-embedding) per bundled target, "
+                        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; predictions are the cost model's "
+                        f"estimates, not measurements; candidates trimmed to the top {top}",
+                 "teacher_macs_per_sentence": MACS_PER_SENTENCE, "wordpiece_vocab_txt_bytes": vocab, "plans": {}}
+    for target in sorted(load_all(), key=lambda t: ({"mcu": 0, "sbc": 1, "phone": 2}[t.klass], t.name)):
+        p = plan(target, SPEC).to_dict(runners_up=top - 1)
+        if p["student"] is not None and target.klass != "mcu":
+            s = p["student"]
+            files = p["predicted"]["flash_bytes"] - target.runtime_flash_bytes + (vocab if s["config"].get(
+                "buckets") is None else 0)
+            p["phone_goals"] = {"int8_files_bytes_predicted": files, "at_most_5_mb": files <= 5_000_000,
+                                "mac_reduction": round(MACS_PER_SENTENCE / s["macs"], 1),
+                                "at_least_20x": MACS_PER_SENTENCE >= 20 * s["macs"]}
+        out["plans"][target.name] = {"class": target.klass} | p
+        print(target.name, p["student"], p["predicted"], p.get("phone_goals"), flush=True)
+    return out
+
+
 def count_on_pi(folder: Path, target_name: str = "raspberry-pi-zero-2-w") -> dict:
     """The exported .tflite under qemu-aarch64 on the profile's core, on the token rows of 3 held-out sentences:
     reference and XNNPACK kernels against the host runs, and the counted time of a steady invoke."""
@@ -428,7 +451,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", nargs="+", help="print the docs table from these JSON files and exit")
     ap.add_argument("--count", metavar="FOLDER", help="run FOLDER/student.tflite under qemu-aarch64 as a "
-                    "raspberry-pi-zero-2-w core and count it; write docs/text_emulated.json")
+                    "raspberry-pi-zero-2-w core and count it; write docs/text_emulated.json (or --out)")
+    ap.add_argument("--plans", action="store_true", help="write docs/text_plans.json (the planner's text student "
+                    "for every bundled target, cost-model estimates)")
     ap.add_argument("--baselines", action="store_true", help="write docs/text_baselines.json (mean vector, ridge)")
     ap.add_argument("--codegen", metavar="FOLDER", help="generate C for FOLDER/student.tflite (an exported MCU "
                     "student), check it against TFLite Micro, link it for nucleo-h743zi2; write docs/text_codegen.json")
@@ -462,11 +487,16 @@ def main() -> None:
         print(table(args.table))
         return
     if args.count:
-        write_json(ROOT / "docs" / "text_emulated.json", count_on_pi(Path(args.count)))
-        print((ROOT / "docs" / "text_emulated.json").read_text())
+        path = Path(args.out) if args.out != ap.get_default("out") else ROOT / "docs" / "text_emulated.json"
+        write_json(path, count_on_pi(Path(args.count)))
+        print(path.read_text())
         return
     if args.word_list:
         print(word_list(args.word_list))
+        return
+    if args.plans:
+        write_json(Path(args.out) if args.out != ap.get_default("out") else ROOT / "docs" / "text_plans.json",
+                   plans())
         return
     if args.frequent_validation:
         write_json(ROOT / "docs" / "text_tokenizers_validation.json", frequent_validation(args))

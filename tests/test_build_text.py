@@ -205,6 +205,10 @@ def test_fast_microcontroller_build_ships_the_frequent_words_tokenizer_and_its_c
         assert counted["runtime"] == "edgekd-c" and counted["cycles"] > counted["instructions"] / 4 > 0
         assert 0 < counted["ms"] < report.text_metrics["latency_estimated_ms"] * 10 and "timing_m" in counted["method"]
         assert c["latency_kind"] == "counted" and c["latency_ms"] == counted["ms"]
+        # the whole device path (text -> C tokenizer -> row copy -> model) and its two parts, each counted
+        assert counted["ms"] > counted["model_ms"] > counted["tokenizer_rows_ms"] > 0
+        assert counted["parts"]["pipeline"]["cycles"] == counted["cycles"] and counted["sentence"]["words"] > 0
+        assert "C tokenizer and table-row copy alone" in (tmp_path / "m" / "report.md").read_text()
         assert "Counted latency per 32-token sentence" in (tmp_path / "m" / "report.md").read_text()
 
 
@@ -248,3 +252,36 @@ def test_user_sentences_build_a_text_student_scored_without_a_probe(private_cach
     line = one_line_exit_2(["build", "--target", "google-pixel-8", "--task", "text-embedding", "--data", str(small),
                             "--fast", "--emulator", "none", "--out", str(tmp_path / "s")])
     assert "small.txt: 30 distinct sentences" in line and "give at least about 150 sentences" in line
+
+
+def test_fast_microcontroller_build_on_user_text_lists_the_texts_own_frequent_words(private_cache: Path,
+                                                                                   tmp_path: Path) -> None:
+    """`--data my.txt` on a microcontroller: the frequent-words tokenizer lists the most frequent words of the
+    build's training sentences; vocab.txt, tokenizer.json (words_from) and the generated C all carry that list,
+    and package verify's regenerated C tokenizer gives the Python ids."""
+    from edgekd.build import build
+    from edgekd.build.text import WORD_LIST
+    from edgekd.text.tokenize import corpus_frequent_words, frequent_words
+
+    texts = corpus_mod.load_corpus().texts[-900:]
+    mine = tmp_path / "my.txt"
+    mine.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    report = build("nucleo-h743zi2", task="text-embedding", data_dir=str(mine), fast=True, emulator="none",
+                   out=tmp_path / "m")
+    own = json.loads((tmp_path / "m" / "student" / WORD_LIST).read_text())
+    words = own["words"]
+    assert own["words_from"].startswith(f"the {len(words):,} most frequent words of my.txt (sha256 ")
+    assert 256 <= len(words) < 4094 and words != frequent_words(len(words))
+    train = [t for t in dict.fromkeys(texts) if not corpus_mod.is_held_out(t)]
+    assert set(words) <= {w for w in corpus_frequent_words(train, 4094, min_count=2)}
+    assert report.student["config"]["words"] and report.student["tokenizer"]["words_from"] == own["words_from"]
+    files = _members(tmp_path / "m" / report.bundle)
+    assert files["vocab.txt"].decode().splitlines() == words
+    assert json.loads(files["tokenizer.json"])["words_from"] == own["words_from"]
+    assert f"{len(words):,} listed words (vocab.txt, sha256" in files["c/edgekd_token_table.c"].decode()
+    assert "my.txt" in files["c/edgekd_token_table.c"].decode()
+    checks = {(c["artifact"], c["runtime"]): c for c in _verify(tmp_path / "m" / report.bundle)["vectors"]}
+    assert checks[("tokenizer.json", "edgekd-tokenizer")]["max_diff"] == 0
+    assert checks[("c/edgekd_tokenizer.c", "edgekd-c")]["max_diff"] == 0
+    c = next(a for a in report.artifacts if a["format"] == "c")
+    assert c["tokenizer_sentences_identical"] == c["checked_sentences"] > 0

@@ -191,7 +191,7 @@ def test_teacher_matches_sentence_transformers_and_the_cache_is_reused_and_repai
     third = T.EmbedStats()
     assert np.abs(T.embed(SENTENCES, root=tmp_path, stats=third, teacher=teacher) - emb).max() < 1e-6
     assert (third.repaired, third.misses) == (1, 1)
-    assert 3.3e8 < teacher.macs(32) < 3.5e8 and teacher.params == 22_713_216
+    assert teacher.macs(32) == T.MACS_PER_SENTENCE and teacher.params == 22_713_216
 
 
 # -- losses and metrics
@@ -443,3 +443,72 @@ def test_bench_text_script_runs_end_to_end_at_smoke_size(tmp_path: Path):
     table = subprocess.run([sys.executable, str(root / "scripts" / "bench_text.py"), "--table", str(out)],
                            cwd=root, capture_output=True, text=True, timeout=300)
     assert "| mcu: text_conv(" in table.stdout and "| teacher all-MiniLM-L6-v2 |" in table.stdout
+
+
+def test_a_user_text_build_lists_its_own_frequent_words_or_keeps_the_built_in_list(tmp_path: Path, caplog):
+    """`--data my.txt` with a frequent-words student: the most frequent words of the build's training sentences
+    (each at least twice), named in words_from; too few such words: the packaged list, with a warning."""
+    from types import SimpleNamespace
+
+    from edgekd.build.text import user_word_list
+    from edgekd.students import StudentConfig
+    from edgekd.text.task import RECIPE, SPEC
+    from edgekd.text.tokenize import MIN_USER_WORDS, corpus_frequent_words
+
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(1500)]
+    big = tmp_path / "big.txt"
+    big.write_text("\n".join(" ".join(rng.choice(vocab, 12)) for _ in range(900)) + "\n")
+    config = StudentConfig("text_conv", {"buckets": 4096, "tokenizer": "frequent"})
+
+    def ctx(path: Path):  # what user_word_list reads of a build context
+        return SimpleNamespace(opts=SimpleNamespace(data_dir=str(path), fast=True, seed=0), spec=SPEC)
+
+    words, origin = user_word_list(ctx(big), RECIPE, config)
+    from edgekd.build.text import text_data
+
+    train = text_data(ctx(big), RECIPE).train.texts
+    assert words == corpus_frequent_words(train, 4094) and len(words) >= MIN_USER_WORDS
+    assert origin.startswith(f"the {len(words):,} most frequent words of big.txt (sha256 ")
+    assert user_word_list(ctx(big), RECIPE, StudentConfig("text_conv", {"buckets": 4096})) is None  # hashed
+    small = tmp_path / "small.txt"
+    small.write_text("\n".join(f"sentence {i} says {i % 50} things" for i in range(200)) + "\n")
+    assert user_word_list(ctx(small), RECIPE, config) is None
+    assert "the frequent-words tokenizer keeps the built-in English list" in caplog.text
+
+
+def test_text_conv_grid_holds_wide_tables_under_a_twentieth_of_the_teachers_macs():
+    """The planner takes the grid's largest fitting member: on phones and Pis that is the 128-wide table with
+    the most MACs under 1/20 of the teacher's, and every candidate can take the build's prior start."""
+    from edgekd.students.text_conv import MIN_REDUCTION, conv_macs
+    from edgekd.text.distill import count_macs
+    from edgekd.text.teacher import MACS_PER_SENTENCE
+
+    cands = FAMILIES["text_conv"].candidates((32,))
+    assert cands and all(p["width"] >= 2 * p["embed"] for p in cands)
+    assert all(conv_macs(p, 32) * MIN_REDUCTION <= MACS_PER_SENTENCE for p in cands)
+    wordpiece = [p for p in cands if p["buckets"] is None]
+    top = max(wordpiece, key=lambda p: conv_macs(p, 32))
+    assert (top["embed"], top["width"]) == (128, 256) and conv_macs(top, 32) == 15_826_944
+    assert {"embed": 128, "width": 256, "depth": 3, "kernel": 5, "buckets": None} not in cands  # 26.3M MACs
+    assert {"embed": 96, "width": 192, "depth": 3, "kernel": 5, "buckets": 4096} in cands  # the MCU's pick
+    model = build_student(StudentConfig("text_conv", top), (32,), 384)
+    assert count_macs(model, 32) == conv_macs(top, 32)
+
+
+@pytest.mark.slow
+def test_every_text_target_plans_a_student_within_its_budgets():
+    from edgekd.planner import plan
+    from edgekd.targets import load_all
+    from edgekd.text.task import SPEC
+
+    picks = {}
+    for target in load_all():
+        p = plan(target, SPEC)
+        assert p.student is not None and p.student.fits, target.name
+        pred, b = p.student.predicted, target.budgets
+        assert pred["flash_bytes"] <= b.flash_bytes and pred["ram_bytes"] <= b.ram_bytes
+        assert pred["latency_ms"] <= b.latency_ms
+        picks[target.name] = p.student.config
+    assert picks["google-pixel-8"] == {"buckets": None, "depth": 2, "embed": 128, "kernel": 5, "width": 256}
+    assert picks["nucleo-h743zi2"] == {"buckets": 4096, "depth": 3, "embed": 96, "kernel": 5, "width": 192}

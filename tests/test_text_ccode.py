@@ -95,3 +95,49 @@ def test_frequent_words_c_sources_hold_the_sorted_hashes_and_refuse_a_wrong_list
         c_sources(tok.settings(), meta, table)
     # the hashed tokenizer's sources carry no word table
     assert "WORDS" not in c_sources(HashedTokenizer(64, 32).settings(), meta, table)["edgekd_tokenizer.h"]
+
+
+def _user_text(tmp: Path, sentences: int = 400, vocabulary: int = 600) -> Path:
+    """A tiny user text file: Zipf-distributed made-up words, plus a non-ASCII word and a word used once."""
+    rng = np.random.default_rng(4)
+    vocab = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro", "su", "ti") for b in range(vocabulary // 8)]
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    lines = [" ".join(rng.choice(vocab, size=int(rng.integers(3, 20)), p=p / p.sum())) for _ in range(sentences)]
+    path = tmp / "my nötes*.txt"  # a file name the C comment that records it shows as printable ASCII
+    path.write_text("\n".join(lines + ["straße straße straße", "once-only hapaxword"]) + "\n", encoding="utf-8")
+    return path
+
+
+@needs_gcc
+def test_a_user_texts_own_frequent_words_give_the_same_ids_in_python_and_c(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from edgekd.text.corpus import read_sentence_file
+    from edgekd.text.tokenize import corpus_frequent_words, load_tokenizer, split_words
+
+    path = _user_text(tmp_path)
+    texts = read_sentence_file(path)
+    words = corpus_frequent_words(texts, 4094)
+    counts = Counter(w for t in texts for w in split_words(t)[:32])
+    assert words == corpus_frequent_words(list(texts), 4094)  # deterministic
+    assert words[:3] == [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:3]
+    assert all(counts[w] >= 2 for w in words) and "hapaxword" not in words and "straße" not in words
+    assert len(words) == sum(1 for w, c in counts.items() if c >= 2 and w.isascii())  # no FNV-1a clash here
+    origin = f"the {len(words)} most frequent words of {path.name}"
+    tok = FrequentWordsTokenizer(words, 4096, 32, origin)
+    assert tok.settings()["words_from"] == origin
+    table = np.random.default_rng(1).integers(-128, 128, size=(4096, 8), dtype=np.int8)
+    src = c_sources(tok.settings(), {"width": 8, "scale": 0.05, "zero_point": -2}, table.tobytes(), words)
+    comment = next(line for line in src["edgekd_token_table.c"].splitlines() if "listed words" in line)
+    assert tok.settings()["vocab_sha256"] in comment and "my n?tes*.txt" in comment and comment.endswith("*/")
+    out = tmp_path / "c"
+    out.mkdir()
+    for name, text in src.items():
+        (out / name).write_text(text)
+    ids = tok.encode(texts)
+    assert (run_c_tokenizer(out, texts, 32) == ids).all()
+    listed = ids[(ids > 0) & (ids <= len(words))]
+    assert len(set(listed.tolist())) == len(words)  # every listed word of the file has its own id
+    tok.save(tmp_path / "t")  # the bundle's tokenizer.json + vocab.txt read back with their origin
+    again = load_tokenizer(tmp_path / "t")
+    assert again.settings() == tok.settings() and (again.encode(texts) == ids).all()

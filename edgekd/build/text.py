@@ -219,26 +219,77 @@ def with_tokenizer(config: Any, recipe: TextRecipe) -> Any:
     return StudentConfig(config.family, {**config.params, "tokenizer": recipe.bucket_tokenizer})
 
 
+#: The student's own frequent-words list (a build on the user's sentences), beside student.pt.
+WORD_LIST = "word_list.json"
+
+
+def user_word_list(ctx: BuildContext, recipe: TextRecipe, config: Any) -> tuple[list[str], str] | None:
+    """A frequent-words student built on the user's sentences (``--data``) lists their own most frequent words
+    (:func:`edgekd.text.tokenize.corpus_frequent_words` over the build's training sentences: deterministic for the
+    file and seed); None, with a warning saying why, where the packaged English list is kept instead (the
+    built-in corpus, another tokenizer, or too few words that occur at least twice)."""
+    from edgekd.logs import log
+    from edgekd.text.tokenize import MIN_USER_WORDS, corpus_frequent_words
+
+    path = user_text(ctx)
+    if path is None or config.params.get("tokenizer") != "frequent":
+        return None
+    buckets, max_len = int(config.params["buckets"]), int(ctx.spec.input_shape[0])
+    train = text_data(ctx, recipe).train.texts
+    words = corpus_frequent_words(train, buckets - 2, max_len)
+    name = Path(path).name
+    if len(words) < MIN_USER_WORDS:
+        log.warning("%s: only %d words occur at least twice in its %d training sentences (a word list of its own "
+                    "needs %d); the frequent-words tokenizer keeps the built-in English list "
+                    "(edgekd/text/frequent_words.txt)", name, len(words), len(train), MIN_USER_WORDS)
+        return None
+    return words, (f"the {len(words):,} most frequent words of {name} (sha256 {sha256_file(Path(path))[:12]}), "
+                   f"{len(train):,} training sentences, each word at least twice")
+
+
+def student_words(ctx: BuildContext, model: Any) -> tuple[list[str] | None, str]:
+    """The word list a student was trained with when it has its own (written by the distill stage), else None."""
+    import json
+
+    if not model.tokenizer.get("words"):
+        return None, ""
+    path = ctx.layout.student_dir / WORD_LIST
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return [str(w) for w in d["words"]], str(d["words_from"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise EdgekdError(f"{path} is missing or damaged; rebuild (the student names its own word list)") from None
+
+
 def distill_stage(ctx: BuildContext, stages: Stages, plan: PlanRecord, teacher: TextTeacherRecord,
                   recipe: TextRecipe, epochs: int | None) -> TextDistillRecord:
+    from edgekd.io import sha256_bytes
+    from edgekd.students import StudentConfig
     from edgekd.text.distill import distil_text, save_text_student
 
     layout = ctx.layout
     chosen = plan.student
     assert chosen is not None
     config = with_tokenizer(chosen.student, recipe)
+    own = user_word_list(ctx, recipe, config)
+    words, words_from = own if own else (None, "")
+    if words:
+        config = StudentConfig(config.family, {**config.params,
+                                               "words": sha256_bytes(("\n".join(words) + "\n").encode())})
     cfg, init = _schedule(ctx, recipe, config, epochs)
 
     def train() -> None:
         model, run = distil_text(config, text_data(ctx, recipe), cfg, ctx.spec.input_shape[0], teacher.macs,
-                                 teacher.probe_accuracy, init)
+                                 teacher.probe_accuracy, init, words, words_from)
+        if words:
+            write_json(layout.student_dir / WORD_LIST, {"words_from": words_from, "words": words})
         save_text_student(model, config, layout.student_file)
         write_json(layout.distill_json, run.to_dict() | {"teacher": teacher.to_json()})
 
+    outputs = [layout.student_file, layout.distill_json] + ([layout.student_dir / WORD_LIST] if words else [])
     stages.run("distill", ctx.common_key | {"student": config.to_dict(), "train": cfg.to_dict(), "init": init,
                                             "recipe": recipe.to_dict(), "fast": ctx.opts.fast}
-               | stages.upstream_key("distill"), [layout.student_file, layout.distill_json], train,
-               roots=[layout.student_dir])
+               | stages.upstream_key("distill"), outputs, train, roots=[layout.student_dir])
     return TextDistillRecord.read(layout.distill_json)
 
 
@@ -259,17 +310,18 @@ def export_stage(ctx: BuildContext, stages: Stages, recipe: TextRecipe) -> TextE
         from edgekd.text.export import export_text_student
 
         model, _ = load_student(layout.student_file)
+        tok = tokenizer_for(model, *student_words(ctx, model))  # type: ignore[arg-type]
         data = text_data(ctx, recipe)
         partial = layout.artifacts.with_name(layout.artifacts.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        arts = export_text_student(model, tokenizer_for(model), data.train.texts[: recipe.calib],  # type: ignore[arg-type]
+        arts = export_text_student(model, tok, data.train.texts[: recipe.calib],  # type: ignore[arg-type]
                                    data.eval.texts[: recipe.check], partial, pte="pte" in ctx.target.formats,
                                    tflm=ctx.target.is_mcu)
         extra: dict[str, Any] = {"target": ctx.target.name, "task": ctx.spec.name, "c": None}
         if _ships_c(ctx, model):
             from edgekd.text.ccode import export_c
 
-            extra["c"] = export_c(partial, data.eval.texts[: recipe.check], tokenizer_for(model))  # type: ignore[arg-type]
+            extra["c"] = export_c(partial, data.eval.texts[: recipe.check], tok)
         write_json(partial / layout.export_json.name, arts.to_dict() | extra)
         shutil.rmtree(layout.artifacts, ignore_errors=True)
         partial.rename(layout.artifacts)
@@ -323,7 +375,7 @@ def verify_stage(ctx: BuildContext, stages: Stages, recipe: TextRecipe, export: 
         from edgekd.text.export import _run_litert_int8, int8_rows
 
         model, _ = load_student(layout.student_file)
-        tok = tokenizer_for(model)  # type: ignore[arg-type]
+        tok = tokenizer_for(model, *student_words(ctx, model))  # type: ignore[arg-type]
         data = text_data(ctx, recipe)
         t_train, t_eval = teacher_mod.embed(data.train.texts), teacher_mod.embed(data.eval.texts)
         rows = export.files["token_table.bin"]["bytes"] // int(model.embed.embedding_dim)  # type: ignore[union-attr]

@@ -175,7 +175,10 @@ class TextReport:
                        if counted.get("threads_ms") else "")
             lines += ["", f"Counted latency per {f['tokens']}-token sentence: **{counted['ms']:.3f} ms** on one core"
                       f"{threads} ({counted['runtime']}, {counted['emulator']}; cost-model estimate "
-                      f"{self.text_metrics['latency_estimated_ms']:.3f} ms). How: {counted['method']}."]
+                      f"{self.text_metrics['latency_estimated_ms']:.3f} ms)"
+                      + (f"; the model alone {counted['model_ms']:.3f} ms, the C tokenizer and table-row copy alone "
+                         f"{counted['tokenizer_rows_ms']:.3f} ms" if counted.get("model_ms") is not None else "")
+                      + f". How: {counted['method']}."]
         lines += ["", f"Shipped for the .tflite runtime: {sizes['shipped_bytes']:,} B (model "
                   f"{sizes['model_bytes']:,} B, "
                   f"int8 token table {sizes['token_table_bytes']:,} B, tokenizer files); the teacher's fp32 weights: "

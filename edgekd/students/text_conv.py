@@ -4,10 +4,20 @@ Every op converts to int8 (CONV_2D with fused ReLU, MEAN, FULLY_CONNECTED): this
 ships as a fully-integer ``.tflite`` and fits a microcontroller with the hashed vocabulary. Convolutions keep
 the sequence length (SAME padding, stride 1), so each output position sees ``depth * (kernel - 1) + 1`` tokens
 before the mean pools the sentence.
+
+The planner takes the candidate with the most MACs that fits a target, so on a phone or a Pi (budgets of tens of
+MB) it takes the grid's largest member. What shapes that member (docs/benchmarks.md, Text): the table's width
+bounds what the student can learn (a rank-``embed`` map: the phone build scored 0.742 at 128 wide, 0.705 at 96);
+a student is only worth distilling well below its teacher's cost, so candidates over 1/20 of the teacher's MACs
+per sentence (the issue's phone goal) are not planned; and the build starts a student from the teacher's
+per-token prior (:mod:`edgekd.text.init`), which needs ``width >= 2 * embed``, so a narrower body, which would
+train from random rows (a 64-wide phone student reached 0.541 that way, the 96-wide one 0.686 from the
+least-squares start), is not planned either.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
@@ -15,6 +25,10 @@ from torch import nn
 
 from edgekd.students import Family, register_family
 from edgekd.text.model import TextStudent
+from edgekd.text.teacher import DIM, MACS_PER_SENTENCE
+
+#: A planned student costs at most 1/MIN_REDUCTION of the teacher's MACs per sentence.
+MIN_REDUCTION = 20
 
 
 class ConvBody(nn.Module):
@@ -47,11 +61,35 @@ def build(params: dict[str, Any], task_shape: tuple[int, ...], out_dim: int) -> 
     return TextStudent(params, task_shape, out_dim, body, embed)
 
 
-register_family(Family(
+def conv_macs(params: dict[str, Any], tokens: int, out_dim: int = DIM) -> int:
+    """MACs of one ``tokens``-long sentence: the convolutions at every position plus the projection (the table
+    lookup is a row copy, the mean a sum)."""
+    embed, width, depth, kernel = (int(params[k]) for k in ("embed", "width", "depth", "kernel"))
+    return tokens * kernel * (embed * width + (depth - 1) * width * width) + width * out_dim
+
+
+def teacher_macs(tokens: int) -> int:
+    """The teacher's MACs for ``tokens`` tokens, scaled linearly from its counted 32-token figure (attention's
+    quadratic part is small at these lengths)."""
+    return MACS_PER_SENTENCE * tokens // 32
+
+
+@dataclass(frozen=True)
+class TextConvFamily(Family):
+    """The grid, less the candidates the build could not start from the prior or that would not be much cheaper
+    than the teacher."""
+
+    def candidates(self, input_shape: tuple[int, ...], space: bool = False) -> list[dict[str, Any]]:
+        cap = teacher_macs(int(input_shape[0]))
+        return [p for p in super().candidates(input_shape, space) if int(p["width"]) >= 2 * int(p["embed"])
+                and conv_macs(p, int(input_shape[0])) * MIN_REDUCTION <= cap]
+
+
+register_family(TextConvFamily(
     name="text_conv",
     kinds=("text",),
     build=build,
-    grid={"embed": (64, 32, 96), "width": (128, 64, 192), "depth": (2, 1, 3), "kernel": (3, 5),
+    grid={"embed": (64, 32, 96, 128), "width": (128, 64, 192, 256), "depth": (2, 1, 3), "kernel": (3, 5),
           "buckets": (None, 4096)},
     describe="token rows -> (1,k) conv+ReLU x depth -> mean over tokens -> linear to the teacher's width",
 ))

