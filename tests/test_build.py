@@ -75,6 +75,7 @@ def test_fast_build_writes_the_report_schema_and_skips_unchanged_stages(tmp_path
 
 
 @pytest.mark.slow  # a real build or a Linux export: minutes on 2 cores
+@pytest.mark.heavy
 def test_several_targets_share_one_teacher(tmp_path: Path) -> None:
     result = build_many(["nrf52840-dk", "raspberry-pi-4b"], _opts(), tmp_path).to_json()
     reports = {r["target"]: r for r in result["reports"]}

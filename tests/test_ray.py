@@ -53,6 +53,7 @@ def test_build_ray_refuses_bad_input_before_starting_ray(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # one build per target on Ray, then serially (~1 min): in CI, not the default run
 def test_build_targets_on_ray_gives_the_serial_reports(cluster: dict[str, str], tmp_path: Path):
     """Two microcontroller targets, each a Ray task pinned to one thread on the 2-node cluster: the same
     per-target reports (apart from timings) and the same bundles as a serial build on one torch thread."""

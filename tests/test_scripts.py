@@ -77,6 +77,7 @@ def test_bench_codegen_is_bit_exact(bench_build: Path) -> None:
     assert mine and all(r["ok"] and r["bit_exact_vs_host"] for r in mine)
 
 
+@pytest.mark.heavy  # 40 s of qemu-aarch64 runs: outside the default run, in CI
 def test_bench_emulate_on_cortex_a(bench_build: Path) -> None:
     out = bench_build / "emulate.json"
     run_script("bench_emulate.py", "--student", str(bench_build / "builds" / "nrf52840-dk" / "student"),

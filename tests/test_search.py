@@ -177,6 +177,7 @@ def test_counted_latency_ranks_and_plots_trials(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.emulator  # counts each draw's generated C on the emulated Cortex-M4 (unicorn)
 def test_counted_cap_keeps_the_draws_nearest_it():
     """counted_latency_ms: each fitting draw is counted (untrained, int8, edgekd's C on the emulated core); only

@@ -77,7 +77,7 @@ def test_draws_take_the_families_in_turn():
     assert len(narrowed) == 7 * 12 + 5 * 5 * 2 * 3 * 3 + 8 * 3 * 3  # kernel narrows mbv2 only
 
 
-@pytest.mark.parametrize("task", ["digits", pytest.param("fashion-mnist", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("task", ["digits", pytest.param("fashion-mnist", marks=[pytest.mark.slow, pytest.mark.heavy])])
 @pytest.mark.parametrize("family", ["dscnn", "resnet"])
 def test_drawn_configs_fit_the_targets_budgets(family: str, task: str):
     """On nrf52840-dk (256 KiB flash, 64 KiB RAM, 200 ms; on Fashion-MNIST its flash binds the DS-CNNs) every

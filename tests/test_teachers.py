@@ -433,6 +433,7 @@ def test_several_teachers_average_their_logits(tmp_path: Path, tiny: nn.Module) 
 
 
 @pytest.mark.slow  # three distillations of digits (~1 min on 2 cores); CI runs it
+@pytest.mark.heavy
 def test_onnx_and_tflite_teachers_distil_like_the_pt_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgekd.data import load_task
     from edgekd.distill import distill, train_teacher
