@@ -313,21 +313,44 @@ def features_doc() -> dict[str, list[str]]:
             "avgpool": pool, "maxpool": pool}
 
 
-def check(pair: str, work: Path) -> dict[str, Any]:
-    """Plan ``target:task``, export the planned student (untrained, seed 0) to int8, generate its C and count one
-    invoke with the latency gate's own counter (``count_invoke``); per layer estimate vs counted cycles."""
+def _untrained(config: Any, spec: Any, target: Any, tflite: Path) -> tuple[Any, Any, Path]:
+    """``config`` built with seed 0: its cost-model report, the planner's latency estimate for ``target`` and its
+    int8 export to ``tflite`` (32 random calibration inputs): the planned side of every check."""
     import torch
 
     from edgekd import costmodel
+    from edgekd.export.tflite import export_tflite_int8
+    from edgekd.students import build_student, model_input_shape
+
+    torch.manual_seed(0)
+    model = build_student(config, spec.input_shape, spec.num_classes)
+    shape = model_input_shape(model)
+    report = costmodel.analyze(model, shape, "int8", channels_last_input=model.channels_last_input)
+    calib = np.random.default_rng(0).normal(0, 1, size=(32, *shape)).astype(np.float32)
+    return report, costmodel.estimate_latency(report, target), export_tflite_int8(model, shape, calib, tflite).path
+
+
+def _gate_count(tflite: Path, target: Any, c_dir: Path) -> tuple[Any, Any, Any, np.ndarray]:
+    """``tflite``'s generated C in ``c_dir`` linked for ``target`` and one invoke counted by the latency gate's
+    own counter: (the generated C, the firmware, the input, the count)."""
     from edgekd.codegen import generate_c
     from edgekd.codegen.board import build_board
-    from edgekd.data import get_spec
     from edgekd.emulate.cortex_m import count_invoke
+
+    gen = generate_c(tflite, c_dir)
+    build = build_board(c_dir, target)
+    x = np.random.default_rng(0).integers(-128, 128, size=gen.input_shape[1:], dtype=np.int8)
+    return gen, build, x, count_invoke(build, target, x, gen.output_size, 300)
+
+
+def check(pair: str, work: Path) -> dict[str, Any]:
+    """Plan ``target:task``, export the planned student (untrained, seed 0) to int8, generate its C and count one
+    invoke with the latency gate's own counter (``count_invoke``); per layer estimate vs counted cycles."""
+    from edgekd import costmodel
+    from edgekd.data import get_spec
     from edgekd.emulate.timing_m import Segment, count_segments, time_invoke
     from edgekd.emulate.timing_m55 import time_calls_on_qemu
-    from edgekd.export.tflite import export_tflite_int8
     from edgekd.planner import plan
-    from edgekd.students import build_student, model_input_shape
     from edgekd.targets import load_target
 
     target_name, task, *family = pair.split(":")  # TARGET:TASK[:FAMILY]: the planner's pick among one family
@@ -335,17 +358,8 @@ def check(pair: str, work: Path) -> dict[str, Any]:
     spec = get_spec(task, "/usr/share/datasets/fashion-mnist")
     picked = plan(target, spec, family or None)
     assert picked.student is not None, f"nothing fits {pair}"
-    torch.manual_seed(0)
-    model = build_student(picked.student.student, spec.input_shape, spec.num_classes)
-    shape = model_input_shape(model)
-    report = costmodel.analyze(model, shape, "int8", channels_last_input=model.channels_last_input)
-    est = costmodel.estimate_latency(report, target)
-    calib = np.random.default_rng(0).normal(0, 1, size=(32, *shape)).astype(np.float32)
-    tfl = export_tflite_int8(model, shape, calib, work / "student.tflite")
-    gen = generate_c(tfl.path, work / "c")
-    build = build_board(work / "c", target)
-    x = np.random.default_rng(0).integers(-128, 128, size=gen.input_shape[1:], dtype=np.int8)
-    gate = count_invoke(build, target, x, gen.output_size, 300)
+    report, est, tfl = _untrained(picked.student.student, spec, target, work / "student.tflite")
+    gen, build, x, gate = _gate_count(tfl, target, work / "c")
     core = target.cpu.core
     if core in ("cortex-m4", "cortex-m7"):
         segments = time_invoke(build, target, x).segments
@@ -384,33 +398,18 @@ def check_trained(run_dir: Path, work: Path) -> dict[str, Any]:
     the planner's estimate of its architecture against the latency gate's count of the trained int8 file and of
     the same architecture untrained (seed 0, exported like :func:`check`). Why: the fits are counted on random
     weights; this shows whether trained quantization parameters move the counted cost."""
-    import torch
-
-    from edgekd import costmodel
-    from edgekd.codegen import generate_c
-    from edgekd.codegen.board import build_board
     from edgekd.data import get_spec
-    from edgekd.emulate.cortex_m import count_invoke
-    from edgekd.export.tflite import export_tflite_int8
-    from edgekd.students import StudentConfig, build_student, model_input_shape
+    from edgekd.students import StudentConfig
     from edgekd.targets import load_target
 
     meta = json.loads((run_dir / "distill.json").read_text())
     target = load_target(meta["target"])
     spec = get_spec(meta["task"], "/usr/share/datasets/fashion-mnist")
     config = StudentConfig(meta["student"]["family"], meta["student"]["config"])
-    torch.manual_seed(0)
-    model = build_student(config, spec.input_shape, spec.num_classes)
-    shape = model_input_shape(model)
-    report = costmodel.analyze(model, shape, "int8", channels_last_input=model.channels_last_input)
-    est = costmodel.estimate_latency(report, target)
-    calib = np.random.default_rng(0).normal(0, 1, size=(32, *shape)).astype(np.float32)
+    report, est, untrained = _untrained(config, spec, target, work / "u.tflite")
     counted = {}
-    for kind, tfl in (("trained", run_dir / "student_int8.tflite"),
-                      ("untrained", export_tflite_int8(model, shape, calib, work / "u.tflite").path)):
-        gen = generate_c(tfl, work / kind)
-        x = np.random.default_rng(0).integers(-128, 128, size=gen.input_shape[1:], dtype=np.int8)
-        gate = count_invoke(build_board(work / kind, target), target, x, gen.output_size, 300)
+    for kind, tfl in (("trained", run_dir / "student_int8.tflite"), ("untrained", untrained)):
+        gate = _gate_count(tfl, target, work / kind)[3]
         counted[kind] = round(gate.ms or 0.0, 3)
         calls = re.findall(r"\b(ek_\w+)\(&op\d+", (work / kind / "model.c").read_text())
         counted[f"{kind}_mode0"] = sum(k in ("ek_depthwise", "ek_conv2d", "ek_conv_mm") for k in calls)
