@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekd.errors import EdgekdError
+from edgekd.logs import log
 from edgekd.students import StudentConfig
 
 if TYPE_CHECKING:
@@ -120,6 +121,16 @@ class SerialExecutor:
         return None
 
 
+CLIENT_ATTEMPTS = 3  # Ray Client session set-ups tried before giving up (a reached server that failed, only)
+
+
+def _first_and_cause(exc: BaseException) -> str:
+    """One line from a Ray error: its first line, and its last when that differs (a server-side traceback's
+    cause comes last)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return " ".join(dict.fromkeys([lines[0], lines[-1]]))
+
+
 class RayExecutor:
     """Trials as Ray tasks of ``threads`` CPUs each, on a local Ray instance or the cluster at ``address``
     (``host:port`` of a node, or a Ray Client ``ray://host:port``). ``fn``: what each task runs (one trial;
@@ -144,20 +155,36 @@ class RayExecutor:
                 env[name] = os.environ[name]
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            try:
-                if address:
-                    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
-                             logging_level="ERROR")
-                else:
-                    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
-                             runtime_env={"env_vars": env}, log_to_driver=False, logging_level="ERROR")
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise EdgekdError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}; "
-                                  "start it with `ray start --head` (and copy its ~/.ray/auth_token here), or run "
-                                  "without Ray (search --serial, build without --ray)") from None
+            self._init(address, {"env_vars": env}, workers)
         self.remote = ray.remote(num_cpus=threads, max_retries=0)(fn)
         self.name = f"ray ({address or 'local instance'}, {int(ray.cluster_resources().get('CPU', 0))} CPUs, " \
                     f"{len([n for n in ray.nodes() if n.get('Alive')])} node(s))"
+
+    def _init(self, address: str | None, runtime_env: dict[str, Any], workers: int | None) -> None:
+        """Start or join Ray. A Ray Client server that was reached but failed to set the session up (it starts one
+        server process per client, which can fail transiently on a loaded head) is asked again, twice; any
+        failure leaves this process out of Ray's client mode, so a later local ``ray.init`` still works."""
+        ray = self.ray
+        for attempt in range(1, CLIENT_ATTEMPTS + 1):
+            try:
+                if address:
+                    ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR")
+                else:
+                    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env,
+                             log_to_driver=False, logging_level="ERROR")
+                return
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                ray.shutdown()  # a failed ray:// connect leaves Ray in client mode until shut down
+                retry = (isinstance(exc, ConnectionAbortedError) and str(address).startswith("ray://")
+                         and attempt < CLIENT_ATTEMPTS)
+                if not retry:
+                    where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                    raise EdgekdError(f"cannot connect to {where}: {_first_and_cause(exc)}; "
+                                      "start it with `ray start --head` (and copy its ~/.ray/auth_token here), or "
+                                      "run without Ray (search --serial, build without --ray)") from None
+                log.warning("the Ray Client server at %s failed to start a session (%s); asking again (%d/%d)",
+                            address, _first_and_cause(exc), attempt + 1, CLIENT_ATTEMPTS)
+                time.sleep(2.0 * attempt)
 
     def map(self, jobs: list[Any]) -> list[Any]:
         try:

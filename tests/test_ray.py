@@ -53,6 +53,32 @@ def test_build_ray_refuses_bad_input_before_starting_ray(tmp_path: Path):
 
 
 @pytest.mark.slow
+def test_a_failed_ray_client_connect_is_one_line_and_leaves_local_ray_usable(monkeypatch: pytest.MonkeyPatch):
+    """A `ray://` address where nothing listens: one line naming it, and this process is out of Ray's client mode
+    afterwards, so a local Ray run still works (CI once saw a failed Ray Client set-up break the next test's local
+    `ray.init`). Before the cluster tests, so that no cluster is up."""
+    import ray.util.client.worker as client_worker
+    from ray._private import client_mode_hook
+
+    from edgekd.errors import EdgekdError
+    from edgekd.search_exec import RayExecutor, free_port
+
+    monkeypatch.setattr(client_worker, "INITIAL_TIMEOUT_SEC", 1)  # Ray's own 5-30 s back-off, shortened
+    monkeypatch.setattr(client_worker, "MAX_TIMEOUT_SEC", 1)
+    address = f"ray://127.0.0.1:{free_port()}"
+    with pytest.raises(EdgekdError) as failed:
+        RayExecutor(address, threads=1)
+    message = str(failed.value)
+    assert message.startswith(f"cannot connect to the Ray cluster at {address}: ") and "\n" not in message
+    assert not client_mode_hook.is_client_mode_enabled
+    local = RayExecutor(None, threads=1, workers=1, fn=json.dumps)
+    try:
+        assert local.map([{"a": 1}, [2]]) == ['{"a": 1}', "[2]"] and "local instance, 1 CPUs" in local.name
+    finally:
+        local.close()
+
+
+@pytest.mark.slow
 @pytest.mark.heavy  # one build per target on Ray, then serially (~1 min): in CI, not the default run
 def test_build_targets_on_ray_gives_the_serial_reports(cluster: dict[str, str], tmp_path: Path):
     """Two microcontroller targets, each a Ray task pinned to one thread on the 2-node cluster: the same
