@@ -145,7 +145,9 @@ class Report:
             from edgekd.emulate import exactness
 
             lines += ["", "Emulated runs (outputs compared with the same runtime on the host; latency counted on one "
-                      "thread, instructions x CPI at the profile's clock):", "",
+                      "thread at the profile's clock: counted instructions x the cycles per instruction of the "
+                      "core's cycle model where it has one, else of a fixed CPI; report.json's latency_method "
+                      "says which):", "",
                       "| artifact | emulator | kernels | accuracy | vs host | instructions | latency (counted) | "
                       "estimate (profile's threads) |", "|---|---|---|---|---|---|---|---|"]
             for a in self.emulated:
@@ -262,7 +264,8 @@ def _c_entry(a: Artifact, entries: list[dict[str, Any]], est: Any, prefix: str) 
 def _emulated_entry(r: EmulatedRun, by_path: dict[str, Artifact], estimates: dict[str, Any],
                     layout: BuildLayout) -> dict[str, Any]:
     """A report.json artifact entry for one emulated run: where it ran, which kernels, exactness vs host,
-    and the counted latency (single thread, instructions x CPI at the profile's clock)."""
+    and the counted latency (single thread at the profile's clock: instructions x the cycles per instruction
+    that the core's cycle model gave for this run, or a fixed CPI where the core has no model)."""
     a = by_path.get(r.path)
     size: tuple[int, str] | None = (a.bytes, a.sha256) if a else None
     built = layout.artifacts / r.path
@@ -280,8 +283,8 @@ def _emulated_entry(r: EmulatedRun, by_path: dict[str, Artifact], estimates: dic
              "emulated_samples": r.samples, "arena_bytes": lifted.get("arena_bytes"),
              "latency_ms": r.counted_ms if counted else est.ms,
              "latency_kind": "counted" if counted else est.kind,
-             "latency_method": (f"{r.instructions:,} instructions per invoke counted on {r.emulator} x CPI "
-                                f"{r.cpi:g} at the profile's clock, 1 thread ({cpi_note})"
+             "latency_method": (f"{r.instructions:,} instructions per invoke counted on {r.emulator} x {r.cpi:g} "
+                                f"cycles per instruction ({cpi_note}) at the profile's clock, 1 thread"
                                 if counted else est.method),
              "estimated_ms": est.ms, "instructions": r.instructions, "cpi": r.cpi, "host_latency_ms": None,
              "bit_exact_vs_host": r.bit_exact_vs_host, "max_diff_vs_host": r.max_diff_vs_host}

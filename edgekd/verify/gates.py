@@ -38,8 +38,9 @@ def ram_gate(ram: dict[str, tuple[int, str]], target: Target) -> Gate:
 def latency_gate(estimates: dict[str, Any], target: Target, emulated: list[EmulatedRun] | None = None) -> Gate:
     """Counted on the emulated core when an emulator ran (deployed kernels only), else the cost model's estimate.
 
-    Counts are single-threaded instructions x the core's CPI at the profile's clock: stricter than the
-    multi-threaded estimate on Linux targets, so a counted pass is a pass on the device's slowest setting.
+    Counts are single-threaded instructions x the core's cycles per instruction (its cycle model's, or a fixed
+    CPI) at the profile's clock: stricter than the multi-threaded estimate on Linux targets, so a counted pass is
+    a pass on the device's slowest setting.
     """
     budget = target.budgets.latency_ms
     worst = max(estimates, key=lambda k: estimates[k].ms)
@@ -50,7 +51,7 @@ def latency_gate(estimates: dict[str, Any], target: Target, emulated: list[Emula
         ms = top.counted_ms or 0.0
         return Gate(ms <= budget, round(ms, 4), budget, "ms", "counted",
                     f"{top.path} ({top.runtime}, {top.emulator}, 1 thread): {top.instructions or 0:,} "
-                    f"instructions x CPI {top.cpi or 0:g} = {ms:.2f} ms of {budget:g} ms; estimate "
+                    f"instructions x {top.cpi or 0:g} cycles per instruction = {ms:.2f} ms of {budget:g} ms; estimate "
                     f"{est.ms:.2f} ms ({worst}, {est.method})")
     return Gate(est.ms <= budget, est.ms, budget, "ms", est.kind,
                 f"{worst}: {est.ms:.2f} ms of {budget:g} ms; {est.method}")
