@@ -515,3 +515,114 @@ def test_bench_exports_the_pt_teacher_as_the_same_function(tmp_path: Path) -> No
         teacher = load_teacher(str(path), SPEC)
         assert teacher.source == fmt and teacher.module.layout == layout
         assert (teacher.logits(X) - ref).abs().max() < 1e-4
+
+
+# ------------------------------------------------------------------ where a loaded teacher runs
+
+META = torch.device("meta")  # a device other than the CPU that this CPU-only machine has: no data, shapes only
+
+
+class _Recorder(Tiny):
+    """Tiny, recording where its input and weights were when it ran; on the meta device (no data) it answers
+    zeros of the shape the computation gave, on the CPU, so the caller's move back is exercised elsewhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = (x.device, self.fc.weight.device, self.scale.device)
+        out = super().forward(x)
+        return torch.zeros(out.shape) if out.device == META else out
+
+
+def _meta_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.distill import train
+
+    monkeypatch.setattr(train, "device", lambda: META)
+
+
+def test_a_pytorch_teacher_runs_on_the_training_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.distill.teachers import Teacher
+
+    torch.manual_seed(0)
+    module = _Recorder().eval()
+    teacher = Teacher(module, "0" * 64, "factory", "test:recorder")
+    _meta_device(monkeypatch)
+    out = teacher.logits(X)
+    assert module.seen == (META, META, META)  # input, parameters and buffers all on train.device()
+    assert all(t.device == META for t in [*module.parameters(), *module.buffers()])
+    assert out.device.type == "cpu" and out.dtype == torch.float32 and tuple(out.shape) == (3, 10)
+    assert teacher.predict(X.numpy(), batch=2).shape == (3, 10)
+
+
+def test_on_the_cpu_teacher_outputs_are_byte_identical_to_running_the_module(tmp_path: Path) -> None:
+    from edgekd.distill import train
+
+    torch.manual_seed(0)
+    params = {"width": 8, "blocks": 1, "stages": 2}
+    save_teacher(build_teacher("resnet-teacher", params, SPEC), "resnet-teacher", params, SPEC, tmp_path / "t.pt", {})
+    teacher = load_teacher(str(tmp_path / "t.pt"), SPEC)
+    x = np.random.default_rng(0).standard_normal((700, 1, 8, 8)).astype(np.float32)
+    got = teacher.predict(x)  # batches of 512 through Teacher.logits
+    assert all(p.device == train.device() for p in teacher.module.parameters())
+    with torch.no_grad():  # what Teacher.predict computed before it placed the module
+        before = torch.cat([teacher.module(torch.from_numpy(x[i:i + 512])) for i in (0, 512)]).numpy()
+    assert got.dtype == np.float32 and got.tobytes() == before.tobytes()
+
+
+def test_a_teacher_that_fails_on_the_device_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from edgekd.distill.teachers import Teacher
+
+    class CpuConstant(nn.Module):  # like a graph traced with a tensor fixed on the CPU
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # no weights: meta -> CPU loses none (a GPU keeps them)
+            return x.flatten(1)[:, :10] * 2 + torch.arange(10.0)
+
+    module = CpuConstant().eval()
+    teacher = Teacher(module, "0" * 64, "factory", "test:cpu-constant")
+    _meta_device(monkeypatch)
+    with caplog.at_level("WARNING", logger="edgekd"):
+        got = teacher.logits(X)
+    assert torch.equal(got, X.flatten(1)[:, :10] * 2 + torch.arange(10.0))
+    assert "fails on meta" in caplog.text and "runs on the CPU instead" in caplog.text
+    assert teacher.place().type == "cpu"  # for good: later batches do not try the device again
+
+
+def test_foreign_teachers_and_their_ensembles_stay_on_the_cpu(tmp_path: Path, tiny: nn.Module,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.distill.teachers import load_teachers
+
+    with torch.no_grad():
+        want = tiny(X)
+    onnx = _onnx(tiny, tmp_path / "a.onnx", torch.zeros(2, 1, 8, 8))
+    factory = tmp_path / "tinymod.py"
+    factory.write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+
+        def build():
+            torch.manual_seed(0)
+            return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    '''))
+    mixed = load_teachers([str(onnx), f"{factory}:build"], SPEC)
+    torch_member = mixed.module.members[1]
+    with torch.no_grad():
+        want_mixed = (want + torch_member(X)) / 2
+    alone = load_teacher(str(onnx), SPEC)
+    _meta_device(monkeypatch)
+    assert torch.allclose(alone.logits(X), want, atol=1e-5) and alone.place().type == "cpu"
+    assert torch.allclose(mixed.logits(X), want_mixed, atol=1e-5)  # the PyTorch member stayed with ONNX Runtime
+    assert all(p.device.type == "cpu" for p in mixed.module.parameters())
+
+
+def test_feature_channels_probe_a_teacher_where_it_sits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search trains several students from one teacher: after the first, the teacher is on the training device,
+    and the feature-loss set-up must probe it there (a CPU probe would fail against device weights)."""
+    from edgekd.distill.online import feature_channels
+    from edgekd.distill.teachers import Teacher
+
+    torch.manual_seed(0)
+    params = {"width": 8, "blocks": 1, "stages": 2}
+    module = build_teacher("resnet-teacher", params, SPEC).eval()
+    teacher = Teacher(module, "0" * 64, "edgekd", "test", feature_layer="stages")
+    _meta_device(monkeypatch)
+    teacher.place()
+    assert next(module.parameters()).device == META
+    assert feature_channels(module, "stages", SPEC.input_shape) == 16  # width 8, doubled at the second stage

@@ -49,9 +49,10 @@ def feature_channels(module: nn.Module, layer: str, shape: tuple[int, ...]) -> i
     handle = dict(module.named_modules())[layer].register_forward_hook(lambda m, i, o: out.__setitem__("f", o))
     was = module.training
     module.eval()
+    weight = next(module.parameters(), None)  # a teacher may sit on the training device already (Teacher.place)
     try:
         with torch.no_grad():
-            module(torch.zeros(1, *shape))
+            module(torch.zeros(1, *shape, device=weight.device if weight is not None else None))
     finally:
         module.train(was)
         handle.remove()

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from edgekd.data import TaskSpec
 from edgekd.data.knowledge import TeacherRecipe
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_torch_save, sha256_file
+from edgekd.logs import log
 
 FORMAT = "edgekd-teacher/1"
 
@@ -104,9 +105,25 @@ def build_teacher(arch: str, params: dict[str, Any], spec: TaskSpec, where: str 
                           f"teacher with `edgekd teacher --task {spec.name}`") from None
 
 
+CPU = torch.device("cpu")
+
+
+def runs_on_torch(module: nn.Module) -> bool:
+    """Whether ``module`` is PyTorch all through, so it can move to the training device: ONNX Runtime and LiteRT
+    teachers (alone or in an ensemble) take numpy arrays on the CPU."""
+    from edgekd.distill.foreign import OnnxTeacher, TfliteTeacher
+
+    return not any(isinstance(m, (OnnxTeacher, TfliteTeacher)) for m in module.modules())
+
+
 @dataclass
 class Teacher:
-    """A loaded teacher: an eval-mode module plus what identifies it (for caches and reports)."""
+    """A loaded teacher: an eval-mode module plus what identifies it (for caches and reports).
+
+    A PyTorch teacher runs on the device the student trains on (:func:`edgekd.distill.train.device`), since on a
+    GPU machine a CPU teacher makes every teacher pass and cache fill CPU-bound; its logits come back on the CPU,
+    where the cache and the losses' callers expect them. Foreign (ONNX, .tflite) teachers stay on their runtimes.
+    """
 
     module: nn.Module
     sha256: str
@@ -116,10 +133,43 @@ class Teacher:
     accuracy: float | None = None
     params: int = 0
     members: list[dict[str, Any]] | None = None  # an ensemble's teachers
+    _device: torch.device | None = field(default=None, init=False, repr=False)
+    _ran_on_device: bool = field(default=False, init=False, repr=False)
+    _cpu_for_good: bool = field(default=False, init=False, repr=False)  # a foreign runtime, or the device failed it
+
+    def place(self) -> torch.device:
+        """Move the module to the training device (once; again if that device changes) and return the device."""
+        from edgekd.distill import train  # train imports this module
+
+        if self._device is None and not runs_on_torch(self.module):
+            self._cpu_for_good = True
+        dev = CPU if self._cpu_for_good else train.device()
+        if dev != self._device:
+            self.module.to(dev)
+            self._device = dev
+        return dev
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's output for ``x``, computed on the training device, returned on the CPU.
+
+        An exported graph can hold tensors fixed on the CPU (a ``.pt2`` traced there), or the device can run out
+        of memory: if the first batch fails on the device, the teacher moves back to the CPU for good, with a
+        warning, rather than stop a run that the CPU can serve."""
+        dev = self.place()
         with torch.no_grad():
-            return self.module(x).detach()
+            if dev == CPU:
+                return self.module(x).detach()
+            try:
+                out = self.module(x.to(dev)).detach()
+            except RuntimeError as exc:
+                if self._ran_on_device:
+                    raise
+                log.warning("teacher %s fails on %s (%s); it runs on the CPU instead", self.path, dev, first_line(exc))
+                self._cpu_for_good, self._device = True, CPU
+                self.module.to(CPU)
+                return self.module(x.cpu()).detach()
+            self._ran_on_device = True
+            return out.cpu()
 
     def predict(self, x: np.ndarray, batch: int = 512) -> np.ndarray:
         """Logits on normalised task inputs ``x`` (N, *input_shape), batched, as float32 numpy."""

@@ -1,9 +1,8 @@
 """Device-side launcher for issue 15's full-label 30-epoch measurement (not part of edgekd).
 
-edgekd's trainer already trains on CUDA (edgekd.distill.train.device), but a loaded teacher runs on the CPU
-(Teacher.logits). On the GPU machine that would make each teacher pass over 54,000 images cost minutes, so this
-launcher moves the teacher's forward pass to CUDA (outputs back on the CPU, as edgekd expects). Nothing else is
-changed; the teacher-output cache key (teacher file sha256, images, augmentation) is the same.
+edgekd itself puts the student and a loaded PyTorch teacher on CUDA when there is one
+(edgekd.distill.train.device; Teacher.place), so this launcher only chooses what to run; the teacher-output
+cache key (teacher file sha256, images, augmentation) does not depend on the device.
 
     gpu.py teacher OUT EPOCHS WIDTH BLOCKS      train a built-in resnet-teacher (recipe, no label smoothing)
     gpu.py precompute TEACHER MIX DRAW...       fill the teacher-output cache for these augmentation draws
@@ -24,19 +23,6 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # bench_distill imports benchdocs
 
-from edgekd.distill import teachers  # noqa: E402
-
-
-def _logits(self: teachers.Teacher, x: torch.Tensor) -> torch.Tensor:
-    dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    params = list(self.module.parameters())
-    if params and params[0].device != dev:
-        self.module.to(dev)
-    with torch.no_grad():
-        return self.module(x.to(dev)).detach().float().cpu()
-
-
-teachers.Teacher.logits = _logits  # type: ignore[method-assign]
 LIMIT = int(os.environ["DEV15_LIMIT"]) if os.environ.get("DEV15_LIMIT") else None  # smoke tests only
 
 
