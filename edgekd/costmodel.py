@@ -218,6 +218,7 @@ class _GraphLowering:
         self.constants = 0
         self.channels_last_input = channels_last_input
         self.pieces: dict[Any, list[int]] = {}  # split/chunk node -> one buffer per output
+        self.app_rows: set[int] = set()  # buffers of a text student's token rows, laid out by its app
 
     # -- buffers and ops
     def new_buffer(self, shape: tuple[int, ...], nhwc: bool) -> int:
@@ -337,8 +338,9 @@ class _GraphLowering:
         if target == "aten.embedding.default":  # (table, ids): the table is looked up by the app beside the body
             table = _shape(src)
             self.buffer_of[node] = self.emit("TOKEN_LOOKUP", name, [self.buffer_of[node.args[1]]], shape, False,
-                                             params=math.prod(table), int8_weight_bytes=math.prod(table) + 4,
+                                             params=math.prod(table), int8_weight_bytes=math.prod(table),
                                              fp32_weight_bytes=4 * math.prod(table), note="token embedding table")
+            self.app_rows.add(self.buffer_of[node])
             return
         buf = self.buffer_of[src]
         if target == "aten.permute.default":
@@ -417,9 +419,12 @@ class _GraphLowering:
         wshape = _shape(w)
         out_f, in_f = (wshape[0], wshape[1]) if str(node.target) != "aten.addmm.default" else (wshape[1], wshape[0])
         rows = math.prod(shape[:-1])
-        return self.emit("FULLY_CONNECTED", name, [self.buffer_of[x]], shape, False, constants=2,
-                         params=in_f * out_f + out_f, macs=rows * in_f * out_f,
-                         int8_weight_bytes=in_f * out_f + 4 * out_f, fp32_weight_bytes=4 * (in_f * out_f + out_f),
+        # A bias-free Linear (the text students' projection) converts to a FULLY_CONNECTED without a bias tensor.
+        bias = int(str(node.target) == "aten.addmm.default" or len(node.args) > 2 and node.args[2] is not None)
+        return self.emit("FULLY_CONNECTED", name, [self.buffer_of[x]], shape, False, constants=1 + bias,
+                         params=in_f * out_f + bias * out_f, macs=rows * in_f * out_f,
+                         int8_weight_bytes=in_f * out_f + bias * 4 * out_f,
+                         fp32_weight_bytes=4 * (in_f * out_f + bias * out_f),
                          channels=out_f, kernel=1, in_channels=in_f, input_elems=rows * in_f)
 
     def lower_pool(self, node: Any, name: str, shape: tuple[int, ...]) -> int:
@@ -458,6 +463,8 @@ class _GraphLowering:
         x = node.args[0]
         buf = self.buffer_of[x]
         in_shape = _shape(x)
+        if buf in self.app_rows:
+            return buf  # the app writes the looked-up rows as the body's (N, 1, L, E) input: no RESHAPE in the file
         if math.prod(in_shape) == max(in_shape, default=1) and self.layers and self.layers[-1].op == "MEAN" \
                 and self.buffers[buf].first == len(self.layers) - 1:
             return buf  # squeezing unit dims off a MEAN output: the converter folds it into MEAN
@@ -527,8 +534,11 @@ def analyze(model: torch.nn.Module, input_shape: tuple[int, ...], dtype: str = "
     n_tensors = activation_tensors + low.constants
     weighted = [ly for ly in layers if ly.channels]
     channels = sum(ly.channels for ly in weighted)
-    tflite_bytes = (int8_w + TFLITE_PER_TENSOR_BYTES * n_tensors + TFLITE_PER_OP_BYTES * len(layers)
-                    + TFLITE_PER_CHANNEL_BYTES * channels)
+    # A text student's table lookup runs in its app: its table is charged (the int8 rows the app holds) but not
+    # an operator entry or the token-id input tensor, which the .tflite does not have.
+    app_layers = sum(ly.op in APP_OPS for ly in layers)
+    tflite_bytes = (int8_w + TFLITE_PER_TENSOR_BYTES * (n_tensors - app_layers)
+                    + TFLITE_PER_OP_BYTES * (len(layers) - app_layers) + TFLITE_PER_CHANNEL_BYTES * channels)
     head = plan_arena(low.buffers)
     prepare_temp = max([TFLM_PREPARE_TEMP_BYTES] + [TFLM_PREPARE_TEMP_PER_OP + 8 * ly.channels for ly in weighted])
     overhead = (TFLM_FIXED_BYTES + TFLM_IO_TENSOR_BYTES + TFLM_EVAL_TENSOR_BYTES * n_tensors
@@ -642,15 +652,79 @@ def _calibrated(report: CostReport, target: Target) -> LatencyEstimate | None:
     return LatencyEstimate(round(ms, 4), round(floor * 1e3, 4), "estimated", method)
 
 
+#: Per-operator cycles of text students' int8 bodies on LiteRT + XNNPACK per emulated Cortex-A core
+#: (scripts/calibrate_text_cortex_a.py writes it).
+CORTEX_A_TEXT_CYCLES = Path(__file__).parent / "text" / "cortex_a_cycles.json"
+#: The fit's features, in order: what XNNPACK's int8 kernels spend time on for these operators.
+CORTEX_A_TEXT_FEATURES = ("conv_macs", "conv_outputs", "fc_macs", "fc_outputs", "mean_inputs", "operators", "invoke")
+
+
+@cache
+def cortex_a_text_calibration() -> dict[str, Any]:
+    """The calibrated Cortex-A cycles of text students (``{}`` when the data file is missing: profile rates)."""
+    try:
+        return json.loads(CORTEX_A_TEXT_CYCLES.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cortex_a_text_features(layer: Layer) -> list[float] | None:
+    """One layer's contribution to :data:`CORTEX_A_TEXT_FEATURES` (``invoke`` is added once per model); all zeros
+    for what the body's file does not run (the app's table lookup, the rows' RESHAPE); None for an operator the
+    fit does not cover (the text transformer's attention, LayerNorm, ...)."""
+    outs = math.prod(layer.output_shape) if layer.output_shape else 0
+    if layer.op in APP_OPS or layer.op == "RESHAPE":
+        return [0.0] * len(CORTEX_A_TEXT_FEATURES)
+    if layer.op == "CONV_2D":
+        return [float(layer.macs), float(outs), 0, 0, 0, 1, 0]
+    if layer.op == "FULLY_CONNECTED":
+        return [0, 0, float(layer.macs), float(outs), 0, 1, 0]
+    if layer.op == "MEAN":
+        return [0, 0, 0, 0, float(layer.input_elems), 1, 0]
+    return None
+
+
+def _cortex_a_text(report: CostReport, target: Target) -> LatencyEstimate | None:
+    """A text student's int8 body on XNNPACK from per-operator cycles counted on the target's emulated Cortex-A
+    core, when the calibration covers every operator; the profile's threads by the counter's own thread model."""
+    cpu = target.emulator.cpu if target.emulator else None
+    fit = cortex_a_text_calibration().get("cores", {}).get(cpu or "")
+    if target.is_mcu or report.dtype != "int8" or not fit or not any(ly.op in APP_OPS for ly in report.layers):
+        return None
+    total = [0.0] * (len(CORTEX_A_TEXT_FEATURES) - 1) + [1.0]
+    ops = 0
+    for layer in report.layers:
+        feat = cortex_a_text_features(layer)
+        if feat is None:
+            return None
+        ops += any(feat)
+        total = [a + b for a, b in zip(total, feat, strict=True)]
+    from edgekd.emulate.timing_a import threads_ms
+
+    mhz = target.cpu.clock_mhz
+    one = sum(c * f for c, f in zip(fit["coef"], total, strict=True)) / (mhz * 1e3)
+    threads = target.throughput.threads
+    ms = threads_ms(one, threads, ops, mhz)
+    tp = target.throughput
+    floor = report.macs / (tp.peak_int8_macs_per_cycle * mhz * 1e6 * threads) * 1e3
+    method = (f"text student on LiteRT + XNNPACK: {ops} operators charged per-operator cycles counted on the "
+              f"emulated {cpu} (qemu-aarch64 + edgekd.emulate.timing_a; {fit['cases']} bodies, fit error up to "
+              f"{fit['max_abs_err_pct']:.0f}%; scripts/calibrate_text_cortex_a.py -> edgekd/text/cortex_a_cycles.json)"
+              f": {one:.3f} ms on 1 thread at {mhz:g} MHz, {threads} threads by the counter's (t1 - S) / N + S "
+              f"({target.name} profile)")
+    return LatencyEstimate(round(max(ms, floor), 4), round(floor, 4), "estimated", method)
+
+
 def estimate_latency(report: CostReport, target: Target) -> LatencyEstimate:
     """Latency from MACs and the profile's sustained rate, never below the physical peak-rate floor.
 
     Per layer: MACs / (sustained MACs per cycle x clock x threads) plus the profile's fixed per-operator
     dispatch cost; operators without MACs (PAD, TRANSPOSE, RESHAPE, ADD ...) cost one cycle per output byte.
     Microcontrollers that run edgekd's generated C use its calibrated per-operator cycles instead
-    (:func:`mcu_layer_features`), so the estimate predicts the counted figure the latency gate checks.
+    (:func:`mcu_layer_features`), so the estimate predicts the counted figure the latency gate checks; so do text
+    students on Cortex-A cores (:func:`cortex_a_text_features`; image models keep the profile rate there).
     """
-    calibrated = _calibrated(report, target)
+    calibrated = _calibrated(report, target) or _cortex_a_text(report, target)
     if calibrated is not None:
         return calibrated
     tp = target.throughput

@@ -1,9 +1,10 @@
 """Budget planner: the most capable student in the search space that fits every budget of a target.
 
 "Most capable" is largest MACs, then most parameters. Each candidate is costed by :mod:`edgekd.costmodel`
-(flash = model bytes + the runtime's flash overhead; RAM = planned arena + the runtime's RAM overhead;
-latency = the estimate: per-operator cycles of edgekd's generated C calibrated on counted runs where the target
-is a microcontroller with a fit, else the profile's MAC rate) and refused when its converted graph would need an
+(flash = model bytes + a text student's tokenizer files + the runtime's flash overhead; RAM = planned arena +
+the runtime's RAM overhead; latency = the estimate: per-operator cycles of edgekd's generated C calibrated on
+counted runs where the target is a microcontroller with a fit, of a text student's XNNPACK operators on a
+Cortex-A core likewise, else the profile's MAC rate) and refused when its converted graph would need an
 operator the target does not support, so nobody trains a student that cannot ship.
 """
 
@@ -168,16 +169,32 @@ class _CostCache:
             log.warning("cost cache %s not saved (%s)", self.path, exc.strerror or type(exc).__name__)
 
 
+def app_flash_bytes(config: StudentConfig, spec: TaskSpec, target: Target) -> int:
+    """Flash the app holds beside the model: a text student's tokenizer files and table header (the files its
+    bundle ships, :mod:`edgekd.text.footprint`); 0 for other tasks, whose bundles the model bytes cover."""
+    if spec.kind != "text":
+        return 0
+    from edgekd.text.footprint import app_flash_bytes as text_app_bytes
+    from edgekd.text.task import RECIPE, RECIPES
+
+    recipe = RECIPES.get(spec.name, RECIPE)
+    return sum(text_app_bytes(config.params, int(spec.input_shape[0]), target.is_mcu,
+                              recipe.bucket_tokenizer).values())
+
+
 def evaluate(config: StudentConfig, target: Target, spec: TaskSpec, cache: _CostCache | None = None) -> Candidate:
     """Cost one student config on one target and check it against every budget and the operator set."""
     cache = cache or _CostCache()
     dtype = "fp32" if target.quantization == "fp32" else "int8"
     cost = cache.get(config, spec.input_shape, spec.num_classes, dtype)
+    app = app_flash_bytes(config, spec, target)
     predicted = {
-        "flash_bytes": int(cost.model_bytes + target.runtime_flash_bytes),
+        "flash_bytes": int(cost.model_bytes + app + target.runtime_flash_bytes),
         "ram_bytes": int(cost.arena_bytes + target.runtime_ram_bytes),
         "latency_ms": round(costmodel.estimate_latency(cost, target).ms, 4),
     }
+    if app:
+        predicted["app_flash_bytes"] = app
     budgets = target.budgets
     over = {}
     if predicted["flash_bytes"] > budgets.flash_bytes:

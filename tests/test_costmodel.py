@@ -124,6 +124,13 @@ def test_linear_mlp_figures_by_hand():
     assert r.activation_bytes == 128
 
 
+def test_bias_free_linear_converts_without_a_bias_tensor():
+    r = analyze(nn.Linear(64, 32, bias=False), (64,), channels_last_input=False)
+    assert ops(r) == ["FULLY_CONNECTED"] and r.int8_weight_bytes == 64 * 32 and r.params == 64 * 32
+    # tensors: input, output and the weights (no int32 bias), as litert-torch writes a bias-free projection
+    assert r.tflite_bytes == 64 * 32 + 3 * TFLITE_PER_TENSOR_BYTES + TFLITE_PER_OP_BYTES + 32 * TFLITE_PER_CHANNEL_BYTES
+
+
 def test_depthwise_conv_is_depthwise():
     r = analyze(nn.Conv2d(8, 8, 3, padding=1, groups=8), (8, 8, 8))
     assert ops(r) == ["DEPTHWISE_CONV_2D"]
@@ -376,6 +383,35 @@ def test_wide_depthwise_and_wide_conv_cases_are_fitted_on_every_core():
 
 
 # ---------------------------------------------------------------- what cannot be lowered or exported
+
+def test_text_students_on_cortex_a_charge_the_counted_xnnpack_fit_and_image_models_keep_the_profile_rate():
+    from edgekd.emulate.timing_a import threads_ms
+    from edgekd.students import StudentConfig, build_student
+
+    zero = load_target("raspberry-pi-zero-2-w")
+    fit = costmodel.cortex_a_text_calibration()["cores"]["cortex-a53"]
+    assert len(fit["coef"]) == len(costmodel.CORTEX_A_TEXT_FEATURES) and fit["max_abs_err_pct"] < 10
+    torch.manual_seed(0)
+    phone = build_student(StudentConfig("text_conv", {"embed": 128, "width": 256, "depth": 2, "kernel": 5,
+                                                      "buckets": None}), (32,), 384)
+    r = analyze(phone, (32,), "int8")
+    feats = [costmodel.cortex_a_text_features(ly) for ly in r.layers]
+    assert [ly.op for ly, f in zip(r.layers, feats, strict=True) if any(f)] == ["CONV_2D", "CONV_2D", "MEAN",
+                                                                                "FULLY_CONNECTED"]
+    total = [sum(col) for col in zip(*feats, strict=True)][:-1] + [1.0]
+    one = sum(c * f for c, f in zip(fit["coef"], total, strict=True)) / 1e6  # cycles at 1,000 MHz -> ms
+    lat = estimate_latency(r, zero)
+    assert lat.ms == pytest.approx(threads_ms(one, 4, 4, 1000.0), abs=1e-3)
+    assert "counted on the emulated cortex-a53" in lat.method and f"{one:.3f} ms on 1 thread" in lat.method
+    # image models on the same core, and text operators the fit does not cover, keep the profile rate
+    image = analyze(conv_bn_relu(), (3, 8, 8))
+    tp = zero.throughput
+    hand = (13824 / (tp.int8_macs_per_cycle * 1e9 * 4) + tp.op_overhead_us * 1e-6) * 1e3
+    assert estimate_latency(image, zero).ms == pytest.approx(hand, abs=1e-4)
+    tx = build_student(StudentConfig("text_transformer", {"width": 64, "layers": 1, "heads": 2, "ffn": 2,
+                                                          "buckets": 4096}), (32,), 384)
+    assert "MACs at" in estimate_latency(analyze(tx, (32,), "int8"), zero).method
+
 
 def test_unsupported_ops_are_reported_not_dropped():
     class Sorter(nn.Module):

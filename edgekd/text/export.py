@@ -52,6 +52,13 @@ class TextArtifacts:
         return asdict(self) | {"shipped_bytes_tflite": self.shipped_bytes}
 
 
+def token_table_meta(rows: int, width: int, scale: float, zero_point: int, sha256: str) -> dict[str, Any]:
+    """token_table.json: the table's shape, layout and quantization (one place for the exporter and the planner's
+    flash charge, :mod:`edgekd.text.footprint`)."""
+    return {"format": "edgekd-token-table/1", "rows": rows, "width": width, "dtype": "int8",
+            "layout": "row-major (rows, width)", "scale": scale, "zero_point": zero_point, "sha256": sha256}
+
+
 def int8_rows(table_q: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """(N, 1, L, E) int8 .tflite inputs: a copy of each token's row (what the device does)."""
     return table_q[ids][:, None]
@@ -99,10 +106,8 @@ def export_text_student(model: TextStudent, tokenizer: Tokenizer, calib_texts: l
     table = model.embed.weight.detach().numpy()
     table_q = quantize(table, g.input.scale, g.input.zero_point, np.int8)
     atomic_write_bytes(out / "token_table.bin", table_q.tobytes())
-    write_json(out / "token_table.json", {"format": "edgekd-token-table/1", "rows": int(table.shape[0]),
-                                          "width": int(width), "dtype": "int8", "layout": "row-major (rows, width)",
-                                          "scale": g.input.scale, "zero_point": g.input.zero_point,
-                                          "sha256": sha256_bytes(table_q.tobytes())})
+    write_json(out / "token_table.json", token_table_meta(int(table.shape[0]), int(width), g.input.scale,
+                                                          g.input.zero_point, sha256_bytes(table_q.tobytes())))
     tokenizer.save(out)
 
     ids = tokenizer.encode(check_texts)

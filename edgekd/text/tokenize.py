@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import EdgekdError
-from edgekd.io import atomic_write_text, sha256_bytes, write_json
+from edgekd.io import atomic_write_bytes, dumps_json, sha256_bytes
 
 FORMAT = "edgekd-text-tokenizer/1"
 DEFAULT_MAX_LEN = 32
@@ -116,10 +116,15 @@ class Tokenizer:
         return {"format": FORMAT, "kind": self.kind, "max_len": self.max_len, "vocab_size": self.vocab_size,
                 "pad_id": PAD_ID, "lowercase": True, "strip_accents": True}
 
+    def files(self) -> dict[str, bytes]:
+        """The files ``save`` writes, by name: what a bundle ships for this tokenizer and what the planner charges
+        to flash (:mod:`edgekd.text.footprint`), from one place."""
+        return {"tokenizer.json": dumps_json(self.settings()).encode()}
+
     def save(self, folder: str | Path) -> list[Path]:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        return [write_json(folder / "tokenizer.json", self.settings())]
+        return [atomic_write_bytes(folder / name, data) for name, data in self.files().items()]
 
     def key(self) -> str:
         return sha256_bytes(json.dumps(self.settings(), sort_keys=True).encode())[:16]
@@ -177,9 +182,8 @@ class WordPieceTokenizer(Tokenizer):
                 "cls_id": self.cls, "sep_id": self.sep, "unk_id": self.unk, "subword_prefix": "##",
                 "max_word_chars": MAX_WORD_CHARS}
 
-    def save(self, folder: str | Path) -> list[Path]:
-        paths = super().save(folder)
-        return [*paths, atomic_write_text(Path(folder) / "vocab.txt", self.vocab_text)]
+    def files(self) -> dict[str, bytes]:
+        return super().files() | {"vocab.txt": self.vocab_text.encode()}
 
 
 class HashedTokenizer(Tokenizer):
@@ -247,9 +251,8 @@ class FrequentWordsTokenizer(Tokenizer):
                 "id": "1 + index of the hash among the listed words' sorted hashes; else 1 + words + hash % "
                       "(vocab_size - 1 - words)"}
 
-    def save(self, folder: str | Path) -> list[Path]:
-        paths = super().save(folder)
-        return [*paths, atomic_write_text(Path(folder) / "vocab.txt", self.words_text)]
+    def files(self) -> dict[str, bytes]:
+        return super().files() | {"vocab.txt": self.words_text.encode()}
 
 
 def frequent_words(n: int | None = None) -> list[str]:
