@@ -107,7 +107,8 @@ def half(args: argparse.Namespace, data: dict) -> None:
     with the cap at ``--latency-fraction`` of today's pick counted the same way; the estimated cap stays as a
     free pre-filter. ``--reuse KEY`` takes today's pick's finished rows from another part with the same final
     recipe (the training is deterministic) instead of training them again. Every final row's int8 .tflite is
-    counted on the emulated core (edgekd's C, unicorn + the Cortex-M4 cycle model), trained weights."""
+    counted on the emulated core (edgekd's C, unicorn + the Cortex-M4 cycle model), trained weights. ``--extra``
+    adds arms chosen by hand (e.g. a member of the space the search did not draw)."""
     key = f"half{args.tag}"
     part = data.setdefault(key, {})
     nrf = load_target("nrf52840-dk")
@@ -129,9 +130,21 @@ def half(args: argparse.Namespace, data: dict) -> None:
     result, final = _search_part(args, data, key, nrf, work, counted_cap, {"latency": f"{cap}ms"},
                                  {"latency_fraction": args.latency_fraction, "latency_cap_ms": cap})
     arms = [("today's planner pick", today), ("searched at the reduced budget", _candidate(result.best))]
+    arms += [("hand-picked at the reduced budget (not searched)", _extra_arm(text, nrf)) for text in args.extra]
     if result.trials[0].origin == "planner" and result.trials[0].id != result.best.id:
         arms.append(("planner pick at the reduced budget", _candidate(result.trials[0])))
     _finals(args, data, key, data[key], nrf, arms, Path(args.work) / key, final)
+
+
+def _extra_arm(text: str, nrf: Any) -> Any:
+    """``--extra family:k=v,...``: a student chosen by hand, costed like the search's draws, trained as one more
+    arm after the searched one (was a member the search did not draw better?)."""
+    from edgekd.data import get_spec
+    from edgekd.planner import evaluate
+    from edgekd.students import parse_config
+
+    family, _, config = text.partition(":")
+    return evaluate(parse_config(family, config), nrf, get_spec("fashion-mnist"))
 
 
 def _search_part(args: argparse.Namespace, data: dict, key: str, nrf: Any, work: Path, counted_cap: float | None,
@@ -158,8 +171,9 @@ def _search_part(args: argparse.Namespace, data: dict, key: str, nrf: Any, work:
         shutil.copy(work / "search" / "frontier.png", FIGS / f"nrf52840-dk-fashion-mnist-{key}-frontier.png")
         save({key: part})
     final = load_task("fashion-mnist", None, seed=DATA_SEED, limit=args.final_limit or None)
+    seeds = sorted(set(part.get("final", {}).get("seeds", [])) | set(args.seeds))  # a resumed run adds seeds
     part["final"] = {"epochs": args.final_epochs, "limit": args.final_limit or None, "loss": "ce",
-                     "seeds": args.seeds, "train_samples": len(final.x_train), "test_samples": len(final.x_test),
+                     "seeds": seeds, "train_samples": len(final.x_train), "test_samples": len(final.x_test),
                      "runtime": "LiteRT reference kernels (int8)"}
     return result_from_json(part["frontier"]), final
 
@@ -386,11 +400,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0],
                     help="half: training seeds of the final comparison, e.g. 0,1")
     ap.add_argument("--arms", type=int, default=3, help="half: train only the first N arms (today's pick, "
-                    "searched, planner at the reduced budget)")
+                    "searched, the --extra ones, planner at the reduced budget)")
     ap.add_argument("--latency-fraction", type=float, default=0.5, help="half: the search's latency budget, as a "
                     "fraction of today's planner pick's estimated latency")
     ap.add_argument("--counted", action="store_true", help="half: cap the search's counted latency (emulated "
                     "core, untrained weights) at --latency-fraction of today's pick's, counted the same way")
+    ap.add_argument("--extra", action="append", default=[], help="half: one more arm chosen by hand, e.g. "
+                    "dscnn:depth=5,width=32,resolution=none (trained after the searched one; count it in --arms)")
     ap.add_argument("--reuse", default="", help="half: take today's pick's rows from this part (same recipe)")
     ap.add_argument("--counted-latency", type=float, default=0.0, help="full: also cap every draw's counted "
                     "latency (ms, emulated core, untrained weights)")
@@ -409,8 +425,10 @@ def main() -> None:
         key = f"fmnist_pool{args.pool}{args.tag}" if args.part in ("fmnist", "lastrung") else args.part
         key += args.tag if args.part in ("half", "full") else ""
         key += "_lastrung" if args.part == "lastrung" else ""
-        data.setdefault("commands", {})[key] = "OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py " + \
-            " ".join(sys.argv[1:])
+        command = "OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_search.py " + " ".join(sys.argv[1:])
+        earlier = data.setdefault("commands", {}).get(key)
+        data["commands"][key] = command if earlier in (None, command) or command in earlier else \
+            f"{earlier}; then {command}"  # a resumed part keeps the command that started it
     save(data)
 
 
