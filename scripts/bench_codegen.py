@@ -1,12 +1,15 @@
 """Generated C on the emulated fashion-mnist microcontroller builds: size, RAM, exactness, counted latency.
 
-    .venv/bin/python scripts/bench_codegen.py                # ~5 min: every MCU profile with a QEMU board
+    .venv/bin/python scripts/bench_codegen.py [--samples 1000]   # every MCU profile with a QEMU board
 
 For each microcontroller build (default: runs/bench_build/<target>/artifacts from scripts/bench.py, plus the
-30-epoch nrf52840-dk KD student of runs/bench_export), edgekd generates C from the int8 .tflite, links it into
-the profile's flash/RAM budgets, runs it on the profile's QEMU board over an evenly spaced sample of the
-fashion-mnist test set and compares every output byte with the TFLite Micro interpreter. Writes
-docs/bench_codegen.json and the "codegen" section of docs/benchmarks.md.
+nrf52840-dk student of runs/bench_export when that folder exists), edgekd generates C from the int8 .tflite,
+links it into the profile's flash/RAM budgets, runs it on the profile's QEMU board over an evenly spaced sample of
+the fashion-mnist test set and compares every output byte with the TFLite Micro interpreter. One invoke is
+counted (unicorn, or QEMU's TCG plugin on the M55) and charged by the core's cycle model where it has one
+(edgekd.emulate.timing_m on the M4/M7, timing_m55 on the M55; the M0+ is instructions x a fixed CPI); the
+estimate beside it is edgekd.costmodel's calibrated per-operator cycles (edgekd/costdata/mcu_cycles.json).
+Writes docs/bench_codegen.json and the "codegen" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -85,28 +88,35 @@ def main() -> None:
                "ram_bytes": d and d.ram_bytes, "arena_bytes": d and d.arena_bytes,
                "stack_bytes": d and d.stack_bytes, "tflm_arena_bytes": d and d.tflm_arena_bytes,
                "ram_vs_tflm": d and d.ram_vs_tflm, "instructions": run.instructions, "cpi": run.cpi,
+               "cycles": d and d.cycles, "cycles_per_mac": d and d.cycles_per_mac,
+               "counter": d and d.counter, "cycle_source": d and d.cpi_source, "estimate_method": est.method,
                "counted_ms": run.counted_ms, "estimated_ms": est.ms, "budget_ms": target.budgets.latency_ms,
                "flash_budget_bytes": target.budgets.flash_bytes, "ram_budget_bytes": target.budgets.ram_bytes,
                "macs": d and d.macs, "count_note": d and d.count_note, "wall_s": round(wall, 1)}
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("label", "ok", "bit_exact_vs_host", "accuracy", "flash_bytes",
-                                              "ram_vs_tflm", "instructions", "counted_ms", "wall_s")}), flush=True)
+                                              "ram_vs_tflm", "instructions", "cycles", "counted_ms", "estimated_ms",
+                                              "wall_s")}), flush=True)
         Path(args.json).write_text(json.dumps({"samples": args.samples, "rows": rows}, indent=2) + "\n")
     lines = ["| build (core, board) | samples | C int8 acc. (board) | bit-exact vs TFLite Micro | flash: C firmware "
              "/ .tflite + TFLM runtime | RAM: C (arena + stack) / TFLM min. arena | instructions / invoke | "
-             "counted ms | estimated ms | budget ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "cycles / invoke (how) | counted ms | estimated ms | budget ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if not r["ok"]:
-            lines.append(f"| {r['label']} | FAILED: {r['error']} | | | | | | | | |")
+            lines.append(f"| {r['label']} | FAILED: {r['error']} | | | | | | | | | |")
             continue
         insns = f"{r['instructions'] / 1e6:.2f}M" if r["instructions"] else f"- ({r['count_note']})"
         counted = f"{r['counted_ms']:.1f}" if r["counted_ms"] is not None else "-"
+        model = ("M55 beat model" if r["core"] == "cortex-m55" else f"{r['core'].removeprefix('cortex-')} model")
+        cycles = (f"{r['cycles'] / 1e6:.2f}M ({model})" if r["cycles"] is not None else
+                  f"{r['instructions'] * r['cpi'] / 1e6:.2f}M (x CPI {r['cpi']:g})" if r["instructions"] else "-")
         lines.append(
             f"| {r['label']} ({r['core']}, {r['emulator'].split('/')[1]}) | {r['samples']:,} | "
             f"{100 * r['accuracy']:.2f}% | {'yes' if r['bit_exact_vs_host'] else 'NO'} | "
             f"{r['flash_bytes']:,} / {r['tflite_bytes'] + r['tflm_runtime_flash_bytes']:,} | "
             f"{r['arena_bytes'] + r['stack_bytes']:,} / {r['tflm_arena_bytes']:,} ({r['ram_vs_tflm']:.2f}x) | "
-            f"{insns} | {counted} | {r['estimated_ms']:.1f} | {r['budget_ms']:g} |")
+            f"{insns} | {cycles} | {counted} | {r['estimated_ms']:.1f} | {r['budget_ms']:g} |")
     replace_section("codegen", "\n".join(lines))
     print("\n".join(lines))
     if any(not r["ok"] or not r["bit_exact_vs_host"] for r in rows):
