@@ -554,12 +554,17 @@ MCU_CYCLES = Path(__file__).parent / "costdata" / "mcu_cycles.json"
 
 
 @cache
-def mcu_calibration() -> dict[str, Any]:
-    """The calibrated per-operator cycle costs (``{}`` when the data file is missing: profile rates are used)."""
+def _read_fit(path: Path) -> dict[str, Any]:
+    """A calibration data file, read once (``{}`` when it is missing or unreadable: profile rates are used)."""
     try:
-        return json.loads(MCU_CYCLES.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def mcu_calibration() -> dict[str, Any]:
+    """The calibrated per-operator cycle costs of edgekd's generated C per Cortex-M core."""
+    return _read_fit(MCU_CYCLES)
 
 
 def _ceil(n: int, m: int) -> int:
@@ -659,13 +664,9 @@ CORTEX_A_TEXT_CYCLES = Path(__file__).parent / "text" / "cortex_a_cycles.json"
 CORTEX_A_TEXT_FEATURES = ("conv_macs", "conv_outputs", "fc_macs", "fc_outputs", "mean_inputs", "operators", "invoke")
 
 
-@cache
 def cortex_a_text_calibration() -> dict[str, Any]:
-    """The calibrated Cortex-A cycles of text students (``{}`` when the data file is missing: profile rates)."""
-    try:
-        return json.loads(CORTEX_A_TEXT_CYCLES.read_text())
-    except (OSError, ValueError):
-        return {}
+    """The calibrated Cortex-A cycles of text students' operators per emulated core."""
+    return _read_fit(CORTEX_A_TEXT_CYCLES)
 
 
 def cortex_a_text_features(layer: Layer) -> list[float] | None:

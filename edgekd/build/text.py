@@ -33,6 +33,7 @@ from edgekd.build.stages import Stages
 from edgekd.build.text_records import TextDistillRecord, TextExportRecord, TextTeacherRecord, TextVerifyRecord
 from edgekd.errors import EdgekdError
 from edgekd.io import sha256_file, write_json
+from edgekd.text.footprint import on_device
 from edgekd.verify.records import Gate
 
 if TYPE_CHECKING:
@@ -345,11 +346,13 @@ def _ram_need(ctx: BuildContext, report: Any) -> tuple[int, str]:
 def _flashed_bytes(ctx: BuildContext, export: TextExportRecord, tok: Any) -> tuple[int, str]:
     """Bytes the device holds for the model, table and tokenizer, and what the tokenizer part is. A
     microcontroller keeps a frequent-words tokenizer's list as its C form (4-byte hashes), not as vocab.txt."""
-    words = getattr(tok, "words", None)
-    if not (ctx.target.is_mcu and words and "vocab.txt" in export.files):
+    words = len(getattr(tok, "words", None) or ())
+    files = {name: int(f["bytes"]) for name, f in export.files.items()}
+    held = on_device(files, words, ctx.target.is_mcu)
+    if "word_hashes" not in held:
         return export.shipped_bytes, "tokenizer files"
-    return (export.shipped_bytes - int(export.files["vocab.txt"]["bytes"]) + 4 * len(words),
-            f"tokenizer.json + the {len(words):,} listed words as 4-byte hashes (the C tokenizer's table; vocab.txt "
+    return (export.shipped_bytes - sum(files.values()) + sum(held.values()),
+            f"tokenizer.json + the {words:,} listed words as 4-byte hashes (the C tokenizer's table; vocab.txt "
             "stays on the host)")
 
 

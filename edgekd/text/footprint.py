@@ -46,6 +46,13 @@ def table_meta_bytes(rows: int, width: int) -> int:
     return len(dumps_json(token_table_meta(rows, width, PLACEHOLDER_SCALE, 0, "0" * 64)).encode())
 
 
+def on_device(files: dict[str, int], words: int, mcu: bool) -> dict[str, int]:
+    """Tokenizer file bytes as the device holds them: a microcontroller keeps a ``words``-long list as the C
+    tokenizer's sorted 4-byte FNV-1a hashes (``word_hashes``) instead of ``vocab.txt``, which stays on the host."""
+    if not (mcu and words and "vocab.txt" in files):
+        return dict(files)
+    return {name: n for name, n in files.items() if name != "vocab.txt"} | {"word_hashes": 4 * words}
+
 def app_flash_bytes(params: dict[str, Any], max_len: int, mcu: bool, bucket_tokenizer: str = "hashed"
                     ) -> dict[str, int]:
     """Bytes a device holds for a text student besides its ``.tflite`` body and table, by file. ``params``: the
@@ -57,9 +64,6 @@ def app_flash_bytes(params: dict[str, Any], max_len: int, mcu: bool, bucket_toke
     buckets = params.get("buckets")
     kind = "wordpiece" if buckets is None else str(params.get("tokenizer") or bucket_tokenizer)
     files, words = _tokenizer_files(kind, int(buckets or 0) or 4096, max_len)
-    out = dict(files)
-    if mcu and words and "vocab.txt" in out:
-        del out["vocab.txt"]
-        out["word_hashes"] = 4 * words
+    out = on_device(dict(files), words, mcu)
     out["token_table.json"] = table_meta_bytes(vocab_size(params), int(params.get("embed") or params["width"]))
     return out
