@@ -462,7 +462,9 @@ def plot_frontier(result: SearchResult, path: Path) -> Path:
         ax.scatter([x(best, key) * scale], [100 * best.accuracy], s=220, facecolors="none",
                    edgecolors="tab:red", linewidths=2, zorder=3, label=f"chosen: {best.label()[:40]}")
         ax.axvline(budget * scale, color="k", ls="--", lw=1, label="budget")
-        ax.set_xscale("log")
+        xs = [x(t, key) * scale for t in ran] + [budget * scale]
+        if max(xs) >= 10 * min(xs):  # a log axis over less than a decade prints overlapping minor-tick labels
+            ax.set_xscale("log")
         ax.set_xlabel(f"{'latency' if key == 'latency_ms' else 'RAM'}, {unit}")
         ax.set_ylabel("validation accuracy, % (at the trial's last rung)")
         ax.legend(fontsize=6, loc="best", framealpha=0.6)
