@@ -163,6 +163,10 @@ def test_text_build_refuses_another_teacher_before_any_work(private_cache: Path,
                             "--fast", "--out", str(tmp_path / "b")])
     assert "--qat, --baseline: not available for the text task text-embedding" in line
     assert not (tmp_path / "b" / "plan.json").exists()
+    line = one_line_exit_2(["build", "--target", "nrf52840-dk", "--task", "digits", "--sentences", "500", "--fast",
+                            "--out", str(tmp_path / "d")])
+    assert "--sentences sets a text task's training sentences; digits is not a text task" in line
+    assert not (tmp_path / "d").exists()
 
 
 BOARD_TOOLS = all(shutil.which(t) for t in ("qemu-system-arm", "arm-none-eabi-gcc"))
@@ -239,13 +243,18 @@ def test_user_sentences_build_a_text_student_scored_without_a_probe(private_cach
     texts = corpus_mod.load_corpus().texts[:500]
     mine = tmp_path / "my.txt"
     mine.write_text("\n".join(texts + texts[:5]) + "\n", encoding="utf-8")  # duplicates are kept once
-    r = CliRunner().invoke(main, ["build", "--target", "google-pixel-8", "--task", "text-embedding", "--data",
-                                  str(mine), "--fast", "--emulator", "none", "--out", str(tmp_path / "u"), "--json"])
+    args = ["build", "--target", "google-pixel-8", "--task", "text-embedding", "--data", str(mine), "--fast",
+            "--emulator", "none", "--json"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "u")])
     assert r.exit_code in (0, 1), (r.output, r.exception)  # 1: a gate failed, the report is still written
     report = json.loads(r.stdout[r.stdout.index('{\n  "reports"'):])["reports"][0]
     held = sum(corpus_mod.is_held_out(t) for t in set(texts))
     f = report["text_metrics"]["float"]
     assert report["evaluated_on"]["train_sentences"] == len(set(texts)) - held and f["nn_pool"] == held
+    r = CliRunner().invoke(main, args + ["--sentences", "300", "--out", str(tmp_path / "u300")])  # fewer than it has
+    assert r.exit_code in (0, 1), (r.output, r.exception)
+    fewer = json.loads(r.stdout[r.stdout.index('{\n  "reports"'):])["reports"][0]
+    assert fewer["evaluated_on"]["train_sentences"] == 300 and fewer["text_metrics"]["float"]["nn_pool"] == held
     assert f["probe_student"] is None and report["teacher"]["probe_accuracy"] is None and f["mean_cosine"] > 0.2
     small = tmp_path / "small.txt"
     small.write_text("\n".join(texts[:30]) + "\n", encoding="utf-8")

@@ -40,6 +40,7 @@ from edgekd.build.records import DistillRecord, PlanRecord, TeacherRecord
 from edgekd.build.report import Report
 from edgekd.build.stages import PIPELINE, STAGES, Stage, Stages
 from edgekd.build.text import is_text, run_text_target
+from edgekd.errors import EdgekdError
 from edgekd.io import FolderLock, check_writable
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def run_target(target: Target, opts: BuildOptions, out: Path, teacher: TeacherRe
     check_writable(ctx.layout.root)
     stages = Stages(ctx.layout.root)
     if is_text(ctx.spec):  # the task's kind picks the path: text records through the same stages
-        return run_text_target(ctx, stages, started, opts.epochs, opts.limit)  # type: ignore[return-value]
+        return run_text_target(ctx, stages, started, opts.epochs, opts.sentences or opts.limit)  # type: ignore[return-value]
     plan = plan_stage.run(ctx, stages)
     teacher_stages = shared or stages
     teacher = teacher or teacher_stage.run(ctx.opts, ctx.layout, teacher_stages)
@@ -129,6 +130,12 @@ def _prepare(targets: list[str | Target], opts: BuildOptions) -> list[Target]:
     loaded = [(t if isinstance(t, Target) else load_target(t)).with_budgets(**resolved.budgets) for t in targets]
     for target in loaded:
         check_emulator_choice(resolved.emulator, target)
+    if resolved.sentences is not None:
+        from edgekd.data import get_spec
+
+        if not is_text(get_spec(resolved.task, resolved.data_dir)):
+            raise EdgekdError(f"--sentences sets a text task's training sentences; {resolved.task} is not a text "
+                              f"task: drop it")
     if resolved.sign:  # a bad key fails now, not after training
         from edgekd.signing import load_private_key
 

@@ -52,6 +52,7 @@ class BuildOptions:
     searched: str | None = None  # an `edgekd search` result (frontier.json or its folder): train its chosen student
     baseline: bool = False
     limit: int | None = None
+    sentences: int | None = None  # a text task's training sentences (None: the recipe's); image tasks refuse it
     families: list[str] | None = None
     max_drop_pp: float = 1.0
     vectors: int = 16

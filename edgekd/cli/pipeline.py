@@ -38,6 +38,9 @@ from edgekd.errors import EdgekdError
 @click.option("--fast", is_flag=True, help="Smoke build: few epochs, a sample of the data (~2 min on digits).")
 @click.option("--loss", default="kd", show_default=True, help="kd | dkd | dist | feature | ce (no teacher).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Distillation epochs [default: 20, --fast: 6].")
+@click.option("--sentences", type=click.IntRange(min=1),
+              help="Text tasks: training sentences the teacher embeds (cached) and the student learns from "
+                   "[default: the task's recipe, 20,000; --fast: 1,024]; more is slower and closer to the teacher.")
 @click.option("--qat", is_flag=True, help="Quantization-aware fine-tuning.")
 @click.option("--search", "search_arg", default="0", show_default=True,
               help="N: try the planner's top N candidates with short runs; or an `edgekd search` folder / "
@@ -65,8 +68,8 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
               data_path: str | None, teacher_ref: str | None, teacher_weights: str | None, allow_weak_teacher: bool,
               labels: int | None, unlabelled: str | None, mix: str, views: int, min_accuracy: float | None,
               out_dir: str | None,
-              fast: bool, loss: str,
-              epochs: int | None, qat: bool, search_arg: str, student_ref: str | None, baseline: bool, seed: int,
+              fast: bool, loss: str, epochs: int | None, sentences: int | None,
+              qat: bool, search_arg: str, student_ref: str | None, baseline: bool, seed: int,
               families: tuple[str, ...], on_ray: bool, cluster: str | None, threads: int,
               sign_key: str | None, max_drop: float, emulator: str, emulator_limit: int, emulator_timeout: float,
               ram_budget: str | None, flash_budget: str | None, latency_budget: str | None, as_json: bool) -> None:
@@ -85,7 +88,7 @@ def build_cmd(target_name: str | None, targets_csv: str | None, all_targets: boo
                         teacher_weights=teacher_weights, allow_weak_teacher=allow_weak_teacher, labels=labels,
                         unlabelled=unlabelled, mix=mix, views=views,
                         min_accuracy=None if min_accuracy is None else min_accuracy / 100,
-                        epochs=epochs, seed=seed, qat=qat, search=search, baseline=baseline,
+                        epochs=epochs, sentences=sentences, seed=seed, qat=qat, search=search, baseline=baseline,
                         student=student_ref, searched=searched,
                         families=list(families) or None, max_drop_pp=max_drop, progress=not as_json,
                         budgets={"ram": ram_budget, "flash": flash_budget, "latency": latency_budget},
